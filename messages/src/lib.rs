@@ -1,0 +1,27 @@
+//! # imgflow-messages: the wire
+//!
+//! Everything that crosses a process boundary in imgflow, as plain types and pure functions:
+//! no async runtime, no AWS SDK, so every shape is testable from a JSON fixture.
+//!
+//! # Layout
+//! - [`s3_event`]: S3 event notifications as they reach the ingest queue (direct, SNS-wrapped,
+//!   EventBridge-shaped), including `s3:TestEvent` and form-URL-encoded keys.
+//! - [`stage`]: the events stages publish to each other (`ImageAccepted`, `ImageLabeled`,
+//!   `ImageStored`), versioned with `schema_version`.
+//! - [`labels`]: labels in exactly Rekognition DetectLabels' shape.
+//! - [`record`]: the DynamoDB item contract that tools and tests read.
+//! - [`id`]: the deterministic image id.
+
+pub mod id;
+pub mod labels;
+pub mod record;
+pub mod s3_event;
+pub mod stage;
+
+pub use id::image_id;
+pub use labels::{BoundingBox, Instance, Label, NamedRef};
+pub use record::{ImageRecord, ImageStatus};
+pub use s3_event::{parse_notification, Notification, ObjectEvent};
+pub use stage::{
+    ImageAccepted, ImageLabeled, ImageRef, ImageStored, MessageError, StageMessage, SCHEMA_VERSION,
+};

@@ -1,0 +1,135 @@
+//! The DynamoDB item contract: one item per image id in table `<prefix>-images`.
+//! The API, the CLI and the tests read items through this type.
+use serde::{Deserialize, Serialize};
+
+use crate::Label;
+
+/// Where an image is in its life. `rejected`, `missing` and `labeled` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageStatus {
+    /// Checked and handed to the label stage.
+    Accepted,
+    /// Not an image imgflow can label (format, size, dimensions, corrupt); see `reason`.
+    Rejected,
+    /// The object (or that version of it) was gone when ingest looked; see `reason`.
+    Missing,
+    /// Labels are stored.
+    Labeled,
+}
+
+impl ImageStatus {
+    /// The value stored in the `status` attribute.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+            Self::Missing => "missing",
+            Self::Labeled => "labeled",
+        }
+    }
+
+    /// Parses the stored `status` attribute.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "accepted" => Self::Accepted,
+            "rejected" => Self::Rejected,
+            "missing" => Self::Missing,
+            "labeled" => Self::Labeled,
+            _ => return None,
+        })
+    }
+
+    /// Whether no stage will change this status again (short of a new upload).
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Accepted)
+    }
+}
+
+impl std::fmt::Display for ImageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One image's item. Timestamps are RFC 3339 UTC with microseconds, which sort as strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// See [`crate::image_id`].
+    pub id: String,
+    /// Bucket holding the image.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// S3 version id on versioned buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// ETag without quotes.
+    pub etag: String,
+    /// `image/jpeg` or `image/png` from the magic bytes; absent when not recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Object size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Width in pixels, from the image header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Height in pixels, from the image header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Where the image is in its life.
+    pub status: ImageStatus,
+    /// Why the image was rejected or is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Labels in Rekognition's shape, once labeled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+    /// Which detector produced the labels (`rekognition`, `local`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<String>,
+    /// The detector's model version (Rekognition's `LabelModelVersion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_model_version: Option<String>,
+    /// Correlates this image's log lines across stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// When S3 reported the object (the event time).
+    pub received_at: String,
+    /// When ingest accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<String>,
+    /// When the label stage produced the labels now stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeled_at: Option<String>,
+}
+
+impl ImageRecord {
+    /// Names of the labels, most confident first, at most `n`.
+    pub fn top_labels(&self, n: usize) -> Vec<&str> {
+        let mut labels: Vec<&Label> = self.labels.iter().flatten().collect();
+        labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        labels.into_iter().take(n).map(|l| l.name.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips_through_its_stored_value() {
+        for s in [
+            ImageStatus::Accepted,
+            ImageStatus::Rejected,
+            ImageStatus::Missing,
+            ImageStatus::Labeled,
+        ] {
+            assert_eq!(ImageStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ImageStatus::parse("done"), None);
+        assert!(!ImageStatus::Accepted.is_final());
+        assert!(ImageStatus::Missing.is_final());
+    }
+}
