@@ -1,0 +1,53 @@
+//! # imgflow-ingest
+//!
+//! S3 ObjectCreated events → checked images. For each new object under `incoming/`: read
+//! its header and tail with small ranged GETs, decide `accepted`, `rejected` or `missing`,
+//! write the item, and publish `ImageAccepted` for accepted ones.
+//!
+//! # Layout
+//! - [`handler`]: the stage's logic, generic over the ports.
+//! - `main.rs`: wiring only.
+
+pub mod handler;
+
+use std::sync::Arc;
+
+use imgflow_runtime::{
+    aws::{dynamodb::DynamoImageTable, s3::S3Store, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
+    config::{env_in_range, ConfigError, WorkerConfig},
+    consumer::Consumer,
+    image_probe::Limits,
+    PortError,
+};
+
+pub use handler::IngestHandler;
+
+/// The ingest consumer on AWS.
+pub type IngestConsumer = Consumer<SqsQueue, IngestHandler<S3Store, DynamoImageTable, SnsPublisher>>;
+
+/// Image limits from `IMGFLOW_MAX_IMAGE_BYTES`, `IMGFLOW_MIN_SIDE_PX`, `IMGFLOW_MAX_SIDE_PX`
+/// (defaults: Rekognition's 15 MiB and 80–10,000 px).
+pub fn limits_from_env() -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    Ok(Limits {
+        max_bytes: env_in_range("IMGFLOW_MAX_IMAGE_BYTES", d.max_bytes, 1..=15 * 1024 * 1024)?,
+        min_side: env_in_range("IMGFLOW_MIN_SIDE_PX", d.min_side, 1..=10_000)?,
+        max_side: env_in_range("IMGFLOW_MAX_SIDE_PX", d.max_side, 1..=10_000)?,
+    })
+}
+
+/// Builds the ingest consumer on AWS clients, resolving its queue and topic.
+pub async fn build(aws: &AwsClients, config: &WorkerConfig, limits: Limits) -> Result<IngestConsumer, PortError> {
+    let handler = IngestHandler::new(
+        Arc::new(S3Store::new(aws.s3.clone())),
+        Arc::new(aws.image_table(config)),
+        Arc::new(aws.stage_publisher(config).await?),
+        limits,
+        config.names.incoming_prefix(),
+    );
+    Ok(Consumer::new(
+        Arc::new(aws.stage_queue(config).await?),
+        Arc::new(handler),
+        config.consumer.clone(),
+    ))
+}

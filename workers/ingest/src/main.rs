@@ -1,1 +1,24 @@
-fn main() {}
+//! `imgflow-ingest`: consumes `<prefix>-ingest`, publishes to `<prefix>-image-accepted`.
+use std::sync::Arc;
+
+use anyhow::Context;
+use imgflow_runtime::{
+    aws::AwsClients,
+    config::{Stage, WorkerConfig},
+    shutdown, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = WorkerConfig::from_env(Stage::Ingest)?;
+    let limits = imgflow_ingest::limits_from_env()?;
+    telemetry::init(config.json_logs);
+    let shutdown = shutdown::on_signals();
+    let aws = AwsClients::from_env().await;
+    let consumer = imgflow_ingest::build(&aws, &config, limits)
+        .await
+        .context("connecting the ingest stage to its queue and topic")?;
+    tracing::info!(prefix = %config.names.prefix, "ingest stage running");
+    Arc::new(consumer).run(shutdown).await;
+    Ok(())
+}

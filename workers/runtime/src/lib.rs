@@ -1,0 +1,30 @@
+//! # imgflow-runtime: what every stage shares
+//!
+//! Stages are thin: a handler with the stage's logic, generic over the ports below, wired to
+//! AWS in `main.rs`. Everything else lives here.
+//!
+//! # Layout
+//! - [`ports`]: the small traits handlers depend on (`Queue`, `Publisher`, `ObjectStore`,
+//!   `LabelDetector`, `ImageTable`), with our own types in and out.
+//! - [`error`]: [`PortError`], the one place retry decisions are made from.
+//! - [`consumer`]: the SQS consumer loop: long poll, bounded concurrency, batch delete,
+//!   backoff through visibility, dead-lettering, graceful shutdown.
+//! - [`aws`]: the adapters implementing the ports on the AWS SDK. Only they see `SdkError`.
+//! - [`config`]: environment variables, read once, and resource names from the prefix.
+//! - [`image_probe`]: format and dimensions from the first bytes of a file, without decoding.
+//! - [`telemetry`], [`shutdown`], [`clock`].
+//! - `fakes` (feature `test-util`): in-memory ports for handler tests.
+
+pub mod aws;
+pub mod clock;
+pub mod config;
+pub mod consumer;
+pub mod error;
+#[cfg(feature = "test-util")]
+pub mod fakes;
+pub mod image_probe;
+pub mod ports;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::{PortError, PortErrorKind};

@@ -1,0 +1,244 @@
+//! Ingest's decisions against in-memory ports.
+use std::sync::Arc;
+
+use imgflow_ingest::IngestHandler;
+use imgflow_messages::{ImageAccepted, ImageStatus, StageMessage};
+use imgflow_runtime::{
+    consumer::{Batch, Consumer, ConsumerConfig, Disposition, Handler},
+    fakes::{FakeObjectStore, FakePublisher, FakeQueue, FakeTable},
+    image_probe::Limits,
+    ports::{ImageTable, ReceivedMessage},
+};
+
+const BUCKET: &str = "imgflow-images";
+
+struct Fixture {
+    store: Arc<FakeObjectStore>,
+    table: Arc<FakeTable>,
+    publisher: Arc<FakePublisher>,
+    handler: IngestHandler<FakeObjectStore, FakeTable, FakePublisher>,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(FakeObjectStore::default());
+    let table = Arc::new(FakeTable::default());
+    let publisher = Arc::new(FakePublisher::default());
+    let handler = IngestHandler::new(
+        store.clone(),
+        table.clone(),
+        publisher.clone(),
+        Limits::default(),
+        "incoming/",
+    );
+    Fixture {
+        store,
+        table,
+        publisher,
+        handler,
+    }
+}
+
+/// A PNG whose header and end are real; the pixel data is irrelevant to ingest.
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    v.extend_from_slice(&width.to_be_bytes());
+    v.extend_from_slice(&height.to_be_bytes());
+    v.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    v.extend(std::iter::repeat_n(7u8, 5000));
+    v.extend_from_slice(b"\0\0\0\0IEND\xae\x42\x60\x82");
+    v
+}
+
+/// A JPEG with `metadata` bytes of APP segments before its frame header.
+fn jpeg(width: u16, height: u16, metadata: usize) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8];
+    let mut left = metadata;
+    while left > 0 {
+        let len = left.min(60_000);
+        v.extend_from_slice(&[0xFF, 0xE1]);
+        v.extend_from_slice(&((len + 2) as u16).to_be_bytes());
+        v.extend(std::iter::repeat_n(0u8, len));
+        left -= len;
+    }
+    v.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x11, 0x08]);
+    v.extend_from_slice(&height.to_be_bytes());
+    v.extend_from_slice(&width.to_be_bytes());
+    v.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    v.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02]);
+    v.extend(std::iter::repeat_n(0x55u8, 3000));
+    v.extend_from_slice(&[0xFF, 0xD9]);
+    v
+}
+
+/// An S3 notification as S3 sends it: keys form-URL-encoded.
+fn event(key: &str, etag: &str) -> ReceivedMessage {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_owned(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let body = serde_json::json!({"Records": [{
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-27T03:40:11.532Z",
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": encoded, "size": 1, "eTag": etag}}
+    }]});
+    message(body.to_string())
+}
+
+fn message(body: String) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: "m1".into(),
+        receipt_handle: "r1".into(),
+        body,
+        receive_count: 1,
+        attributes: Default::default(),
+    }
+}
+
+async fn upload_and_ingest(f: &Fixture, key: &str, body: Vec<u8>) -> imgflow_messages::ImageRecord {
+    let etag = f.store.insert(BUCKET, key, body);
+    f.handler.handle(&event(key, &etag)).await.unwrap();
+    let items = f.table.items();
+    items
+        .values()
+        .find(|r| r.key == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no item for {key}: {items:?}"))
+}
+
+#[tokio::test]
+async fn a_png_is_accepted_and_announced() {
+    let f = fixture();
+    let record = upload_and_ingest(&f, "incoming/holiday 2024/café + friends.png", png(451, 300)).await;
+    assert_eq!(record.status, ImageStatus::Accepted);
+    assert_eq!((record.width, record.height), (Some(451), Some(300)));
+    assert_eq!(record.content_type.as_deref(), Some("image/png"));
+    assert_eq!(record.received_at, "2026-11-27T03:40:11.532000Z");
+
+    let published = f.publisher.published();
+    assert_eq!(published.len(), 1);
+    let accepted = ImageAccepted::decode(&published[0]).unwrap();
+    assert_eq!(accepted.image.image_id, record.id);
+    assert_eq!(accepted.image.key, "incoming/holiday 2024/café + friends.png");
+    assert_eq!(accepted.image.trace_id, record.trace_id.unwrap());
+}
+
+#[tokio::test]
+async fn bad_files_are_rejected_with_reasons_and_not_announced() {
+    let f = fixture();
+    let mut truncated = jpeg(640, 480, 100);
+    truncated.truncate(truncated.len() / 2);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("incoming/notes.png", b"just some text, not a picture\n".to_vec(), "text"),
+        ("incoming/empty.png", Vec::new(), "empty"),
+        ("incoming/cut.jpg", truncated, "truncated"),
+        ("incoming/strip.png", png(12_000, 50), "12000×50"),
+        ("incoming/anim.gif", b"GIF89a\x10\0\x10\0".to_vec(), "GIF"),
+    ];
+    for (key, body, expected) in cases {
+        let record = upload_and_ingest(&f, key, body).await;
+        assert_eq!(record.status, ImageStatus::Rejected, "{key}");
+        let reason = record.reason.unwrap_or_default();
+        assert!(reason.contains(expected), "{key}: reason {reason:?} should mention {expected:?}");
+    }
+    assert!(f.publisher.published().is_empty());
+}
+
+#[tokio::test]
+async fn a_jpeg_header_behind_large_metadata_is_found_with_few_small_reads() {
+    let f = fixture();
+    let record = upload_and_ingest(&f, "incoming/camera.jpg", jpeg(4032, 3024, 150_000)).await;
+    assert_eq!(record.status, ImageStatus::Accepted);
+    assert_eq!((record.width, record.height), (Some(4032), Some(3024)));
+    // 64 KiB, then 128 KiB, then 256 KiB of header, then the tail.
+    assert!(f.store.range_reads() <= 4, "{} reads", f.store.range_reads());
+}
+
+#[tokio::test]
+async fn an_object_deleted_before_ingest_is_missing() {
+    let f = fixture();
+    let etag = f.store.insert(BUCKET, "incoming/gone.png", png(100, 100));
+    f.store.remove(BUCKET, "incoming/gone.png");
+    f.handler.handle(&event("incoming/gone.png", &etag)).await.unwrap();
+    let record = f.table.items().into_values().next().unwrap();
+    assert_eq!(record.status, ImageStatus::Missing);
+    assert!(record.reason.unwrap().contains("deleted"));
+    assert!(f.publisher.published().is_empty());
+}
+
+#[tokio::test]
+async fn an_object_replaced_after_its_event_is_left_to_the_newer_event() {
+    let f = fixture();
+    let old_etag = f.store.insert(BUCKET, "incoming/x.png", png(100, 100));
+    f.store.insert(BUCKET, "incoming/x.png", png(200, 200));
+    f.handler.handle(&event("incoming/x.png", &old_etag)).await.unwrap();
+    let record = f.table.items().into_values().next().unwrap();
+    assert_eq!(record.status, ImageStatus::Missing);
+    assert!(record.reason.unwrap().contains("replaced"));
+}
+
+#[tokio::test]
+async fn a_duplicate_event_maps_to_the_same_item_and_never_undoes_labels() {
+    let f = fixture();
+    let etag = f.store.insert(BUCKET, "incoming/dup.png", png(100, 100));
+    f.handler.handle(&event("incoming/dup.png", &etag)).await.unwrap();
+    f.handler.handle(&event("incoming/dup.png", &etag)).await.unwrap();
+    let items = f.table.items();
+    assert_eq!(items.len(), 1);
+    let id = items.keys().next().unwrap().clone();
+
+    // Once labeled, a late duplicate changes nothing and announces nothing.
+    let accepted = ImageAccepted::decode(&f.publisher.published()[0]).unwrap();
+    let labeled = imgflow_messages::ImageLabeled {
+        schema_version: 1,
+        image: accepted.image,
+        labels: vec![],
+        detector: "fake".into(),
+        label_model_version: "1".into(),
+        labeled_at: "2026-11-27T03:40:12.000000Z".into(),
+    };
+    f.table.record_labels(&labeled).await.unwrap();
+    f.handler.handle(&event("incoming/dup.png", &etag)).await.unwrap();
+    assert_eq!(f.table.items()[&id].status, ImageStatus::Labeled);
+    assert_eq!(f.publisher.published().len(), 2, "the late duplicate published nothing");
+}
+
+#[tokio::test]
+async fn test_events_and_other_prefixes_and_removals_write_nothing() {
+    let f = fixture();
+    let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2014-10-13T15:57:02.089Z","Bucket":"b"}"#;
+    f.handler.handle(&message(test_event.into())).await.unwrap();
+    let etag = f.store.insert(BUCKET, "elsewhere/a.png", png(100, 100));
+    f.handler.handle(&event("elsewhere/a.png", &etag)).await.unwrap();
+    let removal = event("incoming/a.png", "e").body.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
+    f.handler.handle(&message(removal)).await.unwrap();
+    assert!(f.table.items().is_empty());
+    assert!(f.publisher.published().is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_body_is_dead_lettered_and_the_rest_of_the_batch_flows() {
+    let f = fixture();
+    let queue = Arc::new(FakeQueue::new());
+    let etag = f.store.insert(BUCKET, "incoming/ok.png", png(100, 100));
+    queue.send("{not json");
+    queue.send(event("incoming/ok.png", &etag).body);
+    queue.send(r#"{"Records": [{"eventName": 5}]}"#);
+
+    let handler = Arc::new(f.handler);
+    let err = handler.handle(&message("{not json".into())).await.unwrap_err();
+    assert_eq!(err.disposition, Disposition::DeadLetter);
+
+    let consumer = Consumer::new(queue.clone(), handler, ConsumerConfig::new("ingest"));
+    let Batch::Processed(report) = consumer.process_batch().await.unwrap() else { panic!("empty") };
+    assert_eq!((report.succeeded, report.dead_lettered), (1, 2));
+    assert_eq!(consumer.process_batch().await.unwrap(), Batch::Empty);
+    let dead = queue.dead_letters();
+    assert_eq!(dead.len(), 2);
+    assert!(dead.iter().all(|(_, why)| why.error_class == "malformed_event" && why.stage == "ingest"));
+    assert!(dead[0].1.error.contains("not an S3 event notification"), "{}", dead[0].1.error);
+    assert_eq!(f.table.items().len(), 1);
+}

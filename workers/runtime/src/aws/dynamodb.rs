@@ -1,0 +1,394 @@
+//! The `ImageTable` port on DynamoDB.
+//!
+//! Items are written from [`ImageRecord`] through JSON: numbers become `N` values (DynamoDB's
+//! decimal strings; no float or Decimal workaround), strings `S`, lists `L`, maps `M`. Every
+//! write is conditional, so redelivered and out-of-order messages are harmless.
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    operation::{put_item::PutItemError, update_item::UpdateItemError},
+    types::AttributeValue,
+    Client,
+};
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus};
+use serde::Serialize;
+
+use super::port_error;
+use crate::{
+    ports::{ImageTable, WriteOutcome},
+    PortError, PortErrorKind,
+};
+
+/// Table `<prefix>-images`, partition key `id` (S).
+#[derive(Debug, Clone)]
+pub struct DynamoImageTable {
+    client: Client,
+    table: String,
+}
+
+impl DynamoImageTable {
+    /// The table `table` on `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Up to `limit` items, newest `received_at` first. Scans the table: for operators' tools
+    /// on small tables, not for request paths.
+    pub async fn recent(&self, limit: usize) -> Result<Vec<ImageRecord>, PortError> {
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error(format!("dynamodb:Scan {}", self.table), e))?;
+            for item in page.items.unwrap_or_default() {
+                match item_to_record(item) {
+                    Ok(record) => records.push(record),
+                    Err(e) => tracing::warn!(error = %e, "skipping an item that is not an image record"),
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        records.sort_by(|a, b| b.received_at.cmp(&a.received_at).then(a.key.cmp(&b.key)));
+        records.truncate(limit);
+        Ok(records)
+    }
+
+    async fn update(&self, id: &str, update: Update, what: &str) -> Result<WriteOutcome, PortError> {
+        let (expression, names, values, condition) = update.build();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .update_expression(expression)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(e) if is_condition_failure_update(&e) => Ok(WriteOutcome::Superseded),
+            Err(e) => Err(port_error(format!("dynamodb:UpdateItem {what} {id}"), e)),
+        }
+    }
+}
+
+fn is_condition_failure_update(e: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+fn is_condition_failure_put(e: &SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(PutItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+impl ImageTable for DynamoImageTable {
+    async fn record_ingest(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        let item = record_to_item(record)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(id) OR #status <> :labeled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":labeled", AttributeValue::S(ImageStatus::Labeled.as_str().into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(WriteOutcome::Written),
+            Err(e) if is_condition_failure_put(&e) => Ok(WriteOutcome::Superseded),
+            Err(e) => Err(port_error(format!("dynamodb:PutItem {}", record.id), e)),
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        image_id: &str,
+        status: ImageStatus,
+        reason: &str,
+    ) -> Result<WriteOutcome, PortError> {
+        let mut update = Update::default();
+        update.set("status", s(status.as_str()));
+        update.set("reason", s(reason));
+        update.condition(
+            "attribute_exists(#id) AND #status <> :labeled",
+            &[("id", None), ("labeled", Some(s(ImageStatus::Labeled.as_str())))],
+        );
+        self.update(image_id, update, status.as_str()).await
+    }
+
+    async fn record_labels(&self, labeled: &ImageLabeled) -> Result<WriteOutcome, PortError> {
+        let image = &labeled.image;
+        let mut update = Update::default();
+        update.set("status", s(ImageStatus::Labeled.as_str()));
+        update.set("labels", to_attribute(&labeled.labels)?);
+        update.set("detector", s(&labeled.detector));
+        update.set("label_model_version", s(&labeled.label_model_version));
+        update.set("labeled_at", s(&labeled.labeled_at));
+        // Should the ingest write have been lost, the item still names its object.
+        update.set_if_not_exists("bucket", s(&image.bucket));
+        update.set_if_not_exists("key", s(&image.key));
+        update.set_if_not_exists("etag", s(&image.etag));
+        update.set_if_not_exists("received_at", s(&image.received_at));
+        update.set_if_not_exists("trace_id", s(&image.trace_id));
+        if let Some(version) = &image.version_id {
+            update.set_if_not_exists("version_id", s(version));
+        }
+        update.remove("reason");
+        // Equal timestamps are the same message again: rewriting it is harmless and lets a
+        // redelivery after a crash still publish downstream.
+        update.condition(
+            "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
+            &[("labeled_at", Some(s(&labeled.labeled_at)))],
+        );
+        self.update(&image.image_id, update, "labels").await
+    }
+
+    async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(image_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:GetItem {image_id}"), e))?;
+        output.item.map(item_to_record).transpose()
+    }
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+/// An UpdateItem expression with every attribute name aliased, since many of ours (`key`,
+/// `status`, `size`) are DynamoDB reserved words.
+#[derive(Debug, Default)]
+struct Update {
+    sets: Vec<String>,
+    removes: Vec<String>,
+    condition: Option<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Update {
+    fn name(&mut self, attribute: &str) -> String {
+        let alias = format!("#{attribute}");
+        self.names.insert(alias.clone(), attribute.to_owned());
+        alias
+    }
+
+    fn value(&mut self, attribute: &str, value: AttributeValue) -> String {
+        let placeholder = format!(":{attribute}");
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    fn set(&mut self, attribute: &str, value: AttributeValue) {
+        let (n, v) = (self.name(attribute), self.value(attribute, value));
+        self.sets.push(format!("{n} = {v}"));
+    }
+
+    fn set_if_not_exists(&mut self, attribute: &str, value: AttributeValue) {
+        let (n, v) = (self.name(attribute), self.value(attribute, value));
+        self.sets.push(format!("{n} = if_not_exists({n}, {v})"));
+    }
+
+    fn remove(&mut self, attribute: &str) {
+        let n = self.name(attribute);
+        self.removes.push(n);
+    }
+
+    /// `expression` uses `#name` for each name and `:name` for each value given.
+    fn condition(&mut self, expression: &str, operands: &[(&str, Option<AttributeValue>)]) {
+        for (name, value) in operands {
+            match value {
+                Some(v) => {
+                    self.value(name, v.clone());
+                    // A name may be both compared and a value placeholder (`:labeled_at`).
+                    if expression.contains(&format!("#{name}")) {
+                        self.name(name);
+                    }
+                }
+                None => {
+                    self.name(name);
+                }
+            }
+        }
+        if expression.contains("#status") {
+            self.name("status");
+        }
+        self.condition = Some(expression.to_owned());
+    }
+
+    fn build(self) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>, Option<String>) {
+        let mut expression = format!("SET {}", self.sets.join(", "));
+        if !self.removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
+        }
+        (expression, self.names, self.values, self.condition)
+    }
+}
+
+/// Converts an item into a record.
+pub fn item_to_record(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, PortError> {
+    let json = serde_json::Value::Object(item.into_iter().map(|(k, v)| (k, to_json(v))).collect());
+    serde_json::from_value(json).map_err(|e| {
+        PortError::new(PortErrorKind::Fatal, "decoding an images-table item", e.to_string())
+    })
+}
+
+fn record_to_item(record: &ImageRecord) -> Result<HashMap<String, AttributeValue>, PortError> {
+    match to_attribute(record)? {
+        AttributeValue::M(map) => Ok(map),
+        _ => unreachable!("a record serializes to a map"),
+    }
+}
+
+/// Any serializable value as an attribute. Goes through JSON text so `f32`s keep their short
+/// form (`97.5`, not `97.5000000001`).
+pub fn to_attribute<T: Serialize>(value: &T) -> Result<AttributeValue, PortError> {
+    let text = serde_json::to_string(value)
+        .map_err(|e| PortError::new(PortErrorKind::Fatal, "encoding an item", e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| PortError::new(PortErrorKind::Fatal, "encoding an item", e.to_string()))?;
+    Ok(from_json(json))
+}
+
+fn from_json(value: serde_json::Value) -> AttributeValue {
+    use serde_json::Value;
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s),
+        Value::Array(items) => AttributeValue::L(items.into_iter().map(from_json).collect()),
+        Value::Object(map) => AttributeValue::M(
+            map.into_iter()
+                // Absent beats NULL: conditions test attribute_exists.
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// An attribute as JSON (numbers as JSON numbers).
+pub fn to_json(value: AttributeValue) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        AttributeValue::S(s) => Value::String(s),
+        AttributeValue::N(n) => serde_json::from_str::<serde_json::Number>(&n)
+            .map(Value::Number)
+            .unwrap_or(Value::String(n)),
+        AttributeValue::Bool(b) => Value::Bool(b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::L(items) => Value::Array(items.into_iter().map(to_json).collect()),
+        AttributeValue::M(map) => Value::Object(map.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        AttributeValue::Ss(items) => Value::Array(items.into_iter().map(Value::String).collect()),
+        AttributeValue::Ns(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|n| to_json(AttributeValue::N(n)))
+                .collect(),
+        ),
+        // Binary attributes are not part of the item contract.
+        _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgflow_messages::{BoundingBox, Instance, Label, NamedRef};
+
+    fn record() -> ImageRecord {
+        ImageRecord {
+            id: "abc".into(),
+            bucket: "b".into(),
+            key: "incoming/a b.png".into(),
+            version_id: None,
+            etag: "e".into(),
+            content_type: Some("image/png".into()),
+            size: Some(1234),
+            width: Some(100),
+            height: Some(80),
+            status: ImageStatus::Labeled,
+            reason: None,
+            labels: Some(vec![Label {
+                name: "Cat".into(),
+                confidence: 97.1,
+                instances: vec![Instance {
+                    bounding_box: BoundingBox {
+                        width: 0.5,
+                        height: 0.25,
+                        left: 0.1,
+                        top: 0.2,
+                    },
+                    confidence: 97.1,
+                }],
+                parents: vec![NamedRef::new("Animal")],
+                categories: vec![],
+            }]),
+            detector: Some("rekognition".into()),
+            label_model_version: Some("3.0".into()),
+            trace_id: None,
+            received_at: "2026-11-27T03:40:11.532000Z".into(),
+            accepted_at: None,
+            labeled_at: None,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_through_items_with_numbers_as_n() {
+        let item = record_to_item(&record()).unwrap();
+        assert_eq!(item["size"], AttributeValue::N("1234".into()));
+        assert!(!item.contains_key("reason"), "absent fields are not written as NULL");
+        let AttributeValue::L(labels) = &item["labels"] else { panic!("labels is a list") };
+        let AttributeValue::M(cat) = &labels[0] else { panic!("a label is a map") };
+        assert_eq!(cat["Confidence"], AttributeValue::N("97.1".into()));
+        assert_eq!(item_to_record(item).unwrap(), record());
+    }
+
+    #[test]
+    fn updates_alias_every_name() {
+        let mut u = Update::default();
+        u.set("status", s("labeled"));
+        u.set_if_not_exists("key", s("k"));
+        u.remove("reason");
+        u.condition(
+            "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
+            &[("labeled_at", Some(s("t")))],
+        );
+        let (expression, names, values, condition) = u.build();
+        assert_eq!(
+            expression,
+            "SET #status = :status, #key = if_not_exists(#key, :key) REMOVE #reason"
+        );
+        assert_eq!(names["#labeled_at"], "labeled_at");
+        assert!(values.contains_key(":labeled_at"));
+        assert!(condition.unwrap().contains("<= :labeled_at"));
+    }
+}

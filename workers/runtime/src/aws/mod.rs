@@ -1,0 +1,172 @@
+//! AWS adapters: the only code that sees `SdkError`. Each maps the SDK's errors into
+//! [`PortError`] once, so retry decisions elsewhere read one enum.
+//!
+//! One `SdkConfig` builds every client; `AWS_ENDPOINT_URL` (the standard variable) points all
+//! of them at an emulator, and S3 then uses path-style addressing, since an emulator on
+//! 127.0.0.1 has no bucket subdomains.
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::{
+    client::{orchestrator::HttpResponse, result::SdkError},
+    http::StatusCode,
+};
+use aws_smithy_types::error::{
+    display::DisplayErrorContext,
+    metadata::ProvideErrorMetadata,
+};
+
+use crate::{config::WorkerConfig, PortError, PortErrorKind};
+
+pub mod dynamodb;
+pub mod rekognition;
+pub mod s3;
+pub mod sns;
+pub mod sqs;
+
+/// Every client imgflow uses, from one `SdkConfig`. Clients are cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// SNS.
+    pub sns: aws_sdk_sns::Client,
+    /// S3 (path-style when an endpoint is configured).
+    pub s3: aws_sdk_s3::Client,
+    /// DynamoDB.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// Rekognition.
+    pub rekognition: aws_sdk_rekognition::Client,
+}
+
+impl AwsClients {
+    /// Loads the standard configuration chain (environment, profile, container or instance
+    /// credentials; `AWS_ENDPOINT_URL`) and builds every client from it.
+    pub async fn from_env() -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::new(&config)
+    }
+
+    /// Builds every client from `config`.
+    pub fn new(config: &SdkConfig) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
+        Self {
+            sqs: aws_sdk_sqs::Client::new(config),
+            sns: aws_sdk_sns::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            rekognition: aws_sdk_rekognition::Client::new(config),
+        }
+    }
+}
+
+impl AwsClients {
+    /// The stage's source queue and dead-letter queue, by URL from the configuration or by
+    /// name. Fails at start when they do not exist.
+    pub async fn stage_queue(&self, config: &WorkerConfig) -> Result<sqs::SqsQueue, PortError> {
+        let queue_url = match &config.queue_url {
+            Some(url) => url.clone(),
+            None => sqs::queue_url(&self.sqs, &config.names.queue(config.stage)).await?,
+        };
+        let dead_letter_queue_url = match &config.dead_letter_queue_url {
+            Some(url) => url.clone(),
+            None => sqs::queue_url(&self.sqs, &config.names.dead_letter_queue(config.stage)).await?,
+        };
+        Ok(sqs::SqsQueue::new(self.sqs.clone(), queue_url, dead_letter_queue_url))
+    }
+
+    /// A publisher to the stage's output topic, by ARN from the configuration or by name.
+    pub async fn stage_publisher(&self, config: &WorkerConfig) -> Result<sns::SnsPublisher, PortError> {
+        let arn = match &config.topic_arn {
+            Some(arn) => arn.clone(),
+            None => sns::topic_arn(&self.sns, &config.names.topic(config.stage.output_topic())).await?,
+        };
+        Ok(sns::SnsPublisher::new(self.sns.clone(), arn))
+    }
+
+    /// The images table.
+    pub fn image_table(&self, config: &WorkerConfig) -> dynamodb::DynamoImageTable {
+        dynamodb::DynamoImageTable::new(self.dynamodb.clone(), config.names.table.clone())
+    }
+}
+
+/// Maps any SDK error to a [`PortError`] from its error code and HTTP status.
+pub(crate) fn port_error<E>(operation: impl Into<String>, error: SdkError<E, HttpResponse>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let kind = classify(&error);
+    PortError::new(kind, operation, DisplayErrorContext(&error).to_string())
+}
+
+/// How an SDK error should be treated. Service errors go by their code (the SDKs' own
+/// variants differ per operation, the codes do not), then by HTTP status.
+pub(crate) fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> PortErrorKind {
+    match error {
+        SdkError::ServiceError(context) => {
+            classify_code(context.err().code(), context.raw().status())
+        }
+        SdkError::ConstructionFailure(_) => PortErrorKind::Fatal,
+        // Timeouts, connection failures and unparseable responses are transient.
+        _ => PortErrorKind::Retryable,
+    }
+}
+
+pub(crate) fn classify_code(code: Option<&str>, status: StatusCode) -> PortErrorKind {
+    const THROTTLED: &[&str] = &[
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "SlowDown",
+        "KMSThrottlingException",
+    ];
+    const NOT_FOUND: &[&str] = &[
+        "NoSuchKey",
+        "NoSuchVersion",
+        "NoSuchBucket",
+        "NotFound",
+        "NotFoundException",
+        "ResourceNotFoundException",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+    ];
+    match code {
+        Some(c) if THROTTLED.contains(&c) => PortErrorKind::Throttled,
+        Some(c) if NOT_FOUND.contains(&c) => PortErrorKind::NotFound,
+        _ if status.as_u16() == 429 => PortErrorKind::Throttled,
+        _ if status.as_u16() == 404 => PortErrorKind::NotFound,
+        _ if status.is_server_error() => PortErrorKind::Retryable,
+        Some("RequestTimeout" | "RequestTimeoutException" | "InternalError") => PortErrorKind::Retryable,
+        _ => PortErrorKind::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> StatusCode {
+        StatusCode::try_from(code).unwrap()
+    }
+
+    #[test]
+    fn codes_decide_before_statuses() {
+        assert_eq!(classify_code(Some("ThrottlingException"), status(400)), PortErrorKind::Throttled);
+        assert_eq!(
+            classify_code(Some("ProvisionedThroughputExceededException"), status(400)),
+            PortErrorKind::Throttled
+        );
+        assert_eq!(classify_code(Some("SlowDown"), status(503)), PortErrorKind::Throttled);
+        assert_eq!(classify_code(Some("NoSuchKey"), status(404)), PortErrorKind::NotFound);
+        assert_eq!(classify_code(None, status(404)), PortErrorKind::NotFound);
+        assert_eq!(classify_code(None, status(500)), PortErrorKind::Retryable);
+        assert_eq!(classify_code(Some("InternalServerError"), status(500)), PortErrorKind::Retryable);
+        assert_eq!(classify_code(Some("AccessDeniedException"), status(400)), PortErrorKind::Fatal);
+    }
+}

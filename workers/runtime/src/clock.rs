@@ -1,0 +1,34 @@
+//! Timestamps as imgflow stores them.
+use chrono::{SecondsFormat, Utc};
+
+/// Now as RFC 3339 UTC with microseconds: fixed width, so timestamps sort as strings, which the
+/// store stage's "newer labels win" condition relies on.
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Normalises an RFC 3339 time from elsewhere (S3 event times have milliseconds) to
+/// [`now_rfc3339`]'s form; keeps the input when it does not parse.
+pub fn normalize_rfc3339(value: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| {
+            t.with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+        })
+        .unwrap_or_else(|_| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_fixed_width_and_sortable() {
+        let a = normalize_rfc3339("2026-11-27T03:40:11.5Z");
+        let b = normalize_rfc3339("2026-11-27T03:40:11.532Z");
+        assert_eq!(a, "2026-11-27T03:40:11.500000Z");
+        assert!(a < b);
+        assert_eq!(now_rfc3339().len(), a.len());
+        assert_eq!(normalize_rfc3339("garbage"), "garbage");
+    }
+}

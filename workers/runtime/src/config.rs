@@ -1,0 +1,278 @@
+//! Configuration: environment variables read once at start, failing with the variable's
+//! name; resource names derived from one prefix so many deployments (and parallel tests)
+//! share an account without colliding.
+use std::{str::FromStr, time::Duration};
+
+use crate::consumer::ConsumerConfig;
+
+/// A variable that is set but unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub name: String,
+    /// Its value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Reads `name`, or `default` when unset or empty.
+pub fn env_or<T: FromStr>(name: &str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => {
+            value.trim().parse().map_err(|e: T::Err| ConfigError {
+                name: name.to_owned(),
+                value,
+                reason: e.to_string(),
+            })
+        }
+        _ => Ok(default),
+    }
+}
+
+/// Reads `name` if set and non-empty.
+pub fn env_opt(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Reads `name` and checks it lies in `range`.
+pub fn env_in_range<T>(name: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    let value = env_or(name, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError {
+            name: name.to_owned(),
+            value: value.to_string(),
+            reason: format!("must be between {} and {}", range.start(), range.end()),
+        })
+    }
+}
+
+/// The three stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// S3 events → checked images.
+    Ingest,
+    /// Checked images → labels.
+    Label,
+    /// Labels → DynamoDB.
+    Store,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 3] = [Stage::Ingest, Stage::Label, Stage::Store];
+
+    /// `ingest`, `label` or `store`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Label => "label",
+            Self::Store => "store",
+        }
+    }
+
+    /// The topic this stage publishes to on success.
+    pub fn output_topic(self) -> &'static str {
+        match self {
+            Self::Ingest => "image-accepted",
+            Self::Label => "image-labeled",
+            Self::Store => "image-stored",
+        }
+    }
+
+    /// The topic whose events feed this stage's queue (ingest is fed by S3).
+    pub fn input_topic(self) -> Option<&'static str> {
+        match self {
+            Self::Ingest => None,
+            Self::Label => Some(Self::Ingest.output_topic()),
+            Self::Store => Some(Self::Label.output_topic()),
+        }
+    }
+
+    /// Default visibility timeout of the stage's queue: above its worst-case handling time
+    /// (label: detector retries with backoff; others: a few AWS calls).
+    pub fn visibility_timeout(self) -> Duration {
+        match self {
+            Self::Label => Duration::from_secs(120),
+            Self::Ingest | Self::Store => Duration::from_secs(60),
+        }
+    }
+}
+
+impl FromStr for Stage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ingest" => Ok(Self::Ingest),
+            "label" => Ok(Self::Label),
+            "store" => Ok(Self::Store),
+            other => Err(format!("unknown stage {other:?}; expected ingest, label or store")),
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Resource names from the prefix (default `imgflow`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// The prefix every name starts with.
+    pub prefix: String,
+    /// The image bucket: `<prefix>-images`, or `IMGFLOW_BUCKET`.
+    pub bucket: String,
+    /// The images table: `<prefix>-images`, or `IMGFLOW_TABLE`.
+    pub table: String,
+}
+
+impl Names {
+    /// Names under `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        Self {
+            bucket: format!("{prefix}-images"),
+            table: format!("{prefix}-images"),
+            prefix,
+        }
+    }
+
+    /// From `IMGFLOW_PREFIX` (default `imgflow`).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let prefix: String = env_or("IMGFLOW_PREFIX", "imgflow".to_owned())?;
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 40
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !prefix.starts_with('-');
+        if !valid {
+            return Err(ConfigError {
+                name: "IMGFLOW_PREFIX".into(),
+                value: prefix,
+                reason: "must be 1–40 lowercase letters, digits or '-' (it names the bucket)".into(),
+            });
+        }
+        let mut names = Self::new(prefix);
+        if let Some(bucket) = env_opt("IMGFLOW_BUCKET") {
+            names.bucket = bucket;
+        }
+        if let Some(table) = env_opt("IMGFLOW_TABLE") {
+            names.table = table;
+        }
+        Ok(names)
+    }
+
+    /// Key prefix under which uploads start the pipeline.
+    pub fn incoming_prefix(&self) -> &'static str {
+        "incoming/"
+    }
+
+    /// A stage's source queue.
+    pub fn queue(&self, stage: Stage) -> String {
+        format!("{}-{}", self.prefix, stage.as_str())
+    }
+
+    /// A stage's dead-letter queue.
+    pub fn dead_letter_queue(&self, stage: Stage) -> String {
+        format!("{}-{}-dlq", self.prefix, stage.as_str())
+    }
+
+    /// A topic, by its short name (`image-accepted`, ...).
+    pub fn topic(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+}
+
+/// What every worker reads at start.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Which stage this process runs.
+    pub stage: Stage,
+    /// Resource names.
+    pub names: Names,
+    /// `IMGFLOW_QUEUE_URL`: the source queue's URL; looked up by name when unset.
+    pub queue_url: Option<String>,
+    /// `IMGFLOW_DLQ_URL`: the dead-letter queue's URL; looked up by name when unset.
+    pub dead_letter_queue_url: Option<String>,
+    /// `IMGFLOW_TOPIC_ARN`: the output topic's ARN; looked up by name when unset.
+    pub topic_arn: Option<String>,
+    /// Polling and pacing (`IMGFLOW_CONCURRENCY`, `IMGFLOW_WAIT_TIME_SECS`,
+    /// `IMGFLOW_MAX_MESSAGES`, `IMGFLOW_RETRY_MIN_DELAY_SECS`, `IMGFLOW_RETRY_MAX_DELAY_SECS`).
+    pub consumer: ConsumerConfig,
+    /// `IMGFLOW_LOG_FORMAT=json` for JSON logs (default text).
+    pub json_logs: bool,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration of `stage` from the environment.
+    pub fn from_env(stage: Stage) -> Result<Self, ConfigError> {
+        let mut consumer = ConsumerConfig::new(stage.as_str());
+        consumer.concurrency = env_in_range("IMGFLOW_CONCURRENCY", consumer.concurrency, 1..=1000)?;
+        consumer.wait_time = Duration::from_secs(env_in_range("IMGFLOW_WAIT_TIME_SECS", 20, 0..=20)?);
+        consumer.max_messages = env_in_range("IMGFLOW_MAX_MESSAGES", consumer.max_messages, 1..=10)?;
+        consumer.retry_min_delay =
+            Duration::from_secs(env_in_range("IMGFLOW_RETRY_MIN_DELAY_SECS", 2, 0..=43_200)?);
+        consumer.retry_max_delay =
+            Duration::from_secs(env_in_range("IMGFLOW_RETRY_MAX_DELAY_SECS", 300, 0..=43_200)?);
+        Ok(Self {
+            stage,
+            names: Names::from_env()?,
+            queue_url: env_opt("IMGFLOW_QUEUE_URL"),
+            dead_letter_queue_url: env_opt("IMGFLOW_DLQ_URL"),
+            topic_arn: env_opt("IMGFLOW_TOPIC_ARN"),
+            consumer,
+            json_logs: log_format_is_json()?,
+        })
+    }
+}
+
+/// `IMGFLOW_LOG_FORMAT`: `text` (default) or `json`.
+pub fn log_format_is_json() -> Result<bool, ConfigError> {
+    let format: String = env_or("IMGFLOW_LOG_FORMAT", "text".to_owned())?;
+    match format.as_str() {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(ConfigError {
+            name: "IMGFLOW_LOG_FORMAT".into(),
+            value: format,
+            reason: "expected text or json".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_topology() {
+        let n = Names::new("imgflow");
+        assert_eq!(n.queue(Stage::Label), "imgflow-label");
+        assert_eq!(n.dead_letter_queue(Stage::Store), "imgflow-store-dlq");
+        assert_eq!(n.topic(Stage::Ingest.output_topic()), "imgflow-image-accepted");
+        assert_eq!(Stage::Store.input_topic(), Some("image-labeled"));
+        assert_eq!(Stage::Ingest.input_topic(), None);
+    }
+
+    #[test]
+    fn stages_parse_from_their_names() {
+        for s in Stage::ALL {
+            assert_eq!(s.as_str().parse::<Stage>().unwrap(), s);
+        }
+        assert!("labels".parse::<Stage>().is_err());
+    }
+}

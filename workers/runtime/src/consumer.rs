@@ -1,0 +1,375 @@
+//! The SQS consumer loop every stage runs.
+//!
+//! - Long-poll receive, handle the batch with bounded concurrency, delete successes in one
+//!   `DeleteMessageBatch` (per-entry failures are logged: the message comes back and the
+//!   idempotent handler absorbs the repeat).
+//! - Transient failures are retried through the queue: the message's visibility is set to an
+//!   exponential backoff with jitter of its receive count, and the RedrivePolicy moves it to
+//!   the dead-letter queue after `maxReceiveCount` receives.
+//! - Failures that can never succeed (malformed body, unknown schema) are copied to the
+//!   dead-letter queue at once with the reason as attributes, then deleted.
+//! - Shutdown is raced only against the long poll: a batch already received is finished,
+//!   because abandoning it would re-run paid detector calls on redelivery.
+//!
+//! [`Consumer::process_batch`] is one iteration, so tests drive the loop without sleeping.
+use std::{error::Error as StdError, sync::Arc, time::Duration};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::future::join_all;
+use tokio::sync::Semaphore;
+use tracing::{field::Empty, Instrument};
+
+use crate::{
+    clock,
+    ports::{DeadLetter, Queue, ReceivedMessage},
+    shutdown::Shutdown,
+    PortError,
+};
+
+/// What to do with a message whose handling failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Leave it on the queue; it comes back after a backoff.
+    Retry,
+    /// It can never succeed: copy it to the dead-letter queue and delete it.
+    DeadLetter,
+}
+
+/// A failed handling, with the decision of what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{error_class}")]
+pub struct HandleError {
+    /// Retry or dead-letter.
+    pub disposition: Disposition,
+    /// Stable class for logs and dead-letter attributes, for example `malformed_message`.
+    pub error_class: &'static str,
+    /// What went wrong.
+    #[source]
+    pub source: Box<dyn StdError + Send + Sync>,
+}
+
+impl HandleError {
+    /// A failure that may succeed on a later delivery.
+    pub fn retry(error_class: &'static str, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        Self {
+            disposition: Disposition::Retry,
+            error_class,
+            source: source.into(),
+        }
+    }
+
+    /// A failure that will never succeed.
+    pub fn dead_letter(
+        error_class: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Self {
+            disposition: Disposition::DeadLetter,
+            error_class,
+            source: source.into(),
+        }
+    }
+
+    /// Classifies a port failure: transient ones are retried, the rest dead-lettered (they need
+    /// a person: a permission, a missing resource), where `dlq replay` picks them up later.
+    pub fn from_port(error_class: &'static str, error: PortError) -> Self {
+        if error.is_transient() {
+            Self::retry(error_class, error)
+        } else {
+            Self::dead_letter(error_class, error)
+        }
+    }
+}
+
+/// The error and all its causes, `": "`-separated, for logs and dead-letter attributes.
+pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// A stage's logic for one message. Handlers must be idempotent: delivery is at-least-once.
+pub trait Handler: Send + Sync + 'static {
+    /// Handles one message; `Ok` deletes it.
+    fn handle(
+        &self,
+        message: &ReceivedMessage,
+    ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send;
+}
+
+/// How the consumer polls and paces.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Stage name for logs and dead-letter attributes.
+    pub stage: String,
+    /// Messages per receive (SQS allows 1–10).
+    pub max_messages: u32,
+    /// Long-poll wait (SQS allows 0–20 s).
+    pub wait_time: Duration,
+    /// Messages handled at once in this process.
+    pub concurrency: usize,
+    /// First retry delay; doubles per receive up to `retry_max_delay`.
+    pub retry_min_delay: Duration,
+    /// Longest retry delay (SQS allows up to 12 hours of visibility).
+    pub retry_max_delay: Duration,
+}
+
+impl ConsumerConfig {
+    /// Production defaults for `stage`.
+    pub fn new(stage: impl Into<String>) -> Self {
+        Self {
+            stage: stage.into(),
+            max_messages: 10,
+            wait_time: Duration::from_secs(20),
+            concurrency: 10,
+            retry_min_delay: Duration::from_secs(2),
+            retry_max_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one iteration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// The long poll returned no message.
+    Empty,
+    /// Messages were received and dealt with.
+    Processed(BatchReport),
+}
+
+/// Counts of one batch's outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Messages received.
+    pub received: usize,
+    /// Handled and deleted.
+    pub succeeded: usize,
+    /// Left for a later delivery.
+    pub retried: usize,
+    /// Copied to the dead-letter queue and deleted.
+    pub dead_lettered: usize,
+}
+
+/// Consumes one queue with one handler.
+pub struct Consumer<Q, H> {
+    queue: Arc<Q>,
+    handler: Arc<H>,
+    config: ConsumerConfig,
+    permits: Arc<Semaphore>,
+}
+
+impl<Q, H> std::fmt::Debug for Consumer<Q, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("config", &self.config).finish()
+    }
+}
+
+impl<Q: Queue, H: Handler> Consumer<Q, H> {
+    /// A consumer of `queue` running `handler`.
+    pub fn new(queue: Arc<Q>, handler: Arc<H>, config: ConsumerConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Self {
+            queue,
+            handler,
+            config,
+            permits,
+        }
+    }
+
+    /// One iteration: receive a batch and deal with every message in it.
+    pub async fn process_batch(&self) -> Result<Batch, PortError> {
+        let messages = self.receive().await?;
+        Ok(self.process(messages).await)
+    }
+
+    async fn receive(&self) -> Result<Vec<ReceivedMessage>, PortError> {
+        let max = self.config.max_messages.clamp(1, 10);
+        self.queue.receive(max, self.config.wait_time).await
+    }
+
+    async fn process(&self, messages: Vec<ReceivedMessage>) -> Batch {
+        if messages.is_empty() {
+            return Batch::Empty;
+        }
+        let mut report = BatchReport {
+            received: messages.len(),
+            ..BatchReport::default()
+        };
+        let outcomes = join_all(messages.iter().map(|m| self.handle_one(m))).await;
+
+        let mut to_delete = Vec::with_capacity(messages.len());
+        for (message, outcome) in messages.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    report.succeeded += 1;
+                    to_delete.push(message.receipt_handle.clone());
+                }
+                Err(e) if e.disposition == Disposition::DeadLetter => {
+                    if self.dead_letter(message, &e).await {
+                        report.dead_lettered += 1;
+                        to_delete.push(message.receipt_handle.clone());
+                    } else {
+                        report.retried += 1;
+                    }
+                }
+                Err(_) => {
+                    report.retried += 1;
+                    self.back_off(message).await;
+                }
+            }
+        }
+        self.delete(to_delete).await;
+        Batch::Processed(report)
+    }
+
+    async fn handle_one(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        let span = tracing::info_span!(
+            "message",
+            stage = %self.config.stage,
+            message_id = %message.message_id,
+            receive_count = message.receive_count,
+            image_id = Empty,
+            trace_id = Empty,
+        );
+        async {
+            // The semaphore is never closed, so acquiring cannot fail.
+            let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+            let result = self.handler.handle(message).await;
+            match &result {
+                Ok(()) => tracing::debug!("message handled"),
+                Err(e) => tracing::warn!(
+                    error_code = e.error_class,
+                    disposition = ?e.disposition,
+                    error = %e,
+                    error.chain = %error_chain(e),
+                    "message failed"
+                ),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Copies a message that can never succeed to the dead-letter queue. Returns whether it
+    /// may now be deleted; when the copy fails the message stays and redrive is the backstop.
+    async fn dead_letter(&self, message: &ReceivedMessage, error: &HandleError) -> bool {
+        let why = DeadLetter {
+            stage: self.config.stage.clone(),
+            error_class: error.error_class.to_owned(),
+            error: error_chain(error),
+            failed_at: clock::now_rfc3339(),
+            receive_count: message.receive_count,
+        };
+        match self.queue.dead_letter(message, &why).await {
+            Ok(()) => {
+                tracing::warn!(
+                    message_id = %message.message_id,
+                    error_code = error.error_class,
+                    "message dead-lettered"
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    message_id = %message.message_id,
+                    error = %e,
+                    "dead-letter send failed; leaving the message for redrive"
+                );
+                false
+            }
+        }
+    }
+
+    /// Delays the next delivery of a failed message by an exponential backoff of its receive
+    /// count, so a struggling dependency is not hammered by immediate redeliveries.
+    async fn back_off(&self, message: &ReceivedMessage) {
+        let delay = retry_delay(&self.config, message.receive_count);
+        if let Err(e) = self
+            .queue
+            .change_visibility(&message.receipt_handle, delay)
+            .await
+        {
+            // The message still comes back when its current visibility timeout ends.
+            tracing::warn!(message_id = %message.message_id, error = %e, "could not set retry backoff");
+        }
+    }
+
+    async fn delete(&self, receipt_handles: Vec<String>) {
+        if receipt_handles.is_empty() {
+            return;
+        }
+        match self.queue.delete_batch(receipt_handles).await {
+            Ok(failed) if failed.is_empty() => {}
+            Ok(failed) => tracing::warn!(
+                failed = failed.len(),
+                "some deletes failed; those messages will be redelivered and handled idempotently"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "batch delete failed; the messages will be redelivered and handled idempotently"
+            ),
+        }
+    }
+
+    /// Runs until `shutdown`, with enough pollers to keep `concurrency` handlers busy.
+    /// Returns once every received message has reached a safe state.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        let pollers = self.config.concurrency.div_ceil(self.config.max_messages.max(1) as usize);
+        let tasks: Vec<_> = (0..pollers.max(1))
+            .map(|_| tokio::spawn(Arc::clone(&self).poll(shutdown.clone())))
+            .collect();
+        for task in join_all(tasks).await {
+            if let Err(e) = task {
+                tracing::error!(error = %e, "poller task failed");
+            }
+        }
+        tracing::info!(stage = %self.config.stage, "consumer stopped");
+    }
+
+    async fn poll(self: Arc<Self>, mut shutdown: Shutdown) {
+        let mut failures: u32 = 0;
+        loop {
+            let received = tokio::select! {
+                biased;
+                _ = shutdown.requested() => return,
+                received = self.receive() => received,
+            };
+            match received {
+                Ok(messages) => {
+                    failures = 0;
+                    self.process(messages).await;
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let delay = retry_delay(&self.config, failures).min(Duration::from_secs(30));
+                    tracing::warn!(error = %e, retry_in = ?delay, "receive failed");
+                    tokio::select! {
+                        _ = shutdown.requested() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Backoff before attempt `attempt + 1` (1-based): exponential from `retry_min_delay`, capped,
+/// with jitter so retries of one burst do not return in lockstep.
+pub fn retry_delay(config: &ConsumerConfig, attempt: u32) -> Duration {
+    ExponentialBuilder::new()
+        .with_min_delay(config.retry_min_delay)
+        .with_max_delay(config.retry_max_delay)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt.saturating_sub(1) as usize)
+        .unwrap_or(config.retry_max_delay)
+        .min(config.retry_max_delay)
+}

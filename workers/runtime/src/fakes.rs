@@ -1,0 +1,382 @@
+//! In-memory ports for handler and consumer tests (feature `test-util`). They keep the
+//! semantics handlers rely on (conditional writes, redelivery) and count calls, so tests
+//! assert outcomes rather than interactions.
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex,
+    },
+    time::Duration,
+};
+
+use bytes::Bytes;
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus, Label};
+
+use crate::{
+    ports::{
+        DeadLetter, DetectRequest, Detection, ImageTable, LabelDetector, ObjectHead, ObjectLocation,
+        ObjectStore, Publisher, PutResult, Queue, ReceivedMessage, WriteOutcome,
+    },
+    PortError, PortErrorKind,
+};
+
+#[derive(Debug, Clone)]
+struct Stored {
+    id: usize,
+    body: String,
+    receive_count: u32,
+    attributes: HashMap<String, String>,
+}
+
+/// A queue with visibility: received messages are in flight until deleted or released.
+#[derive(Debug, Default)]
+pub struct FakeQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    next_id: usize,
+    visible: VecDeque<Stored>,
+    in_flight: HashMap<String, Stored>,
+    delayed: Vec<(Stored, Duration)>,
+    dead_letters: Vec<(String, DeadLetter)>,
+    receipts: usize,
+}
+
+impl FakeQueue {
+    /// An empty queue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends a message.
+    pub fn send(&self, body: impl Into<String>) {
+        let mut s = self.state.lock().unwrap();
+        let id = s.next_id;
+        s.next_id += 1;
+        s.visible.push_back(Stored {
+            id,
+            body: body.into(),
+            receive_count: 0,
+            attributes: HashMap::new(),
+        });
+    }
+
+    /// Messages waiting to be received.
+    pub fn visible(&self) -> usize {
+        self.state.lock().unwrap().visible.len()
+    }
+
+    /// Messages received and neither deleted nor released.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().unwrap().in_flight.len()
+    }
+
+    /// Delays set on messages released for retry, in order.
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.state.lock().unwrap().delayed.iter().map(|(_, d)| *d).collect()
+    }
+
+    /// Makes every message released for retry visible again (time passing).
+    pub fn expire_delays(&self) {
+        let mut s = self.state.lock().unwrap();
+        let delayed: Vec<_> = s.delayed.drain(..).collect();
+        s.visible.extend(delayed.into_iter().map(|(m, _)| m));
+    }
+
+    /// Bodies and reasons of dead-lettered messages.
+    pub fn dead_letters(&self) -> Vec<(String, DeadLetter)> {
+        self.state.lock().unwrap().dead_letters.clone()
+    }
+}
+
+impl Queue for FakeQueue {
+    async fn receive(&self, max: u32, _wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        let mut s = self.state.lock().unwrap();
+        let mut out = Vec::new();
+        while out.len() < max as usize {
+            let Some(mut m) = s.visible.pop_front() else { break };
+            m.receive_count += 1;
+            s.receipts += 1;
+            let receipt = format!("r{}-{}", m.id, s.receipts);
+            out.push(ReceivedMessage {
+                message_id: format!("m{}", m.id),
+                receipt_handle: receipt.clone(),
+                body: m.body.clone(),
+                receive_count: m.receive_count,
+                attributes: m.attributes.clone(),
+            });
+            s.in_flight.insert(receipt, m);
+        }
+        Ok(out)
+    }
+
+    async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<String>, PortError> {
+        let mut s = self.state.lock().unwrap();
+        Ok(receipt_handles
+            .into_iter()
+            .filter(|h| s.in_flight.remove(h).is_none())
+            .collect())
+    }
+
+    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<(), PortError> {
+        let mut s = self.state.lock().unwrap();
+        let m = s.in_flight.remove(receipt_handle).ok_or_else(|| {
+            PortError::new(PortErrorKind::Fatal, "ChangeMessageVisibility", "receipt handle is invalid")
+        })?;
+        if timeout.is_zero() {
+            s.visible.push_back(m);
+        } else {
+            s.delayed.push((m, timeout));
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &ReceivedMessage, why: &DeadLetter) -> Result<(), PortError> {
+        self.state
+            .lock()
+            .unwrap()
+            .dead_letters
+            .push((message.body.clone(), why.clone()));
+        Ok(())
+    }
+}
+
+/// Records what is published.
+#[derive(Debug, Default)]
+pub struct FakePublisher {
+    published: Mutex<Vec<String>>,
+}
+
+impl FakePublisher {
+    /// Bodies published so far.
+    pub fn published(&self) -> Vec<String> {
+        self.published.lock().unwrap().clone()
+    }
+}
+
+impl Publisher for FakePublisher {
+    async fn publish(&self, body: String) -> Result<(), PortError> {
+        self.published.lock().unwrap().push(body);
+        Ok(())
+    }
+}
+
+/// Objects in memory, unversioned; the ETag is a hash of the content.
+#[derive(Debug, Default)]
+pub struct FakeObjectStore {
+    objects: Mutex<HashMap<(String, String), Bytes>>,
+    range_reads: AtomicUsize,
+}
+
+impl FakeObjectStore {
+    /// Stores an object directly.
+    pub fn insert(&self, bucket: &str, key: &str, body: impl Into<Bytes>) -> String {
+        let body = body.into();
+        let etag = etag_of(&body);
+        self.objects
+            .lock()
+            .unwrap()
+            .insert((bucket.into(), key.into()), body);
+        etag
+    }
+
+    /// Removes an object.
+    pub fn remove(&self, bucket: &str, key: &str) {
+        self.objects.lock().unwrap().remove(&(bucket.into(), key.into()));
+    }
+
+    /// How many ranged GETs were made (reads must stay small).
+    pub fn range_reads(&self) -> usize {
+        self.range_reads.load(Ordering::SeqCst)
+    }
+
+    fn find(&self, o: &ObjectLocation) -> Result<Bytes, PortError> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(&(o.bucket.clone(), o.key.clone()))
+            .cloned()
+            .ok_or_else(|| PortError::new(PortErrorKind::NotFound, "s3", "NoSuchKey"))
+    }
+}
+
+/// The fake's ETag: a hash of the content, like S3's MD5 for single-part uploads.
+pub fn etag_of(body: &[u8]) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    body.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+impl ObjectStore for FakeObjectStore {
+    async fn head(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
+        let body = self.find(object)?;
+        Ok(ObjectHead {
+            size: body.len() as u64,
+            etag: etag_of(&body),
+            version_id: None,
+        })
+    }
+
+    async fn get_range(&self, object: &ObjectLocation, first: u64, last: u64) -> Result<Bytes, PortError> {
+        self.range_reads.fetch_add(1, Ordering::SeqCst);
+        let body = self.find(object)?;
+        let end = (last as usize + 1).min(body.len());
+        Ok(body.slice((first as usize).min(end)..end))
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Bytes, _content_type: &str) -> Result<PutResult, PortError> {
+        Ok(PutResult {
+            etag: self.insert(bucket, key, body),
+            version_id: None,
+        })
+    }
+}
+
+/// A detector answering with fixed labels, optionally failing its first calls.
+#[derive(Debug)]
+pub struct FakeDetector {
+    labels: Vec<Label>,
+    failures: Mutex<VecDeque<PortErrorKind>>,
+    calls: AtomicUsize,
+    delay: Duration,
+}
+
+impl FakeDetector {
+    /// Always answers `labels`.
+    pub fn new(labels: Vec<Label>) -> Self {
+        Self {
+            labels,
+            failures: Mutex::new(VecDeque::new()),
+            calls: AtomicUsize::new(0),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Fails the next calls with these kinds, in order, then answers normally.
+    pub fn failing_first(self, kinds: impl IntoIterator<Item = PortErrorKind>) -> Self {
+        self.failures.lock().unwrap().extend(kinds);
+        self
+    }
+
+    /// Takes `delay` per call.
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Calls so far, failed ones included.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl LabelDetector for FakeDetector {
+    fn name(&self) -> &str {
+        "fake"
+    }
+
+    async fn detect(&self, _request: &DetectRequest) -> Result<Detection, PortError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if let Some(kind) = self.failures.lock().unwrap().pop_front() {
+            return Err(PortError::new(kind, "fake:DetectLabels", format!("injected {}", kind.as_str())));
+        }
+        Ok(Detection {
+            labels: self.labels.clone(),
+            label_model_version: "fake-1".into(),
+        })
+    }
+}
+
+/// The images table in memory, with the same conditions as DynamoDB's.
+#[derive(Debug, Default)]
+pub struct FakeTable {
+    items: Mutex<HashMap<String, ImageRecord>>,
+    label_writes: AtomicUsize,
+}
+
+impl FakeTable {
+    /// Every item.
+    pub fn items(&self) -> HashMap<String, ImageRecord> {
+        self.items.lock().unwrap().clone()
+    }
+
+    /// Label writes that changed the item.
+    pub fn label_writes(&self) -> usize {
+        self.label_writes.load(Ordering::SeqCst)
+    }
+}
+
+impl ImageTable for FakeTable {
+    async fn record_ingest(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        let mut items = self.items.lock().unwrap();
+        if items.get(&record.id).is_some_and(|r| r.status == ImageStatus::Labeled) {
+            return Ok(WriteOutcome::Superseded);
+        }
+        items.insert(record.id.clone(), record.clone());
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn record_failure(
+        &self,
+        image_id: &str,
+        status: ImageStatus,
+        reason: &str,
+    ) -> Result<WriteOutcome, PortError> {
+        let mut items = self.items.lock().unwrap();
+        match items.get_mut(image_id) {
+            Some(r) if r.status != ImageStatus::Labeled => {
+                r.status = status;
+                r.reason = Some(reason.into());
+                Ok(WriteOutcome::Written)
+            }
+            _ => Ok(WriteOutcome::Superseded),
+        }
+    }
+
+    async fn record_labels(&self, labeled: &ImageLabeled) -> Result<WriteOutcome, PortError> {
+        let mut items = self.items.lock().unwrap();
+        let image = &labeled.image;
+        let record = items.entry(image.image_id.clone()).or_insert_with(|| ImageRecord {
+            id: image.image_id.clone(),
+            bucket: image.bucket.clone(),
+            key: image.key.clone(),
+            version_id: image.version_id.clone(),
+            etag: image.etag.clone(),
+            content_type: None,
+            size: None,
+            width: None,
+            height: None,
+            status: ImageStatus::Accepted,
+            reason: None,
+            labels: None,
+            detector: None,
+            label_model_version: None,
+            trace_id: Some(image.trace_id.clone()),
+            received_at: image.received_at.clone(),
+            accepted_at: None,
+            labeled_at: None,
+        });
+        if record.labeled_at.as_ref().is_some_and(|t| *t > labeled.labeled_at) {
+            return Ok(WriteOutcome::Superseded);
+        }
+        record.status = ImageStatus::Labeled;
+        record.reason = None;
+        record.labels = Some(labeled.labels.clone());
+        record.detector = Some(labeled.detector.clone());
+        record.label_model_version = Some(labeled.label_model_version.clone());
+        record.labeled_at = Some(labeled.labeled_at.clone());
+        self.label_writes.fetch_add(1, Ordering::SeqCst);
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
+        Ok(self.items.lock().unwrap().get(image_id).cloned())
+    }
+}

@@ -1,0 +1,231 @@
+//! The ports handlers depend on. Each takes and returns imgflow's own types, so a fake is a
+//! few lines (see `fakes`) and handler tests need no emulator.
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use bytes::Bytes;
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus, Label};
+
+use crate::PortError;
+
+/// One message received from a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedMessage {
+    /// SQS message id.
+    pub message_id: String,
+    /// Handle for delete and visibility calls on this receipt.
+    pub receipt_handle: String,
+    /// The body as sent.
+    pub body: String,
+    /// How many times SQS has delivered it, this time included.
+    pub receive_count: u32,
+    /// String message attributes.
+    pub attributes: HashMap<String, String>,
+}
+
+/// Why a message went to the dead-letter queue, as String message attributes (moto fails
+/// raw-delivery receives when Binary attributes are present, and Strings read well in consoles).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// Stage that gave up (`ingest`, `label`, `store`).
+    pub stage: String,
+    /// Stable error class, for example `malformed_message`.
+    pub error_class: String,
+    /// Human-readable error with its cause chain.
+    pub error: String,
+    /// RFC 3339 time of the decision.
+    pub failed_at: String,
+    /// Receive count when it was given up.
+    pub receive_count: u32,
+}
+
+impl DeadLetter {
+    /// The message attributes written to the dead-letter copy.
+    pub fn attributes(&self) -> [(&'static str, String); 5] {
+        [
+            ("imgflow.stage", self.stage.clone()),
+            ("imgflow.error_class", self.error_class.clone()),
+            // SQS caps an attribute value at 256 KiB with the body; errors are far shorter,
+            // but a runaway cause chain must not make the dead-letter send itself fail.
+            ("imgflow.error", truncate(&self.error, 4096)),
+            ("imgflow.failed_at", self.failed_at.clone()),
+            ("imgflow.receive_count", self.receive_count.to_string()),
+        ]
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// A stage's source queue and its dead-letter queue.
+pub trait Queue: Send + Sync + 'static {
+    /// Long-polls for up to `max` messages, waiting at most `wait`.
+    fn receive(
+        &self,
+        max: u32,
+        wait: Duration,
+    ) -> impl Future<Output = Result<Vec<ReceivedMessage>, PortError>> + Send;
+
+    /// Deletes messages in one call; returns the receipt handles that failed.
+    fn delete_batch(
+        &self,
+        receipt_handles: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
+    /// Makes a received message visible again after `timeout`.
+    fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Sends a copy of `message` to the dead-letter queue with `why` as attributes.
+    /// The caller deletes the original only after this succeeded.
+    fn dead_letter(
+        &self,
+        message: &ReceivedMessage,
+        why: &DeadLetter,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Publishes a stage's events to its SNS topic.
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes one message body.
+    fn publish(&self, body: String) -> impl Future<Output = Result<(), PortError>> + Send;
+}
+
+/// Where an object is: bucket, key and optionally a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectLocation {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key, decoded.
+    pub key: String,
+    /// Version id, to read exactly the version an event reported.
+    pub version_id: Option<String>,
+}
+
+/// Object metadata from a HEAD request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Version id on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+/// What a successful upload returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// ETag without quotes.
+    pub etag: String,
+    /// Version id on versioned buckets.
+    pub version_id: Option<String>,
+}
+
+/// The image bucket.
+pub trait ObjectStore: Send + Sync + 'static {
+    /// Object metadata; `NotFound` when it (or that version) is gone.
+    fn head(
+        &self,
+        object: &ObjectLocation,
+    ) -> impl Future<Output = Result<ObjectHead, PortError>> + Send;
+
+    /// Bytes `first..=last` of the object.
+    fn get_range(
+        &self,
+        object: &ObjectLocation,
+        first: u64,
+        last: u64,
+    ) -> impl Future<Output = Result<Bytes, PortError>> + Send;
+
+    /// Uploads an object.
+    fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> impl Future<Output = Result<PutResult, PortError>> + Send;
+}
+
+/// What to label and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectRequest {
+    /// The image.
+    pub object: ObjectLocation,
+    /// At most this many labels.
+    pub max_labels: u32,
+    /// Only labels with at least this confidence (percent).
+    pub min_confidence: f32,
+}
+
+/// A detector's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    /// Labels in Rekognition's shape.
+    pub labels: Vec<Label>,
+    /// Rekognition's `LabelModelVersion`, or the local models' version.
+    pub label_model_version: String,
+}
+
+/// Something that labels images: Rekognition, a local model, or a test fake.
+pub trait LabelDetector: Send + Sync + 'static {
+    /// Short stable name stored in the item's `detector` attribute.
+    fn name(&self) -> &str;
+
+    /// Labels one image. `Invalid` means the image itself can never be labelled.
+    fn detect(
+        &self,
+        request: &DetectRequest,
+    ) -> impl Future<Output = Result<Detection, PortError>> + Send;
+}
+
+/// How a conditional write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The item now holds what was written.
+    Written,
+    /// The condition failed: the item already holds a final or newer state; nothing changed.
+    Superseded,
+}
+
+/// The images table.
+pub trait ImageTable: Send + Sync + 'static {
+    /// Writes ingest's verdict (`accepted`, `rejected` or `missing`) unless the image is
+    /// already `labeled`: a redelivered or late event never undoes labels.
+    fn record_ingest(
+        &self,
+        record: &ImageRecord,
+    ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
+
+    /// Marks an image `rejected` or `missing` after ingest (the detector refused it, or the
+    /// object vanished), unless it is `labeled`.
+    fn record_failure(
+        &self,
+        image_id: &str,
+        status: ImageStatus,
+        reason: &str,
+    ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
+
+    /// Writes labels and status `labeled` unless the item holds labels produced later.
+    fn record_labels(
+        &self,
+        labeled: &ImageLabeled,
+    ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
+
+    /// Reads one item.
+    fn get(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
+}

@@ -1,0 +1,70 @@
+//! Graceful shutdown: SIGTERM or SIGINT flips a flag that the consumer loop races only
+//! against its long poll, so work already received finishes (mini-redis' pattern).
+use tokio::sync::watch;
+
+/// Sends the shutdown request.
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+/// Observes the shutdown request; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// A connected trigger and observer.
+pub fn channel() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger(tx), Shutdown(rx))
+}
+
+impl ShutdownTrigger {
+    /// Asks everything observing to stop taking new work.
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Whether shutdown was requested.
+    pub fn is_requested(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Completes when shutdown is requested (at once if it already was).
+    pub async fn requested(&mut self) {
+        // An error means the trigger is gone, which can only happen at process end.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// A shutdown observer that fires on SIGTERM or SIGINT (Ctrl-C).
+pub fn on_signals() -> Shutdown {
+    let (trigger, shutdown) = channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; finishing in-flight messages");
+        trigger.trigger();
+    });
+    shutdown
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
