@@ -1,0 +1,85 @@
+//! # imgflow-label
+//!
+//! `ImageAccepted` → labels. Calls the configured detector on the S3 object, retrying
+//! throttles and outages with backoff inside the handler, and publishes `ImageLabeled`.
+//!
+//! # Layout
+//! - [`handler`]: the stage's logic, generic over the detector and the other ports.
+//! - `main.rs`: wiring only.
+
+pub mod handler;
+
+use std::{sync::Arc, time::Duration};
+
+use imgflow_runtime::{
+    aws::{dynamodb::DynamoImageTable, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
+    config::{env_in_range, env_or, ConfigError, WorkerConfig},
+    consumer::Consumer,
+    ports::LabelDetector,
+    PortError,
+};
+
+pub use handler::{LabelHandler, LabelSettings};
+
+/// The label consumer on AWS with detector `D`.
+pub type LabelConsumer<D> = Consumer<SqsQueue, LabelHandler<D, DynamoImageTable, SnsPublisher>>;
+
+/// Which detector labels images (`IMGFLOW_DETECTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectorChoice {
+    /// Amazon Rekognition DetectLabels.
+    Rekognition,
+}
+
+impl std::str::FromStr for DetectorChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rekognition" => Ok(Self::Rekognition),
+            other => Err(format!("unknown detector {other:?}; expected rekognition")),
+        }
+    }
+}
+
+/// Reads `IMGFLOW_DETECTOR` (default `rekognition`).
+pub fn detector_from_env() -> Result<DetectorChoice, ConfigError> {
+    env_or("IMGFLOW_DETECTOR", DetectorChoice::Rekognition)
+}
+
+/// Label settings from `IMGFLOW_MAX_LABELS` (default 10), `IMGFLOW_MIN_CONFIDENCE` (default
+/// 55), `IMGFLOW_DETECTOR_ATTEMPTS` (default 4) and `IMGFLOW_DETECTOR_RETRY_MIN_DELAY_MS`
+/// (default 200).
+pub fn settings_from_env() -> Result<LabelSettings, ConfigError> {
+    let d = LabelSettings::default();
+    Ok(LabelSettings {
+        max_labels: env_in_range("IMGFLOW_MAX_LABELS", d.max_labels, 1..=1000)?,
+        min_confidence: env_in_range("IMGFLOW_MIN_CONFIDENCE", d.min_confidence, 0.0..=100.0)?,
+        attempts: env_in_range("IMGFLOW_DETECTOR_ATTEMPTS", d.attempts, 1..=20)?,
+        retry_min_delay: Duration::from_millis(env_in_range(
+            "IMGFLOW_DETECTOR_RETRY_MIN_DELAY_MS",
+            d.retry_min_delay.as_millis() as u64,
+            0..=60_000,
+        )?),
+    })
+}
+
+/// Builds the label consumer on AWS clients with `detector`.
+pub async fn build<D: LabelDetector>(
+    aws: &AwsClients,
+    config: &WorkerConfig,
+    settings: LabelSettings,
+    detector: D,
+) -> Result<LabelConsumer<D>, PortError> {
+    let handler = LabelHandler::new(
+        Arc::new(detector),
+        Arc::new(aws.image_table(config)),
+        Arc::new(aws.stage_publisher(config).await?),
+        settings,
+    );
+    Ok(Consumer::new(
+        Arc::new(aws.stage_queue(config).await?),
+        Arc::new(handler),
+        config.consumer.clone(),
+    ))
+}

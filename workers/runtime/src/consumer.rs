@@ -81,6 +81,17 @@ impl HandleError {
     }
 }
 
+impl From<imgflow_messages::MessageError> for HandleError {
+    /// A body that cannot be read never will be: dead-letter it, classed by why.
+    fn from(e: imgflow_messages::MessageError) -> Self {
+        let class = match e {
+            imgflow_messages::MessageError::UnsupportedSchema { .. } => "unsupported_schema",
+            imgflow_messages::MessageError::Malformed { .. } => "malformed_message",
+        };
+        Self::dead_letter(class, e)
+    }
+}
+
 /// The error and all its causes, `": "`-separated, for logs and dead-letter attributes.
 pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();

@@ -1,0 +1,37 @@
+//! # imgflow-store
+//!
+//! `ImageLabeled` → the images table, with a conditional write so duplicates and older
+//! messages never overwrite newer labels; then `ImageStored` for downstream subscribers.
+//!
+//! # Layout
+//! - [`handler`]: the stage's logic, generic over the ports.
+//! - `main.rs`: wiring only.
+
+pub mod handler;
+
+use std::sync::Arc;
+
+use imgflow_runtime::{
+    aws::{dynamodb::DynamoImageTable, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
+    config::WorkerConfig,
+    consumer::Consumer,
+    PortError,
+};
+
+pub use handler::StoreHandler;
+
+/// The store consumer on AWS.
+pub type StoreConsumer = Consumer<SqsQueue, StoreHandler<DynamoImageTable, SnsPublisher>>;
+
+/// Builds the store consumer on AWS clients, resolving its queue and topic.
+pub async fn build(aws: &AwsClients, config: &WorkerConfig) -> Result<StoreConsumer, PortError> {
+    let handler = StoreHandler::new(
+        Arc::new(aws.image_table(config)),
+        Arc::new(aws.stage_publisher(config).await?),
+    );
+    Ok(Consumer::new(
+        Arc::new(aws.stage_queue(config).await?),
+        Arc::new(handler),
+        config.consumer.clone(),
+    ))
+}

@@ -1,1 +1,23 @@
-fn main() {}
+//! `imgflow-store`: consumes `<prefix>-store`, publishes to `<prefix>-image-stored`.
+use std::sync::Arc;
+
+use anyhow::Context;
+use imgflow_runtime::{
+    aws::AwsClients,
+    config::{Stage, WorkerConfig},
+    shutdown, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = WorkerConfig::from_env(Stage::Store)?;
+    telemetry::init(config.json_logs);
+    let shutdown = shutdown::on_signals();
+    let aws = AwsClients::from_env().await;
+    let consumer = imgflow_store::build(&aws, &config)
+        .await
+        .context("connecting the store stage to its queue and topic")?;
+    tracing::info!(prefix = %config.names.prefix, "store stage running");
+    Arc::new(consumer).run(shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Label: `ImageAccepted` → detector → `ImageLabeled`.
+use std::{sync::Arc, time::Duration};
+
+use backon::{ExponentialBuilder, Retryable};
+use imgflow_messages::{
+    ImageAccepted, ImageLabeled, ImageStatus, StageMessage, SCHEMA_VERSION,
+};
+use imgflow_runtime::{
+    clock,
+    consumer::{HandleError, Handler},
+    ports::{DetectRequest, ImageTable, LabelDetector, ObjectLocation, Publisher, ReceivedMessage},
+    PortErrorKind,
+};
+use tracing::Span;
+
+/// How the stage asks for labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelSettings {
+    /// DetectLabels' MaxLabels.
+    pub max_labels: u32,
+    /// DetectLabels' MinConfidence (percent).
+    pub min_confidence: f32,
+    /// Detector calls per delivery before the message goes back to the queue.
+    pub attempts: usize,
+    /// First in-handler retry delay; doubles per attempt, with jitter.
+    pub retry_min_delay: Duration,
+}
+
+impl Default for LabelSettings {
+    fn default() -> Self {
+        Self {
+            max_labels: 10,
+            min_confidence: 55.0,
+            attempts: 4,
+            retry_min_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The label stage's logic.
+pub struct LabelHandler<D, T, P> {
+    detector: Arc<D>,
+    table: Arc<T>,
+    publisher: Arc<P>,
+    settings: LabelSettings,
+}
+
+impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
+    /// A handler calling `detector`, reading `table`, publishing to `publisher`.
+    pub fn new(detector: Arc<D>, table: Arc<T>, publisher: Arc<P>, settings: LabelSettings) -> Self {
+        Self {
+            detector,
+            table,
+            publisher,
+            settings,
+        }
+    }
+
+    /// Whether labels from this detector are already stored, so a redelivered or duplicated
+    /// message costs no second (paid) detector call. A failed read only costs that call.
+    async fn already_labeled(&self, image_id: &str) -> bool {
+        match self.table.get(image_id).await {
+            Ok(Some(record)) => {
+                record.status == ImageStatus::Labeled
+                    && record.detector.as_deref() == Some(self.detector.name())
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not check for existing labels; calling the detector");
+                false
+            }
+        }
+    }
+}
+
+impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, T, P> {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        let accepted = ImageAccepted::decode(&message.body)?;
+        let image = accepted.image;
+        Span::current().record("image_id", image.image_id.as_str());
+        Span::current().record("trace_id", image.trace_id.as_str());
+
+        if self.already_labeled(&image.image_id).await {
+            tracing::info!("labels from this detector are already stored; detector not called");
+            return Ok(());
+        }
+        let request = DetectRequest {
+            object: ObjectLocation {
+                bucket: image.bucket.clone(),
+                key: image.key.clone(),
+                version_id: image.version_id.clone(),
+            },
+            max_labels: self.settings.max_labels,
+            min_confidence: self.settings.min_confidence,
+        };
+        // Throttles and outages are retried here, while the message is still ours, so a brief
+        // throttle does not spend a receive on the way to the dead-letter queue.
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(self.settings.retry_min_delay)
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .with_max_times(self.settings.attempts.saturating_sub(1));
+        let detection = (|| self.detector.detect(&request))
+            .retry(backoff)
+            .when(|e| e.is_transient())
+            .notify(|e, delay| tracing::info!(error = %e, retry_in = ?delay, "detector call failed; retrying"))
+            .await;
+        let detection = match detection {
+            Ok(d) => d,
+            Err(e) if e.kind == PortErrorKind::Invalid || e.kind == PortErrorKind::NotFound => {
+                let status = if e.kind == PortErrorKind::NotFound {
+                    ImageStatus::Missing
+                } else {
+                    ImageStatus::Rejected
+                };
+                let reason = format!("the detector could not read the image: {}", e.message);
+                self.table
+                    .record_failure(&image.image_id, status, &reason)
+                    .await
+                    .map_err(|e| HandleError::from_port("table_write_failed", e))?;
+                tracing::info!(%status, %reason, "image not labelable");
+                return Ok(());
+            }
+            Err(e) if e.kind == PortErrorKind::Throttled => return Err(HandleError::retry("detector_throttled", e)),
+            Err(e) => return Err(HandleError::from_port("detector_failed", e)),
+        };
+
+        let labeled = ImageLabeled {
+            schema_version: SCHEMA_VERSION,
+            image,
+            labels: detection.labels,
+            detector: self.detector.name().to_owned(),
+            label_model_version: detection.label_model_version,
+            labeled_at: clock::now_rfc3339(),
+        };
+        let count = labeled.labels.len();
+        self.publisher
+            .publish(labeled.encode())
+            .await
+            .map_err(|e| HandleError::from_port("publish_failed", e))?;
+        tracing::info!(labels = count, "image labeled");
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! The label stage against in-memory ports.
+use std::{sync::Arc, time::Duration};
+
+use imgflow_label::{LabelHandler, LabelSettings};
+use imgflow_messages::{
+    ImageAccepted, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, NamedRef, StageMessage,
+};
+use imgflow_runtime::{
+    consumer::{Disposition, Handler},
+    fakes::{FakeDetector, FakePublisher, FakeTable},
+    ports::{ImageTable, ReceivedMessage},
+    PortErrorKind,
+};
+
+fn cat() -> Label {
+    Label {
+        name: "Cat".into(),
+        confidence: 97.5,
+        instances: vec![],
+        parents: vec![NamedRef::new("Animal")],
+        categories: vec![],
+    }
+}
+
+fn accepted(id: &str) -> ImageAccepted {
+    ImageAccepted {
+        schema_version: 1,
+        image: ImageRef {
+            image_id: id.into(),
+            trace_id: "t".into(),
+            bucket: "b".into(),
+            key: "incoming/cat.png".into(),
+            version_id: None,
+            etag: "e".into(),
+            received_at: "2026-11-27T03:40:11.532000Z".into(),
+        },
+        content_type: "image/png".into(),
+        size: 10,
+        width: 100,
+        height: 100,
+        accepted_at: "2026-11-27T03:40:11.600000Z".into(),
+    }
+}
+
+fn message(body: String) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: "m".into(),
+        receipt_handle: "r".into(),
+        body,
+        receive_count: 1,
+        attributes: Default::default(),
+    }
+}
+
+fn settings() -> LabelSettings {
+    LabelSettings {
+        retry_min_delay: Duration::from_millis(1),
+        ..LabelSettings::default()
+    }
+}
+
+struct Fixture {
+    detector: Arc<FakeDetector>,
+    table: Arc<FakeTable>,
+    publisher: Arc<FakePublisher>,
+    handler: LabelHandler<FakeDetector, FakeTable, FakePublisher>,
+}
+
+fn fixture(detector: FakeDetector) -> Fixture {
+    let detector = Arc::new(detector);
+    let table = Arc::new(FakeTable::default());
+    let publisher = Arc::new(FakePublisher::default());
+    let handler = LabelHandler::new(detector.clone(), table.clone(), publisher.clone(), settings());
+    Fixture {
+        detector,
+        table,
+        publisher,
+        handler,
+    }
+}
+
+#[tokio::test]
+async fn labels_are_published_in_rekognition_shape() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    let published = f.publisher.published();
+    assert_eq!(published.len(), 1);
+    let labeled = ImageLabeled::decode(&published[0]).unwrap();
+    assert_eq!(labeled.image.image_id, "a");
+    assert_eq!(labeled.labels, vec![cat()]);
+    assert_eq!(labeled.detector, "fake");
+    assert_eq!(labeled.label_model_version, "fake-1");
+}
+
+#[tokio::test]
+async fn a_detector_failing_transiently_twice_is_retried_within_the_handler() {
+    let f = fixture(
+        FakeDetector::new(vec![cat()]).failing_first([PortErrorKind::Throttled, PortErrorKind::Retryable]),
+    );
+    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    assert_eq!(f.detector.calls(), 3);
+    assert_eq!(f.publisher.published().len(), 1);
+}
+
+#[tokio::test]
+async fn a_detector_throttling_past_its_attempts_leaves_the_message_for_retry() {
+    let f = fixture(FakeDetector::new(vec![cat()]).failing_first([PortErrorKind::Throttled; 10]));
+    let err = f.handler.handle(&message(accepted("a").encode())).await.unwrap_err();
+    assert_eq!(err.disposition, Disposition::Retry);
+    assert_eq!(err.error_class, "detector_throttled");
+    assert_eq!(f.detector.calls(), settings().attempts);
+    assert!(f.publisher.published().is_empty());
+}
+
+#[tokio::test]
+async fn an_image_the_detector_refuses_is_recorded_rejected_not_retried() {
+    let f = fixture(FakeDetector::new(vec![]).failing_first([PortErrorKind::Invalid]));
+    let record = ImageRecord {
+        id: "a".into(),
+        bucket: "b".into(),
+        key: "k".into(),
+        version_id: None,
+        etag: "e".into(),
+        content_type: None,
+        size: None,
+        width: None,
+        height: None,
+        status: ImageStatus::Accepted,
+        reason: None,
+        labels: None,
+        detector: None,
+        label_model_version: None,
+        trace_id: None,
+        received_at: "t".into(),
+        accepted_at: None,
+        labeled_at: None,
+    };
+    f.table.record_ingest(&record).await.unwrap();
+    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    let item = &f.table.items()["a"];
+    assert_eq!(item.status, ImageStatus::Rejected);
+    assert!(item.reason.as_deref().unwrap().contains("injected invalid"));
+    assert_eq!(f.detector.calls(), 1);
+}
+
+#[tokio::test]
+async fn labels_already_stored_by_this_detector_skip_the_detector() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    let labeled = ImageLabeled {
+        schema_version: 1,
+        image: accepted("a").image,
+        labels: vec![cat()],
+        detector: "fake".into(),
+        label_model_version: "fake-1".into(),
+        labeled_at: "2026-11-27T03:40:12.000000Z".into(),
+    };
+    f.table.record_labels(&labeled).await.unwrap();
+    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    assert_eq!(f.detector.calls(), 0);
+    assert!(f.publisher.published().is_empty());
+}
+
+#[tokio::test]
+async fn unreadable_messages_are_dead_lettered_by_class() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    let err = f.handler.handle(&message("{}".into())).await.unwrap_err();
+    assert_eq!((err.disposition, err.error_class), (Disposition::DeadLetter, "malformed_message"));
+    let newer = accepted("a").encode().replace("\"schema_version\":1", "\"schema_version\":7");
+    let err = f.handler.handle(&message(newer)).await.unwrap_err();
+    assert_eq!((err.disposition, err.error_class), (Disposition::DeadLetter, "unsupported_schema"));
+    assert_eq!(f.detector.calls(), 0);
+}

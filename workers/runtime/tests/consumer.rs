@@ -1,0 +1,133 @@
+//! The consumer loop against an in-memory queue: deletes, retries, dead letters, concurrency,
+//! shutdown.
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use imgflow_runtime::{
+    consumer::{retry_delay, Batch, BatchReport, Consumer, ConsumerConfig, HandleError, Handler},
+    fakes::FakeQueue,
+    ports::ReceivedMessage,
+    shutdown,
+};
+
+/// Succeeds on "ok", retries on "retry", dead-letters on "poison"; tracks concurrency.
+#[derive(Default)]
+struct Scripted {
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    delay: Duration,
+}
+
+impl Handler for Scripted {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        match message.body.as_str() {
+            "retry" => Err(HandleError::retry("flaky", "try again")),
+            "poison" => Err(HandleError::dead_letter("malformed_message", "cannot parse")),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn config() -> ConsumerConfig {
+    ConsumerConfig {
+        wait_time: Duration::ZERO,
+        ..ConsumerConfig::new("test")
+    }
+}
+
+#[tokio::test]
+async fn successes_are_deleted_failures_retried_with_backoff_poison_dead_lettered() {
+    let queue = Arc::new(FakeQueue::new());
+    for body in ["ok", "retry", "poison", "ok"] {
+        queue.send(body);
+    }
+    let consumer = Consumer::new(queue.clone(), Arc::new(Scripted::default()), config());
+    let batch = consumer.process_batch().await.unwrap();
+    assert_eq!(
+        batch,
+        Batch::Processed(BatchReport {
+            received: 4,
+            succeeded: 2,
+            retried: 1,
+            dead_lettered: 1
+        })
+    );
+    assert_eq!(consumer.process_batch().await.unwrap(), Batch::Empty);
+    assert_eq!(queue.in_flight(), 0, "nothing is left hanging");
+    let dead = queue.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].0, "poison");
+    assert_eq!(dead[0].1.error_class, "malformed_message");
+    assert_eq!(dead[0].1.error, "malformed_message: cannot parse");
+    assert_eq!(dead[0].1.stage, "test");
+
+    // The retried message comes back after its backoff, with a longer one the next time.
+    let first = queue.retry_delays()[0];
+    queue.expire_delays();
+    consumer.process_batch().await.unwrap();
+    let second = queue.retry_delays()[0];
+    assert!(first >= Duration::from_secs(2), "{first:?}");
+    assert!(second >= Duration::from_secs(4), "{second:?}");
+}
+
+#[test]
+fn retry_delays_grow_and_are_capped() {
+    let c = ConsumerConfig::new("x");
+    for attempt in 1..40 {
+        let d = retry_delay(&c, attempt);
+        assert!(d >= c.retry_min_delay.min(c.retry_max_delay) && d <= c.retry_max_delay, "{attempt}: {d:?}");
+    }
+    assert!(retry_delay(&c, 3) >= Duration::from_secs(8));
+    assert_eq!(retry_delay(&c, 30), c.retry_max_delay);
+}
+
+#[tokio::test]
+async fn handling_is_bounded_by_the_configured_concurrency() {
+    let queue = Arc::new(FakeQueue::new());
+    for _ in 0..10 {
+        queue.send("ok");
+    }
+    let handler = Arc::new(Scripted {
+        delay: Duration::from_millis(20),
+        ..Scripted::default()
+    });
+    let consumer = Consumer::new(
+        queue,
+        handler.clone(),
+        ConsumerConfig {
+            concurrency: 3,
+            ..config()
+        },
+    );
+    consumer.process_batch().await.unwrap();
+    assert_eq!(handler.max_running.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn shutdown_stops_polling_and_finishes_what_was_received() {
+    let queue = Arc::new(FakeQueue::new());
+    for _ in 0..5 {
+        queue.send("ok");
+    }
+    let handler = Arc::new(Scripted {
+        delay: Duration::from_millis(50),
+        ..Scripted::default()
+    });
+    let consumer = Arc::new(Consumer::new(queue.clone(), handler, config()));
+    let (trigger, shutdown) = shutdown::channel();
+    let run = tokio::spawn(consumer.run(shutdown));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap();
+    assert_eq!(queue.in_flight(), 0, "the received batch was finished and deleted");
+    assert_eq!(queue.visible(), 0);
+}

@@ -1,0 +1,94 @@
+//! The store stage against in-memory ports.
+use std::sync::Arc;
+
+use imgflow_messages::{ImageLabeled, ImageRef, ImageStored, Label, StageMessage};
+use imgflow_runtime::{
+    consumer::{Disposition, Handler},
+    fakes::{FakePublisher, FakeTable},
+    ports::ReceivedMessage,
+};
+use imgflow_store::StoreHandler;
+
+fn labeled(name: &str, labeled_at: &str) -> ImageLabeled {
+    ImageLabeled {
+        schema_version: 1,
+        image: ImageRef {
+            image_id: "a".into(),
+            trace_id: "t".into(),
+            bucket: "b".into(),
+            key: "incoming/x.png".into(),
+            version_id: None,
+            etag: "e".into(),
+            received_at: "2026-11-27T03:40:11.532000Z".into(),
+        },
+        labels: vec![
+            Label {
+                name: "Low".into(),
+                confidence: 60.0,
+                instances: vec![],
+                parents: vec![],
+                categories: vec![],
+            },
+            Label {
+                name: name.into(),
+                confidence: 90.0,
+                instances: vec![],
+                parents: vec![],
+                categories: vec![],
+            },
+        ],
+        detector: "fake".into(),
+        label_model_version: "1".into(),
+        labeled_at: labeled_at.into(),
+    }
+}
+
+fn message(body: String) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: "m".into(),
+        receipt_handle: "r".into(),
+        body,
+        receive_count: 1,
+        attributes: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn labels_are_stored_and_announced_most_confident_first() {
+    let table = Arc::new(FakeTable::default());
+    let publisher = Arc::new(FakePublisher::default());
+    let handler = StoreHandler::new(table.clone(), publisher.clone());
+    handler
+        .handle(&message(labeled("Cat", "2026-11-27T03:40:12.000000Z").encode()))
+        .await
+        .unwrap();
+    let item = &table.items()["a"];
+    assert_eq!(item.top_labels(1), vec!["Cat"]);
+    let stored = ImageStored::decode(&publisher.published()[0]).unwrap();
+    assert_eq!(stored.label_names, vec!["Cat", "Low"]);
+}
+
+#[tokio::test]
+async fn an_older_message_never_overwrites_newer_labels() {
+    let table = Arc::new(FakeTable::default());
+    let publisher = Arc::new(FakePublisher::default());
+    let handler = StoreHandler::new(table.clone(), publisher.clone());
+    let newer = labeled("Dog", "2026-11-27T03:40:13.000000Z");
+    let older = labeled("Cat", "2026-11-27T03:40:12.000000Z");
+    handler.handle(&message(newer.encode())).await.unwrap();
+    handler.handle(&message(older.encode())).await.unwrap();
+    assert_eq!(table.items()["a"].top_labels(1), vec!["Dog"]);
+    assert_eq!(publisher.published().len(), 1, "the stale message announced nothing");
+
+    // The same message again is harmless: same item, announced again for at-least-once.
+    handler.handle(&message(newer.encode())).await.unwrap();
+    assert_eq!(table.items().len(), 1);
+    assert_eq!(table.items()["a"].top_labels(1), vec!["Dog"]);
+}
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered() {
+    let handler = StoreHandler::new(Arc::new(FakeTable::default()), Arc::new(FakePublisher::default()));
+    let err = handler.handle(&message("[1,2,3]".into())).await.unwrap_err();
+    assert_eq!(err.disposition, Disposition::DeadLetter);
+}
