@@ -91,7 +91,7 @@ impl AwsClients {
 }
 
 /// Maps any SDK error to a [`PortError`] from its error code and HTTP status.
-pub(crate) fn port_error<E>(operation: impl Into<String>, error: SdkError<E, HttpResponse>) -> PortError
+pub fn port_error<E>(operation: impl Into<String>, error: SdkError<E, HttpResponse>) -> PortError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -1,0 +1,382 @@
+//! `imgflow provision`: every resource of the topology, created or brought up to date.
+//! Safe to run any number of times, also while the pipeline runs.
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
+    NotificationConfiguration, NotificationConfigurationFilter, PublicAccessBlockConfiguration,
+    QueueConfiguration, S3KeyFilter, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use imgflow_runtime::{
+    aws::AwsClients,
+    config::{Names, Stage},
+};
+use serde_json::json;
+
+/// Settings that are not names.
+#[derive(Debug, Clone)]
+pub struct ProvisionSettings {
+    /// Receives before SQS moves a message to the dead-letter queue.
+    pub max_receive_count: u32,
+}
+
+impl Default for ProvisionSettings {
+    fn default() -> Self {
+        Self { max_receive_count: 5 }
+    }
+}
+
+/// A provisioning step that failed, naming the resource.
+#[derive(Debug, thiserror::Error)]
+#[error("provisioning {resource}: {message}")]
+pub struct ProvisionError {
+    /// Which resource.
+    pub resource: String,
+    /// The service's answer.
+    pub message: String,
+}
+
+fn failed(resource: impl Into<String>, e: impl std::error::Error) -> ProvisionError {
+    ProvisionError {
+        resource: resource.into(),
+        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    }
+}
+
+/// What exists after provisioning.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The image bucket.
+    pub bucket: String,
+    /// The images table.
+    pub table: String,
+    /// Queue URL per stage.
+    pub queue_urls: HashMap<Stage, String>,
+    /// Dead-letter queue URL per stage.
+    pub dead_letter_queue_urls: HashMap<Stage, String>,
+    /// Topic ARN by full topic name.
+    pub topic_arns: HashMap<String, String>,
+}
+
+/// Creates or updates every resource under `names`.
+pub async fn provision(aws: &AwsClients, names: &Names, settings: &ProvisionSettings) -> Result<Provisioned, ProvisionError> {
+    let region = aws
+        .s3
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+    ensure_bucket(aws, &names.bucket, &region).await?;
+    ensure_table(aws, &names.table).await?;
+
+    let mut topic_arns = HashMap::new();
+    for stage in Stage::ALL {
+        let name = names.topic(stage.output_topic());
+        let arn = aws
+            .sns
+            .create_topic()
+            .name(&name)
+            .send()
+            .await
+            .map_err(|e| failed(format!("topic {name}"), e))?
+            .topic_arn
+            .unwrap_or_default();
+        topic_arns.insert(name, arn);
+    }
+
+    let mut queue_urls = HashMap::new();
+    let mut dead_letter_queue_urls = HashMap::new();
+    for stage in Stage::ALL {
+        let dlq_name = names.dead_letter_queue(stage);
+        let dlq_url = ensure_queue(aws, &dlq_name).await?;
+        let dlq_arn = queue_arn(aws, &dlq_name, &dlq_url).await?;
+        let name = names.queue(stage);
+        let url = ensure_queue(aws, &name).await?;
+        let arn = queue_arn(aws, &name, &url).await?;
+
+        // Only the stage's feeder may send: the bucket for ingest, the upstream topic otherwise.
+        let (service, source_arn) = match stage.input_topic() {
+            None => ("s3.amazonaws.com", format!("arn:aws:s3:::{}", names.bucket)),
+            Some(topic) => ("sns.amazonaws.com", topic_arns[&names.topic(topic)].clone()),
+        };
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "imgflow-feeder",
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": source_arn}}
+            }]
+        });
+        let redrive = json!({
+            "deadLetterTargetArn": dlq_arn,
+            "maxReceiveCount": settings.max_receive_count.to_string(),
+        });
+        set_attributes(
+            aws,
+            &name,
+            &url,
+            [
+                (QueueAttributeName::VisibilityTimeout, stage.visibility_timeout().as_secs().to_string()),
+                (QueueAttributeName::ReceiveMessageWaitTimeSeconds, "20".into()),
+                (QueueAttributeName::MessageRetentionPeriod, (4 * 24 * 3600).to_string()),
+                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+                (QueueAttributeName::Policy, policy.to_string()),
+            ],
+        )
+        .await?;
+        let redrive_allow = json!({"redrivePermission": "byQueue", "sourceQueueArns": [arn]});
+        set_attributes(
+            aws,
+            &dlq_name,
+            &dlq_url,
+            [
+                // Dead letters are kept the longest SQS allows, for inspection and replay.
+                (QueueAttributeName::MessageRetentionPeriod, (14 * 24 * 3600).to_string()),
+                (QueueAttributeName::RedriveAllowPolicy, redrive_allow.to_string()),
+            ],
+        )
+        .await?;
+        if let Some(topic) = stage.input_topic() {
+            ensure_subscription(aws, &topic_arns[&names.topic(topic)], &arn).await?;
+        }
+        queue_urls.insert(stage, url);
+        dead_letter_queue_urls.insert(stage, dlq_url);
+        if stage == Stage::Ingest {
+            ensure_notification(aws, &names.bucket, &arn, names.incoming_prefix()).await?;
+        }
+    }
+    Ok(Provisioned {
+        bucket: names.bucket.clone(),
+        table: names.table.clone(),
+        queue_urls,
+        dead_letter_queue_urls,
+        topic_arns,
+    })
+}
+
+async fn ensure_bucket(aws: &AwsClients, bucket: &str, region: &str) -> Result<(), ProvisionError> {
+    let resource = format!("bucket {bucket}");
+    let mut request = aws.s3.create_bucket().bucket(bucket);
+    // us-east-1 is the one region that must not be named.
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        Err(e) => return Err(failed(resource, e)),
+    }
+    aws.s3
+        .put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| failed(resource.clone(), e))?;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .map_err(|e| failed(resource.clone(), e))?,
+        )
+        .build();
+    aws.s3
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| failed(resource.clone(), e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| failed(resource, e))?;
+    Ok(())
+}
+
+async fn ensure_table(aws: &AwsClients, table: &str) -> Result<(), ProvisionError> {
+    let resource = format!("table {table}");
+    let created = aws
+        .dynamodb
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| failed(resource.clone(), e))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| failed(resource.clone(), e))?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e) => return Err(failed(resource, e)),
+    }
+    // A new table takes a moment to become usable on AWS.
+    for _ in 0..120 {
+        let description = aws
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| failed(resource.clone(), e))?;
+        if description.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    Err(ProvisionError {
+        resource,
+        message: "table did not become ACTIVE within 2 minutes".into(),
+    })
+}
+
+async fn ensure_queue(aws: &AwsClients, name: &str) -> Result<String, ProvisionError> {
+    // Created bare, then configured with SetQueueAttributes: CreateQueue with attributes that
+    // differ from an existing queue's fails, and provisioning must also update.
+    let output = aws
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| failed(format!("queue {name}"), e))?;
+    Ok(output.queue_url.unwrap_or_default())
+}
+
+async fn queue_arn(aws: &AwsClients, name: &str, url: &str) -> Result<String, ProvisionError> {
+    let output = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| failed(format!("queue {name}"), e))?;
+    output
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or_else(|| ProvisionError {
+            resource: format!("queue {name}"),
+            message: "no QueueArn attribute".into(),
+        })
+}
+
+async fn set_attributes<const N: usize>(
+    aws: &AwsClients,
+    name: &str,
+    url: &str,
+    attributes: [(QueueAttributeName, String); N],
+) -> Result<(), ProvisionError> {
+    aws.sqs
+        .set_queue_attributes()
+        .queue_url(url)
+        .set_attributes(Some(attributes.into_iter().collect()))
+        .send()
+        .await
+        .map_err(|e| failed(format!("queue {name}"), e))?;
+    Ok(())
+}
+
+async fn ensure_subscription(aws: &AwsClients, topic_arn: &str, queue_arn: &str) -> Result<(), ProvisionError> {
+    let resource = format!("subscription {topic_arn} → {queue_arn}");
+    let mut next_token = None;
+    loop {
+        let page = aws
+            .sns
+            .list_subscriptions_by_topic()
+            .topic_arn(topic_arn)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| failed(resource.clone(), e))?;
+        let existing = page
+            .subscriptions()
+            .iter()
+            .find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue_arn))
+            .and_then(|s| s.subscription_arn().map(str::to_owned));
+        if let Some(arn) = existing.filter(|a| a.starts_with("arn:")) {
+            aws.sns
+                .set_subscription_attributes()
+                .subscription_arn(arn)
+                .attribute_name("RawMessageDelivery")
+                .attribute_value("true")
+                .send()
+                .await
+                .map_err(|e| failed(resource.clone(), e))?;
+            return Ok(());
+        }
+        match page.next_token {
+            Some(token) => next_token = Some(token),
+            None => break,
+        }
+    }
+    aws.sns
+        .subscribe()
+        .topic_arn(topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .return_subscription_arn(true)
+        .send()
+        .await
+        .map_err(|e| failed(resource, e))?;
+    Ok(())
+}
+
+async fn ensure_notification(aws: &AwsClients, bucket: &str, queue_arn: &str, prefix: &str) -> Result<(), ProvisionError> {
+    let filter = NotificationConfigurationFilter::builder()
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build())
+                .build(),
+        )
+        .build();
+    let queue = QueueConfiguration::builder()
+        .id("imgflow-incoming")
+        .queue_arn(queue_arn)
+        .events(Event::from("s3:ObjectCreated:*"))
+        .filter(filter)
+        .build()
+        .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;
+    aws.s3
+        .put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(NotificationConfiguration::builder().queue_configurations(queue).build())
+        .send()
+        .await
+        .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `imgflow results`: items as a table, and waiting for submitted images to finish.
+use std::time::{Duration, Instant};
+
+use imgflow_messages::ImageRecord;
+use imgflow_runtime::{ports::ImageTable, PortError};
+
+/// Renders items as an aligned table: key, status, and top labels or the reason.
+pub fn table(records: &[ImageRecord]) -> String {
+    let rows: Vec<[String; 3]> = records
+        .iter()
+        .map(|r| {
+            let detail = match &r.reason {
+                Some(reason) => reason.clone(),
+                None => labels_text(r),
+            };
+            [shorten(&r.key, 60), r.status.to_string(), detail]
+        })
+        .collect();
+    let key_width = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0).max(3);
+    let mut out = format!("{:<key_width$}  {:<8}  LABELS / REASON\n", "KEY", "STATUS");
+    for [key, status, detail] in rows {
+        out.push_str(&format!("{key:<key_width$}  {status:<8}  {detail}\n"));
+    }
+    out
+}
+
+fn labels_text(record: &ImageRecord) -> String {
+    let mut labels: Vec<_> = record.labels.iter().flatten().collect();
+    labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    labels
+        .iter()
+        .take(5)
+        .map(|l| format!("{} ({:.0}%)", l.name, l.confidence))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
+}
+
+/// Polls until every id has a final status, or `timeout`. Returns the items in `ids` order
+/// (absent ones omitted) and whether all finished.
+pub async fn wait_for_final<T: ImageTable>(
+    table: &T,
+    ids: &[String],
+    timeout: Duration,
+) -> Result<(Vec<ImageRecord>, bool), PortError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut records = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = table.get(id).await? {
+                records.push(record);
+            }
+        }
+        let done = records.len() == ids.len() && records.iter().all(|r| r.status.is_final());
+        if done || Instant::now() >= deadline {
+            return Ok((records, done));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,0 +1,76 @@
+//! `imgflow status`: per stage, messages waiting, in flight and dead-lettered.
+use aws_sdk_sqs::types::QueueAttributeName;
+use imgflow_runtime::{
+    aws::{port_error, sqs::queue_url, AwsClients},
+    config::{Names, Stage},
+    PortError,
+};
+
+/// One stage's queue depths (SQS' approximate counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageStatus {
+    /// The stage.
+    pub stage: Stage,
+    /// Messages waiting to be received.
+    pub visible: u64,
+    /// Messages received and not yet deleted.
+    pub in_flight: u64,
+    /// Messages in the dead-letter queue.
+    pub dead_lettered: u64,
+}
+
+/// Reads every stage's queue depths.
+pub async fn status(aws: &AwsClients, names: &Names) -> Result<Vec<StageStatus>, PortError> {
+    let mut out = Vec::new();
+    for stage in Stage::ALL {
+        let (visible, in_flight) = depth(aws, &names.queue(stage)).await?;
+        let (dead_lettered, _) = depth(aws, &names.dead_letter_queue(stage)).await?;
+        out.push(StageStatus {
+            stage,
+            visible,
+            in_flight,
+            dead_lettered,
+        });
+    }
+    Ok(out)
+}
+
+async fn depth(aws: &AwsClients, name: &str) -> Result<(u64, u64), PortError> {
+    let url = queue_url(&aws.sqs, name).await?;
+    let output = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| port_error(format!("sqs:GetQueueAttributes {name}"), e))?;
+    let attributes = output.attributes.unwrap_or_default();
+    let read = |name: QueueAttributeName| {
+        attributes
+            .get(&name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((
+        read(QueueAttributeName::ApproximateNumberOfMessages),
+        read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    ))
+}
+
+/// Renders the depths as a table.
+pub fn table(statuses: &[StageStatus]) -> String {
+    let mut out = format!("{:<8}  {:>8}  {:>9}  {:>5}\n", "STAGE", "WAITING", "IN FLIGHT", "DLQ");
+    for s in statuses {
+        let flag = if s.dead_lettered > 0 { "  ← messages in the dead-letter queue" } else { "" };
+        out.push_str(&format!(
+            "{:<8}  {:>8}  {:>9}  {:>5}{flag}\n",
+            s.stage.as_str(),
+            s.visible,
+            s.in_flight,
+            s.dead_lettered
+        ));
+    }
+    out
+}
