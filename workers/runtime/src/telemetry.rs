@@ -4,7 +4,11 @@ use tracing_subscriber::{fmt, EnvFilter};
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     if json {
         builder.json().flatten_event(true).with_current_span(true).init();
     } else {
