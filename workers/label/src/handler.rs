@@ -8,7 +8,10 @@ use imgflow_messages::{
 use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
-    ports::{DetectRequest, ImageTable, LabelDetector, ObjectLocation, Publisher, ReceivedMessage},
+    ports::{
+        DetectRequest, ImageTable, LabelClaim, LabelDetector, ObjectLocation, Publisher,
+        ReceivedMessage,
+    },
     PortErrorKind,
 };
 use tracing::Span;
@@ -24,6 +27,9 @@ pub struct LabelSettings {
     pub attempts: usize,
     /// First in-handler retry delay; doubles per attempt, with jitter.
     pub retry_min_delay: Duration,
+    /// How long one message holds the right to label an image before a duplicate may take
+    /// over; the label queue's visibility timeout, so a crashed holder's redelivery can.
+    pub claim_lease: Duration,
 }
 
 impl Default for LabelSettings {
@@ -33,6 +39,7 @@ impl Default for LabelSettings {
             min_confidence: 55.0,
             attempts: 4,
             retry_min_delay: Duration::from_millis(200),
+            claim_lease: imgflow_runtime::config::Stage::Label.visibility_timeout(),
         }
     }
 }
@@ -56,20 +63,19 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
         }
     }
 
-    /// Whether labels from this detector are already stored, so a redelivered or duplicated
-    /// message costs no second (paid) detector call. A failed read only costs that call.
-    async fn already_labeled(&self, image_id: &str) -> bool {
-        match self.table.get(image_id).await {
-            Ok(Some(record)) => {
-                record.status == ImageStatus::Labeled
-                    && record.detector.as_deref() == Some(self.detector.name())
-            }
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not check for existing labels; calling the detector");
-                false
-            }
-        }
+    /// Whether this message may call the detector: duplicates of one image (repeated S3
+    /// events, redeliveries) cost one paid call. A failed claim only costs that call.
+    async fn claim(&self, image_id: &str, message: &ReceivedMessage) -> LabelClaim {
+        let now = clock::now_rfc3339();
+        let until = clock::rfc3339_after(self.settings.claim_lease);
+        let claim = self
+            .table
+            .claim_labeling(image_id, self.detector.name(), &message.message_id, &now, &until)
+            .await;
+        claim.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not claim the image; calling the detector anyway");
+            LabelClaim::Granted
+        })
     }
 }
 
@@ -80,9 +86,17 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
         Span::current().record("image_id", image.image_id.as_str());
         Span::current().record("trace_id", image.trace_id.as_str());
 
-        if self.already_labeled(&image.image_id).await {
-            tracing::info!("labels from this detector are already stored; detector not called");
-            return Ok(());
+        match self.claim(&image.image_id, message).await {
+            LabelClaim::Granted => {}
+            LabelClaim::AlreadyLabeled => {
+                tracing::info!("labels from this detector are already stored; detector not called");
+                return Ok(());
+            }
+            LabelClaim::HeldByOther => {
+                // Safe to drop: the holder's own message stays on the queue until it succeeds.
+                tracing::info!("a duplicate message is labelling this image; detector not called");
+                return Ok(());
+            }
         }
         let request = DetectRequest {
             object: ObjectLocation {

@@ -61,6 +61,7 @@ pub fn settings_from_env() -> Result<LabelSettings, ConfigError> {
             d.retry_min_delay.as_millis() as u64,
             0..=60_000,
         )?),
+        claim_lease: d.claim_lease,
     })
 }
 

@@ -161,6 +161,22 @@ async fn labels_already_stored_by_this_detector_skip_the_detector() {
 }
 
 #[tokio::test]
+async fn duplicate_messages_for_one_image_cost_one_detector_call() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    let mut first = message(accepted("a").encode());
+    first.message_id = "m1".into();
+    let mut duplicate = first.clone();
+    duplicate.message_id = "m2".into();
+    let (a, b) = tokio::join!(f.handler.handle(&first), f.handler.handle(&duplicate));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(f.detector.calls(), 1);
+    // The holder's own redelivery (same message id) may label again.
+    f.handler.handle(&first).await.unwrap();
+    assert_eq!(f.detector.calls(), 2);
+}
+
+#[tokio::test]
 async fn unreadable_messages_are_dead_lettered_by_class() {
     let f = fixture(FakeDetector::new(vec![cat()]));
     let err = f.handler.handle(&message("{}".into())).await.unwrap_err();

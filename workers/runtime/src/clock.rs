@@ -7,6 +7,12 @@ pub fn now_rfc3339() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// `delay` from now, in [`now_rfc3339`]'s form.
+pub fn rfc3339_after(delay: std::time::Duration) -> String {
+    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    (Utc::now() + delay).to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
 /// Normalises an RFC 3339 time from elsewhere (S3 event times have milliseconds) to
 /// [`now_rfc3339`]'s form; keeps the input when it does not parse.
 pub fn normalize_rfc3339(value: &str) -> String {

@@ -15,7 +15,7 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus, Label};
 
 use crate::{
     ports::{
-        DeadLetter, DetectRequest, Detection, ImageTable, LabelDetector, ObjectHead, ObjectLocation,
+        DeadLetter, DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectHead, ObjectLocation,
         ObjectStore, Publisher, PutResult, Queue, ReceivedMessage, WriteOutcome,
     },
     PortError, PortErrorKind,
@@ -298,6 +298,7 @@ impl LabelDetector for FakeDetector {
 #[derive(Debug, Default)]
 pub struct FakeTable {
     items: Mutex<HashMap<String, ImageRecord>>,
+    claims: Mutex<HashMap<String, (String, String)>>,
     label_writes: AtomicUsize,
 }
 
@@ -374,6 +375,31 @@ impl ImageTable for FakeTable {
         record.labeled_at = Some(labeled.labeled_at.clone());
         self.label_writes.fetch_add(1, Ordering::SeqCst);
         Ok(WriteOutcome::Written)
+    }
+
+    async fn claim_labeling(
+        &self,
+        image_id: &str,
+        detector: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<LabelClaim, PortError> {
+        let items = self.items.lock().unwrap();
+        let labeled_by_me = items.get(image_id).is_some_and(|r| {
+            r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector)
+        });
+        if labeled_by_me {
+            return Ok(LabelClaim::AlreadyLabeled);
+        }
+        let mut claims = self.claims.lock().unwrap();
+        match claims.get(image_id) {
+            Some((holder, lease)) if holder != token && lease.as_str() >= now => Ok(LabelClaim::HeldByOther),
+            _ => {
+                claims.insert(image_id.to_owned(), (token.to_owned(), until.to_owned()));
+                Ok(LabelClaim::Granted)
+            }
+        }
     }
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {

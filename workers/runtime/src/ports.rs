@@ -199,6 +199,18 @@ pub enum WriteOutcome {
     Superseded,
 }
 
+/// The answer to a request to label an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelClaim {
+    /// Go ahead: this message holds the image until the lease ends.
+    Granted,
+    /// Another message (a duplicate) holds a live claim; that one will finish the work, or
+    /// its redelivery will after the lease ends.
+    HeldByOther,
+    /// Labels from this detector are already stored.
+    AlreadyLabeled,
+}
+
 /// The images table.
 pub trait ImageTable: Send + Sync + 'static {
     /// Writes ingest's verdict (`accepted`, `rejected` or `missing`) unless the image is
@@ -223,9 +235,32 @@ pub trait ImageTable: Send + Sync + 'static {
         labeled: &ImageLabeled,
     ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
 
+    /// Claims the right to call `detector` for an image until `until` (RFC 3339), for the
+    /// message `token`, so duplicates of one image cost one detector call. The same token may
+    /// re-claim (a redelivery of the same message); another may take over an expired claim.
+    fn claim_labeling(
+        &self,
+        image_id: &str,
+        detector: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> impl Future<Output = Result<LabelClaim, PortError>> + Send;
+
     /// Reads one item.
     fn get(
         &self,
         image_id: &str,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
+}
+
+/// A shared detector is a detector, so tests can keep a handle on a counting fake.
+impl<D: LabelDetector> LabelDetector for std::sync::Arc<D> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn detect(&self, request: &DetectRequest) -> impl Future<Output = Result<Detection, PortError>> + Send {
+        (**self).detect(request)
+    }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::port_error;
 use crate::{
-    ports::{ImageTable, WriteOutcome},
+    ports::{ImageTable, LabelClaim, WriteOutcome},
     PortError, PortErrorKind,
 };
 
@@ -132,7 +132,7 @@ impl ImageTable for DynamoImageTable {
         update.set("reason", s(reason));
         update.condition(
             "attribute_exists(#id) AND #status <> :labeled",
-            &[("id", None), ("labeled", Some(s(ImageStatus::Labeled.as_str())))],
+            &[("labeled", s(ImageStatus::Labeled.as_str()))],
         );
         self.update(image_id, update, status.as_str()).await
     }
@@ -159,9 +159,43 @@ impl ImageTable for DynamoImageTable {
         // redelivery after a crash still publish downstream.
         update.condition(
             "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
-            &[("labeled_at", Some(s(&labeled.labeled_at)))],
+            &[("labeled_at", s(&labeled.labeled_at))],
         );
         self.update(&image.image_id, update, "labels").await
+    }
+
+    async fn claim_labeling(
+        &self,
+        image_id: &str,
+        detector: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<LabelClaim, PortError> {
+        let mut update = Update::default();
+        update.set("label_claim", s(token));
+        update.set("label_claim_until", s(until));
+        update.condition(
+            "attribute_exists(#id) \
+             AND NOT (#status = :labeled AND #detector = :detector) \
+             AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now OR #label_claim = :label_claim)",
+            &[
+                ("labeled", s(ImageStatus::Labeled.as_str())),
+                ("detector", s(detector)),
+                ("now", s(now)),
+            ],
+        );
+        if self.update(image_id, update, "label claim").await? == WriteOutcome::Written {
+            return Ok(LabelClaim::Granted);
+        }
+        // The condition failed; one read tells which part (a rare path: duplicates only).
+        Ok(match self.get(image_id).await? {
+            None => LabelClaim::Granted,
+            Some(r) if r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector) => {
+                LabelClaim::AlreadyLabeled
+            }
+            Some(_) => LabelClaim::HeldByOther,
+        })
     }
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
@@ -221,24 +255,20 @@ impl Update {
         self.removes.push(n);
     }
 
-    /// `expression` uses `#name` for each name and `:name` for each value given.
-    fn condition(&mut self, expression: &str, operands: &[(&str, Option<AttributeValue>)]) {
-        for (name, value) in operands {
-            match value {
-                Some(v) => {
-                    self.value(name, v.clone());
-                    // A name may be both compared and a value placeholder (`:labeled_at`).
-                    if expression.contains(&format!("#{name}")) {
-                        self.name(name);
-                    }
-                }
-                None => {
-                    self.name(name);
-                }
-            }
+    /// A condition; every `#name` in it is aliased to the attribute `name`, and each value
+    /// given becomes the placeholder `:name`.
+    fn condition(&mut self, expression: &str, values: &[(&str, AttributeValue)]) {
+        for (name, value) in values {
+            self.value(name, value.clone());
         }
-        if expression.contains("#status") {
-            self.name("status");
+        let mut rest = expression;
+        while let Some(at) = rest.find('#') {
+            let name: String = rest[at + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + 1 + name.len()..];
+            self.name(&name);
         }
         self.condition = Some(expression.to_owned());
     }
@@ -380,7 +410,7 @@ mod tests {
         u.remove("reason");
         u.condition(
             "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
-            &[("labeled_at", Some(s("t")))],
+            &[("labeled_at", s("t"))],
         );
         let (expression, names, values, condition) = u.build();
         assert_eq!(
