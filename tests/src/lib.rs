@@ -1,0 +1,333 @@
+//! # imgflow-e2e: the pipeline against the local emulator
+//!
+//! Each test provisions its own resources under a unique prefix, so tests run in parallel
+//! against one emulator. Stages run in-process on the real AWS adapters (the same code the
+//! binaries run) unless a test needs processes, as the signal tests do.
+//!
+//! The emulator is found at `AWS_ENDPOINT_URL` (default `http://127.0.0.1:4566`);
+//! `scripts/test` starts it.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use bytes::Bytes;
+use imgflow_cli::provision::{provision, ProvisionSettings, Provisioned};
+use imgflow_label::LabelSettings;
+use imgflow_messages::ImageRecord;
+use imgflow_runtime::{
+    aws::{dynamodb::DynamoImageTable, rekognition::RekognitionDetector, s3::S3Store, AwsClients},
+    config::{Names, Stage, WorkerConfig},
+    consumer::ConsumerConfig,
+    image_probe::Limits,
+    ports::{DetectRequest, Detection, LabelDetector, ObjectStore},
+    shutdown::{self, ShutdownTrigger},
+    PortError,
+};
+use tokio::task::JoinHandle;
+
+/// The emulator's URL.
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// Clients pointed at the emulator with dummy credentials.
+pub async fn emulator_clients() -> AwsClients {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "imgflow-e2e",
+        ))
+        .load()
+        .await;
+    AwsClients::new(&config)
+}
+
+/// Environment variables for a worker process talking to the emulator under `prefix`.
+pub fn process_env(prefix: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("IMGFLOW_PREFIX", prefix.into()),
+        ("IMGFLOW_WAIT_TIME_SECS", "1".into()),
+        ("IMGFLOW_RETRY_MIN_DELAY_SECS", "1".into()),
+    ]
+}
+
+/// Where the workspace's binaries are (`IMGFLOW_BIN_DIR`, default `target/debug`).
+pub fn bin_dir() -> PathBuf {
+    std::env::var_os("IMGFLOW_BIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"))
+}
+
+/// A photo from `tests/fixtures/photos`.
+pub fn photo(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/photos").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A PNG header with the given dimensions and a proper end: enough for every check ingest
+/// makes, for shapes no real photo here has.
+pub fn png_with_dimensions(width: u32, height: u32) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    v.extend_from_slice(&width.to_be_bytes());
+    v.extend_from_slice(&height.to_be_bytes());
+    v.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    v.extend_from_slice(b"\0\0\0\0IEND\xae\x42\x60\x82");
+    v
+}
+
+/// Counts the calls to a detector.
+#[derive(Debug)]
+pub struct Counting<D> {
+    inner: D,
+    calls: AtomicUsize,
+}
+
+impl<D> Counting<D> {
+    /// Wraps `inner`.
+    pub fn new(inner: D) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Calls so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl<D: LabelDetector> LabelDetector for Counting<D> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn detect(&self, request: &DetectRequest) -> Result<Detection, PortError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.detect(request).await
+    }
+}
+
+/// One test's pipeline: its own resources, its own in-process stages.
+pub struct TestPipeline {
+    /// Resource names under the test's prefix.
+    pub names: Names,
+    /// Clients on the emulator.
+    pub aws: AwsClients,
+    /// What provisioning created.
+    pub provisioned: Provisioned,
+    stages: Vec<(ShutdownTrigger, JoinHandle<()>)>,
+}
+
+impl TestPipeline {
+    /// Provisions resources under a fresh prefix derived from `test`.
+    pub async fn new(test: &str) -> Self {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let prefix = format!("{}-{}", test.replace('_', "-"), &suffix[..8]);
+        let names = Names::new(prefix);
+        let aws = emulator_clients().await;
+        let provisioned = provision(&aws, &names, &ProvisionSettings::default())
+            .await
+            .unwrap_or_else(|e| panic!("provisioning {} (is the emulator at {} running?): {e}", names.prefix, endpoint()));
+        Self {
+            names,
+            aws,
+            provisioned,
+            stages: Vec::new(),
+        }
+    }
+
+    /// A stage's configuration, paced for tests: short polls and retry delays.
+    pub fn worker_config(&self, stage: Stage) -> WorkerConfig {
+        WorkerConfig {
+            stage,
+            names: self.names.clone(),
+            queue_url: None,
+            dead_letter_queue_url: None,
+            topic_arn: None,
+            consumer: ConsumerConfig {
+                wait_time: Duration::from_secs(1),
+                retry_min_delay: Duration::from_secs(1),
+                retry_max_delay: Duration::from_secs(5),
+                ..ConsumerConfig::new(stage.as_str())
+            },
+            json_logs: false,
+        }
+    }
+
+    fn spawn<F>(&mut self, run: impl FnOnce(shutdown::Shutdown) -> F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (trigger, shutdown) = shutdown::channel();
+        self.stages.push((trigger, tokio::spawn(run(shutdown))));
+    }
+
+    /// Starts the ingest stage.
+    pub async fn start_ingest(&mut self) {
+        let consumer = imgflow_ingest::build(&self.aws, &self.worker_config(Stage::Ingest), Limits::default())
+            .await
+            .expect("building ingest");
+        self.spawn(|s| Arc::new(consumer).run(s));
+    }
+
+    /// Starts the label stage with `detector`.
+    pub async fn start_label<D: LabelDetector>(&mut self, detector: D) {
+        let settings = LabelSettings {
+            retry_min_delay: Duration::from_millis(50),
+            ..LabelSettings::default()
+        };
+        let consumer = imgflow_label::build(&self.aws, &self.worker_config(Stage::Label), settings, detector)
+            .await
+            .expect("building label");
+        self.spawn(|s| Arc::new(consumer).run(s));
+    }
+
+    /// Starts the store stage.
+    pub async fn start_store(&mut self) {
+        let consumer = imgflow_store::build(&self.aws, &self.worker_config(Stage::Store))
+            .await
+            .expect("building store");
+        self.spawn(|s| Arc::new(consumer).run(s));
+    }
+
+    /// Starts every stage with the emulator's Rekognition, counting its calls.
+    pub async fn start_all(&mut self) -> Arc<Counting<RekognitionDetector>> {
+        let detector = Arc::new(Counting::new(RekognitionDetector::new(self.aws.rekognition.clone())));
+        self.start_ingest().await;
+        self.start_label(detector.clone()).await;
+        self.start_store().await;
+        detector
+    }
+
+    /// Stops every in-process stage, letting in-flight messages finish.
+    pub async fn stop(self) {
+        for (trigger, _) in &self.stages {
+            trigger.trigger();
+        }
+        for (_, task) in self.stages {
+            task.await.expect("stage task");
+        }
+    }
+
+    /// Uploads `body` to `key` (S3 then notifies ingest) and returns the image id.
+    pub async fn put(&self, key: &str, body: Vec<u8>) -> String {
+        let store = S3Store::new(self.aws.s3.clone());
+        let put = store
+            .put(&self.names.bucket, key, Bytes::from(body), "application/octet-stream")
+            .await
+            .unwrap_or_else(|e| panic!("uploading {key}: {e}"));
+        imgflow_messages::image_id(&self.names.bucket, key, put.version_id.as_deref().unwrap_or(&put.etag))
+    }
+
+    /// The images table.
+    pub fn table(&self) -> DynamoImageTable {
+        DynamoImageTable::new(self.aws.dynamodb.clone(), self.names.table.clone())
+    }
+
+    /// Waits until every id is final; panics naming the stragglers after `timeout`.
+    pub async fn wait_final(&self, ids: &[String], timeout: Duration) -> Vec<ImageRecord> {
+        let (records, done) = imgflow_cli::results::wait_for_final(&self.table(), ids, timeout)
+            .await
+            .expect("reading the table");
+        assert!(
+            done,
+            "not every image finished within {timeout:?}: {:?}",
+            records.iter().map(|r| (&r.key, r.status)).collect::<Vec<_>>()
+        );
+        records
+    }
+
+    /// Every item in the table.
+    pub async fn items(&self) -> Vec<ImageRecord> {
+        self.table().recent(usize::MAX).await.expect("scanning the table")
+    }
+
+    /// Waits until no stage has messages waiting or in flight (two reads in a row, since
+    /// SQS' counts are approximate and a message may be between stages).
+    pub async fn wait_idle(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut quiet = 0;
+        while quiet < 2 {
+            let statuses = imgflow_cli::status::status(&self.aws, &self.names)
+                .await
+                .expect("reading queue depths");
+            if statuses.iter().all(|s| s.visible == 0 && s.in_flight == 0) {
+                quiet += 1;
+            } else {
+                quiet = 0;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "queues still busy after {timeout:?}: {statuses:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Sends a raw body to a stage's queue.
+    pub async fn send(&self, stage: Stage, body: &str) {
+        self.aws
+            .sqs
+            .send_message()
+            .queue_url(&self.provisioned.queue_urls[&stage])
+            .message_body(body)
+            .send()
+            .await
+            .expect("sending to a stage queue");
+    }
+
+    /// Drains a stage's dead-letter queue: bodies with their String attributes.
+    pub async fn dead_letters(&self, stage: Stage) -> Vec<DeadLetterCopy> {
+        let url = &self.provisioned.dead_letter_queue_urls[&stage];
+        let mut out = Vec::new();
+        loop {
+            let received = self
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receiving from a dead-letter queue");
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                let attributes = m
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(k, v)| v.string_value.map(|v| (k, v)))
+                    .collect();
+                out.push(DeadLetterCopy {
+                    body: m.body.unwrap_or_default(),
+                    attributes,
+                });
+            }
+        }
+    }
+}
+
+/// A message read from a dead-letter queue.
+#[derive(Debug, Clone)]
+pub struct DeadLetterCopy {
+    /// The body as it was sent.
+    pub body: String,
+    /// Its String attributes.
+    pub attributes: std::collections::HashMap<String, String>,
+}

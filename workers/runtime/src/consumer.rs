@@ -8,8 +8,9 @@
 //!   the dead-letter queue after `maxReceiveCount` receives.
 //! - Failures that can never succeed (malformed body, unknown schema) are copied to the
 //!   dead-letter queue at once with the reason as attributes, then deleted.
-//! - Shutdown is raced only against the long poll: a batch already received is finished,
-//!   because abandoning it would re-run paid detector calls on redelivery.
+//! - Shutdown stops new receives; a batch already received is finished, because abandoning
+//!   it would re-run paid detector calls on redelivery. Messages that arrive from the last
+//!   long poll after the shutdown request are released (visibility 0) for other workers.
 //!
 //! [`Consumer::process_batch`] is one iteration, so tests drive the loop without sleeping.
 use std::{error::Error as StdError, sync::Arc, time::Duration};
@@ -345,13 +346,15 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
 
     async fn poll(self: Arc<Self>, mut shutdown: Shutdown) {
         let mut failures: u32 = 0;
-        loop {
-            let received = tokio::select! {
-                biased;
-                _ = shutdown.requested() => return,
-                received = self.receive() => received,
-            };
-            match received {
+        while !shutdown.is_requested() {
+            // The long poll is not cancelled on shutdown: a receive abandoned client-side may
+            // still have taken messages server-side, which would then stay invisible for the
+            // whole visibility timeout. It ends within `wait_time`; what it brings after the
+            // shutdown request is released at once.
+            match self.receive().await {
+                Ok(messages) if shutdown.is_requested() => {
+                    self.release(messages).await;
+                }
                 Ok(messages) => {
                     failures = 0;
                     self.process(messages).await;
@@ -366,6 +369,22 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                     }
                 }
             }
+        }
+    }
+
+    /// Makes messages received but not started visible again, for another worker to take.
+    async fn release(&self, messages: Vec<ReceivedMessage>) {
+        for message in &messages {
+            if let Err(e) = self
+                .queue
+                .change_visibility(&message.receipt_handle, Duration::ZERO)
+                .await
+            {
+                tracing::warn!(message_id = %message.message_id, error = %e, "could not release message");
+            }
+        }
+        if !messages.is_empty() {
+            tracing::info!(released = messages.len(), "released messages received during shutdown");
         }
     }
 }
