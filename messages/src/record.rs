@@ -110,7 +110,11 @@ impl ImageRecord {
     pub fn top_labels(&self, n: usize) -> Vec<&str> {
         let mut labels: Vec<&Label> = self.labels.iter().flatten().collect();
         labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-        labels.into_iter().take(n).map(|l| l.name.as_str()).collect()
+        labels
+            .into_iter()
+            .take(n)
+            .map(|l| l.name.as_str())
+            .collect()
     }
 }
 

@@ -225,8 +225,14 @@ mod tests {
     fn keys_are_form_url_decoded() {
         assert_eq!(decode_key("red+flower.jpg").unwrap(), "red flower.jpg");
         assert_eq!(decode_key("a%2Bb.png").unwrap(), "a+b.png");
-        assert_eq!(decode_key("incoming%2Fx%2Fy.png").unwrap(), "incoming/x/y.png");
-        assert_eq!(decode_key("incoming/caf%C3%A9.png").unwrap(), "incoming/café.png");
+        assert_eq!(
+            decode_key("incoming%2Fx%2Fy.png").unwrap(),
+            "incoming/x/y.png"
+        );
+        assert_eq!(
+            decode_key("incoming/caf%C3%A9.png").unwrap(),
+            "incoming/café.png"
+        );
         assert_eq!(decode_key("a%20b").unwrap(), "a b");
         assert_eq!(decode_key("100%25").unwrap(), "100%");
     }

@@ -128,9 +128,9 @@ pub trait StageMessage: Serialize + DeserializeOwned {
                 })
             }
             None => {
-                return Err(malformed(<serde_json::Error as serde::de::Error>::missing_field(
-                    "schema_version",
-                )))
+                return Err(malformed(
+                    <serde_json::Error as serde::de::Error>::missing_field("schema_version"),
+                ))
             }
         }
         serde_json::from_value(value).map_err(malformed)

@@ -27,7 +27,10 @@ fn direct_s3_put_from_aws_docs() {
     assert_eq!(e.key, "HappyFace.jpg");
     assert_eq!(e.size, Some(1024));
     assert_eq!(e.etag.as_deref(), Some("d41d8cd98f00b204e9800998ecf8427e"));
-    assert_eq!(e.version_id.as_deref(), Some("096fKKXTRTtl3on89fVO.nfljtsv6qko"));
+    assert_eq!(
+        e.version_id.as_deref(),
+        Some("096fKKXTRTtl3on89fVO.nfljtsv6qko")
+    );
     assert_eq!(e.event_time, "1970-01-01T00:00:00.000Z");
 }
 
@@ -54,7 +57,10 @@ fn eventbridge_object_created_maps_to_the_same_facts() {
     assert_eq!(e.bucket, "amzn-s3-demo-bucket1");
     assert_eq!(e.key, "example-key");
     assert_eq!(e.size, Some(5));
-    assert_eq!(e.version_id.as_deref(), Some("IYV3p45BhZA2BSDHZO6KE7Spdb_sGR0f"));
+    assert_eq!(
+        e.version_id.as_deref(),
+        Some("IYV3p45BhZA2BSDHZO6KE7Spdb_sGR0f")
+    );
 }
 
 #[test]
@@ -99,7 +105,8 @@ fn labels_serialize_in_rekognition_field_names() {
 
 #[test]
 fn newer_schema_versions_are_reported_as_such() {
-    let body = fixture("image_accepted.json").replace("\"schema_version\": 1", "\"schema_version\": 2");
+    let body =
+        fixture("image_accepted.json").replace("\"schema_version\": 1", "\"schema_version\": 2");
     match ImageAccepted::decode(&body) {
         Err(MessageError::UnsupportedSchema { found: 2, .. }) => {}
         other => panic!("expected UnsupportedSchema, got {other:?}"),
@@ -108,9 +115,18 @@ fn newer_schema_versions_are_reported_as_such() {
 
 #[test]
 fn malformed_bodies_are_malformed() {
-    for body in ["", "{", "[]", r#"{"schema_version": 1}"#, r#"{"image_id": "x"}"#] {
+    for body in [
+        "",
+        "{",
+        "[]",
+        r#"{"schema_version": 1}"#,
+        r#"{"image_id": "x"}"#,
+    ] {
         assert!(
-            matches!(ImageAccepted::decode(body), Err(MessageError::Malformed { .. })),
+            matches!(
+                ImageAccepted::decode(body),
+                Err(MessageError::Malformed { .. })
+            ),
             "{body:?}"
         );
     }

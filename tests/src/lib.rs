@@ -43,7 +43,11 @@ pub async fn emulator_clients() -> AwsClients {
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "imgflow-e2e",
+            "testing",
+            "testing",
+            None,
+            None,
+            "imgflow-e2e",
         ))
         .load()
         .await;
@@ -72,7 +76,9 @@ pub fn bin_dir() -> PathBuf {
 
 /// A photo from `tests/fixtures/photos`.
 pub fn photo(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/photos").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/photos")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
@@ -140,7 +146,13 @@ impl TestPipeline {
         let aws = emulator_clients().await;
         let provisioned = provision(&aws, &names, &ProvisionSettings::default())
             .await
-            .unwrap_or_else(|e| panic!("provisioning {} (is the emulator at {} running?): {e}", names.prefix, endpoint()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "provisioning {} (is the emulator at {} running?): {e}",
+                    names.prefix,
+                    endpoint()
+                )
+            });
         Self {
             names,
             aws,
@@ -177,9 +189,13 @@ impl TestPipeline {
 
     /// Starts the ingest stage.
     pub async fn start_ingest(&mut self) {
-        let consumer = imgflow_ingest::build(&self.aws, &self.worker_config(Stage::Ingest), Limits::default())
-            .await
-            .expect("building ingest");
+        let consumer = imgflow_ingest::build(
+            &self.aws,
+            &self.worker_config(Stage::Ingest),
+            Limits::default(),
+        )
+        .await
+        .expect("building ingest");
         self.spawn(|s| Arc::new(consumer).run(s));
     }
 
@@ -189,9 +205,14 @@ impl TestPipeline {
             retry_min_delay: Duration::from_millis(50),
             ..LabelSettings::default()
         };
-        let consumer = imgflow_label::build(&self.aws, &self.worker_config(Stage::Label), settings, detector)
-            .await
-            .expect("building label");
+        let consumer = imgflow_label::build(
+            &self.aws,
+            &self.worker_config(Stage::Label),
+            settings,
+            detector,
+        )
+        .await
+        .expect("building label");
         self.spawn(|s| Arc::new(consumer).run(s));
     }
 
@@ -205,7 +226,9 @@ impl TestPipeline {
 
     /// Starts every stage with the emulator's Rekognition, counting its calls.
     pub async fn start_all(&mut self) -> Arc<Counting<RekognitionDetector>> {
-        let detector = Arc::new(Counting::new(RekognitionDetector::new(self.aws.rekognition.clone())));
+        let detector = Arc::new(Counting::new(RekognitionDetector::new(
+            self.aws.rekognition.clone(),
+        )));
         self.start_ingest().await;
         self.start_label(detector.clone()).await;
         self.start_store().await;
@@ -226,10 +249,19 @@ impl TestPipeline {
     pub async fn put(&self, key: &str, body: Vec<u8>) -> String {
         let store = S3Store::new(self.aws.s3.clone());
         let put = store
-            .put(&self.names.bucket, key, Bytes::from(body), "application/octet-stream")
+            .put(
+                &self.names.bucket,
+                key,
+                Bytes::from(body),
+                "application/octet-stream",
+            )
             .await
             .unwrap_or_else(|e| panic!("uploading {key}: {e}"));
-        imgflow_messages::image_id(&self.names.bucket, key, put.version_id.as_deref().unwrap_or(&put.etag))
+        imgflow_messages::image_id(
+            &self.names.bucket,
+            key,
+            put.version_id.as_deref().unwrap_or(&put.etag),
+        )
     }
 
     /// The images table.
@@ -245,14 +277,20 @@ impl TestPipeline {
         assert!(
             done,
             "not every image finished within {timeout:?}: {:?}",
-            records.iter().map(|r| (&r.key, r.status)).collect::<Vec<_>>()
+            records
+                .iter()
+                .map(|r| (&r.key, r.status))
+                .collect::<Vec<_>>()
         );
         records
     }
 
     /// Every item in the table.
     pub async fn items(&self) -> Vec<ImageRecord> {
-        self.table().recent(usize::MAX).await.expect("scanning the table")
+        self.table()
+            .recent(usize::MAX)
+            .await
+            .expect("scanning the table")
     }
 
     /// Waits until no stage has messages waiting or in flight (two reads in a row, since
@@ -269,7 +307,10 @@ impl TestPipeline {
             } else {
                 quiet = 0;
             }
-            assert!(tokio::time::Instant::now() < deadline, "queues still busy after {timeout:?}: {statuses:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "queues still busy after {timeout:?}: {statuses:?}"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }

@@ -4,12 +4,7 @@ use std::{sync::Arc, time::Duration};
 use base64::Engine;
 use imgflow_e2e::{photo, png_with_dimensions, TestPipeline};
 use imgflow_messages::{ImageAccepted, ImageRef, ImageStatus, StageMessage};
-use imgflow_runtime::{
-    config::Stage,
-    fakes::FakeDetector,
-    image_probe::Limits,
-    PortErrorKind,
-};
+use imgflow_runtime::{config::Stage, fakes::FakeDetector, image_probe::Limits, PortErrorKind};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -27,10 +22,19 @@ async fn twenty_images_with_awkward_keys_are_all_labeled() {
     let (png, jpg) = (photo("chelsea.png"), photo("rocket.jpg"));
     let mut keys = Vec::new();
     for i in 0..5 {
-        keys.push((format!("incoming/holiday 2024/beach photo {i}.png"), png.clone()));
-        keys.push((format!("incoming/c++ & friends/{i}+{i}=sum.jpg"), jpg.clone()));
+        keys.push((
+            format!("incoming/holiday 2024/beach photo {i}.png"),
+            png.clone(),
+        ));
+        keys.push((
+            format!("incoming/c++ & friends/{i}+{i}=sum.jpg"),
+            jpg.clone(),
+        ));
         keys.push((format!("incoming/ünïcödé/日本語/写真 {i}.png"), png.clone()));
-        keys.push((format!("incoming/a/b/c/d/e/{i} (copy) 100%.jpg"), jpg.clone()));
+        keys.push((
+            format!("incoming/a/b/c/d/e/{i} (copy) 100%.jpg"),
+            jpg.clone(),
+        ));
     }
     let mut ids = Vec::new();
     for (key, body) in &keys {
@@ -40,8 +44,16 @@ async fn twenty_images_with_awkward_keys_are_all_labeled() {
     assert_eq!(records.len(), 20);
     for ((key, _), record) in keys.iter().zip(&records) {
         assert_eq!(&record.key, key);
-        assert_eq!(record.status, ImageStatus::Labeled, "{key}: {:?}", record.reason);
-        assert!(!record.labels.as_deref().unwrap_or_default().is_empty(), "{key} has no labels");
+        assert_eq!(
+            record.status,
+            ImageStatus::Labeled,
+            "{key}: {:?}",
+            record.reason
+        );
+        assert!(
+            !record.labels.as_deref().unwrap_or_default().is_empty(),
+            "{key} has no labels"
+        );
         assert_eq!(record.detector.as_deref(), Some("rekognition"));
         assert!(record.labeled_at.as_deref() > record.accepted_at.as_deref());
     }
@@ -84,10 +96,18 @@ async fn unusable_files_are_rejected_with_reasons_and_nothing_is_dead_lettered()
     let mut truncated = photo("rocket.jpg");
     truncated.truncate(truncated.len() / 2);
     let cases = [
-        ("incoming/bad/notes.png", b"these are my notes, not a picture\n".to_vec(), "text"),
+        (
+            "incoming/bad/notes.png",
+            b"these are my notes, not a picture\n".to_vec(),
+            "text",
+        ),
         ("incoming/bad/empty.png", Vec::new(), "empty"),
         ("incoming/bad/cut.jpg", truncated, "truncated"),
-        ("incoming/bad/strip.png", png_with_dimensions(12_000, 50), "12000×50"),
+        (
+            "incoming/bad/strip.png",
+            png_with_dimensions(12_000, 50),
+            "12000×50",
+        ),
     ];
     let mut ids = Vec::new();
     for (key, body, _) in &cases {
@@ -97,7 +117,10 @@ async fn unusable_files_are_rejected_with_reasons_and_nothing_is_dead_lettered()
     for ((key, _, expected), record) in cases.iter().zip(&records) {
         assert_eq!(record.status, ImageStatus::Rejected, "{key}");
         let reason = record.reason.as_deref().unwrap_or_default();
-        assert!(reason.contains(expected), "{key}: {reason:?} should mention {expected:?}");
+        assert!(
+            reason.contains(expected),
+            "{key}: {reason:?} should mention {expected:?}"
+        );
     }
     p.wait_idle(WAIT).await;
     assert_eq!(detector.calls(), 0);
@@ -129,7 +152,8 @@ async fn malformed_messages_land_in_their_stage_dlq_while_images_keep_flowing() 
         accepted_at: "2026-11-27T00:00:00.000000Z".into(),
     };
     p.send(Stage::Label, &newer.encode()).await;
-    p.send(Stage::Store, r#"{"schema_version": 1, "image_id": 42}"#).await;
+    p.send(Stage::Store, r#"{"schema_version": 1, "image_id": 42}"#)
+        .await;
     let ids = vec![
         p.put("incoming/ok/one.png", photo("chelsea.png")).await,
         p.put("incoming/ok/two.jpg", photo("rocket.jpg")).await,
@@ -140,12 +164,18 @@ async fn malformed_messages_land_in_their_stage_dlq_while_images_keep_flowing() 
 
     let expected = [
         (Stage::Ingest, vec!["malformed_event"]),
-        (Stage::Label, vec!["malformed_message", "unsupported_schema"]),
+        (
+            Stage::Label,
+            vec!["malformed_message", "unsupported_schema"],
+        ),
         (Stage::Store, vec!["malformed_message"]),
     ];
     for (stage, classes) in expected {
         let dead = p.dead_letters(stage).await;
-        let mut found: Vec<&str> = dead.iter().map(|d| d.attributes["imgflow.error_class"].as_str()).collect();
+        let mut found: Vec<&str> = dead
+            .iter()
+            .map(|d| d.attributes["imgflow.error_class"].as_str())
+            .collect();
         found.sort();
         assert_eq!(found, classes, "{stage}: {dead:?}");
         for d in &dead {
@@ -162,7 +192,8 @@ async fn malformed_messages_land_in_their_stage_dlq_while_images_keep_flowing() 
 async fn a_detector_failing_transiently_twice_still_labels_the_image() {
     let mut p = TestPipeline::new("e2e-flaky").await;
     let detector = Arc::new(
-        FakeDetector::new(vec![]).failing_first([PortErrorKind::Throttled, PortErrorKind::Retryable]),
+        FakeDetector::new(vec![])
+            .failing_first([PortErrorKind::Throttled, PortErrorKind::Retryable]),
     );
     p.start_ingest().await;
     p.start_label(detector.clone()).await;
@@ -192,7 +223,8 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, imgflow_api::router(state)).await });
+    let server =
+        tokio::spawn(async move { axum::serve(listener, imgflow_api::router(state)).await });
     let http = reqwest::Client::new();
 
     let raw = http
@@ -221,7 +253,11 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
         let id = upload["id"].as_str().unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let response = http.get(format!("{base}/images/{id}")).send().await.unwrap();
+            let response = http
+                .get(format!("{base}/images/{id}"))
+                .send()
+                .await
+                .unwrap();
             if response.status() == 200 {
                 let item: serde_json::Value = response.json().await.unwrap();
                 if item["status"] == "labeled" {
@@ -230,7 +266,10 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
                     break;
                 }
             }
-            assert!(tokio::time::Instant::now() < deadline, "{id} was not labeled");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} was not labeled"
+            );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
@@ -252,8 +291,15 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
         .unwrap();
     assert_eq!(text.status(), 415);
     let reason: serde_json::Value = text.json().await.unwrap();
-    assert!(reason["error"].as_str().unwrap().contains("text"), "{reason}");
-    let unknown = http.get(format!("{base}/images/0000")).send().await.unwrap();
+    assert!(
+        reason["error"].as_str().unwrap().contains("text"),
+        "{reason}"
+    );
+    let unknown = http
+        .get(format!("{base}/images/0000"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unknown.status(), 404);
 
     server.abort();

@@ -61,13 +61,20 @@ async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
     let log_dir = bin_dir().join("../e2e-logs").join(&p.names.prefix);
     std::fs::create_dir_all(&log_dir).unwrap();
     let start = |p: &TestPipeline| -> Vec<Child> {
-        Stage::ALL.iter().map(|s| spawn_worker(*s, &p.names.prefix, &log_dir)).collect()
+        Stage::ALL
+            .iter()
+            .map(|s| spawn_worker(*s, &p.names.prefix, &log_dir))
+            .collect()
     };
 
     let mut workers = start(&p);
     let mut ids = Vec::new();
     let upload = |i: usize| {
-        let (name, ext) = if i % 2 == 0 { ("chelsea.png", "png") } else { ("rocket.jpg", "jpg") };
+        let (name, ext) = if i.is_multiple_of(2) {
+            ("chelsea.png", "png")
+        } else {
+            ("rocket.jpg", "jpg")
+        };
         (format!("incoming/sigterm/{i}.{ext}"), photo(name))
     };
     for i in 0..6 {
@@ -86,19 +93,33 @@ async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
     }
     wait_all_exit_zero(&mut workers).await;
     let table = p.table();
-    let (before_restart, _) = imgflow_cli::results::wait_for_final(&table, &ids, Duration::ZERO).await.unwrap();
-    let labeled = before_restart.iter().filter(|r| r.status == ImageStatus::Labeled).count();
-    assert!(labeled < ids.len(), "the stop must leave work for the restart");
+    let (before_restart, _) = imgflow_cli::results::wait_for_final(&table, &ids, Duration::ZERO)
+        .await
+        .unwrap();
+    let labeled = before_restart
+        .iter()
+        .filter(|r| r.status == ImageStatus::Labeled)
+        .count();
+    assert!(
+        labeled < ids.len(),
+        "the stop must leave work for the restart"
+    );
 
     let mut workers = start(&p);
     let records = p.wait_final(&ids, Duration::from_secs(120)).await;
     assert!(
         records.iter().all(|r| r.status == ImageStatus::Labeled),
         "{:?}",
-        records.iter().map(|r| (&r.key, r.status)).collect::<Vec<_>>()
+        records
+            .iter()
+            .map(|r| (&r.key, r.status))
+            .collect::<Vec<_>>()
     );
     terminate_all(&mut workers).await;
     for stage in Stage::ALL {
-        assert!(p.dead_letters(stage).await.is_empty(), "{stage} DLQ is not empty");
+        assert!(
+            p.dead_letters(stage).await.is_empty(),
+            "{stage} DLQ is not empty"
+        );
     }
 }

@@ -14,7 +14,11 @@ use imgflow_runtime::{
 async fn main() -> anyhow::Result<()> {
     let names = Names::from_env()?;
     let addr: SocketAddr = env_or("IMGFLOW_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
-    let max_bytes = env_in_range("IMGFLOW_MAX_IMAGE_BYTES", Limits::default().max_bytes, 1..=15 * 1024 * 1024)?;
+    let max_bytes = env_in_range(
+        "IMGFLOW_MAX_IMAGE_BYTES",
+        Limits::default().max_bytes,
+        1..=15 * 1024 * 1024,
+    )?;
     telemetry::init(log_format_is_json()?);
     let aws = AwsClients::from_env().await;
     let state = Arc::new(ApiState {

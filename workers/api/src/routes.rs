@@ -92,7 +92,10 @@ async fn upload<S: ObjectStore, T: ImageTable>(
     if size > state.limits.max_bytes {
         return Err(ApiError(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("image is {size} bytes; the limit is {} bytes", state.limits.max_bytes),
+            format!(
+                "image is {size} bytes; the limit is {} bytes",
+                state.limits.max_bytes
+            ),
         ));
     }
     // The same checks ingest makes, answered now rather than discovered later.
@@ -102,7 +105,9 @@ async fn upload<S: ObjectStore, T: ImageTable>(
         Ok(info) => info,
         Err(ProbeError::Rejected(reason)) => return Err(unsupported(reason)),
         Err(ProbeError::NeedMore(_)) => {
-            return Err(unsupported("image is truncated: the file ends inside its header".into()))
+            return Err(unsupported(
+                "image is truncated: the file ends inside its header".into(),
+            ))
         }
     };
     state.limits.check_dimensions(&info).map_err(unsupported)?;
@@ -121,9 +126,16 @@ async fn upload<S: ObjectStore, T: ImageTable>(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "upload failed");
-            ApiError(StatusCode::BAD_GATEWAY, "storing the image failed; try again".into())
+            ApiError(
+                StatusCode::BAD_GATEWAY,
+                "storing the image failed; try again".into(),
+            )
         })?;
-    let id = image_id(&state.bucket, &key, put.version_id.as_deref().unwrap_or(&put.etag));
+    let id = image_id(
+        &state.bucket,
+        &key,
+        put.version_id.as_deref().unwrap_or(&put.etag),
+    );
     tracing::info!(image_id = %id, %key, size, "image uploaded");
     let location = format!("/images/{id}");
     Ok((
@@ -136,8 +148,8 @@ async fn upload<S: ObjectStore, T: ImageTable>(
 
 fn decode_base64(body: &[u8]) -> Result<Bytes, ApiError> {
     let bad = |reason: String| ApiError(StatusCode::BAD_REQUEST, reason);
-    let upload: Base64Upload =
-        serde_json::from_slice(body).map_err(|e| bad(format!("expected JSON {{\"base64Image\": \"...\"}}: {e}")))?;
+    let upload: Base64Upload = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("expected JSON {{\"base64Image\": \"...\"}}: {e}")))?;
     // Accept data URLs (`data:image/png;base64,...`) as browsers produce them.
     let text = upload.base64_image.trim();
     let text = text.split_once(";base64,").map_or(text, |(_, data)| data);
@@ -154,10 +166,16 @@ async fn image<S: ObjectStore, T: ImageTable>(
 ) -> Result<Response, ApiError> {
     match state.table.get(&id).await {
         Ok(Some(record)) => Ok(Json(record).into_response()),
-        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no image with id {id:?}"))),
+        Ok(None) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no image with id {id:?}"),
+        )),
         Err(e) => {
             tracing::error!(error = %e, "reading the item failed");
-            Err(ApiError(StatusCode::BAD_GATEWAY, "reading the image's item failed; try again".into()))
+            Err(ApiError(
+                StatusCode::BAD_GATEWAY,
+                "reading the image's item failed; try again".into(),
+            ))
         }
     }
 }

@@ -45,7 +45,10 @@ async fn send(app: Router, content_type: &str, body: Vec<u8>) -> (StatusCode, se
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -74,7 +77,12 @@ async fn oversize_is_413_and_not_an_image_is_415_with_the_reason() {
     assert!(body["error"].as_str().unwrap().contains("text"), "{body}");
     let (status, _) = send(app.clone(), "text/plain", b"hello".to_vec()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (status, body) = send(app, "application/json", br#"{"base64Image": "%%%"}"#.to_vec()).await;
+    let (status, body) = send(
+        app,
+        "application/json",
+        br#"{"base64Image": "%%%"}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
 

@@ -75,7 +75,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Provision { max_receive_count } => {
             let settings = provision::ProvisionSettings { max_receive_count };
             let done = provision::provision(&aws, &names, &settings).await?;
-            println!("bucket  {}  (notifications for {} → {})", done.bucket, names.incoming_prefix(), names.queue(Stage::Ingest));
+            println!(
+                "bucket  {}  (notifications for {} → {})",
+                done.bucket,
+                names.incoming_prefix(),
+                names.queue(Stage::Ingest)
+            );
             println!("table   {}", done.table);
             let mut topics: Vec<_> = done.topic_arns.values().collect();
             topics.sort();
@@ -83,14 +88,23 @@ async fn main() -> anyhow::Result<()> {
                 println!("topic   {arn}");
             }
             for stage in Stage::ALL {
-                println!("queue   {}  (DLQ {})", done.queue_urls[&stage], done.dead_letter_queue_urls[&stage]);
+                println!(
+                    "queue   {}  (DLQ {})",
+                    done.queue_urls[&stage], done.dead_letter_queue_urls[&stage]
+                );
             }
         }
-        Command::Submit { paths, wait, timeout_secs, concurrency } => {
+        Command::Submit {
+            paths,
+            wait,
+            timeout_secs,
+            concurrency,
+        } => {
             let uploads = submit::collect(&paths, names.incoming_prefix())?;
             anyhow::ensure!(!uploads.is_empty(), "no files under {paths:?}");
             let bar = ProgressBar::new(uploads.len() as u64).with_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").context("progress template")?,
+                ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                    .context("progress template")?,
             );
             let store = S3Store::new(aws.s3.clone());
             let submitted = submit::submit(&store, &names.bucket, uploads, concurrency, |s| {
@@ -100,13 +114,25 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             bar.finish_and_clear();
             let bytes: u64 = submitted.iter().map(|s| s.size).sum();
-            eprintln!("submitted {} files ({bytes} bytes) to s3://{}/{}", submitted.len(), names.bucket, names.incoming_prefix());
+            eprintln!(
+                "submitted {} files ({bytes} bytes) to s3://{}/{}",
+                submitted.len(),
+                names.bucket,
+                names.incoming_prefix()
+            );
             if wait {
                 let table = aws_table(&aws, &names);
                 let ids: Vec<String> = submitted.iter().map(|s| s.image_id.clone()).collect();
-                let (records, done) = results::wait_for_final(&table, &ids, Duration::from_secs(timeout_secs)).await?;
+                let (records, done) =
+                    results::wait_for_final(&table, &ids, Duration::from_secs(timeout_secs))
+                        .await?;
                 print!("{}", results::table(&records));
-                anyhow::ensure!(done, "{} of {} images were not processed within {timeout_secs} s", ids.len() - records.iter().filter(|r| r.status.is_final()).count(), ids.len());
+                anyhow::ensure!(
+                    done,
+                    "{} of {} images were not processed within {timeout_secs} s",
+                    ids.len() - records.iter().filter(|r| r.status.is_final()).count(),
+                    ids.len()
+                );
             }
         }
         Command::Results { limit, watch, json } => {

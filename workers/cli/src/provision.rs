@@ -27,7 +27,9 @@ pub struct ProvisionSettings {
 
 impl Default for ProvisionSettings {
     fn default() -> Self {
-        Self { max_receive_count: 5 }
+        Self {
+            max_receive_count: 5,
+        }
     }
 }
 
@@ -64,7 +66,11 @@ pub struct Provisioned {
 }
 
 /// Creates or updates every resource under `names`.
-pub async fn provision(aws: &AwsClients, names: &Names, settings: &ProvisionSettings) -> Result<Provisioned, ProvisionError> {
+pub async fn provision(
+    aws: &AwsClients,
+    names: &Names,
+    settings: &ProvisionSettings,
+) -> Result<Provisioned, ProvisionError> {
     let region = aws
         .s3
         .config()
@@ -124,9 +130,18 @@ pub async fn provision(aws: &AwsClients, names: &Names, settings: &ProvisionSett
             &name,
             &url,
             [
-                (QueueAttributeName::VisibilityTimeout, stage.visibility_timeout().as_secs().to_string()),
-                (QueueAttributeName::ReceiveMessageWaitTimeSeconds, "20".into()),
-                (QueueAttributeName::MessageRetentionPeriod, (4 * 24 * 3600).to_string()),
+                (
+                    QueueAttributeName::VisibilityTimeout,
+                    stage.visibility_timeout().as_secs().to_string(),
+                ),
+                (
+                    QueueAttributeName::ReceiveMessageWaitTimeSeconds,
+                    "20".into(),
+                ),
+                (
+                    QueueAttributeName::MessageRetentionPeriod,
+                    (4 * 24 * 3600).to_string(),
+                ),
                 (QueueAttributeName::RedrivePolicy, redrive.to_string()),
                 (QueueAttributeName::Policy, policy.to_string()),
             ],
@@ -139,8 +154,14 @@ pub async fn provision(aws: &AwsClients, names: &Names, settings: &ProvisionSett
             &dlq_url,
             [
                 // Dead letters are kept the longest SQS allows, for inspection and replay.
-                (QueueAttributeName::MessageRetentionPeriod, (14 * 24 * 3600).to_string()),
-                (QueueAttributeName::RedriveAllowPolicy, redrive_allow.to_string()),
+                (
+                    QueueAttributeName::MessageRetentionPeriod,
+                    (14 * 24 * 3600).to_string(),
+                ),
+                (
+                    QueueAttributeName::RedriveAllowPolicy,
+                    redrive_allow.to_string(),
+                ),
             ],
         )
         .await?;
@@ -175,7 +196,9 @@ async fn ensure_bucket(aws: &AwsClients, bucket: &str, region: &str) -> Result<(
     }
     match request.send().await {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
         Err(e) => return Err(failed(resource, e)),
     }
     aws.s3
@@ -240,7 +263,9 @@ async fn ensure_table(aws: &AwsClients, table: &str) -> Result<(), ProvisionErro
         .await;
     match created {
         Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {}
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
         Err(e) => return Err(failed(resource, e)),
     }
     // A new table takes a moment to become usable on AWS.
@@ -310,7 +335,11 @@ async fn set_attributes<const N: usize>(
     Ok(())
 }
 
-async fn ensure_subscription(aws: &AwsClients, topic_arn: &str, queue_arn: &str) -> Result<(), ProvisionError> {
+async fn ensure_subscription(
+    aws: &AwsClients,
+    topic_arn: &str,
+    queue_arn: &str,
+) -> Result<(), ProvisionError> {
     let resource = format!("subscription {topic_arn} → {queue_arn}");
     let mut next_token = None;
     loop {
@@ -356,11 +385,21 @@ async fn ensure_subscription(aws: &AwsClients, topic_arn: &str, queue_arn: &str)
     Ok(())
 }
 
-async fn ensure_notification(aws: &AwsClients, bucket: &str, queue_arn: &str, prefix: &str) -> Result<(), ProvisionError> {
+async fn ensure_notification(
+    aws: &AwsClients,
+    bucket: &str,
+    queue_arn: &str,
+    prefix: &str,
+) -> Result<(), ProvisionError> {
     let filter = NotificationConfigurationFilter::builder()
         .key(
             S3KeyFilter::builder()
-                .filter_rules(FilterRule::builder().name(FilterRuleName::Prefix).value(prefix).build())
+                .filter_rules(
+                    FilterRule::builder()
+                        .name(FilterRuleName::Prefix)
+                        .value(prefix)
+                        .build(),
+                )
                 .build(),
         )
         .build();
@@ -374,7 +413,11 @@ async fn ensure_notification(aws: &AwsClients, bucket: &str, queue_arn: &str, pr
     aws.s3
         .put_bucket_notification_configuration()
         .bucket(bucket)
-        .notification_configuration(NotificationConfiguration::builder().queue_configurations(queue).build())
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(queue)
+                .build(),
+        )
         .send()
         .await
         .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;

@@ -16,7 +16,12 @@ pub fn table(records: &[ImageRecord]) -> String {
             [shorten(&r.key, 60), r.status.to_string(), detail]
         })
         .collect();
-    let key_width = rows.iter().map(|r| r[0].chars().count()).max().unwrap_or(0).max(3);
+    let key_width = rows
+        .iter()
+        .map(|r| r[0].chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(3);
     let mut out = format!("{:<key_width$}  {:<8}  LABELS / REASON\n", "KEY", "STATUS");
     for [key, status, detail] in rows {
         out.push_str(&format!("{key:<key_width$}  {status:<8}  {detail}\n"));
@@ -39,7 +44,14 @@ fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }
-    let tail: String = text.chars().rev().take(max - 1).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(max - 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("…{tail}")
 }
 

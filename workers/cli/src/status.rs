@@ -61,9 +61,16 @@ async fn depth(aws: &AwsClients, name: &str) -> Result<(u64, u64), PortError> {
 
 /// Renders the depths as a table.
 pub fn table(statuses: &[StageStatus]) -> String {
-    let mut out = format!("{:<8}  {:>8}  {:>9}  {:>5}\n", "STAGE", "WAITING", "IN FLIGHT", "DLQ");
+    let mut out = format!(
+        "{:<8}  {:>8}  {:>9}  {:>5}\n",
+        "STAGE", "WAITING", "IN FLIGHT", "DLQ"
+    );
     for s in statuses {
-        let flag = if s.dead_lettered > 0 { "  ← messages in the dead-letter queue" } else { "" };
+        let flag = if s.dead_lettered > 0 {
+            "  ← messages in the dead-letter queue"
+        } else {
+            ""
+        };
         out.push_str(&format!(
             "{:<8}  {:>8}  {:>9}  {:>5}{flag}\n",
             s.stage.as_str(),

@@ -123,13 +123,20 @@ pub async fn submit<S: ObjectStore>(
     let progress = &progress;
     stream::iter(uploads)
         .map(|upload| async move {
-            let body = tokio::fs::read(&upload.path).await.map_err(|source| SubmitError::Read {
-                path: upload.path.clone(),
-                source,
-            })?;
+            let body = tokio::fs::read(&upload.path)
+                .await
+                .map_err(|source| SubmitError::Read {
+                    path: upload.path.clone(),
+                    source,
+                })?;
             let size = body.len() as u64;
             let put = store
-                .put(bucket, &upload.key, Bytes::from(body), content_type_for(&upload.key))
+                .put(
+                    bucket,
+                    &upload.key,
+                    Bytes::from(body),
+                    content_type_for(&upload.key),
+                )
                 .await
                 .map_err(|source| SubmitError::Upload {
                     key: upload.key.clone(),
@@ -165,7 +172,11 @@ mod tests {
         let keys: Vec<_> = uploads.iter().map(|u| u.key.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["incoming/photos/2024/c.jpg", "incoming/photos/a b.png", "incoming/single.jpeg"]
+            vec![
+                "incoming/photos/2024/c.jpg",
+                "incoming/photos/a b.png",
+                "incoming/single.jpeg"
+            ]
         );
         std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(content_type_for("x.JPG"), "image/jpeg");

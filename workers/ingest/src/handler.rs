@@ -9,7 +9,10 @@ use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
     image_probe::{self, ImageInfo, Limits, ProbeError, HEAD_BYTES, MAX_HEADER_BYTES, TAIL_BYTES},
-    ports::{ImageTable, ObjectHead, ObjectLocation, ObjectStore, Publisher, ReceivedMessage, WriteOutcome},
+    ports::{
+        ImageTable, ObjectHead, ObjectLocation, ObjectStore, Publisher, ReceivedMessage,
+        WriteOutcome,
+    },
     PortError, PortErrorKind,
 };
 use tracing::{instrument, Span};
@@ -29,14 +32,24 @@ pub enum Verdict {
     /// A JPEG or PNG within limits.
     Accepted { head: ObjectHead, info: ImageInfo },
     /// Not labelable; the reason is for the person who uploaded it.
-    Rejected { head: ObjectHead, info: Option<ImageInfo>, reason: String },
+    Rejected {
+        head: ObjectHead,
+        info: Option<ImageInfo>,
+        reason: String,
+    },
     /// The object (or the version the event named) is gone.
     Missing { reason: String },
 }
 
 impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
     /// A handler reading from `store`, writing `table`, publishing to `publisher`.
-    pub fn new(store: Arc<S>, table: Arc<T>, publisher: Arc<P>, limits: Limits, incoming_prefix: &str) -> Self {
+    pub fn new(
+        store: Arc<S>,
+        table: Arc<T>,
+        publisher: Arc<P>,
+        limits: Limits,
+        incoming_prefix: &str,
+    ) -> Self {
         Self {
             store,
             table,
@@ -63,14 +76,22 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
         };
         let verdict = self.inspect(&location, event.etag.as_deref()).await?;
         let (etag, version_id) = match &verdict {
-            Verdict::Accepted { head, .. } | Verdict::Rejected { head, .. } => {
-                (head.etag.clone(), head.version_id.clone().or(event.version_id.clone()))
-            }
-            Verdict::Missing { .. } => (event.etag.clone().unwrap_or_default(), event.version_id.clone()),
+            Verdict::Accepted { head, .. } | Verdict::Rejected { head, .. } => (
+                head.etag.clone(),
+                head.version_id.clone().or(event.version_id.clone()),
+            ),
+            Verdict::Missing { .. } => (
+                event.etag.clone().unwrap_or_default(),
+                event.version_id.clone(),
+            ),
         };
         // The id comes from the event's identity of the object, so every delivery of this event
         // (and a duplicate upload of identical content to the same key) maps to one item.
-        let id = image_id(&event.bucket, &event.key, version_id.as_deref().unwrap_or(&etag));
+        let id = image_id(
+            &event.bucket,
+            &event.key,
+            version_id.as_deref().unwrap_or(&etag),
+        );
         let trace_id = uuid::Uuid::new_v4().to_string();
         Span::current().record("image_id", id.as_str());
         Span::current().record("trace_id", trace_id.as_str());
@@ -157,7 +178,11 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
     }
 
     /// Decides what the object is from a HEAD and at most a few small ranged GETs.
-    pub async fn inspect(&self, location: &ObjectLocation, event_etag: Option<&str>) -> Result<Verdict, HandleError> {
+    pub async fn inspect(
+        &self,
+        location: &ObjectLocation,
+        event_etag: Option<&str>,
+    ) -> Result<Verdict, HandleError> {
         let head = match self.store.head(location).await {
             Ok(head) => head,
             Err(e) if e.kind == PortErrorKind::NotFound => return Ok(missing()),
@@ -182,18 +207,22 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
 
         let mut want = HEAD_BYTES.min(head.size);
         let (info, bytes) = loop {
-            let Some(bytes) = read(0, want - 1).await? else { return Ok(missing()) };
+            let Some(bytes) = read(0, want - 1).await? else {
+                return Ok(missing());
+            };
             match image_probe::probe(&bytes) {
                 Ok(info) => break (info, bytes),
                 Err(ProbeError::Rejected(reason)) => return Ok(reject(&head, None, reason)),
                 Err(ProbeError::NeedMore(n)) => {
                     let n = n as u64;
                     if n > head.size || bytes.len() as u64 >= head.size {
-                        let reason = "image is truncated: the file ends inside its header".to_owned();
+                        let reason =
+                            "image is truncated: the file ends inside its header".to_owned();
                         return Ok(reject(&head, None, reason));
                     }
                     if want >= MAX_HEADER_BYTES {
-                        let reason = format!("image header is larger than {MAX_HEADER_BYTES} bytes");
+                        let reason =
+                            format!("image header is larger than {MAX_HEADER_BYTES} bytes");
                         return Ok(reject(&head, None, reason));
                     }
                     want = n.max(want * 2).min(MAX_HEADER_BYTES).min(head.size);
@@ -219,10 +248,18 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
     }
 
     /// A ranged read; `None` when the object vanished meanwhile.
-    async fn read(&self, location: &ObjectLocation, first: u64, last: u64) -> Result<Option<bytes::Bytes>, HandleError> {
+    async fn read(
+        &self,
+        location: &ObjectLocation,
+        first: u64,
+        last: u64,
+    ) -> Result<Option<bytes::Bytes>, HandleError> {
         match self.store.get_range(location, first, last).await {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(PortError { kind: PortErrorKind::NotFound, .. }) => Ok(None),
+            Err(PortError {
+                kind: PortErrorKind::NotFound,
+                ..
+            }) => Ok(None),
             Err(e) => Err(HandleError::from_port("object_read_failed", e)),
         }
     }

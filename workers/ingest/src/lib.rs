@@ -23,7 +23,8 @@ use imgflow_runtime::{
 pub use handler::IngestHandler;
 
 /// The ingest consumer on AWS.
-pub type IngestConsumer = Consumer<SqsQueue, IngestHandler<S3Store, DynamoImageTable, SnsPublisher>>;
+pub type IngestConsumer =
+    Consumer<SqsQueue, IngestHandler<S3Store, DynamoImageTable, SnsPublisher>>;
 
 /// Image limits from `IMGFLOW_MAX_IMAGE_BYTES`, `IMGFLOW_MIN_SIDE_PX`, `IMGFLOW_MAX_SIDE_PX`
 /// (defaults: Rekognition's 15 MiB and 80–10,000 px).
@@ -37,7 +38,11 @@ pub fn limits_from_env() -> Result<Limits, ConfigError> {
 }
 
 /// Builds the ingest consumer on AWS clients, resolving its queue and topic.
-pub async fn build(aws: &AwsClients, config: &WorkerConfig, limits: Limits) -> Result<IngestConsumer, PortError> {
+pub async fn build(
+    aws: &AwsClients,
+    config: &WorkerConfig,
+    limits: Limits,
+) -> Result<IngestConsumer, PortError> {
     let handler = IngestHandler::new(
         Arc::new(S3Store::new(aws.s3.clone())),
         Arc::new(aws.image_table(config)),

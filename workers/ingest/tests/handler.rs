@@ -112,7 +112,12 @@ async fn upload_and_ingest(f: &Fixture, key: &str, body: Vec<u8>) -> imgflow_mes
 #[tokio::test]
 async fn a_png_is_accepted_and_announced() {
     let f = fixture();
-    let record = upload_and_ingest(&f, "incoming/holiday 2024/café + friends.png", png(451, 300)).await;
+    let record = upload_and_ingest(
+        &f,
+        "incoming/holiday 2024/café + friends.png",
+        png(451, 300),
+    )
+    .await;
     assert_eq!(record.status, ImageStatus::Accepted);
     assert_eq!((record.width, record.height), (Some(451), Some(300)));
     assert_eq!(record.content_type.as_deref(), Some("image/png"));
@@ -122,7 +127,10 @@ async fn a_png_is_accepted_and_announced() {
     assert_eq!(published.len(), 1);
     let accepted = ImageAccepted::decode(&published[0]).unwrap();
     assert_eq!(accepted.image.image_id, record.id);
-    assert_eq!(accepted.image.key, "incoming/holiday 2024/café + friends.png");
+    assert_eq!(
+        accepted.image.key,
+        "incoming/holiday 2024/café + friends.png"
+    );
     assert_eq!(accepted.image.trace_id, record.trace_id.unwrap());
 }
 
@@ -132,7 +140,11 @@ async fn bad_files_are_rejected_with_reasons_and_not_announced() {
     let mut truncated = jpeg(640, 480, 100);
     truncated.truncate(truncated.len() / 2);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("incoming/notes.png", b"just some text, not a picture\n".to_vec(), "text"),
+        (
+            "incoming/notes.png",
+            b"just some text, not a picture\n".to_vec(),
+            "text",
+        ),
         ("incoming/empty.png", Vec::new(), "empty"),
         ("incoming/cut.jpg", truncated, "truncated"),
         ("incoming/strip.png", png(12_000, 50), "12000×50"),
@@ -142,7 +154,10 @@ async fn bad_files_are_rejected_with_reasons_and_not_announced() {
         let record = upload_and_ingest(&f, key, body).await;
         assert_eq!(record.status, ImageStatus::Rejected, "{key}");
         let reason = record.reason.unwrap_or_default();
-        assert!(reason.contains(expected), "{key}: reason {reason:?} should mention {expected:?}");
+        assert!(
+            reason.contains(expected),
+            "{key}: reason {reason:?} should mention {expected:?}"
+        );
     }
     assert!(f.publisher.published().is_empty());
 }
@@ -154,7 +169,11 @@ async fn a_jpeg_header_behind_large_metadata_is_found_with_few_small_reads() {
     assert_eq!(record.status, ImageStatus::Accepted);
     assert_eq!((record.width, record.height), (Some(4032), Some(3024)));
     // 64 KiB, then 128 KiB, then 256 KiB of header, then the tail.
-    assert!(f.store.range_reads() <= 4, "{} reads", f.store.range_reads());
+    assert!(
+        f.store.range_reads() <= 4,
+        "{} reads",
+        f.store.range_reads()
+    );
 }
 
 #[tokio::test]
@@ -162,7 +181,10 @@ async fn an_object_deleted_before_ingest_is_missing() {
     let f = fixture();
     let etag = f.store.insert(BUCKET, "incoming/gone.png", png(100, 100));
     f.store.remove(BUCKET, "incoming/gone.png");
-    f.handler.handle(&event("incoming/gone.png", &etag)).await.unwrap();
+    f.handler
+        .handle(&event("incoming/gone.png", &etag))
+        .await
+        .unwrap();
     let record = f.table.items().into_values().next().unwrap();
     assert_eq!(record.status, ImageStatus::Missing);
     assert!(record.reason.unwrap().contains("deleted"));
@@ -174,7 +196,10 @@ async fn an_object_replaced_after_its_event_is_left_to_the_newer_event() {
     let f = fixture();
     let old_etag = f.store.insert(BUCKET, "incoming/x.png", png(100, 100));
     f.store.insert(BUCKET, "incoming/x.png", png(200, 200));
-    f.handler.handle(&event("incoming/x.png", &old_etag)).await.unwrap();
+    f.handler
+        .handle(&event("incoming/x.png", &old_etag))
+        .await
+        .unwrap();
     let record = f.table.items().into_values().next().unwrap();
     assert_eq!(record.status, ImageStatus::Missing);
     assert!(record.reason.unwrap().contains("replaced"));
@@ -184,8 +209,14 @@ async fn an_object_replaced_after_its_event_is_left_to_the_newer_event() {
 async fn a_duplicate_event_maps_to_the_same_item_and_never_undoes_labels() {
     let f = fixture();
     let etag = f.store.insert(BUCKET, "incoming/dup.png", png(100, 100));
-    f.handler.handle(&event("incoming/dup.png", &etag)).await.unwrap();
-    f.handler.handle(&event("incoming/dup.png", &etag)).await.unwrap();
+    f.handler
+        .handle(&event("incoming/dup.png", &etag))
+        .await
+        .unwrap();
+    f.handler
+        .handle(&event("incoming/dup.png", &etag))
+        .await
+        .unwrap();
     let items = f.table.items();
     assert_eq!(items.len(), 1);
     let id = items.keys().next().unwrap().clone();
@@ -201,9 +232,16 @@ async fn a_duplicate_event_maps_to_the_same_item_and_never_undoes_labels() {
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
     f.table.record_labels(&labeled).await.unwrap();
-    f.handler.handle(&event("incoming/dup.png", &etag)).await.unwrap();
+    f.handler
+        .handle(&event("incoming/dup.png", &etag))
+        .await
+        .unwrap();
     assert_eq!(f.table.items()[&id].status, ImageStatus::Labeled);
-    assert_eq!(f.publisher.published().len(), 2, "the late duplicate published nothing");
+    assert_eq!(
+        f.publisher.published().len(),
+        2,
+        "the late duplicate published nothing"
+    );
 }
 
 #[tokio::test]
@@ -212,8 +250,13 @@ async fn test_events_and_other_prefixes_and_removals_write_nothing() {
     let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2014-10-13T15:57:02.089Z","Bucket":"b"}"#;
     f.handler.handle(&message(test_event.into())).await.unwrap();
     let etag = f.store.insert(BUCKET, "elsewhere/a.png", png(100, 100));
-    f.handler.handle(&event("elsewhere/a.png", &etag)).await.unwrap();
-    let removal = event("incoming/a.png", "e").body.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
+    f.handler
+        .handle(&event("elsewhere/a.png", &etag))
+        .await
+        .unwrap();
+    let removal = event("incoming/a.png", "e")
+        .body
+        .replace("ObjectCreated:Put", "ObjectRemoved:Delete");
     f.handler.handle(&message(removal)).await.unwrap();
     assert!(f.table.items().is_empty());
     assert!(f.publisher.published().is_empty());
@@ -229,16 +272,27 @@ async fn a_malformed_body_is_dead_lettered_and_the_rest_of_the_batch_flows() {
     queue.send(r#"{"Records": [{"eventName": 5}]}"#);
 
     let handler = Arc::new(f.handler);
-    let err = handler.handle(&message("{not json".into())).await.unwrap_err();
+    let err = handler
+        .handle(&message("{not json".into()))
+        .await
+        .unwrap_err();
     assert_eq!(err.disposition, Disposition::DeadLetter);
 
     let consumer = Consumer::new(queue.clone(), handler, ConsumerConfig::new("ingest"));
-    let Batch::Processed(report) = consumer.process_batch().await.unwrap() else { panic!("empty") };
+    let Batch::Processed(report) = consumer.process_batch().await.unwrap() else {
+        panic!("empty")
+    };
     assert_eq!((report.succeeded, report.dead_lettered), (1, 2));
     assert_eq!(consumer.process_batch().await.unwrap(), Batch::Empty);
     let dead = queue.dead_letters();
     assert_eq!(dead.len(), 2);
-    assert!(dead.iter().all(|(_, why)| why.error_class == "malformed_event" && why.stage == "ingest"));
-    assert!(dead[0].1.error.contains("not an S3 event notification"), "{}", dead[0].1.error);
+    assert!(dead
+        .iter()
+        .all(|(_, why)| why.error_class == "malformed_event" && why.stage == "ingest"));
+    assert!(
+        dead[0].1.error.contains("not an S3 event notification"),
+        "{}",
+        dead[0].1.error
+    );
     assert_eq!(f.table.items().len(), 1);
 }

@@ -2,9 +2,7 @@
 use std::{sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
-use imgflow_messages::{
-    ImageAccepted, ImageLabeled, ImageStatus, StageMessage, SCHEMA_VERSION,
-};
+use imgflow_messages::{ImageAccepted, ImageLabeled, ImageStatus, StageMessage, SCHEMA_VERSION};
 use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
@@ -54,7 +52,12 @@ pub struct LabelHandler<D, T, P> {
 
 impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
     /// A handler calling `detector`, reading `table`, publishing to `publisher`.
-    pub fn new(detector: Arc<D>, table: Arc<T>, publisher: Arc<P>, settings: LabelSettings) -> Self {
+    pub fn new(
+        detector: Arc<D>,
+        table: Arc<T>,
+        publisher: Arc<P>,
+        settings: LabelSettings,
+    ) -> Self {
         Self {
             detector,
             table,
@@ -70,7 +73,13 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
         let until = clock::rfc3339_after(self.settings.claim_lease);
         let claim = self
             .table
-            .claim_labeling(image_id, self.detector.name(), &message.message_id, &now, &until)
+            .claim_labeling(
+                image_id,
+                self.detector.name(),
+                &message.message_id,
+                &now,
+                &until,
+            )
             .await;
         claim.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not claim the image; calling the detector anyway");
@@ -135,7 +144,9 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
                 tracing::info!(%status, %reason, "image not labelable");
                 return Ok(());
             }
-            Err(e) if e.kind == PortErrorKind::Throttled => return Err(HandleError::retry("detector_throttled", e)),
+            Err(e) if e.kind == PortErrorKind::Throttled => {
+                return Err(HandleError::retry("detector_throttled", e))
+            }
             Err(e) => return Err(HandleError::from_port("detector_failed", e)),
         };
 

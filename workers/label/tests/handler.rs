@@ -70,7 +70,12 @@ fn fixture(detector: FakeDetector) -> Fixture {
     let detector = Arc::new(detector);
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
-    let handler = LabelHandler::new(detector.clone(), table.clone(), publisher.clone(), settings());
+    let handler = LabelHandler::new(
+        detector.clone(),
+        table.clone(),
+        publisher.clone(),
+        settings(),
+    );
     Fixture {
         detector,
         table,
@@ -82,7 +87,10 @@ fn fixture(detector: FakeDetector) -> Fixture {
 #[tokio::test]
 async fn labels_are_published_in_rekognition_shape() {
     let f = fixture(FakeDetector::new(vec![cat()]));
-    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    f.handler
+        .handle(&message(accepted("a").encode()))
+        .await
+        .unwrap();
     let published = f.publisher.published();
     assert_eq!(published.len(), 1);
     let labeled = ImageLabeled::decode(&published[0]).unwrap();
@@ -95,9 +103,13 @@ async fn labels_are_published_in_rekognition_shape() {
 #[tokio::test]
 async fn a_detector_failing_transiently_twice_is_retried_within_the_handler() {
     let f = fixture(
-        FakeDetector::new(vec![cat()]).failing_first([PortErrorKind::Throttled, PortErrorKind::Retryable]),
+        FakeDetector::new(vec![cat()])
+            .failing_first([PortErrorKind::Throttled, PortErrorKind::Retryable]),
     );
-    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    f.handler
+        .handle(&message(accepted("a").encode()))
+        .await
+        .unwrap();
     assert_eq!(f.detector.calls(), 3);
     assert_eq!(f.publisher.published().len(), 1);
 }
@@ -105,7 +117,11 @@ async fn a_detector_failing_transiently_twice_is_retried_within_the_handler() {
 #[tokio::test]
 async fn a_detector_throttling_past_its_attempts_leaves_the_message_for_retry() {
     let f = fixture(FakeDetector::new(vec![cat()]).failing_first([PortErrorKind::Throttled; 10]));
-    let err = f.handler.handle(&message(accepted("a").encode())).await.unwrap_err();
+    let err = f
+        .handler
+        .handle(&message(accepted("a").encode()))
+        .await
+        .unwrap_err();
     assert_eq!(err.disposition, Disposition::Retry);
     assert_eq!(err.error_class, "detector_throttled");
     assert_eq!(f.detector.calls(), settings().attempts);
@@ -136,7 +152,10 @@ async fn an_image_the_detector_refuses_is_recorded_rejected_not_retried() {
         labeled_at: None,
     };
     f.table.record_ingest(&record).await.unwrap();
-    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    f.handler
+        .handle(&message(accepted("a").encode()))
+        .await
+        .unwrap();
     let item = &f.table.items()["a"];
     assert_eq!(item.status, ImageStatus::Rejected);
     assert!(item.reason.as_deref().unwrap().contains("injected invalid"));
@@ -155,7 +174,10 @@ async fn labels_already_stored_by_this_detector_skip_the_detector() {
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
     f.table.record_labels(&labeled).await.unwrap();
-    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    f.handler
+        .handle(&message(accepted("a").encode()))
+        .await
+        .unwrap();
     assert_eq!(f.detector.calls(), 0);
     assert!(f.publisher.published().is_empty());
 }
@@ -180,9 +202,17 @@ async fn duplicate_messages_for_one_image_cost_one_detector_call() {
 async fn unreadable_messages_are_dead_lettered_by_class() {
     let f = fixture(FakeDetector::new(vec![cat()]));
     let err = f.handler.handle(&message("{}".into())).await.unwrap_err();
-    assert_eq!((err.disposition, err.error_class), (Disposition::DeadLetter, "malformed_message"));
-    let newer = accepted("a").encode().replace("\"schema_version\":1", "\"schema_version\":7");
+    assert_eq!(
+        (err.disposition, err.error_class),
+        (Disposition::DeadLetter, "malformed_message")
+    );
+    let newer = accepted("a")
+        .encode()
+        .replace("\"schema_version\":1", "\"schema_version\":7");
     let err = f.handler.handle(&message(newer)).await.unwrap_err();
-    assert_eq!((err.disposition, err.error_class), (Disposition::DeadLetter, "unsupported_schema"));
+    assert_eq!(
+        (err.disposition, err.error_class),
+        (Disposition::DeadLetter, "unsupported_schema")
+    );
     assert_eq!(f.detector.calls(), 0);
 }

@@ -40,7 +40,11 @@ pub fn env_opt(name: &str) -> Option<String> {
 }
 
 /// Reads `name` and checks it lies in `range`.
-pub fn env_in_range<T>(name: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+pub fn env_in_range<T>(
+    name: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
 where
     T: FromStr + PartialOrd + std::fmt::Display + Copy,
     T::Err: std::fmt::Display,
@@ -117,7 +121,9 @@ impl FromStr for Stage {
             "ingest" => Ok(Self::Ingest),
             "label" => Ok(Self::Label),
             "store" => Ok(Self::Store),
-            other => Err(format!("unknown stage {other:?}; expected ingest, label or store")),
+            other => Err(format!(
+                "unknown stage {other:?}; expected ingest, label or store"
+            )),
         }
     }
 }
@@ -163,7 +169,8 @@ impl Names {
             return Err(ConfigError {
                 name: "IMGFLOW_PREFIX".into(),
                 value: prefix,
-                reason: "must be 1–40 lowercase letters, digits or '-' (it names the bucket)".into(),
+                reason: "must be 1–40 lowercase letters, digits or '-' (it names the bucket)"
+                    .into(),
             });
         }
         let mut names = Self::new(prefix);
@@ -222,12 +229,17 @@ impl WorkerConfig {
     pub fn from_env(stage: Stage) -> Result<Self, ConfigError> {
         let mut consumer = ConsumerConfig::new(stage.as_str());
         consumer.concurrency = env_in_range("IMGFLOW_CONCURRENCY", consumer.concurrency, 1..=1000)?;
-        consumer.wait_time = Duration::from_secs(env_in_range("IMGFLOW_WAIT_TIME_SECS", 20, 0..=20)?);
-        consumer.max_messages = env_in_range("IMGFLOW_MAX_MESSAGES", consumer.max_messages, 1..=10)?;
+        consumer.wait_time =
+            Duration::from_secs(env_in_range("IMGFLOW_WAIT_TIME_SECS", 20, 0..=20)?);
+        consumer.max_messages =
+            env_in_range("IMGFLOW_MAX_MESSAGES", consumer.max_messages, 1..=10)?;
         consumer.retry_min_delay =
             Duration::from_secs(env_in_range("IMGFLOW_RETRY_MIN_DELAY_SECS", 2, 0..=43_200)?);
-        consumer.retry_max_delay =
-            Duration::from_secs(env_in_range("IMGFLOW_RETRY_MAX_DELAY_SECS", 300, 0..=43_200)?);
+        consumer.retry_max_delay = Duration::from_secs(env_in_range(
+            "IMGFLOW_RETRY_MAX_DELAY_SECS",
+            300,
+            0..=43_200,
+        )?);
         Ok(Self {
             stage,
             names: Names::from_env()?,
@@ -263,7 +275,10 @@ mod tests {
         let n = Names::new("imgflow");
         assert_eq!(n.queue(Stage::Label), "imgflow-label");
         assert_eq!(n.dead_letter_queue(Stage::Store), "imgflow-store-dlq");
-        assert_eq!(n.topic(Stage::Ingest.output_topic()), "imgflow-image-accepted");
+        assert_eq!(
+            n.topic(Stage::Ingest.output_topic()),
+            "imgflow-image-accepted"
+        );
         assert_eq!(Stage::Store.input_topic(), Some("image-labeled"));
         assert_eq!(Stage::Ingest.input_topic(), None);
     }

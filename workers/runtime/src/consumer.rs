@@ -51,7 +51,10 @@ pub struct HandleError {
 
 impl HandleError {
     /// A failure that may succeed on a later delivery.
-    pub fn retry(error_class: &'static str, source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+    pub fn retry(
+        error_class: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
         Self {
             disposition: Disposition::Retry,
             error_class,
@@ -177,7 +180,9 @@ pub struct Consumer<Q, H> {
 
 impl<Q, H> std::fmt::Debug for Consumer<Q, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("config", &self.config).finish()
+        f.debug_struct("Consumer")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -250,7 +255,11 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         );
         async {
             // The semaphore is never closed, so acquiring cannot fail.
-            let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .expect("semaphore is never closed");
             let result = self.handler.handle(message).await;
             match &result {
                 Ok(()) => tracing::debug!("message handled"),
@@ -332,7 +341,10 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
     /// Runs until `shutdown`, with enough pollers to keep `concurrency` handlers busy.
     /// Returns once every received message has reached a safe state.
     pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
-        let pollers = self.config.concurrency.div_ceil(self.config.max_messages.max(1) as usize);
+        let pollers = self
+            .config
+            .concurrency
+            .div_ceil(self.config.max_messages.max(1) as usize);
         let tasks: Vec<_> = (0..pollers.max(1))
             .map(|_| tokio::spawn(Arc::clone(&self).poll(shutdown.clone())))
             .collect();
@@ -384,7 +396,10 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             }
         }
         if !messages.is_empty() {
-            tracing::info!(released = messages.len(), "released messages received during shutdown");
+            tracing::info!(
+                released = messages.len(),
+                "released messages received during shutdown"
+            );
         }
     }
 }

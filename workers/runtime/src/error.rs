@@ -48,7 +48,11 @@ pub struct PortError {
 
 impl PortError {
     /// A new error.
-    pub fn new(kind: PortErrorKind, operation: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        kind: PortErrorKind,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             operation: operation.into(),

@@ -15,8 +15,8 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus, Label};
 
 use crate::{
     ports::{
-        DeadLetter, DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectHead, ObjectLocation,
-        ObjectStore, Publisher, PutResult, Queue, ReceivedMessage, WriteOutcome,
+        DeadLetter, DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectHead,
+        ObjectLocation, ObjectStore, Publisher, PutResult, Queue, ReceivedMessage, WriteOutcome,
     },
     PortError, PortErrorKind,
 };
@@ -76,7 +76,13 @@ impl FakeQueue {
 
     /// Delays set on messages released for retry, in order.
     pub fn retry_delays(&self) -> Vec<Duration> {
-        self.state.lock().unwrap().delayed.iter().map(|(_, d)| *d).collect()
+        self.state
+            .lock()
+            .unwrap()
+            .delayed
+            .iter()
+            .map(|(_, d)| *d)
+            .collect()
     }
 
     /// Makes every message released for retry visible again (time passing).
@@ -97,7 +103,9 @@ impl Queue for FakeQueue {
         let mut s = self.state.lock().unwrap();
         let mut out = Vec::new();
         while out.len() < max as usize {
-            let Some(mut m) = s.visible.pop_front() else { break };
+            let Some(mut m) = s.visible.pop_front() else {
+                break;
+            };
             m.receive_count += 1;
             s.receipts += 1;
             let receipt = format!("r{}-{}", m.id, s.receipts);
@@ -121,10 +129,18 @@ impl Queue for FakeQueue {
             .collect())
     }
 
-    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<(), PortError> {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), PortError> {
         let mut s = self.state.lock().unwrap();
         let m = s.in_flight.remove(receipt_handle).ok_or_else(|| {
-            PortError::new(PortErrorKind::Fatal, "ChangeMessageVisibility", "receipt handle is invalid")
+            PortError::new(
+                PortErrorKind::Fatal,
+                "ChangeMessageVisibility",
+                "receipt handle is invalid",
+            )
         })?;
         if timeout.is_zero() {
             s.visible.push_back(m);
@@ -134,7 +150,11 @@ impl Queue for FakeQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, message: &ReceivedMessage, why: &DeadLetter) -> Result<(), PortError> {
+    async fn dead_letter(
+        &self,
+        message: &ReceivedMessage,
+        why: &DeadLetter,
+    ) -> Result<(), PortError> {
         self.state
             .lock()
             .unwrap()
@@ -185,7 +205,10 @@ impl FakeObjectStore {
 
     /// Removes an object.
     pub fn remove(&self, bucket: &str, key: &str) {
-        self.objects.lock().unwrap().remove(&(bucket.into(), key.into()));
+        self.objects
+            .lock()
+            .unwrap()
+            .remove(&(bucket.into(), key.into()));
     }
 
     /// How many ranged GETs were made (reads must stay small).
@@ -221,14 +244,25 @@ impl ObjectStore for FakeObjectStore {
         })
     }
 
-    async fn get_range(&self, object: &ObjectLocation, first: u64, last: u64) -> Result<Bytes, PortError> {
+    async fn get_range(
+        &self,
+        object: &ObjectLocation,
+        first: u64,
+        last: u64,
+    ) -> Result<Bytes, PortError> {
         self.range_reads.fetch_add(1, Ordering::SeqCst);
         let body = self.find(object)?;
         let end = (last as usize + 1).min(body.len());
         Ok(body.slice((first as usize).min(end)..end))
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Bytes, _content_type: &str) -> Result<PutResult, PortError> {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<PutResult, PortError> {
         Ok(PutResult {
             etag: self.insert(bucket, key, body),
             version_id: None,
@@ -285,7 +319,11 @@ impl LabelDetector for FakeDetector {
             tokio::time::sleep(self.delay).await;
         }
         if let Some(kind) = self.failures.lock().unwrap().pop_front() {
-            return Err(PortError::new(kind, "fake:DetectLabels", format!("injected {}", kind.as_str())));
+            return Err(PortError::new(
+                kind,
+                "fake:DetectLabels",
+                format!("injected {}", kind.as_str()),
+            ));
         }
         Ok(Detection {
             labels: self.labels.clone(),
@@ -317,7 +355,10 @@ impl FakeTable {
 impl ImageTable for FakeTable {
     async fn record_ingest(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
         let mut items = self.items.lock().unwrap();
-        if items.get(&record.id).is_some_and(|r| r.status == ImageStatus::Labeled) {
+        if items
+            .get(&record.id)
+            .is_some_and(|r| r.status == ImageStatus::Labeled)
+        {
             return Ok(WriteOutcome::Superseded);
         }
         items.insert(record.id.clone(), record.clone());
@@ -344,27 +385,33 @@ impl ImageTable for FakeTable {
     async fn record_labels(&self, labeled: &ImageLabeled) -> Result<WriteOutcome, PortError> {
         let mut items = self.items.lock().unwrap();
         let image = &labeled.image;
-        let record = items.entry(image.image_id.clone()).or_insert_with(|| ImageRecord {
-            id: image.image_id.clone(),
-            bucket: image.bucket.clone(),
-            key: image.key.clone(),
-            version_id: image.version_id.clone(),
-            etag: image.etag.clone(),
-            content_type: None,
-            size: None,
-            width: None,
-            height: None,
-            status: ImageStatus::Accepted,
-            reason: None,
-            labels: None,
-            detector: None,
-            label_model_version: None,
-            trace_id: Some(image.trace_id.clone()),
-            received_at: image.received_at.clone(),
-            accepted_at: None,
-            labeled_at: None,
-        });
-        if record.labeled_at.as_ref().is_some_and(|t| *t > labeled.labeled_at) {
+        let record = items
+            .entry(image.image_id.clone())
+            .or_insert_with(|| ImageRecord {
+                id: image.image_id.clone(),
+                bucket: image.bucket.clone(),
+                key: image.key.clone(),
+                version_id: image.version_id.clone(),
+                etag: image.etag.clone(),
+                content_type: None,
+                size: None,
+                width: None,
+                height: None,
+                status: ImageStatus::Accepted,
+                reason: None,
+                labels: None,
+                detector: None,
+                label_model_version: None,
+                trace_id: Some(image.trace_id.clone()),
+                received_at: image.received_at.clone(),
+                accepted_at: None,
+                labeled_at: None,
+            });
+        if record
+            .labeled_at
+            .as_ref()
+            .is_some_and(|t| *t > labeled.labeled_at)
+        {
             return Ok(WriteOutcome::Superseded);
         }
         record.status = ImageStatus::Labeled;
@@ -394,7 +441,9 @@ impl ImageTable for FakeTable {
         }
         let mut claims = self.claims.lock().unwrap();
         match claims.get(image_id) {
-            Some((holder, lease)) if holder != token && lease.as_str() >= now => Ok(LabelClaim::HeldByOther),
+            Some((holder, lease)) if holder != token && lease.as_str() >= now => {
+                Ok(LabelClaim::HeldByOther)
+            }
             _ => {
                 claims.insert(image_id.to_owned(), (token.to_owned(), until.to_owned()));
                 Ok(LabelClaim::Granted)

@@ -132,7 +132,9 @@ fn probe_png(head: &[u8]) -> Result<ImageInfo, ProbeError> {
         return Err(ProbeError::NeedMore(24));
     }
     if &head[12..16] != b"IHDR" {
-        return Err(ProbeError::Rejected("corrupt PNG: first chunk is not IHDR".into()));
+        return Err(ProbeError::Rejected(
+            "corrupt PNG: first chunk is not IHDR".into(),
+        ));
     }
     let width = u32::from_be_bytes([head[16], head[17], head[18], head[19]]);
     let height = u32::from_be_bytes([head[20], head[21], head[22], head[23]]);
@@ -270,13 +272,19 @@ mod tests {
     #[test]
     fn png_dimensions_come_from_ihdr() {
         let info = probe(&png_header(451, 300)).unwrap();
-        assert_eq!((info.format, info.width, info.height), (ImageFormat::Png, 451, 300));
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (ImageFormat::Png, 451, 300)
+        );
     }
 
     #[test]
     fn jpeg_dimensions_come_from_the_frame_header_behind_metadata() {
         let info = probe(&jpeg_header(640, 480, 1000)).unwrap();
-        assert_eq!((info.format, info.width, info.height), (ImageFormat::Jpeg, 640, 480));
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (ImageFormat::Jpeg, 640, 480)
+        );
     }
 
     #[test]
@@ -286,7 +294,10 @@ mod tests {
             Err(ProbeError::NeedMore(n)) => assert!(n > 1000 && n <= full.len()),
             other => panic!("expected NeedMore, got {other:?}"),
         }
-        assert_eq!(probe(&png_header(1, 1)[..10]), Err(ProbeError::NeedMore(24)));
+        assert_eq!(
+            probe(&png_header(1, 1)[..10]),
+            Err(ProbeError::NeedMore(24))
+        );
     }
 
     #[test]
@@ -311,7 +322,10 @@ mod tests {
             height,
         };
         assert!(limits.check_dimensions(&info(80, 10_000)).is_ok());
-        assert!(limits.check_dimensions(&info(12_000, 50)).unwrap_err().contains("12000×50"));
+        assert!(limits
+            .check_dimensions(&info(12_000, 50))
+            .unwrap_err()
+            .contains("12000×50"));
         assert!(limits.check_dimensions(&info(79, 100)).is_err());
         assert!(limits.check_size(15 * 1024 * 1024).is_ok());
         assert!(limits.check_size(15 * 1024 * 1024 + 1).is_err());

@@ -260,7 +260,10 @@ impl<D: LabelDetector> LabelDetector for std::sync::Arc<D> {
         (**self).name()
     }
 
-    fn detect(&self, request: &DetectRequest) -> impl Future<Output = Result<Detection, PortError>> + Send {
+    fn detect(
+        &self,
+        request: &DetectRequest,
+    ) -> impl Future<Output = Result<Detection, PortError>> + Send {
         (**self).detect(request)
     }
 }

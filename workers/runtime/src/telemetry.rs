@@ -10,7 +10,11 @@ pub fn init(json: bool) {
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
     if json {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
         builder.init();
     }

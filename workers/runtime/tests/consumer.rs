@@ -31,7 +31,10 @@ impl Handler for Scripted {
         self.running.fetch_sub(1, Ordering::SeqCst);
         match message.body.as_str() {
             "retry" => Err(HandleError::retry("flaky", "try again")),
-            "poison" => Err(HandleError::dead_letter("malformed_message", "cannot parse")),
+            "poison" => Err(HandleError::dead_letter(
+                "malformed_message",
+                "cannot parse",
+            )),
             _ => Ok(()),
         }
     }
@@ -84,7 +87,10 @@ fn retry_delays_grow_and_are_capped() {
     let c = ConsumerConfig::new("x");
     for attempt in 1..40 {
         let d = retry_delay(&c, attempt);
-        assert!(d >= c.retry_min_delay.min(c.retry_max_delay) && d <= c.retry_max_delay, "{attempt}: {d:?}");
+        assert!(
+            d >= c.retry_min_delay.min(c.retry_max_delay) && d <= c.retry_max_delay,
+            "{attempt}: {d:?}"
+        );
     }
     assert!(retry_delay(&c, 3) >= Duration::from_secs(8));
     assert_eq!(retry_delay(&c, 30), c.retry_max_delay);
@@ -127,7 +133,14 @@ async fn shutdown_stops_polling_and_finishes_what_was_received() {
     let run = tokio::spawn(consumer.run(shutdown));
     tokio::time::sleep(Duration::from_millis(10)).await;
     trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(5), run).await.unwrap().unwrap();
-    assert_eq!(queue.in_flight(), 0, "the received batch was finished and deleted");
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        queue.in_flight(),
+        0,
+        "the received batch was finished and deleted"
+    );
     assert_eq!(queue.visible(), 0);
 }

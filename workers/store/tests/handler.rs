@@ -59,7 +59,9 @@ async fn labels_are_stored_and_announced_most_confident_first() {
     let publisher = Arc::new(FakePublisher::default());
     let handler = StoreHandler::new(table.clone(), publisher.clone());
     handler
-        .handle(&message(labeled("Cat", "2026-11-27T03:40:12.000000Z").encode()))
+        .handle(&message(
+            labeled("Cat", "2026-11-27T03:40:12.000000Z").encode(),
+        ))
         .await
         .unwrap();
     let item = &table.items()["a"];
@@ -78,7 +80,11 @@ async fn an_older_message_never_overwrites_newer_labels() {
     handler.handle(&message(newer.encode())).await.unwrap();
     handler.handle(&message(older.encode())).await.unwrap();
     assert_eq!(table.items()["a"].top_labels(1), vec!["Dog"]);
-    assert_eq!(publisher.published().len(), 1, "the stale message announced nothing");
+    assert_eq!(
+        publisher.published().len(),
+        1,
+        "the stale message announced nothing"
+    );
 
     // The same message again is harmless: same item, announced again for at-least-once.
     handler.handle(&message(newer.encode())).await.unwrap();
@@ -88,7 +94,13 @@ async fn an_older_message_never_overwrites_newer_labels() {
 
 #[tokio::test]
 async fn a_malformed_message_is_dead_lettered() {
-    let handler = StoreHandler::new(Arc::new(FakeTable::default()), Arc::new(FakePublisher::default()));
-    let err = handler.handle(&message("[1,2,3]".into())).await.unwrap_err();
+    let handler = StoreHandler::new(
+        Arc::new(FakeTable::default()),
+        Arc::new(FakePublisher::default()),
+    );
+    let err = handler
+        .handle(&message("[1,2,3]".into()))
+        .await
+        .unwrap_err();
     assert_eq!(err.disposition, Disposition::DeadLetter);
 }

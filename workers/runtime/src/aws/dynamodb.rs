@@ -53,7 +53,9 @@ impl DynamoImageTable {
             for item in page.items.unwrap_or_default() {
                 match item_to_record(item) {
                     Ok(record) => records.push(record),
-                    Err(e) => tracing::warn!(error = %e, "skipping an item that is not an image record"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "skipping an item that is not an image record")
+                    }
                 }
             }
             start = page.last_evaluated_key;
@@ -66,7 +68,12 @@ impl DynamoImageTable {
         Ok(records)
     }
 
-    async fn update(&self, id: &str, update: Update, what: &str) -> Result<WriteOutcome, PortError> {
+    async fn update(
+        &self,
+        id: &str,
+        update: Update,
+        what: &str,
+    ) -> Result<WriteOutcome, PortError> {
         let (expression, names, values, condition) = update.build();
         let result = self
             .client
@@ -87,14 +94,18 @@ impl DynamoImageTable {
     }
 }
 
-fn is_condition_failure_update(e: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+fn is_condition_failure_update(
+    e: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
     matches!(
         e.as_service_error(),
         Some(UpdateItemError::ConditionalCheckFailedException(_))
     )
 }
 
-fn is_condition_failure_put(e: &SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>) -> bool {
+fn is_condition_failure_put(
+    e: &SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
     matches!(
         e.as_service_error(),
         Some(PutItemError::ConditionalCheckFailedException(_))
@@ -111,7 +122,10 @@ impl ImageTable for DynamoImageTable {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(id) OR #status <> :labeled")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":labeled", AttributeValue::S(ImageStatus::Labeled.as_str().into()))
+            .expression_attribute_values(
+                ":labeled",
+                AttributeValue::S(ImageStatus::Labeled.as_str().into()),
+            )
             .send()
             .await;
         match result {
@@ -191,7 +205,9 @@ impl ImageTable for DynamoImageTable {
         // The condition failed; one read tells which part (a rare path: duplicates only).
         Ok(match self.get(image_id).await? {
             None => LabelClaim::Granted,
-            Some(r) if r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector) => {
+            Some(r)
+                if r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector) =>
+            {
                 LabelClaim::AlreadyLabeled
             }
             Some(_) => LabelClaim::HeldByOther,
@@ -273,7 +289,14 @@ impl Update {
         self.condition = Some(expression.to_owned());
     }
 
-    fn build(self) -> (String, HashMap<String, String>, HashMap<String, AttributeValue>, Option<String>) {
+    fn build(
+        self,
+    ) -> (
+        String,
+        HashMap<String, String>,
+        HashMap<String, AttributeValue>,
+        Option<String>,
+    ) {
         let mut expression = format!("SET {}", self.sets.join(", "));
         if !self.removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
@@ -286,7 +309,11 @@ impl Update {
 pub fn item_to_record(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, PortError> {
     let json = serde_json::Value::Object(item.into_iter().map(|(k, v)| (k, to_json(v))).collect());
     serde_json::from_value(json).map_err(|e| {
-        PortError::new(PortErrorKind::Fatal, "decoding an images-table item", e.to_string())
+        PortError::new(
+            PortErrorKind::Fatal,
+            "decoding an images-table item",
+            e.to_string(),
+        )
     })
 }
 
@@ -336,7 +363,9 @@ pub fn to_json(value: AttributeValue) -> serde_json::Value {
         AttributeValue::Bool(b) => Value::Bool(b),
         AttributeValue::Null(_) => Value::Null,
         AttributeValue::L(items) => Value::Array(items.into_iter().map(to_json).collect()),
-        AttributeValue::M(map) => Value::Object(map.into_iter().map(|(k, v)| (k, to_json(v))).collect()),
+        AttributeValue::M(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, to_json(v))).collect())
+        }
         AttributeValue::Ss(items) => Value::Array(items.into_iter().map(Value::String).collect()),
         AttributeValue::Ns(items) => Value::Array(
             items
@@ -395,9 +424,16 @@ mod tests {
     fn records_round_trip_through_items_with_numbers_as_n() {
         let item = record_to_item(&record()).unwrap();
         assert_eq!(item["size"], AttributeValue::N("1234".into()));
-        assert!(!item.contains_key("reason"), "absent fields are not written as NULL");
-        let AttributeValue::L(labels) = &item["labels"] else { panic!("labels is a list") };
-        let AttributeValue::M(cat) = &labels[0] else { panic!("a label is a map") };
+        assert!(
+            !item.contains_key("reason"),
+            "absent fields are not written as NULL"
+        );
+        let AttributeValue::L(labels) = &item["labels"] else {
+            panic!("labels is a list")
+        };
+        let AttributeValue::M(cat) = &labels[0] else {
+            panic!("a label is a map")
+        };
         assert_eq!(cat["Confidence"], AttributeValue::N("97.1".into()));
         assert_eq!(item_to_record(item).unwrap(), record());
     }

@@ -9,10 +9,7 @@ use aws_smithy_runtime_api::{
     client::{orchestrator::HttpResponse, result::SdkError},
     http::StatusCode,
 };
-use aws_smithy_types::error::{
-    display::DisplayErrorContext,
-    metadata::ProvideErrorMetadata,
-};
+use aws_smithy_types::error::{display::DisplayErrorContext, metadata::ProvideErrorMetadata};
 
 use crate::{config::WorkerConfig, PortError, PortErrorKind};
 
@@ -70,16 +67,27 @@ impl AwsClients {
         };
         let dead_letter_queue_url = match &config.dead_letter_queue_url {
             Some(url) => url.clone(),
-            None => sqs::queue_url(&self.sqs, &config.names.dead_letter_queue(config.stage)).await?,
+            None => {
+                sqs::queue_url(&self.sqs, &config.names.dead_letter_queue(config.stage)).await?
+            }
         };
-        Ok(sqs::SqsQueue::new(self.sqs.clone(), queue_url, dead_letter_queue_url))
+        Ok(sqs::SqsQueue::new(
+            self.sqs.clone(),
+            queue_url,
+            dead_letter_queue_url,
+        ))
     }
 
     /// A publisher to the stage's output topic, by ARN from the configuration or by name.
-    pub async fn stage_publisher(&self, config: &WorkerConfig) -> Result<sns::SnsPublisher, PortError> {
+    pub async fn stage_publisher(
+        &self,
+        config: &WorkerConfig,
+    ) -> Result<sns::SnsPublisher, PortError> {
         let arn = match &config.topic_arn {
             Some(arn) => arn.clone(),
-            None => sns::topic_arn(&self.sns, &config.names.topic(config.stage.output_topic())).await?,
+            None => {
+                sns::topic_arn(&self.sns, &config.names.topic(config.stage.output_topic())).await?
+            }
         };
         Ok(sns::SnsPublisher::new(self.sns.clone(), arn))
     }
@@ -101,7 +109,9 @@ where
 
 /// How an SDK error should be treated. Service errors go by their code (the SDKs' own
 /// variants differ per operation, the codes do not), then by HTTP status.
-pub(crate) fn classify<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> PortErrorKind {
+pub(crate) fn classify<E: ProvideErrorMetadata>(
+    error: &SdkError<E, HttpResponse>,
+) -> PortErrorKind {
     match error {
         SdkError::ServiceError(context) => {
             classify_code(context.err().code(), context.raw().status())
@@ -142,7 +152,9 @@ pub(crate) fn classify_code(code: Option<&str>, status: StatusCode) -> PortError
         _ if status.as_u16() == 429 => PortErrorKind::Throttled,
         _ if status.as_u16() == 404 => PortErrorKind::NotFound,
         _ if status.is_server_error() => PortErrorKind::Retryable,
-        Some("RequestTimeout" | "RequestTimeoutException" | "InternalError") => PortErrorKind::Retryable,
+        Some("RequestTimeout" | "RequestTimeoutException" | "InternalError") => {
+            PortErrorKind::Retryable
+        }
         _ => PortErrorKind::Fatal,
     }
 }
@@ -157,16 +169,31 @@ mod tests {
 
     #[test]
     fn codes_decide_before_statuses() {
-        assert_eq!(classify_code(Some("ThrottlingException"), status(400)), PortErrorKind::Throttled);
+        assert_eq!(
+            classify_code(Some("ThrottlingException"), status(400)),
+            PortErrorKind::Throttled
+        );
         assert_eq!(
             classify_code(Some("ProvisionedThroughputExceededException"), status(400)),
             PortErrorKind::Throttled
         );
-        assert_eq!(classify_code(Some("SlowDown"), status(503)), PortErrorKind::Throttled);
-        assert_eq!(classify_code(Some("NoSuchKey"), status(404)), PortErrorKind::NotFound);
+        assert_eq!(
+            classify_code(Some("SlowDown"), status(503)),
+            PortErrorKind::Throttled
+        );
+        assert_eq!(
+            classify_code(Some("NoSuchKey"), status(404)),
+            PortErrorKind::NotFound
+        );
         assert_eq!(classify_code(None, status(404)), PortErrorKind::NotFound);
         assert_eq!(classify_code(None, status(500)), PortErrorKind::Retryable);
-        assert_eq!(classify_code(Some("InternalServerError"), status(500)), PortErrorKind::Retryable);
-        assert_eq!(classify_code(Some("AccessDeniedException"), status(400)), PortErrorKind::Fatal);
+        assert_eq!(
+            classify_code(Some("InternalServerError"), status(500)),
+            PortErrorKind::Retryable
+        );
+        assert_eq!(
+            classify_code(Some("AccessDeniedException"), status(400)),
+            PortErrorKind::Fatal
+        );
     }
 }

@@ -62,13 +62,24 @@ impl LabelDetector for RekognitionDetector {
                     .as_service_error()
                     .and_then(|s| aws_smithy_types::error::metadata::ProvideErrorMetadata::code(s))
                     .is_some_and(|c| INVALID_IMAGE_CODES.contains(&c));
-                let mut error = port_error(format!("rekognition:DetectLabels s3://{}/{}", object.bucket, object.key), e);
+                let mut error = port_error(
+                    format!(
+                        "rekognition:DetectLabels s3://{}/{}",
+                        object.bucket, object.key
+                    ),
+                    e,
+                );
                 if invalid {
                     error.kind = PortErrorKind::Invalid;
                 }
                 error
             })?;
-        let labels = output.labels.unwrap_or_default().into_iter().map(to_label).collect();
+        let labels = output
+            .labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(to_label)
+            .collect();
         Ok(Detection {
             labels,
             label_model_version: output.label_model_version.unwrap_or_default(),

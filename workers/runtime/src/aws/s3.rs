@@ -42,12 +42,22 @@ impl ObjectStore for S3Store {
             .map_err(|e| port_error(describe("HeadObject", object), e))?;
         Ok(ObjectHead {
             size: output.content_length.unwrap_or(0).max(0) as u64,
-            etag: output.e_tag.as_deref().map(normalize_etag).unwrap_or_default().to_owned(),
+            etag: output
+                .e_tag
+                .as_deref()
+                .map(normalize_etag)
+                .unwrap_or_default()
+                .to_owned(),
             version_id: output.version_id.filter(|v| v != "null"),
         })
     }
 
-    async fn get_range(&self, object: &ObjectLocation, first: u64, last: u64) -> Result<Bytes, PortError> {
+    async fn get_range(
+        &self,
+        object: &ObjectLocation,
+        first: u64,
+        last: u64,
+    ) -> Result<Bytes, PortError> {
         let operation = describe("GetObject", object);
         let output = self
             .client
@@ -67,7 +77,13 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes())
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Bytes, content_type: &str) -> Result<PutResult, PortError> {
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutResult, PortError> {
         let output = self
             .client
             .put_object()
@@ -79,7 +95,12 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| port_error(format!("s3:PutObject s3://{bucket}/{key}"), e))?;
         Ok(PutResult {
-            etag: output.e_tag.as_deref().map(normalize_etag).unwrap_or_default().to_owned(),
+            etag: output
+                .e_tag
+                .as_deref()
+                .map(normalize_etag)
+                .unwrap_or_default()
+                .to_owned(),
             version_id: output.version_id.filter(|v| v != "null"),
         })
     }

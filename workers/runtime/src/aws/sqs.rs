@@ -45,9 +45,13 @@ pub async fn queue_url(client: &Client, name: &str) -> Result<String, PortError>
         .send()
         .await
         .map_err(|e| port_error(operation.clone(), e))?;
-    output
-        .queue_url
-        .ok_or_else(|| PortError::new(PortErrorKind::NotFound, operation, "no QueueUrl in response"))
+    output.queue_url.ok_or_else(|| {
+        PortError::new(
+            PortErrorKind::NotFound,
+            operation,
+            "no QueueUrl in response",
+        )
+    })
 }
 
 fn whole_seconds(duration: Duration) -> i32 {
@@ -129,7 +133,11 @@ impl Queue for SqsQueue {
         Ok(failed)
     }
 
-    async fn change_visibility(&self, receipt_handle: &str, timeout: Duration) -> Result<(), PortError> {
+    async fn change_visibility(
+        &self,
+        receipt_handle: &str,
+        timeout: Duration,
+    ) -> Result<(), PortError> {
         self.client
             .change_message_visibility()
             .queue_url(&self.queue_url)
@@ -141,14 +149,21 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
-    async fn dead_letter(&self, message: &ReceivedMessage, why: &DeadLetter) -> Result<(), PortError> {
+    async fn dead_letter(
+        &self,
+        message: &ReceivedMessage,
+        why: &DeadLetter,
+    ) -> Result<(), PortError> {
         let mut request = self
             .client
             .send_message()
             .queue_url(&self.dead_letter_queue_url)
             .message_body(&message.body);
         // Keep the original's attributes (a replay counter among them), then add the reason.
-        let original = message.attributes.iter().map(|(k, v)| (k.as_str(), v.clone()));
+        let original = message
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()));
         let reason = why.attributes().into_iter();
         for (name, value) in original.chain(reason) {
             let value = MessageAttributeValue::builder()
