@@ -74,12 +74,18 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug"))
 }
 
-/// A photo from `tests/fixtures/photos`.
+/// A photo from `tests/fixtures/photos` (committed) or `target/photos` (unpacked from
+/// registry packages by `scripts/fetch-photos`).
 pub fn photo(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/photos")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        manifest.join("fixtures/photos").join(name),
+        manifest.join("../target/photos").join(name),
+    ];
+    candidates
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .unwrap_or_else(|| panic!("{name} not found in {candidates:?}; run scripts/fetch-photos"))
 }
 
 /// A PNG header with the given dimensions and a proper end: enough for every check ingest

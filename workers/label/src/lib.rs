@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use imgflow_runtime::{
     aws::{dynamodb::DynamoImageTable, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
-    config::{env_in_range, env_or, ConfigError, WorkerConfig},
+    config::{env_in_range, env_opt, env_or, ConfigError, WorkerConfig},
     consumer::Consumer,
     ports::LabelDetector,
     PortError,
@@ -29,6 +29,8 @@ pub type LabelConsumer<D> = Consumer<SqsQueue, LabelHandler<D, DynamoImageTable,
 pub enum DetectorChoice {
     /// Amazon Rekognition DetectLabels.
     Rekognition,
+    /// NanoDet-m and EfficientNet-Lite0 in-process (`imgflow-local-detector`).
+    Local,
 }
 
 impl std::str::FromStr for DetectorChoice {
@@ -37,14 +39,21 @@ impl std::str::FromStr for DetectorChoice {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "rekognition" => Ok(Self::Rekognition),
-            other => Err(format!("unknown detector {other:?}; expected rekognition")),
+            "local" => Ok(Self::Local),
+            other => Err(format!("unknown detector {other:?}; expected rekognition or local")),
         }
     }
 }
 
-/// Reads `IMGFLOW_DETECTOR` (default `rekognition`).
+/// Reads `IMGFLOW_DETECTOR`. Unset, it is `local` when `AWS_ENDPOINT_URL` points at an
+/// emulator (whose Rekognition answers one canned label) and `rekognition` otherwise.
 pub fn detector_from_env() -> Result<DetectorChoice, ConfigError> {
-    env_or("IMGFLOW_DETECTOR", DetectorChoice::Rekognition)
+    let default = if env_opt("AWS_ENDPOINT_URL").is_some() {
+        DetectorChoice::Local
+    } else {
+        DetectorChoice::Rekognition
+    };
+    env_or("IMGFLOW_DETECTOR", default)
 }
 
 /// Label settings from `IMGFLOW_MAX_LABELS` (default 10), `IMGFLOW_MIN_CONFIDENCE` (default

@@ -3,8 +3,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use imgflow_label::DetectorChoice;
+use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
-    aws::{rekognition::RekognitionDetector, AwsClients},
+    aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients},
+    ports::LabelDetector,
     config::{Stage, WorkerConfig},
     shutdown, telemetry,
 };
@@ -17,13 +19,29 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
     let aws = AwsClients::from_env().await;
-    let detector = match choice {
-        DetectorChoice::Rekognition => RekognitionDetector::new(aws.rekognition.clone()),
-    };
-    let consumer = imgflow_label::build(&aws, &config, settings, detector)
-        .await
-        .context("connecting the label stage to its queue and topic")?;
-    tracing::info!(prefix = %config.names.prefix, detector = ?choice, "label stage running");
+    tracing::info!(prefix = %config.names.prefix, detector = ?choice, "label stage starting");
+    match choice {
+        DetectorChoice::Rekognition => {
+            let detector = RekognitionDetector::new(aws.rekognition.clone());
+            run(imgflow_label::build(&aws, &config, settings, detector).await, shutdown).await
+        }
+        DetectorChoice::Local => {
+            let dir = default_models_dir();
+            // Loaded once, before the first receive: a missing model stops the worker at start.
+            let models = Models::load(&dir).with_context(|| format!("loading the local models from {}", dir.display()))?;
+            tracing::info!(version = %models.version(), "local models loaded");
+            let detector = LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
+            run(imgflow_label::build(&aws, &config, settings, detector).await, shutdown).await
+        }
+    }
+}
+
+async fn run<D: LabelDetector>(
+    consumer: Result<imgflow_label::LabelConsumer<D>, imgflow_runtime::PortError>,
+    shutdown: shutdown::Shutdown,
+) -> anyhow::Result<()> {
+    let consumer = consumer.context("connecting the label stage to its queue and topic")?;
+    tracing::info!("label stage running");
     Arc::new(consumer).run(shutdown).await;
     Ok(())
 }

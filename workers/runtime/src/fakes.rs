@@ -256,6 +256,10 @@ impl ObjectStore for FakeObjectStore {
         Ok(body.slice((first as usize).min(end)..end))
     }
 
+    async fn get(&self, object: &ObjectLocation) -> Result<Bytes, PortError> {
+        self.find(object)
+    }
+
     async fn put(
         &self,
         bucket: &str,

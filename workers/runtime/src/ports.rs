@@ -148,6 +148,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         last: u64,
     ) -> impl Future<Output = Result<Bytes, PortError>> + Send;
 
+    /// The whole object (the local detector reads images itself).
+    fn get(&self, object: &ObjectLocation)
+        -> impl Future<Output = Result<Bytes, PortError>> + Send;
+
     /// Uploads an object.
     fn put(
         &self,

@@ -29,6 +29,32 @@ fn describe(op: &str, o: &ObjectLocation) -> String {
     }
 }
 
+impl S3Store {
+    async fn fetch(
+        &self,
+        object: &ObjectLocation,
+        range: Option<String>,
+    ) -> Result<Bytes, PortError> {
+        let operation = describe("GetObject", object);
+        let output = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .set_range(range)
+            .send()
+            .await
+            .map_err(|e| port_error(operation.clone(), e))?;
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::new(PortErrorKind::Retryable, operation, e.to_string()))?;
+        Ok(body.into_bytes())
+    }
+}
+
 impl ObjectStore for S3Store {
     async fn head(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
         let output = self
@@ -58,23 +84,12 @@ impl ObjectStore for S3Store {
         first: u64,
         last: u64,
     ) -> Result<Bytes, PortError> {
-        let operation = describe("GetObject", object);
-        let output = self
-            .client
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .set_version_id(object.version_id.clone())
-            .range(format!("bytes={first}-{last}"))
-            .send()
+        self.fetch(object, Some(format!("bytes={first}-{last}")))
             .await
-            .map_err(|e| port_error(operation.clone(), e))?;
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| PortError::new(PortErrorKind::Retryable, operation, e.to_string()))?;
-        Ok(body.into_bytes())
+    }
+
+    async fn get(&self, object: &ObjectLocation) -> Result<Bytes, PortError> {
+        self.fetch(object, None).await
     }
 
     async fn put(

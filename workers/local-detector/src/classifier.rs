@@ -1,0 +1,47 @@
+//! EfficientNet-Lite0: what the picture shows, as probabilities over 1,000 ImageNet classes.
+use std::{path::Path, sync::Arc};
+
+use image::imageops;
+use tract_onnx::prelude::*;
+
+use crate::{image_input, LoadError};
+
+const SIDE: u32 = 224;
+/// The TensorFlow Lite models' input normalisation: (x − 127) / 128, RGB.
+const MEAN: [f32; 3] = [127.0; 3];
+const STD: [f32; 3] = [128.0; 3];
+/// Share of the shorter side kept by the centre crop (the models' training crop).
+const CROP: f32 = 0.875;
+
+/// The classifier, loaded and optimised once.
+pub struct Classifier {
+    plan: Arc<TypedRunnableModel>,
+}
+
+impl Classifier {
+    /// Loads the ONNX file.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let err = |e: TractError| LoadError::Model {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let plan = tract_onnx::onnx()
+            .model_for_path(path)
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(err)?;
+        Ok(Self { plan })
+    }
+
+    /// Probabilities of the 1,000 classes.
+    pub fn classify(&self, image: &image_input::Prepared) -> Result<Vec<f32>, String> {
+        let (w, h) = image.rgb.dimensions();
+        let side = ((w.min(h) as f32) * CROP).round().max(1.0) as u32;
+        let crop = imageops::crop_imm(&image.rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
+        let input = image_input::tensor(&crop, SIDE, [0, 1, 2], MEAN, STD);
+        let outputs = self.plan.run(tvec!(input.into())).map_err(|e| format!("{e:#}"))?;
+        let probabilities = outputs[0].to_plain_array_view::<f32>().map_err(|e| format!("{e:#}"))?;
+        Ok(probabilities.iter().copied().collect())
+    }
+}
