@@ -36,10 +36,19 @@ impl Classifier {
 
     /// Probabilities of the 1,000 classes.
     pub fn classify(&self, image: &image_input::Prepared) -> Result<Vec<f32>, String> {
+        self.infer(self.input(image))
+    }
+
+    /// The model input: centre crop, resize, normalise.
+    pub fn input(&self, image: &image_input::Prepared) -> Tensor {
         let (w, h) = image.rgb.dimensions();
         let side = ((w.min(h) as f32) * CROP).round().max(1.0) as u32;
         let crop = imageops::crop_imm(&image.rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
-        let input = image_input::tensor(&crop, SIDE, [0, 1, 2], MEAN, STD);
+        image_input::tensor(&crop, SIDE, [0, 1, 2], MEAN, STD)
+    }
+
+    /// Runs the model on a prepared input.
+    pub fn infer(&self, input: Tensor) -> Result<Vec<f32>, String> {
         let outputs = self.plan.run(tvec!(input.into())).map_err(|e| format!("{e:#}"))?;
         let probabilities = outputs[0].to_plain_array_view::<f32>().map_err(|e| format!("{e:#}"))?;
         Ok(probabilities.iter().copied().collect())

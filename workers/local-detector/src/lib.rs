@@ -72,9 +72,12 @@ pub fn default_models_dir() -> PathBuf {
 
 /// Both models and the label map, loaded once; cheap to share.
 pub struct Models {
-    classifier: classifier::Classifier,
-    objects: objects::ObjectDetector,
-    vocabulary: vocabulary::Vocabulary,
+    /// EfficientNet-Lite0.
+    pub classifier: classifier::Classifier,
+    /// NanoDet-m.
+    pub objects: objects::ObjectDetector,
+    /// The label map.
+    pub vocabulary: vocabulary::Vocabulary,
 }
 
 impl std::fmt::Debug for Models {

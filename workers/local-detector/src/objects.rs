@@ -55,8 +55,17 @@ impl ObjectDetector {
 
     /// Objects in the image after per-class non-maximum suppression, best first.
     pub fn detect(&self, image: &image_input::Prepared) -> Result<Vec<Found>, String> {
-        // The image is stretched to the square input, so ratios map straight back.
-        let input = image_input::tensor(&image.rgb, SIDE as u32, [2, 1, 0], MEAN_BGR, STD_BGR);
+        self.infer(self.input(image))
+    }
+
+    /// The model input: the image stretched to the square input, BGR, normalised. Ratios in the
+    /// stretched image are ratios in the original.
+    pub fn input(&self, image: &image_input::Prepared) -> Tensor {
+        image_input::tensor(&image.rgb, SIDE as u32, [2, 1, 0], MEAN_BGR, STD_BGR)
+    }
+
+    /// Runs the model on a prepared input and decodes its boxes.
+    pub fn infer(&self, input: Tensor) -> Result<Vec<Found>, String> {
         let outputs = self.plan.run(tvec!(input.into())).map_err(|e| format!("{e:#}"))?;
         let mut found = Vec::new();
         for stride in STRIDES {
