@@ -52,7 +52,7 @@ impl ObjectEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// Not JSON, or JSON of the wrong shape.
-    #[error("body is not an S3 event notification: {0}")]
+    #[error("body is not an S3 event notification")]
     Shape(#[from] serde_json::Error),
     /// Valid JSON, but no envelope we know.
     #[error("body is JSON but not an S3 notification, SNS notification or EventBridge event")]

@@ -86,7 +86,7 @@ pub struct ImageStored {
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     /// Not JSON, or missing required fields.
-    #[error("malformed {kind} message: {source}")]
+    #[error("malformed {kind} message")]
     Malformed {
         /// Which message was expected.
         kind: &'static str,

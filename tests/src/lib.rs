@@ -88,6 +88,53 @@ pub fn photo(name: &str) -> Vec<u8> {
         .unwrap_or_else(|| panic!("{name} not found in {candidates:?}; run scripts/fetch-photos"))
 }
 
+/// Starts a stage's binary against the emulator under `prefix`, logging to `log_dir`, with
+/// `extra` environment variables on top of [`process_env`]. Killed if dropped.
+pub fn spawn_worker(
+    stage: Stage,
+    prefix: &str,
+    log_dir: &std::path::Path,
+    extra: &[(&str, String)],
+) -> tokio::process::Child {
+    let binary = bin_dir().join(format!("imgflow-{stage}"));
+    assert!(
+        binary.exists(),
+        "{} is missing: build the workspace binaries first (scripts/test does)",
+        binary.display()
+    );
+    std::fs::create_dir_all(log_dir).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir.join(format!("{stage}.log")))
+        .unwrap();
+    tokio::process::Command::new(binary)
+        .envs(process_env(prefix))
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `signal` (`TERM`, `KILL`) to a child process.
+pub fn send_signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("child is running");
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Where a test's worker logs go: `target/e2e-logs/<prefix>/`.
+pub fn log_dir(prefix: &str) -> PathBuf {
+    bin_dir().join("../e2e-logs").join(prefix)
+}
+
 /// A PNG header with the given dimensions and a proper end: enough for every check ingest
 /// makes, for shapes no real photo here has.
 pub fn png_with_dimensions(width: u32, height: u32) -> Vec<u8> {
@@ -140,17 +187,24 @@ pub struct TestPipeline {
     pub aws: AwsClients,
     /// What provisioning created.
     pub provisioned: Provisioned,
+    /// The visibility timeout every queue got, when not the stages' defaults.
+    pub visibility_timeout: Option<Duration>,
     stages: Vec<(ShutdownTrigger, JoinHandle<()>)>,
 }
 
 impl TestPipeline {
     /// Provisions resources under a fresh prefix derived from `test`.
     pub async fn new(test: &str) -> Self {
+        Self::with_settings(test, ProvisionSettings::default()).await
+    }
+
+    /// Provisions with `settings` (a short visibility timeout, for instance).
+    pub async fn with_settings(test: &str, settings: ProvisionSettings) -> Self {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let prefix = format!("{}-{}", test.replace('_', "-"), &suffix[..8]);
         let names = Names::new(prefix);
         let aws = emulator_clients().await;
-        let provisioned = provision(&aws, &names, &ProvisionSettings::default())
+        let provisioned = provision(&aws, &names, &settings)
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -163,6 +217,7 @@ impl TestPipeline {
             names,
             aws,
             provisioned,
+            visibility_timeout: settings.visibility_timeout,
             stages: Vec::new(),
         }
     }
@@ -179,6 +234,9 @@ impl TestPipeline {
                 wait_time: Duration::from_secs(1),
                 retry_min_delay: Duration::from_secs(1),
                 retry_max_delay: Duration::from_secs(5),
+                visibility_timeout: self
+                    .visibility_timeout
+                    .unwrap_or(stage.visibility_timeout()),
                 ..ConsumerConfig::new(stage.as_str())
             },
             json_logs: false,
@@ -241,12 +299,13 @@ impl TestPipeline {
         detector
     }
 
-    /// Stops every in-process stage, letting in-flight messages finish.
-    pub async fn stop(self) {
+    /// Stops every in-process stage, letting in-flight messages finish. Stages can be
+    /// started again afterwards.
+    pub async fn stop(&mut self) {
         for (trigger, _) in &self.stages {
             trigger.trigger();
         }
-        for (_, task) in self.stages {
+        for (_, task) in self.stages.drain(..) {
             task.await.expect("stage task");
         }
     }

@@ -32,18 +32,31 @@ async fn real_photos_get_real_labels_end_to_end() {
     }
     let records = p.wait_final(&ids, Duration::from_secs(120)).await;
     for ((name, wanted), record) in expectations.iter().zip(&records) {
-        assert_eq!(record.status, ImageStatus::Labeled, "{name}: {:?}", record.reason);
+        assert_eq!(
+            record.status,
+            ImageStatus::Labeled,
+            "{name}: {:?}",
+            record.reason
+        );
         assert_eq!(record.detector.as_deref(), Some("local"));
         let labels = record.labels.as_deref().unwrap_or_default();
         let names: Vec<&str> = labels.iter().map(|l| l.name.as_str()).collect();
         for any_of in *wanted {
-            assert!(any_of.iter().any(|w| names.contains(w)), "{name}: expected one of {any_of:?} in {names:?}");
+            assert!(
+                any_of.iter().any(|w| names.contains(w)),
+                "{name}: expected one of {any_of:?} in {names:?}"
+            );
         }
-        assert!(labels.iter().all(|l| l.confidence >= 55.0 && l.confidence <= 100.0));
+        assert!(labels
+            .iter()
+            .all(|l| l.confidence >= 55.0 && l.confidence <= 100.0));
     }
     let kite = records.last().unwrap().labels.as_deref().unwrap();
     let boxes = &kite.iter().find(|l| l.name == "Kite").unwrap().instances;
-    assert!(!boxes.is_empty(), "detected objects keep their boxes through DynamoDB");
+    assert!(
+        !boxes.is_empty(),
+        "detected objects keep their boxes through DynamoDB"
+    );
     for stage in Stage::ALL {
         assert!(p.dead_letters(stage).await.is_empty());
     }

@@ -1,41 +1,13 @@
 //! Worker processes and signals: SIGTERM mid-run loses nothing and exits 0.
-use std::{process::Stdio, time::Duration};
+use std::time::Duration;
 
-use imgflow_e2e::{bin_dir, photo, process_env, TestPipeline};
+use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, TestPipeline};
 use imgflow_messages::ImageStatus;
 use imgflow_runtime::config::Stage;
-use tokio::process::{Child, Command};
-
-fn spawn_worker(stage: Stage, prefix: &str, log_dir: &std::path::Path) -> Child {
-    let binary = bin_dir().join(format!("imgflow-{stage}"));
-    assert!(
-        binary.exists(),
-        "{} is missing: build the workspace binaries first (scripts/test does)",
-        binary.display()
-    );
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_dir.join(format!("{stage}.log")))
-        .unwrap();
-    Command::new(binary)
-        .envs(process_env(prefix))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
+use tokio::process::Child;
 
 fn sigterm(child: &Child) {
-    let pid = child.id().expect("child is running");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    send_signal(child, "TERM");
 }
 
 async fn terminate_all(workers: &mut [Child]) {
@@ -58,12 +30,13 @@ async fn wait_all_exit_zero(workers: &mut [Child]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
     let p = TestPipeline::new("e2e-sigterm").await;
-    let log_dir = bin_dir().join("../e2e-logs").join(&p.names.prefix);
-    std::fs::create_dir_all(&log_dir).unwrap();
+    let logs = log_dir(&p.names.prefix);
+    // The emulator's Rekognition keeps this test about signals, not about model speed.
+    let env = [("IMGFLOW_DETECTOR", "rekognition".to_owned())];
     let start = |p: &TestPipeline| -> Vec<Child> {
         Stage::ALL
             .iter()
-            .map(|s| spawn_worker(*s, &p.names.prefix, &log_dir))
+            .map(|s| spawn_worker(*s, &p.names.prefix, &logs, &env))
             .collect()
     };
 

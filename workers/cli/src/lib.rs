@@ -3,11 +3,13 @@
 //! Operators' and users' tools around the pipeline; none of them is on the data path.
 //!
 //! # Layout
+//! - [`dlq`]: inspect, replay and purge dead-letter queues.
 //! - [`provision`]: create or update every AWS resource, idempotently.
 //! - [`submit`]: upload files to `incoming/`, optionally waiting for their results.
 //! - [`results`]: recent items as a table.
 //! - [`status`]: per stage, messages visible, in flight and dead-lettered.
 
+pub mod dlq;
 pub mod provision;
 pub mod results;
 pub mod status;

@@ -3,9 +3,14 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imgflow_cli::{provision, results, status, submit};
+use imgflow_cli::{dlq, provision, results, status, submit};
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, s3::S3Store, AwsClients},
+    aws::{
+        dynamodb::DynamoImageTable,
+        s3::S3Store,
+        sqs::{queue_url, QueueAdmin},
+        AwsClients,
+    },
     config::{Names, Stage},
     telemetry,
 };
@@ -29,6 +34,9 @@ enum Command {
         /// Receives before a message moves to its dead-letter queue.
         #[arg(long, default_value_t = 5)]
         max_receive_count: u32,
+        /// One visibility timeout for every queue, in seconds (default: each stage's own).
+        #[arg(long)]
+        visibility_timeout_secs: Option<u64>,
     },
     /// Upload files or directories to incoming/, which starts the pipeline.
     Submit {
@@ -59,6 +67,54 @@ enum Command {
     },
     /// Per stage: messages waiting, in flight, and in the dead-letter queue.
     Status,
+    /// Inspect, replay or purge a stage's dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// Count, age of the oldest, messages by reason, a few bodies. Consumes nothing.
+    Inspect {
+        /// ingest, label or store.
+        #[arg(long)]
+        stage: Stage,
+        /// Messages to read for the histogram.
+        #[arg(long, default_value_t = 100)]
+        sample: usize,
+    },
+    /// Move messages back to the stage's queue (deleted from the DLQ only once sent).
+    Replay {
+        /// ingest, label or store.
+        #[arg(long)]
+        stage: Stage,
+        /// Show what would move; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Move at most this many.
+        #[arg(long, default_value_t = usize::MAX)]
+        max: usize,
+        /// At most this many per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Only messages whose error class or text contains this.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Messages replayed this often already stay in the DLQ.
+        #[arg(long, default_value_t = 3)]
+        max_replays: u32,
+    },
+    /// Delete every message in the stage's dead-letter queue.
+    Purge {
+        /// ingest, label or store.
+        #[arg(long)]
+        stage: Stage,
+        /// Required: purging cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[tokio::main]
@@ -72,8 +128,14 @@ async fn main() -> anyhow::Result<()> {
     let names = Names::from_env()?;
     let aws = AwsClients::from_env().await;
     match cli.command {
-        Command::Provision { max_receive_count } => {
-            let settings = provision::ProvisionSettings { max_receive_count };
+        Command::Provision {
+            max_receive_count,
+            visibility_timeout_secs,
+        } => {
+            let settings = provision::ProvisionSettings {
+                max_receive_count,
+                visibility_timeout: visibility_timeout_secs.map(Duration::from_secs),
+            };
             let done = provision::provision(&aws, &names, &settings).await?;
             println!(
                 "bucket  {}  (notifications for {} → {})",
@@ -156,6 +218,101 @@ async fn main() -> anyhow::Result<()> {
         Command::Status => {
             let statuses = status::status(&aws, &names).await?;
             print!("{}", status::table(&statuses));
+        }
+        Command::Dlq { action } => run_dlq(&aws, &names, action).await?,
+    }
+    Ok(())
+}
+
+async fn run_dlq(aws: &AwsClients, names: &Names, action: DlqAction) -> anyhow::Result<()> {
+    let admin = |queue: String| async move {
+        let url = queue_url(&aws.sqs, &queue).await?;
+        anyhow::Ok(QueueAdmin::new(aws.sqs.clone(), url))
+    };
+    match action {
+        DlqAction::Inspect { stage, sample } => {
+            let dlq = admin(names.dead_letter_queue(stage)).await?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis() as i64;
+            let report = dlq::inspect(&dlq, sample, now_ms).await?;
+            println!(
+                "{}: {} messages",
+                names.dead_letter_queue(stage),
+                report.count
+            );
+            if let Some(age) = report.oldest_age {
+                println!("oldest: {} s ago", age.as_secs());
+            }
+            if !report.by_reason.is_empty() {
+                println!("\nby reason (of {} read):", report.read);
+                for ((class, text), n) in &report.by_reason {
+                    println!("{n:>6}  {class}  {text}");
+                }
+            }
+            for sample in &report.samples {
+                println!("\nsample: {sample}");
+            }
+        }
+        DlqAction::Replay {
+            stage,
+            dry_run,
+            max,
+            rate,
+            reason,
+            max_replays,
+        } => {
+            let dlq = admin(names.dead_letter_queue(stage)).await?;
+            let source = queue_url(&aws.sqs, &names.queue(stage)).await?;
+            let total = dlq.depth().await?;
+            let bar = ProgressBar::new(total).with_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                    .context("progress template")?,
+            );
+            let options = dlq::ReplayOptions {
+                dry_run,
+                max,
+                rate_per_sec: rate,
+                reason,
+                max_replays,
+            };
+            let summary = dlq::replay(&dlq, &source, &options, |s| {
+                bar.set_position(
+                    (s.moved + s.would_move + s.filtered_out + s.over_limit.len() + s.failed)
+                        as u64,
+                );
+            })
+            .await?;
+            bar.finish_and_clear();
+            if dry_run {
+                println!(
+                    "dry run: {} would move to {}",
+                    summary.would_move,
+                    names.queue(stage)
+                );
+            } else {
+                println!("moved {} to {}", summary.moved, names.queue(stage));
+            }
+            println!(
+                "left in the DLQ: {} not matching --reason, {} failed sends, {} dead-lettered during this replay",
+                summary.filtered_out, summary.failed, summary.arrived_during
+            );
+            if !summary.over_limit.is_empty() {
+                println!(
+                    "{} replayed {max_replays} times already and left in the DLQ (fix the cause, or raise --max-replays): {}",
+                    summary.over_limit.len(),
+                    summary.over_limit.join(", ")
+                );
+            }
+        }
+        DlqAction::Purge { stage, yes } => {
+            anyhow::ensure!(
+                yes,
+                "refusing to purge {} without --yes (it cannot be undone)",
+                names.dead_letter_queue(stage)
+            );
+            admin(names.dead_letter_queue(stage)).await?.purge().await?;
+            println!("purged {}", names.dead_letter_queue(stage));
         }
     }
     Ok(())

@@ -23,12 +23,16 @@ use serde_json::json;
 pub struct ProvisionSettings {
     /// Receives before SQS moves a message to the dead-letter queue.
     pub max_receive_count: u32,
+    /// One visibility timeout for every queue instead of each stage's default (workers must
+    /// then be given the same `IMGFLOW_VISIBILITY_TIMEOUT_SECS`).
+    pub visibility_timeout: Option<std::time::Duration>,
 }
 
 impl Default for ProvisionSettings {
     fn default() -> Self {
         Self {
             max_receive_count: 5,
+            visibility_timeout: None,
         }
     }
 }
@@ -132,7 +136,11 @@ pub async fn provision(
             [
                 (
                     QueueAttributeName::VisibilityTimeout,
-                    stage.visibility_timeout().as_secs().to_string(),
+                    settings
+                        .visibility_timeout
+                        .unwrap_or(stage.visibility_timeout())
+                        .as_secs()
+                        .to_string(),
                 ),
                 (
                     QueueAttributeName::ReceiveMessageWaitTimeSeconds,

@@ -5,14 +5,16 @@ use backon::{ExponentialBuilder, Retryable};
 use imgflow_messages::{ImageAccepted, ImageLabeled, ImageStatus, StageMessage, SCHEMA_VERSION};
 use imgflow_runtime::{
     clock,
-    consumer::{HandleError, Handler},
+    consumer::{Disposition, HandleError, Handler},
     ports::{
-        DetectRequest, ImageTable, LabelClaim, LabelDetector, ObjectLocation, Publisher,
+        DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectLocation, Publisher,
         ReceivedMessage,
     },
-    PortErrorKind,
+    PortError, PortErrorKind,
 };
 use tracing::Span;
+
+use crate::adaptive::AdaptiveLimit;
 
 /// How the stage asks for labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +30,8 @@ pub struct LabelSettings {
     /// How long one message holds the right to label an image before a duplicate may take
     /// over; the label queue's visibility timeout, so a crashed holder's redelivery can.
     pub claim_lease: Duration,
+    /// Most detector calls at once in this process; throttling lowers the actual limit.
+    pub max_detector_concurrency: usize,
 }
 
 impl Default for LabelSettings {
@@ -38,6 +42,7 @@ impl Default for LabelSettings {
             attempts: 4,
             retry_min_delay: Duration::from_millis(200),
             claim_lease: imgflow_runtime::config::Stage::Label.visibility_timeout(),
+            max_detector_concurrency: 10,
         }
     }
 }
@@ -48,6 +53,7 @@ pub struct LabelHandler<D, T, P> {
     table: Arc<T>,
     publisher: Arc<P>,
     settings: LabelSettings,
+    limit: AdaptiveLimit,
 }
 
 impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
@@ -62,7 +68,36 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             detector,
             table,
             publisher,
+            limit: AdaptiveLimit::new(settings.max_detector_concurrency),
             settings,
+        }
+    }
+
+    /// The current adaptive limit on detector calls.
+    pub fn detector_limit(&self) -> f64 {
+        self.limit.limit()
+    }
+
+    /// One detector call under the adaptive limit.
+    async fn detect_once(&self, request: &DetectRequest) -> Result<Detection, PortError> {
+        let _slot = self.limit.acquire().await;
+        let result = self.detector.detect(request).await;
+        match &result {
+            Ok(_) => self.limit.on_success(),
+            Err(e) if e.kind == PortErrorKind::Throttled => self.limit.on_throttle(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Gives up this message's claim so a replay or re-upload is not held off by it.
+    async fn release_claim(&self, image_id: &str, message: &ReceivedMessage) {
+        if let Err(e) = self
+            .table
+            .release_claim(image_id, &message.message_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release the label claim; it expires with its lease");
         }
     }
 
@@ -123,31 +158,44 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             .with_max_delay(Duration::from_secs(10))
             .with_jitter()
             .with_max_times(self.settings.attempts.saturating_sub(1));
-        let detection = (|| self.detector.detect(&request))
+        let detection = (|| self.detect_once(&request))
             .retry(backoff)
             .when(|e| e.is_transient())
             .notify(|e, delay| tracing::info!(error = %e, retry_in = ?delay, "detector call failed; retrying"))
             .await;
         let detection = match detection {
             Ok(d) => d,
-            Err(e) if e.kind == PortErrorKind::Invalid || e.kind == PortErrorKind::NotFound => {
-                let status = if e.kind == PortErrorKind::NotFound {
-                    ImageStatus::Missing
-                } else {
-                    ImageStatus::Rejected
-                };
+            Err(e) if e.kind == PortErrorKind::Invalid => {
                 let reason = format!("the detector could not read the image: {}", e.message);
                 self.table
-                    .record_failure(&image.image_id, status, &reason)
+                    .record_failure(&image.image_id, ImageStatus::Rejected, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
-                tracing::info!(%status, %reason, "image not labelable");
+                self.release_claim(&image.image_id, message).await;
+                tracing::info!(%reason, "image rejected by the detector");
                 return Ok(());
+            }
+            Err(e) if e.kind == PortErrorKind::NotFound => {
+                // Gone after ingest accepted it: recorded as missing, and dead-lettered so the
+                // message can be replayed once the object is back.
+                let reason = "object was deleted after it was accepted".to_owned();
+                self.table
+                    .record_failure(&image.image_id, ImageStatus::Missing, &reason)
+                    .await
+                    .map_err(|e| HandleError::from_port("table_write_failed", e))?;
+                self.release_claim(&image.image_id, message).await;
+                return Err(HandleError::dead_letter("object_missing", e));
             }
             Err(e) if e.kind == PortErrorKind::Throttled => {
                 return Err(HandleError::retry("detector_throttled", e))
             }
-            Err(e) => return Err(HandleError::from_port("detector_failed", e)),
+            Err(e) => {
+                let error = HandleError::from_port("detector_failed", e);
+                if error.disposition == Disposition::DeadLetter {
+                    self.release_claim(&image.image_id, message).await;
+                }
+                return Err(error);
+            }
         };
 
         let labeled = ImageLabeled {
@@ -159,10 +207,19 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             labeled_at: clock::now_rfc3339(),
         };
         let count = labeled.labels.len();
+        let labeled_id = labeled.image.image_id.clone();
         self.publisher
             .publish(labeled.encode())
             .await
             .map_err(|e| HandleError::from_port("publish_failed", e))?;
+        if let Err(e) = self
+            .table
+            .complete_claim(&labeled_id, &message.message_id)
+            .await
+        {
+            // Only duplicates arriving after the lease ends could then call the detector again.
+            tracing::warn!(error = %e, "could not mark the label claim done");
+        }
         tracing::info!(labels = count, "image labeled");
         Ok(())
     }

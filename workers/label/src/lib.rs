@@ -7,6 +7,7 @@
 //! - [`handler`]: the stage's logic, generic over the detector and the other ports.
 //! - `main.rs`: wiring only.
 
+pub mod adaptive;
 pub mod handler;
 
 use std::{sync::Arc, time::Duration};
@@ -40,7 +41,9 @@ impl std::str::FromStr for DetectorChoice {
         match s {
             "rekognition" => Ok(Self::Rekognition),
             "local" => Ok(Self::Local),
-            other => Err(format!("unknown detector {other:?}; expected rekognition or local")),
+            other => Err(format!(
+                "unknown detector {other:?}; expected rekognition or local"
+            )),
         }
     }
 }
@@ -71,7 +74,55 @@ pub fn settings_from_env() -> Result<LabelSettings, ConfigError> {
             0..=60_000,
         )?),
         claim_lease: d.claim_lease,
+        max_detector_concurrency: env_in_range(
+            "IMGFLOW_CONCURRENCY",
+            d.max_detector_concurrency,
+            1..=1000,
+        )?,
     })
+}
+
+/// Wraps a detector to append one line (the image's key) per call to a file: an audit of
+/// paid detector calls that survives process restarts (`IMGFLOW_DETECTOR_CALL_LOG`).
+#[derive(Debug)]
+pub struct CallLog<D> {
+    inner: D,
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl<D> CallLog<D> {
+    /// Appends to `path`, creating it.
+    pub fn new(inner: D, path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Self {
+            inner,
+            file: std::sync::Mutex::new(file),
+        })
+    }
+}
+
+impl<D: LabelDetector> LabelDetector for CallLog<D> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn detect(
+        &self,
+        request: &imgflow_runtime::ports::DetectRequest,
+    ) -> Result<imgflow_runtime::ports::Detection, PortError> {
+        {
+            use std::io::Write;
+            // One short write per line with O_APPEND: lines from several processes never mix.
+            let line = format!("{}\n", request.object.key);
+            if let Err(e) = self.file.lock().unwrap().write_all(line.as_bytes()) {
+                tracing::warn!(error = %e, "could not write the detector call log");
+            }
+        }
+        self.inner.detect(request).await
+    }
 }
 
 /// Builds the label consumer on AWS clients with `detector`.
@@ -81,6 +132,11 @@ pub async fn build<D: LabelDetector>(
     settings: LabelSettings,
     detector: D,
 ) -> Result<LabelConsumer<D>, PortError> {
+    // A claim lasts as long as the message it belongs to stays invisible.
+    let settings = LabelSettings {
+        claim_lease: config.consumer.visibility_timeout,
+        ..settings
+    };
     let handler = LabelHandler::new(
         Arc::new(detector),
         Arc::new(aws.image_table(config)),

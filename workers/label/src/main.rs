@@ -2,12 +2,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use imgflow_label::DetectorChoice;
+use imgflow_label::{CallLog, DetectorChoice};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
     aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients},
+    config::{env_opt, Stage, WorkerConfig},
     ports::LabelDetector,
-    config::{Stage, WorkerConfig},
     shutdown, telemetry,
 };
 
@@ -23,20 +23,49 @@ async fn main() -> anyhow::Result<()> {
     match choice {
         DetectorChoice::Rekognition => {
             let detector = RekognitionDetector::new(aws.rekognition.clone());
-            run(imgflow_label::build(&aws, &config, settings, detector).await, shutdown).await
+            run(&aws, &config, settings, detector, shutdown).await
         }
         DetectorChoice::Local => {
             let dir = default_models_dir();
             // Loaded once, before the first receive: a missing model stops the worker at start.
-            let models = Models::load(&dir).with_context(|| format!("loading the local models from {}", dir.display()))?;
+            let models = Models::load(&dir)
+                .with_context(|| format!("loading the local models from {}", dir.display()))?;
             tracing::info!(version = %models.version(), "local models loaded");
-            let detector = LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
-            run(imgflow_label::build(&aws, &config, settings, detector).await, shutdown).await
+            let detector =
+                LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
+            run(&aws, &config, settings, detector, shutdown).await
         }
     }
 }
 
 async fn run<D: LabelDetector>(
+    aws: &AwsClients,
+    config: &WorkerConfig,
+    settings: imgflow_label::LabelSettings,
+    detector: D,
+    shutdown: shutdown::Shutdown,
+) -> anyhow::Result<()> {
+    match env_opt("IMGFLOW_DETECTOR_CALL_LOG") {
+        Some(path) => {
+            let logged =
+                CallLog::new(detector, path.as_ref()).with_context(|| format!("opening {path}"))?;
+            start(
+                imgflow_label::build(aws, config, settings, logged).await,
+                shutdown,
+            )
+            .await
+        }
+        None => {
+            start(
+                imgflow_label::build(aws, config, settings, detector).await,
+                shutdown,
+            )
+            .await
+        }
+    }
+}
+
+async fn start<D: LabelDetector>(
     consumer: Result<imgflow_label::LabelConsumer<D>, imgflow_runtime::PortError>,
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<()> {

@@ -21,10 +21,13 @@ const PHOTOS: [&str; 8] = [
 const ROUNDS: usize = 10;
 
 fn photo(root: &std::path::Path, name: &str) -> Vec<u8> {
-    [root.join("tests/fixtures/photos").join(name), root.join("target/photos").join(name)]
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .unwrap_or_else(|| panic!("{name} missing: run scripts/fetch-photos"))
+    [
+        root.join("tests/fixtures/photos").join(name),
+        root.join("target/photos").join(name),
+    ]
+    .iter()
+    .find_map(|p| std::fs::read(p).ok())
+    .unwrap_or_else(|| panic!("{name} missing: run scripts/fetch-photos"))
 }
 
 struct Stats {
@@ -54,7 +57,10 @@ fn main() {
     let models = Models::load(&default_models_dir()).expect("loading models");
     let load_ms = load_start.elapsed().as_secs_f64() * 1000.0;
     let encoded: Vec<Vec<u8>> = PHOTOS.iter().map(|p| photo(&root, p)).collect();
-    let prepared: Vec<_> = encoded.iter().map(|e| image_input::decode(e).unwrap()).collect();
+    let prepared: Vec<_> = encoded
+        .iter()
+        .map(|e| image_input::decode(e).unwrap())
+        .collect();
 
     let (mut classifier, mut detector, mut whole) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS + 2 {
@@ -79,11 +85,17 @@ fn main() {
         ("label (decode + both + merge)", stats(whole)),
     ];
     println!("local models on tract, one thread, {} photos × {ROUNDS} rounds (model load {load_ms:.0} ms)", PHOTOS.len());
-    println!("{:<32} {:>10} {:>10} {:>16}", "model", "median ms", "p95 ms", "images/s/core");
+    println!(
+        "{:<32} {:>10} {:>10} {:>16}",
+        "model", "median ms", "p95 ms", "images/s/core"
+    );
     let mut json = Vec::new();
     for (name, s) in &rows {
         let per_core = 1000.0 / s.median_ms;
-        println!("{name:<32} {:>10.2} {:>10.2} {per_core:>16.1}", s.median_ms, s.p95_ms);
+        println!(
+            "{name:<32} {:>10.2} {:>10.2} {per_core:>16.1}",
+            s.median_ms, s.p95_ms
+        );
         json.push(format!(
             "{{\"model\": \"{name}\", \"median_ms\": {:.3}, \"p95_ms\": {:.3}, \"images_per_sec_per_core\": {per_core:.2}}}",
             s.median_ms, s.p95_ms
@@ -91,6 +103,9 @@ fn main() {
     }
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out).unwrap();
-    let body = format!("{{\"engine\": \"tract\", \"load_ms\": {load_ms:.1}, \"results\": [{}]}}\n", json.join(", "));
+    let body = format!(
+        "{{\"engine\": \"tract\", \"load_ms\": {load_ms:.1}, \"results\": [{}]}}\n",
+        json.join(", ")
+    );
     std::fs::write(out.join("local-models-tract.json"), body).unwrap();
 }

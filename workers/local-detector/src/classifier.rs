@@ -27,7 +27,9 @@ impl Classifier {
         };
         let plan = tract_onnx::onnx()
             .model_for_path(path)
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into()))
+            .and_then(|m| {
+                m.with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into())
+            })
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(err)?;
@@ -43,14 +45,20 @@ impl Classifier {
     pub fn input(&self, image: &image_input::Prepared) -> Tensor {
         let (w, h) = image.rgb.dimensions();
         let side = ((w.min(h) as f32) * CROP).round().max(1.0) as u32;
-        let crop = imageops::crop_imm(&image.rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
+        let crop =
+            imageops::crop_imm(&image.rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
         image_input::tensor(&crop, SIDE, [0, 1, 2], MEAN, STD)
     }
 
     /// Runs the model on a prepared input.
     pub fn infer(&self, input: Tensor) -> Result<Vec<f32>, String> {
-        let outputs = self.plan.run(tvec!(input.into())).map_err(|e| format!("{e:#}"))?;
-        let probabilities = outputs[0].to_plain_array_view::<f32>().map_err(|e| format!("{e:#}"))?;
+        let outputs = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(|e| format!("{e:#}"))?;
+        let probabilities = outputs[0]
+            .to_plain_array_view::<f32>()
+            .map_err(|e| format!("{e:#}"))?;
         Ok(probabilities.iter().copied().collect())
     }
 }

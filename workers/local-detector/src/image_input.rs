@@ -25,12 +25,20 @@ pub fn decode(encoded: &[u8]) -> Result<Prepared, image::ImageError> {
     if image.width().max(image.height()) > WORKING_SIDE {
         image = image.thumbnail(WORKING_SIDE, WORKING_SIDE);
     }
-    Ok(Prepared { rgb: image.to_rgb8() })
+    Ok(Prepared {
+        rgb: image.to_rgb8(),
+    })
 }
 
 /// An NCHW float tensor of `image` resized to `side`×`side`, each channel (taken in `order`
 /// from RGB) normalised as (x − mean) / std.
-pub fn tensor(image: &RgbImage, side: u32, order: [usize; 3], mean: [f32; 3], std: [f32; 3]) -> Tensor {
+pub fn tensor(
+    image: &RgbImage,
+    side: u32,
+    order: [usize; 3],
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> Tensor {
     let resized = image::imageops::resize(image, side, side, FilterType::Triangle);
     let side = side as usize;
     let array = Array4::from_shape_fn((1, 3, side, side), |(_, c, y, x)| {
@@ -66,7 +74,10 @@ mod tests {
         let t = tensor(&img, 2, [2, 1, 0], [0.0; 3], [1.0; 3]);
         assert_eq!(t.shape(), &[1, 3, 2, 2]);
         let v = t.to_plain_array_view::<f32>().unwrap();
-        assert_eq!((v[[0, 0, 0, 0]], v[[0, 1, 1, 1]], v[[0, 2, 0, 1]]), (30.0, 20.0, 10.0));
+        assert_eq!(
+            (v[[0, 0, 0, 0]], v[[0, 1, 1, 1]], v[[0, 2, 0, 1]]),
+            (30.0, 20.0, 10.0)
+        );
     }
 
     #[test]

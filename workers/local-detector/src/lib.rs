@@ -82,7 +82,9 @@ pub struct Models {
 
 impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Models").field("version", &self.version()).finish()
+        f.debug_struct("Models")
+            .field("version", &self.version())
+            .finish()
     }
 }
 
@@ -102,16 +104,24 @@ impl Models {
     }
 
     /// Labels one encoded image (blocking: call from a blocking thread).
-    pub fn label(&self, encoded: &[u8], max_labels: u32, min_confidence: f32) -> Result<Detection, PortError> {
+    pub fn label(
+        &self,
+        encoded: &[u8],
+        max_labels: u32,
+        min_confidence: f32,
+    ) -> Result<Detection, PortError> {
         let image = image_input::decode(encoded)
             .map_err(|e| PortError::new(PortErrorKind::Invalid, "local:decode", e.to_string()))?;
         let model_error = |e: String| PortError::new(PortErrorKind::Fatal, "local:inference", e);
         let probabilities = self.classifier.classify(&image).map_err(model_error)?;
         let boxes = self.objects.detect(&image).map_err(model_error)?;
         Ok(Detection {
-            labels: self
-                .vocabulary
-                .labels(&probabilities, &boxes, max_labels as usize, min_confidence),
+            labels: self.vocabulary.labels(
+                &probabilities,
+                &boxes,
+                max_labels as usize,
+                min_confidence,
+            ),
             label_model_version: self.version(),
         })
     }
@@ -127,7 +137,9 @@ pub struct LocalDetector<S> {
 
 impl<S> std::fmt::Debug for LocalDetector<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalDetector").field("models", &self.models).finish()
+        f.debug_struct("LocalDetector")
+            .field("models", &self.models)
+            .finish()
     }
 }
 
@@ -152,11 +164,17 @@ impl<S: ObjectStore> LabelDetector for LocalDetector<S> {
         let encoded = self.store.get(&request.object).await?;
         // The permit bounds queued blocking work to the cores, so a burst of messages waits
         // here (cheaply) rather than piling threads onto the blocking pool.
-        let _slot = self.slots.acquire().await.expect("semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         let models = Arc::clone(&self.models);
         let (max, min) = (request.max_labels, request.min_confidence);
         tokio::task::spawn_blocking(move || models.label(&encoded, max, min))
             .await
-            .map_err(|e| PortError::new(PortErrorKind::Retryable, "local:inference", e.to_string()))?
+            .map_err(|e| {
+                PortError::new(PortErrorKind::Retryable, "local:inference", e.to_string())
+            })?
     }
 }

@@ -66,7 +66,10 @@ impl ObjectDetector {
 
     /// Runs the model on a prepared input and decodes its boxes.
     pub fn infer(&self, input: Tensor) -> Result<Vec<Found>, String> {
-        let outputs = self.plan.run(tvec!(input.into())).map_err(|e| format!("{e:#}"))?;
+        let outputs = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(|e| format!("{e:#}"))?;
         let mut found = Vec::new();
         for stride in STRIDES {
             let cells = (SIDE / stride) * (SIDE / stride);
@@ -126,7 +129,12 @@ fn expected_bin(logits: &[f32]) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let weights: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
     let total: f32 = weights.iter().sum();
-    weights.iter().enumerate().map(|(i, w)| i as f32 * w).sum::<f32>() / total
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, w)| i as f32 * w)
+        .sum::<f32>()
+        / total
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -151,7 +159,10 @@ pub fn non_max_suppression(mut found: Vec<Found>) -> Vec<Found> {
         if same_class.clone().count() >= MAX_PER_CLASS {
             continue;
         }
-        if same_class.into_iter().all(|k| iou(&k.ltrb, &candidate.ltrb) <= NMS_IOU) {
+        if same_class
+            .into_iter()
+            .all(|k| iou(&k.ltrb, &candidate.ltrb) <= NMS_IOU)
+        {
             kept.push(candidate);
         }
     }
@@ -167,7 +178,10 @@ mod tests {
         let mut logits = [-20.0f32; BINS];
         logits[3] = 20.0;
         assert!((expected_bin(&logits) - 3.0).abs() < 1e-3);
-        assert!((expected_bin(&[0.0; BINS]) - 5.0).abs() < 1e-3, "uniform → middle");
+        assert!(
+            (expected_bin(&[0.0; BINS]) - 5.0).abs() < 1e-3,
+            "uniform → middle"
+        );
     }
 
     #[test]
@@ -177,10 +191,18 @@ mod tests {
             score,
             ltrb: [x, 0.0, x + 0.5, 0.5],
         };
-        let kept = non_max_suppression(vec![b(0, 0.6, 0.0), b(0, 0.9, 0.01), b(1, 0.5, 0.0), b(0, 0.7, 0.5)]);
+        let kept = non_max_suppression(vec![
+            b(0, 0.6, 0.0),
+            b(0, 0.9, 0.01),
+            b(1, 0.5, 0.0),
+            b(0, 0.7, 0.5),
+        ]);
         assert_eq!(kept.len(), 3);
         assert_eq!(kept[0].score, 0.9);
         assert!(kept.iter().any(|k| k.class == 1));
-        assert!(kept.iter().any(|k| k.score == 0.7), "a separate object of the same class stays");
+        assert!(
+            kept.iter().any(|k| k.score == 0.7),
+            "a separate object of the same class stays"
+        );
     }
 }

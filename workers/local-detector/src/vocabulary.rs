@@ -88,14 +88,26 @@ impl Vocabulary {
 
     /// Merges the classifier's probabilities and the detector's objects into at most
     /// `max_labels` labels of at least `min_confidence` percent, most confident first.
-    pub fn labels(&self, probabilities: &[f32], found: &[Found], max_labels: usize, min_confidence: f32) -> Vec<Label> {
+    pub fn labels(
+        &self,
+        probabilities: &[f32],
+        found: &[Found],
+        max_labels: usize,
+        min_confidence: f32,
+    ) -> Vec<Label> {
         let mut pending: HashMap<String, Pending> = HashMap::new();
         let p = &mut pending;
 
         let mut parent_mass: HashMap<&str, (f32, Vec<String>)> = HashMap::new();
         for (entry, &probability) in self.imagenet.iter().zip(probabilities) {
             if probability >= LEAF_FLOOR {
-                add(p, &entry.name, probability * 100.0, &entry.parents, &entry.categories);
+                add(
+                    p,
+                    &entry.name,
+                    probability * 100.0,
+                    &entry.parents,
+                    &entry.categories,
+                );
             }
             for parent in &entry.parents {
                 let mass = parent_mass.entry(parent).or_default();
@@ -108,7 +120,9 @@ impl Vocabulary {
         }
 
         for object in found {
-            let Some(entry) = self.coco.get(object.class) else { continue };
+            let Some(entry) = self.coco.get(object.class) else {
+                continue;
+            };
             let [left, top, right, bottom] = object.ltrb;
             let instance = Instance {
                 bounding_box: BoundingBox {
@@ -119,11 +133,23 @@ impl Vocabulary {
                 },
                 confidence: object.score * 100.0,
             };
-            add(p, &entry.name, object.score * 100.0, &entry.parents, &entry.categories)
-                .instances
-                .push(instance);
+            add(
+                p,
+                &entry.name,
+                object.score * 100.0,
+                &entry.parents,
+                &entry.categories,
+            )
+            .instances
+            .push(instance);
             for parent in &entry.parents {
-                add(p, parent, object.score * 100.0, self.parents_of(parent), &entry.categories);
+                add(
+                    p,
+                    parent,
+                    object.score * 100.0,
+                    self.parents_of(parent),
+                    &entry.categories,
+                );
             }
         }
 
@@ -138,7 +164,11 @@ impl Vocabulary {
                 categories: p.categories.into_iter().map(NamedRef::new).collect(),
             })
             .collect();
-        labels.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then_with(|| a.name.cmp(&b.name)));
+        labels.sort_by(|a, b| {
+            b.confidence
+                .total_cmp(&a.confidence)
+                .then_with(|| a.name.cmp(&b.name))
+        });
         labels.truncate(max_labels);
         labels
     }
@@ -165,8 +195,15 @@ mod tests {
                 entry("Tiger Cat", &["Cat", "Mammal", "Animal"]),
                 entry("Espresso", &["Coffee"]),
             ],
-            coco: vec![entry("Cat", &["Animal", "Mammal", "Pet"]), entry("Dog", &["Animal"])],
-            parents_of: [("Cat".to_string(), vec!["Mammal".to_string(), "Animal".to_string()])].into(),
+            coco: vec![
+                entry("Cat", &["Animal", "Mammal", "Pet"]),
+                entry("Dog", &["Animal"]),
+            ],
+            parents_of: [(
+                "Cat".to_string(),
+                vec!["Mammal".to_string(), "Animal".to_string()],
+            )]
+            .into(),
         }
     }
 
@@ -179,15 +216,23 @@ mod tests {
         }];
         let labels = vocabulary().labels(&[0.4, 0.36, 0.01], &found, 10, 55.0);
         let cat = labels.iter().find(|l| l.name == "Cat").expect("Cat");
-        assert!((cat.confidence - 80.0).abs() < 1e-3, "max of 76 (summed) and 80 (detected)");
+        assert!(
+            (cat.confidence - 80.0).abs() < 1e-3,
+            "max of 76 (summed) and 80 (detected)"
+        );
         assert_eq!(cat.instances.len(), 1);
         assert_eq!(cat.instances[0].bounding_box.width, 0.5);
         assert_eq!(cat.instances[0].bounding_box.top, 0.5);
         let parents: Vec<_> = cat.parents.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(parents, vec!["Mammal", "Animal", "Pet"]);
         assert!(labels.iter().all(|l| l.confidence >= 55.0));
-        assert!(!labels.iter().any(|l| l.name == "Tabby"), "40% is under MinConfidence");
-        assert!(labels.windows(2).all(|w| w[0].confidence >= w[1].confidence));
+        assert!(
+            !labels.iter().any(|l| l.name == "Tabby"),
+            "40% is under MinConfidence"
+        );
+        assert!(labels
+            .windows(2)
+            .all(|w| w[0].confidence >= w[1].confidence));
     }
 
     #[test]

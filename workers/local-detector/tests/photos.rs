@@ -27,7 +27,9 @@ fn photo(name: &str) -> Vec<u8> {
 
 fn labels(name: &str) -> Vec<Label> {
     let detection = models().label(&photo(name), 10, 55.0).expect("labelling");
-    assert!(detection.label_model_version.starts_with("nanodet-m+efficientnet-lite0/"));
+    assert!(detection
+        .label_model_version
+        .starts_with("nanodet-m+efficientnet-lite0/"));
     detection.labels
 }
 
@@ -38,7 +40,11 @@ fn names(labels: &[Label]) -> Vec<&str> {
 fn assert_has(photo: &str, expected: &[&str]) -> Vec<Label> {
     let found = labels(photo);
     for name in expected {
-        assert!(names(&found).contains(name), "{photo}: expected {name} among {:?}", names(&found));
+        assert!(
+            names(&found).contains(name),
+            "{photo}: expected {name} among {:?}",
+            names(&found)
+        );
     }
     found
 }
@@ -48,7 +54,10 @@ fn chelsea_is_a_cat_with_its_parents() {
     let found = assert_has("chelsea.png", &["Cat", "Animal", "Mammal"]);
     let cat = found.iter().find(|l| l.name == "Cat").unwrap();
     let parents: Vec<_> = cat.parents.iter().map(|p| p.name.as_str()).collect();
-    assert!(parents.contains(&"Animal") && parents.contains(&"Mammal"), "{parents:?}");
+    assert!(
+        parents.contains(&"Animal") && parents.contains(&"Mammal"),
+        "{parents:?}"
+    );
     assert!(cat.categories.iter().any(|c| c.name == "Animals and Pets"));
 }
 
@@ -69,7 +78,9 @@ fn astronaut_is_a_person_with_a_box() {
     assert!(!person.instances.is_empty());
     let b = person.instances[0].bounding_box;
     assert!(b.width > 0.3 && b.height > 0.5, "{b:?}");
-    assert!(b.left >= 0.0 && b.top >= 0.0 && b.left + b.width <= 1.0001 && b.top + b.height <= 1.0001);
+    assert!(
+        b.left >= 0.0 && b.top >= 0.0 && b.left + b.width <= 1.0001 && b.top + b.height <= 1.0001
+    );
 }
 
 #[test]
@@ -101,7 +112,10 @@ fn kite_has_a_kite_and_a_person() {
 fn labels_respect_max_labels_and_min_confidence() {
     let few = models().label(&photo("kite.jpg"), 2, 0.0).unwrap().labels;
     assert_eq!(few.len(), 2);
-    let strict = models().label(&photo("kite.jpg"), 100, 90.0).unwrap().labels;
+    let strict = models()
+        .label(&photo("kite.jpg"), 100, 90.0)
+        .unwrap()
+        .labels;
     assert!(strict.iter().all(|l| l.confidence >= 90.0));
 }
 

@@ -218,7 +218,8 @@ pub struct WorkerConfig {
     /// `IMGFLOW_TOPIC_ARN`: the output topic's ARN; looked up by name when unset.
     pub topic_arn: Option<String>,
     /// Polling and pacing (`IMGFLOW_CONCURRENCY`, `IMGFLOW_WAIT_TIME_SECS`,
-    /// `IMGFLOW_MAX_MESSAGES`, `IMGFLOW_RETRY_MIN_DELAY_SECS`, `IMGFLOW_RETRY_MAX_DELAY_SECS`).
+    /// `IMGFLOW_MAX_MESSAGES`, `IMGFLOW_RETRY_MIN_DELAY_SECS`, `IMGFLOW_RETRY_MAX_DELAY_SECS`,
+    /// `IMGFLOW_VISIBILITY_TIMEOUT_SECS`, `IMGFLOW_DRAIN_DEADLINE_SECS`).
     pub consumer: ConsumerConfig,
     /// `IMGFLOW_LOG_FORMAT=json` for JSON logs (default text).
     pub json_logs: bool,

@@ -13,7 +13,11 @@
 //!   long poll after the shutdown request are released (visibility 0) for other workers.
 //!
 //! [`Consumer::process_batch`] is one iteration, so tests drive the loop without sleeping.
-use std::{error::Error as StdError, sync::Arc, time::Duration};
+use std::{
+    error::Error as StdError,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::future::join_all;
@@ -132,6 +136,12 @@ pub struct ConsumerConfig {
     pub retry_min_delay: Duration,
     /// Longest retry delay (SQS allows up to 12 hours of visibility).
     pub retry_max_delay: Duration,
+    /// The queue's visibility timeout; the heartbeat keeps messages in work invisible this
+    /// long, renewing every third of it.
+    pub visibility_timeout: Duration,
+    /// After a shutdown request, how long handlers already running may take before their
+    /// messages are released (default 25 s, under ECS's 30 s stop timeout).
+    pub drain_deadline: Duration,
 }
 
 impl ConsumerConfig {
@@ -144,6 +154,8 @@ impl ConsumerConfig {
             concurrency: 10,
             retry_min_delay: Duration::from_secs(2),
             retry_max_delay: Duration::from_secs(300),
+            visibility_timeout: Duration::from_secs(60),
+            drain_deadline: Duration::from_secs(25),
         }
     }
 }
@@ -168,6 +180,16 @@ pub struct BatchReport {
     pub retried: usize,
     /// Copied to the dead-letter queue and deleted.
     pub dead_lettered: usize,
+    /// Handed back to the queue unfinished because of a shutdown.
+    pub released: usize,
+}
+
+/// How one message's handling ended.
+enum Outcome {
+    /// The handler ran to the end.
+    Handled(Result<(), HandleError>),
+    /// Shutdown came first: the message goes back to the queue untouched.
+    Released,
 }
 
 /// Consumes one queue with one handler.
@@ -201,7 +223,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
     /// One iteration: receive a batch and deal with every message in it.
     pub async fn process_batch(&self) -> Result<Batch, PortError> {
         let messages = self.receive().await?;
-        Ok(self.process(messages).await)
+        Ok(self.process(messages, &Shutdown::never()).await)
     }
 
     async fn receive(&self) -> Result<Vec<ReceivedMessage>, PortError> {
@@ -209,7 +231,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         self.queue.receive(max, self.config.wait_time).await
     }
 
-    async fn process(&self, messages: Vec<ReceivedMessage>) -> Batch {
+    async fn process(&self, messages: Vec<ReceivedMessage>, shutdown: &Shutdown) -> Batch {
         if messages.is_empty() {
             return Batch::Empty;
         }
@@ -217,16 +239,31 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             received: messages.len(),
             ..BatchReport::default()
         };
-        let outcomes = join_all(messages.iter().map(|m| self.handle_one(m))).await;
+        let in_work = Mutex::new(
+            messages
+                .iter()
+                .map(|m| m.receipt_handle.clone())
+                .collect::<Vec<_>>(),
+        );
+        let work = join_all(messages.iter().map(|m| async {
+            let outcome = self.handle_one(m, shutdown.clone()).await;
+            in_work.lock().unwrap().retain(|h| *h != m.receipt_handle);
+            outcome
+        }));
+        let outcomes = tokio::select! {
+            outcomes = work => outcomes,
+            never = self.heartbeat(&in_work) => match never {},
+        };
 
         let mut to_delete = Vec::with_capacity(messages.len());
+        let mut to_release = Vec::new();
         for (message, outcome) in messages.iter().zip(outcomes) {
             match outcome {
-                Ok(()) => {
+                Outcome::Handled(Ok(())) => {
                     report.succeeded += 1;
                     to_delete.push(message.receipt_handle.clone());
                 }
-                Err(e) if e.disposition == Disposition::DeadLetter => {
+                Outcome::Handled(Err(e)) if e.disposition == Disposition::DeadLetter => {
                     if self.dead_letter(message, &e).await {
                         report.dead_lettered += 1;
                         to_delete.push(message.receipt_handle.clone());
@@ -234,17 +271,44 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                         report.retried += 1;
                     }
                 }
-                Err(_) => {
+                Outcome::Handled(Err(_)) => {
                     report.retried += 1;
                     self.back_off(message).await;
+                }
+                Outcome::Released => {
+                    report.released += 1;
+                    to_release.push(message.receipt_handle.clone());
                 }
             }
         }
         self.delete(to_delete).await;
+        self.release(to_release).await;
         Batch::Processed(report)
     }
 
-    async fn handle_one(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+    /// Keeps the messages still in work invisible, renewing before their timeout ends, so
+    /// work slower than the visibility timeout is not handed to a second worker. Never ends.
+    async fn heartbeat(&self, in_work: &Mutex<Vec<String>>) -> std::convert::Infallible {
+        let timeout = self.config.visibility_timeout.max(Duration::from_secs(3));
+        let interval = timeout / 3;
+        loop {
+            tokio::time::sleep(interval).await;
+            let handles = in_work.lock().unwrap().clone();
+            if handles.is_empty() {
+                continue;
+            }
+            match self.queue.extend_visibility(handles, timeout).await {
+                Ok(failed) if failed.is_empty() => {}
+                Ok(failed) => tracing::warn!(
+                    failed = failed.len(),
+                    "heartbeat could not extend some messages"
+                ),
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying at the next beat"),
+            }
+        }
+    }
+
+    async fn handle_one(&self, message: &ReceivedMessage, mut shutdown: Shutdown) -> Outcome {
         let span = tracing::info_span!(
             "message",
             stage = %self.config.stage,
@@ -254,13 +318,24 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             trace_id = Empty,
         );
         async {
-            // The semaphore is never closed, so acquiring cannot fail.
-            let _permit = self
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
-            let result = self.handler.handle(message).await;
+            // Work not started when shutdown comes is handed back at once.
+            let _permit = tokio::select! {
+                biased;
+                permit = self.permits.acquire() => permit.expect("semaphore is never closed"),
+                _ = shutdown.requested() => return Outcome::Released,
+            };
+            let drain_deadline = self.config.drain_deadline;
+            let deadline = async move {
+                shutdown.requested().await;
+                tokio::time::sleep(drain_deadline).await;
+            };
+            let result = tokio::select! {
+                result = self.handler.handle(message) => result,
+                _ = deadline => {
+                    tracing::warn!(deadline = ?drain_deadline, "drain deadline passed; releasing the message");
+                    return Outcome::Released;
+                }
+            };
             match &result {
                 Ok(()) => tracing::debug!("message handled"),
                 Err(e) => tracing::warn!(
@@ -271,7 +346,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                     "message failed"
                 ),
             }
-            result
+            Outcome::Handled(result)
         }
         .instrument(span)
         .await
@@ -365,11 +440,12 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             // shutdown request is released at once.
             match self.receive().await {
                 Ok(messages) if shutdown.is_requested() => {
-                    self.release(messages).await;
+                    self.release(messages.into_iter().map(|m| m.receipt_handle).collect())
+                        .await;
                 }
                 Ok(messages) => {
                     failures = 0;
-                    self.process(messages).await;
+                    self.process(messages, &shutdown).await;
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
@@ -384,22 +460,27 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         }
     }
 
-    /// Makes messages received but not started visible again, for another worker to take.
-    async fn release(&self, messages: Vec<ReceivedMessage>) {
-        for message in &messages {
-            if let Err(e) = self
-                .queue
-                .change_visibility(&message.receipt_handle, Duration::ZERO)
-                .await
-            {
-                tracing::warn!(message_id = %message.message_id, error = %e, "could not release message");
-            }
+    /// Makes messages visible again at once, for another worker to take.
+    async fn release(&self, receipt_handles: Vec<String>) {
+        if receipt_handles.is_empty() {
+            return;
         }
-        if !messages.is_empty() {
-            tracing::info!(
-                released = messages.len(),
-                "released messages received during shutdown"
-            );
+        let count = receipt_handles.len();
+        match self
+            .queue
+            .extend_visibility(receipt_handles, Duration::ZERO)
+            .await
+        {
+            Ok(failed) if failed.is_empty() => {
+                tracing::info!(released = count, "messages released")
+            }
+            Ok(failed) => tracing::warn!(
+                failed = failed.len(),
+                "some messages could not be released; they return after their timeout"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "release failed; the messages return after their timeout")
+            }
         }
     }
 }

@@ -43,6 +43,7 @@ struct QueueState {
     delayed: Vec<(Stored, Duration)>,
     dead_letters: Vec<(String, DeadLetter)>,
     receipts: usize,
+    extensions: Vec<(usize, Duration)>,
 }
 
 impl FakeQueue {
@@ -90,6 +91,11 @@ impl FakeQueue {
         let mut s = self.state.lock().unwrap();
         let delayed: Vec<_> = s.delayed.drain(..).collect();
         s.visible.extend(delayed.into_iter().map(|(m, _)| m));
+    }
+
+    /// Heartbeats so far: how many messages each extended, and to what timeout.
+    pub fn extensions(&self) -> Vec<(usize, Duration)> {
+        self.state.lock().unwrap().extensions.clone()
     }
 
     /// Bodies and reasons of dead-lettered messages.
@@ -148,6 +154,27 @@ impl Queue for FakeQueue {
             s.delayed.push((m, timeout));
         }
         Ok(())
+    }
+
+    async fn extend_visibility(
+        &self,
+        receipt_handles: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, PortError> {
+        let mut s = self.state.lock().unwrap();
+        s.extensions.push((receipt_handles.len(), timeout));
+        let mut failed = Vec::new();
+        for handle in receipt_handles {
+            match s.in_flight.remove(&handle) {
+                // Visibility zero hands the message back at once.
+                Some(m) if timeout.is_zero() => s.visible.push_back(m),
+                Some(m) => {
+                    s.in_flight.insert(handle, m);
+                }
+                None => failed.push(handle),
+            }
+        }
+        Ok(failed)
     }
 
     async fn dead_letter(
@@ -281,6 +308,8 @@ pub struct FakeDetector {
     failures: Mutex<VecDeque<PortErrorKind>>,
     calls: AtomicUsize,
     delay: Duration,
+    throttle_window: Option<Duration>,
+    first_call: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl FakeDetector {
@@ -291,7 +320,15 @@ impl FakeDetector {
             failures: Mutex::new(VecDeque::new()),
             calls: AtomicUsize::new(0),
             delay: Duration::ZERO,
+            throttle_window: None,
+            first_call: Mutex::new(None),
         }
+    }
+
+    /// Throttles every other call during `window` from the first call (a saturated service).
+    pub fn throttling_half_for(mut self, window: Duration) -> Self {
+        self.throttle_window = Some(window);
+        self
     }
 
     /// Fails the next calls with these kinds, in order, then answers normally.
@@ -318,7 +355,21 @@ impl LabelDetector for FakeDetector {
     }
 
     async fn detect(&self, _request: &DetectRequest) -> Result<Detection, PortError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(window) = self.throttle_window {
+            let started = *self
+                .first_call
+                .lock()
+                .unwrap()
+                .get_or_insert_with(tokio::time::Instant::now);
+            if started.elapsed() < window && call % 2 == 1 {
+                return Err(PortError::new(
+                    PortErrorKind::Throttled,
+                    "fake:DetectLabels",
+                    "injected throttle",
+                ));
+            }
+        }
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
@@ -453,6 +504,27 @@ impl ImageTable for FakeTable {
                 Ok(LabelClaim::Granted)
             }
         }
+    }
+
+    async fn complete_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut claims = self.claims.lock().unwrap();
+        if let Some((holder, lease)) = claims.get_mut(image_id) {
+            if holder == token {
+                *lease = crate::ports::CLAIM_DONE.to_owned();
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut claims = self.claims.lock().unwrap();
+        if claims
+            .get(image_id)
+            .is_some_and(|(holder, _)| holder == token)
+        {
+            claims.remove(image_id);
+        }
+        Ok(())
     }
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {

@@ -86,6 +86,14 @@ pub trait Queue: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Sets the visibility of several received messages at once (the heartbeat that keeps
+    /// slow work invisible); returns the receipt handles that failed.
+    fn extend_visibility(
+        &self,
+        receipt_handles: Vec<String>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
     /// Sends a copy of `message` to the dead-letter queue with `why` as attributes.
     /// The caller deletes the original only after this succeeded.
     fn dead_letter(
@@ -203,6 +211,9 @@ pub enum WriteOutcome {
     Superseded,
 }
 
+/// The lease of a completed claim: later than any real time, so it never expires.
+pub const CLAIM_DONE: &str = "9999-12-31T23:59:59.999999Z";
+
 /// The answer to a request to label an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LabelClaim {
@@ -250,6 +261,21 @@ pub trait ImageTable: Send + Sync + 'static {
         now: &str,
         until: &str,
     ) -> impl Future<Output = Result<LabelClaim, PortError>> + Send;
+
+    /// Marks the claim held by `token` as done: the labels are on their way to the store
+    /// stage (durably, in its queue), so later duplicates are dropped for good.
+    fn complete_claim(
+        &self,
+        image_id: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Gives up the claim held by `token`, if it still holds it.
+    fn release_claim(
+        &self,
+        image_id: &str,
+        token: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Reads one item.
     fn get(

@@ -29,10 +29,17 @@ impl Shutdown {
         *self.0.borrow()
     }
 
-    /// Completes when shutdown is requested (at once if it already was).
+    /// Completes when shutdown is requested (at once if it already was); never, if the
+    /// trigger is dropped without firing.
     pub async fn requested(&mut self) {
-        // An error means the trigger is gone, which can only happen at process end.
-        let _ = self.0.wait_for(|stop| *stop).await;
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// An observer that is never triggered, for driving a consumer by hand.
+    pub fn never() -> Self {
+        channel().1
     }
 }
 

@@ -61,7 +61,8 @@ async fn successes_are_deleted_failures_retried_with_backoff_poison_dead_lettere
             received: 4,
             succeeded: 2,
             retried: 1,
-            dead_lettered: 1
+            dead_lettered: 1,
+            released: 0,
         })
     );
     assert_eq!(consumer.process_batch().await.unwrap(), Batch::Empty);
@@ -143,4 +144,68 @@ async fn shutdown_stops_polling_and_finishes_what_was_received() {
         "the received batch was finished and deleted"
     );
     assert_eq!(queue.visible(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_slower_than_the_visibility_timeout_keeps_its_message_invisible() {
+    let queue = Arc::new(FakeQueue::new());
+    queue.send("ok");
+    let handler = Arc::new(Scripted {
+        delay: Duration::from_secs(10),
+        ..Scripted::default()
+    });
+    let consumer = Consumer::new(
+        queue.clone(),
+        handler,
+        ConsumerConfig {
+            visibility_timeout: Duration::from_secs(3),
+            ..config()
+        },
+    );
+    let batch = consumer.process_batch().await.unwrap();
+    assert!(matches!(batch, Batch::Processed(r) if r.succeeded == 1));
+    let beats = queue.extensions();
+    // A beat every second of the ten, each renewing the 3 s timeout.
+    assert!(beats.len() >= 9, "{beats:?}");
+    assert!(beats
+        .iter()
+        .all(|(n, t)| *n == 1 && *t == Duration::from_secs(3)));
+    assert_eq!(queue.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_releases_unstarted_work_and_work_past_the_drain_deadline() {
+    let queue = Arc::new(FakeQueue::new());
+    for _ in 0..3 {
+        queue.send("ok");
+    }
+    let handler = Arc::new(Scripted {
+        delay: Duration::from_secs(60),
+        ..Scripted::default()
+    });
+    let consumer = Arc::new(Consumer::new(
+        queue.clone(),
+        handler,
+        ConsumerConfig {
+            concurrency: 1,
+            drain_deadline: Duration::from_secs(5),
+            ..config()
+        },
+    ));
+    let (trigger, shutdown) = shutdown::channel();
+    let run = tokio::spawn(Arc::clone(&consumer).run(shutdown));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    trigger.trigger();
+    let started = tokio::time::Instant::now();
+    run.await.unwrap();
+    assert!(
+        started.elapsed() <= Duration::from_secs(6),
+        "stopped within the deadline"
+    );
+    assert_eq!(queue.in_flight(), 0);
+    assert_eq!(
+        queue.visible(),
+        3,
+        "the running and the waiting messages were all handed back"
+    );
 }

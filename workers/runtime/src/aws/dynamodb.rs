@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::port_error;
 use crate::{
-    ports::{ImageTable, LabelClaim, WriteOutcome},
+    ports::{ImageTable, LabelClaim, WriteOutcome, CLAIM_DONE},
     PortError, PortErrorKind,
 };
 
@@ -83,7 +83,8 @@ impl DynamoImageTable {
             .update_expression(expression)
             .set_condition_expression(condition)
             .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
+            // DynamoDB rejects an empty values map.
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
             .send()
             .await;
         match result {
@@ -214,6 +215,25 @@ impl ImageTable for DynamoImageTable {
         })
     }
 
+    async fn complete_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.set("label_claim_until", s(CLAIM_DONE));
+        update.condition("#label_claim = :token", &[("token", s(token))]);
+        self.update(image_id, update, "label claim completion")
+            .await?;
+        Ok(())
+    }
+
+    async fn release_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.remove("label_claim");
+        update.remove("label_claim_until");
+        update.condition("#label_claim = :token", &[("token", s(token))]);
+        // Superseded means another message holds the claim now: nothing of ours to release.
+        self.update(image_id, update, "label claim release").await?;
+        Ok(())
+    }
+
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
         let output = self
             .client
@@ -297,11 +317,14 @@ impl Update {
         HashMap<String, AttributeValue>,
         Option<String>,
     ) {
-        let mut expression = format!("SET {}", self.sets.join(", "));
-        if !self.removes.is_empty() {
-            expression.push_str(&format!(" REMOVE {}", self.removes.join(", ")));
+        let mut clauses = Vec::new();
+        if !self.sets.is_empty() {
+            clauses.push(format!("SET {}", self.sets.join(", ")));
         }
-        (expression, self.names, self.values, self.condition)
+        if !self.removes.is_empty() {
+            clauses.push(format!("REMOVE {}", self.removes.join(", ")));
+        }
+        (clauses.join(" "), self.names, self.values, self.condition)
     }
 }
 

@@ -2,7 +2,10 @@
 use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_sqs::{
-    types::{DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName},
+    types::{
+        ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+        MessageAttributeValue, MessageSystemAttributeName,
+    },
     Client,
 };
 
@@ -149,6 +152,43 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    async fn extend_visibility(
+        &self,
+        receipt_handles: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Vec<String>, PortError> {
+        let mut failed = Vec::new();
+        for chunk in receipt_handles.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .visibility_timeout(whole_seconds(timeout))
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            let output = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| port_error("sqs:ChangeMessageVisibilityBatch", e))?;
+            for entry in output.failed {
+                tracing::warn!(code = %entry.code, message = ?entry.message, "visibility entry failed");
+                if let Some(handle) = entry.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
+                    failed.push(handle.clone());
+                }
+            }
+        }
+        Ok(failed)
+    }
+
     async fn dead_letter(
         &self,
         message: &ReceivedMessage,
@@ -177,6 +217,162 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| port_error("sqs:SendMessage (dead-letter queue)", e))?;
+        Ok(())
+    }
+}
+
+/// A message read from a dead-letter queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    /// SQS message id.
+    pub message_id: String,
+    /// Handle for this read.
+    pub receipt_handle: String,
+    /// The body.
+    pub body: String,
+    /// String message attributes.
+    pub attributes: HashMap<String, String>,
+    /// When it was first sent to its current queue (ms since the epoch).
+    pub sent_at_ms: Option<i64>,
+}
+
+/// Operators' access to one queue (a dead-letter queue, mostly): read without consuming,
+/// move, purge.
+#[derive(Debug, Clone)]
+pub struct QueueAdmin {
+    client: Client,
+    /// The queue's URL.
+    pub url: String,
+}
+
+impl QueueAdmin {
+    /// Access to the queue at `url`.
+    pub fn new(client: Client, url: String) -> Self {
+        Self { client, url }
+    }
+
+    /// Messages visible now (SQS' approximate count).
+    pub async fn depth(&self) -> Result<u64, PortError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| port_error("sqs:GetQueueAttributes", e))?;
+        Ok(output
+            .attributes
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0))
+    }
+
+    /// Receives up to `max` distinct messages, hiding each for `hold` so one pass sees each
+    /// once. The caller releases or deletes them.
+    pub async fn take(&self, max: usize, hold: Duration) -> Result<Vec<StoredMessage>, PortError> {
+        let mut out: Vec<StoredMessage> = Vec::new();
+        while out.len() < max {
+            let want = (max - out.len()).min(10) as i32;
+            let output = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(want)
+                .visibility_timeout(whole_seconds(hold))
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send()
+                .await
+                .map_err(|e| port_error("sqs:ReceiveMessage", e))?;
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let sent_at_ms = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                    .and_then(|v| v.parse().ok());
+                let message = StoredMessage {
+                    message_id: m.message_id.unwrap_or_default(),
+                    receipt_handle: m.receipt_handle.unwrap_or_default(),
+                    body: m.body.unwrap_or_default(),
+                    attributes: m
+                        .message_attributes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|(k, v)| v.string_value.map(|v| (k, v)))
+                        .collect(),
+                    sent_at_ms,
+                };
+                if !out.iter().any(|o| o.message_id == message.message_id) {
+                    out.push(message);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes messages visible again at once.
+    pub async fn release(&self, messages: &[StoredMessage]) -> Result<(), PortError> {
+        let queue = SqsQueue::new(self.client.clone(), self.url.clone(), String::new());
+        let handles = messages.iter().map(|m| m.receipt_handle.clone()).collect();
+        queue.extend_visibility(handles, Duration::ZERO).await?;
+        Ok(())
+    }
+
+    /// Deletes one message.
+    pub async fn delete(&self, message: &StoredMessage) -> Result<(), PortError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&message.receipt_handle)
+            .send()
+            .await
+            .map_err(|e| port_error("sqs:DeleteMessage", e))?;
+        Ok(())
+    }
+
+    /// Sends a body with String attributes to `queue_url`.
+    pub async fn send(
+        &self,
+        queue_url: &str,
+        body: &str,
+        attributes: &HashMap<String, String>,
+    ) -> Result<(), PortError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body);
+        for (name, value) in attributes {
+            let value = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .expect("data type is set");
+            request = request.message_attributes(name, value);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| port_error("sqs:SendMessage", e))?;
+        Ok(())
+    }
+
+    /// Deletes every message in the queue.
+    pub async fn purge(&self) -> Result<(), PortError> {
+        self.client
+            .purge_queue()
+            .queue_url(&self.url)
+            .send()
+            .await
+            .map_err(|e| port_error("sqs:PurgeQueue", e))?;
         Ok(())
     }
 }

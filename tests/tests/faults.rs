@@ -1,0 +1,408 @@
+//! Failure handling, proven by injecting the faults: kills, throttling, slow handlers,
+//! duplicate events, poison messages and replays, SIGTERM under load. Detector calls are
+//! counted by a counting wrapper (in-process) or the detector call log (across processes).
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use imgflow_cli::{
+    dlq::{self, ReplayOptions},
+    provision::ProvisionSettings,
+};
+use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, Counting, TestPipeline};
+use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
+use imgflow_messages::ImageStatus;
+use imgflow_runtime::{
+    aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin},
+    config::Stage,
+    fakes::FakeDetector,
+};
+use tokio::process::Child;
+
+const WAIT: Duration = Duration::from_secs(180);
+
+fn short_visibility() -> ProvisionSettings {
+    ProvisionSettings {
+        visibility_timeout: Some(Duration::from_secs(6)),
+        ..ProvisionSettings::default()
+    }
+}
+
+async fn assert_no_dead_letters(p: &TestPipeline) {
+    for stage in Stage::ALL {
+        let dead = p.dead_letters(stage).await;
+        assert!(dead.is_empty(), "{stage} DLQ holds {dead:?}");
+    }
+}
+
+fn calls_logged(path: &std::path::Path) -> HashMap<String, usize> {
+    let mut calls = HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+        *calls.entry(line.to_owned()).or_default() += 1;
+    }
+    calls
+}
+
+fn dlq(p: &TestPipeline, stage: Stage) -> QueueAdmin {
+    QueueAdmin::new(
+        p.aws.sqs.clone(),
+        p.provisioned.dead_letter_queue_urls[&stage].clone(),
+    )
+}
+
+async fn wait_for_dead_letters(p: &TestPipeline, stage: Stage, count: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while dlq(p, stage).depth().await.unwrap() < count {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{stage} DLQ never reached {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// 1. Each worker is SIGKILLed three times at random moments and restarted: every image ends
+/// labeled, one item each, no dead letters, and the detector ran at most once per image plus
+/// once per kill of the label worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_killed_three_times_each_lose_nothing() {
+    let p = TestPipeline::with_settings("e2e-kill", short_visibility()).await;
+    let logs = log_dir(&p.names.prefix);
+    let call_log = logs.join("detector-calls.log");
+    std::fs::create_dir_all(&logs).unwrap();
+    // One message in work per process, so a kill interrupts at most one detector call.
+    let env = [
+        ("IMGFLOW_DETECTOR", "rekognition".to_owned()),
+        ("IMGFLOW_VISIBILITY_TIMEOUT_SECS", "6".to_owned()),
+        ("IMGFLOW_CONCURRENCY", "1".to_owned()),
+        ("IMGFLOW_DETECTOR_CALL_LOG", call_log.display().to_string()),
+    ];
+    let spawn = |stage| spawn_worker(stage, &p.names.prefix, &logs, &env);
+    let mut workers: HashMap<Stage, Child> = Stage::ALL.iter().map(|s| (*s, spawn(*s))).collect();
+
+    let (png, jpg) = (photo("chelsea.png"), photo("rocket.jpg"));
+    let uploads = async {
+        let mut ids = Vec::new();
+        for i in 0..200 {
+            let (body, ext) = if i % 2 == 0 {
+                (&png, "png")
+            } else {
+                (&jpg, "jpg")
+            };
+            ids.push(
+                p.put(&format!("incoming/kill/{i:03}.{ext}"), body.clone())
+                    .await,
+            );
+        }
+        ids
+    };
+    // Nine kills at pseudo-random moments (a fixed seed keeps failures reproducible).
+    let kills = async {
+        let mut seed: u64 = 0x5eed;
+        for round in 0..3 {
+            for stage in Stage::ALL {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let pause = 200 + (seed >> 33) % 900;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                let child = workers.get_mut(&stage).unwrap();
+                send_signal(child, "KILL");
+                child.wait().await.unwrap();
+                *child = spawn(stage);
+                eprintln!("round {round}: killed and restarted {stage}");
+            }
+        }
+    };
+    let (ids, ()) = tokio::join!(uploads, kills);
+
+    let records = p.wait_final(&ids, WAIT).await;
+    assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    let items = p.items().await;
+    assert_eq!(items.len(), 200, "exactly one item per image");
+    for (_, mut child) in workers {
+        send_signal(&child, "TERM");
+        assert!(child.wait().await.unwrap().success());
+    }
+    assert_no_dead_letters(&p).await;
+    let calls = calls_logged(&call_log);
+    let total: usize = calls.values().sum();
+    assert_eq!(calls.len(), 200, "every image reached the detector");
+    assert!(
+        total <= 200 + 3,
+        "{total} detector calls for 200 images and 3 label kills"
+    );
+}
+
+/// 2. A detector that throttles half of its calls for ten seconds: every image labeled,
+/// nothing dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_detector_slows_the_stage_but_dead_letters_nothing() {
+    let mut p = TestPipeline::new("e2e-throttle").await;
+    let detector = Arc::new(FakeDetector::new(vec![]).throttling_half_for(Duration::from_secs(10)));
+    p.start_ingest().await;
+    p.start_label(detector.clone()).await;
+    p.start_store().await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            p.put(&format!("incoming/throttle/{i}.png"), photo("chelsea.png"))
+                .await,
+        );
+    }
+    let records = p.wait_final(&ids, WAIT).await;
+    assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    assert!(
+        detector.calls() > 20,
+        "some calls were throttled and retried"
+    );
+    assert_no_dead_letters(&p).await;
+    p.stop().await;
+}
+
+/// 3. A handler three times slower than the visibility timeout: the heartbeat keeps the
+/// message hidden, so it is labelled once with one detector call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_three_times_slower_than_the_visibility_timeout_runs_once() {
+    let settings = ProvisionSettings {
+        visibility_timeout: Some(Duration::from_secs(3)),
+        ..ProvisionSettings::default()
+    };
+    let mut p = TestPipeline::with_settings("e2e-slow", settings).await;
+    let detector = Arc::new(FakeDetector::new(vec![]).with_delay(Duration::from_secs(9)));
+    p.start_ingest().await;
+    p.start_label(detector.clone()).await;
+    p.start_store().await;
+    let id = p.put("incoming/slow/cat.png", photo("chelsea.png")).await;
+    let records = p.wait_final(&[id], WAIT).await;
+    assert_eq!(records[0].status, ImageStatus::Labeled);
+    p.wait_idle(WAIT).await;
+    assert_eq!(detector.calls(), 1);
+    assert_no_dead_letters(&p).await;
+    p.stop().await;
+}
+
+/// 4. Five copies of one S3 event: one detector call, one item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_copies_of_one_event_cost_one_detector_call() {
+    let mut p = TestPipeline::new("e2e-five").await;
+    let detector = Arc::new(Counting::new(RekognitionDetector::new(
+        p.aws.rekognition.clone(),
+    )));
+    let key = "incoming/five/cat.png";
+    let id = p.put(key, photo("chelsea.png")).await;
+    let event = serde_json::json!({"Records": [{
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-27T03:40:11.532Z",
+        "s3": {"bucket": {"name": p.names.bucket}, "object": {"key": "incoming%2Ffive%2Fcat.png"}}
+    }]});
+    for _ in 0..4 {
+        p.send(Stage::Ingest, &event.to_string()).await;
+    }
+    p.start_ingest().await;
+    p.start_label(detector.clone()).await;
+    p.start_store().await;
+    p.wait_final(&[id], WAIT).await;
+    p.wait_idle(WAIT).await;
+    assert_eq!(p.items().await.len(), 1);
+    assert_eq!(detector.calls(), 1);
+    assert_no_dead_letters(&p).await;
+    p.stop().await;
+}
+
+/// 5. Poison in every stage lands in its DLQ with the error attributes and `dlq inspect`
+/// reports it by reason; an image whose object vanished is replayed after its re-upload and
+/// gets labeled; a message that keeps failing stops after `--max-replays`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_inspected_and_replayed_with_a_replay_limit() {
+    let mut p = TestPipeline::new("e2e-replay").await;
+    let models = Arc::new(Models::load(&default_models_dir()).expect("local models"));
+    let detector = LocalDetector::new(Arc::new(S3Store::new(p.aws.s3.clone())), models);
+
+    // The object vanishes between ingest and label.
+    p.start_ingest().await;
+    let key = "incoming/replay/cat.png";
+    let id = p.put(key, photo("chelsea.png")).await;
+    let queue = QueueAdmin::new(
+        p.aws.sqs.clone(),
+        p.provisioned.queue_urls[&Stage::Label].clone(),
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while queue.depth().await.unwrap() < 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ingest never accepted the image"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.stop().await;
+    p.aws
+        .s3
+        .delete_object()
+        .bucket(&p.names.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    p.start_label(detector).await;
+    p.start_store().await;
+    for stage in Stage::ALL {
+        p.send(stage, "{poison").await;
+    }
+    wait_for_dead_letters(&p, Stage::Label, 2).await;
+    wait_for_dead_letters(&p, Stage::Store, 1).await;
+    // Ingest is stopped: its poison is still in its queue. Nothing else changes it.
+    let missing = p.table().recent(10).await.unwrap();
+    assert_eq!(missing[0].status, ImageStatus::Missing);
+
+    let report = dlq::inspect(&dlq(&p, Stage::Label), 100, i64::MAX / 2)
+        .await
+        .unwrap();
+    assert_eq!(report.count, 2, "inspect consumes nothing: {report:?}");
+    let classes: Vec<&str> = report
+        .by_reason
+        .keys()
+        .map(|(class, _)| class.as_str())
+        .collect();
+    assert_eq!(classes, vec!["malformed_message", "object_missing"]);
+    assert_eq!(
+        dlq(&p, Stage::Label).depth().await.unwrap(),
+        2,
+        "still there after inspect"
+    );
+
+    // The object is back (ingest is not running: the replay is what labels it).
+    p.put(key, photo("chelsea.png")).await;
+    let source = p.provisioned.queue_urls[&Stage::Label].clone();
+    let options = |reason: &str| ReplayOptions {
+        dry_run: false,
+        max: usize::MAX,
+        rate_per_sec: Some(50.0),
+        reason: Some(reason.into()),
+        max_replays: 3,
+    };
+    let dry = dlq::replay(
+        &dlq(&p, Stage::Label),
+        &source,
+        &ReplayOptions {
+            dry_run: true,
+            ..options("")
+        },
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((dry.would_move, dry.moved), (2, 0));
+    let moved = dlq::replay(
+        &dlq(&p, Stage::Label),
+        &source,
+        &options("object_missing"),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((moved.moved, moved.filtered_out), (1, 1));
+    let records = p.wait_final(&[id], WAIT).await;
+    // wait_final accepts any final status; the replay must have produced labels.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut record = records[0].clone();
+    while record.status != ImageStatus::Labeled {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replayed image not labeled: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        record = p.table().recent(10).await.unwrap().remove(0);
+    }
+    assert!(record.labels.unwrap().iter().any(|l| l.name == "Cat"));
+
+    // The poison goes back and fails again, three times; the fourth replay refuses.
+    for round in 1..=3 {
+        let summary = dlq::replay(
+            &dlq(&p, Stage::Label),
+            &source,
+            &options("malformed"),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(summary.moved, 1, "round {round}");
+        wait_for_dead_letters(&p, Stage::Label, 1).await;
+    }
+    let summary = dlq::replay(
+        &dlq(&p, Stage::Label),
+        &source,
+        &options("malformed"),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.moved, summary.over_limit.len()), (0, 1));
+    let left = p.dead_letters(Stage::Label).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].attributes["imgflow.replays"], "3");
+    assert_eq!(
+        left[0].attributes["imgflow.error_class"],
+        "malformed_message"
+    );
+    p.stop().await;
+}
+
+/// 6. SIGTERM during a busy run: every worker exits 0 within the drain deadline, no image is
+/// lost, none is processed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_in_time_and_repeats_nothing() {
+    let p = TestPipeline::with_settings("e2e-drain", short_visibility()).await;
+    let logs = log_dir(&p.names.prefix);
+    let call_log = logs.join("detector-calls.log");
+    std::fs::create_dir_all(&logs).unwrap();
+    let env = [
+        ("IMGFLOW_DETECTOR", "rekognition".to_owned()),
+        ("IMGFLOW_VISIBILITY_TIMEOUT_SECS", "6".to_owned()),
+        ("IMGFLOW_DRAIN_DEADLINE_SECS", "10".to_owned()),
+        ("IMGFLOW_DETECTOR_CALL_LOG", call_log.display().to_string()),
+    ];
+    let start = || -> Vec<Child> {
+        Stage::ALL
+            .iter()
+            .map(|s| spawn_worker(*s, &p.names.prefix, &logs, &env))
+            .collect()
+    };
+    let mut workers = start();
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            p.put(&format!("incoming/drain/{i}.png"), photo("chelsea.png"))
+                .await,
+        );
+        if i == 20 {
+            for w in &workers {
+                send_signal(w, "TERM");
+            }
+        }
+    }
+    let stopping = tokio::time::Instant::now();
+    for w in &mut workers {
+        let status = tokio::time::timeout(Duration::from_secs(25), w.wait())
+            .await
+            .expect("exits within the drain deadline")
+            .unwrap();
+        assert!(status.success(), "{status}");
+    }
+    assert!(stopping.elapsed() < Duration::from_secs(25));
+    let mut workers = start();
+    let records = p.wait_final(&ids, WAIT).await;
+    assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    p.wait_idle(WAIT).await;
+    for w in &workers {
+        send_signal(w, "TERM");
+    }
+    for w in &mut workers {
+        assert!(w.wait().await.unwrap().success());
+    }
+    let calls = calls_logged(&call_log);
+    assert_eq!(calls.len(), 40);
+    assert!(
+        calls.values().all(|n| *n == 1),
+        "an image was labelled twice: {calls:?}"
+    );
+    assert_no_dead_letters(&p).await;
+}
