@@ -1,0 +1,225 @@
+//! deploy/ checked against itself and against `imgflow provision`: each task role's exact
+//! permissions (a widened one fails here), the emulator resources against the template, and
+//! the Kubernetes manifests against the template's queue names.
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use imgflow_e2e::TestPipeline;
+use imgflow_runtime::config::Stage;
+use serde_json::Value;
+
+fn read_yaml_documents(path: &str) -> Vec<Value> {
+    let full = format!("{}/../deploy/{path}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{full}: {e}")))
+        .collect()
+}
+
+fn template() -> Value {
+    read_yaml_documents("cloudformation/imgflow.yaml").remove(0)
+}
+
+/// Renders the template's long-form intrinsic functions as short strings:
+/// `{"Ref": "X"}` → `X`, `{"Fn::GetAtt": ["X", "Arn"]}` → `X.Arn`, `{"Fn::Sub": "s"}` → `s`.
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Object(map) if map.contains_key("Ref") => render(&map["Ref"]),
+        Value::Object(map) if map.contains_key("Fn::Sub") => render(&map["Fn::Sub"]),
+        Value::Object(map) if map.contains_key("Fn::GetAtt") => {
+            let parts: Vec<String> = map["Fn::GetAtt"].as_array().unwrap().iter().map(render).collect();
+            parts.join(".")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items.iter().map(render).collect(),
+        other => vec![render(other)],
+    }
+}
+
+/// Action → resources granted by one role.
+fn grants(template: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let policies = template["Resources"][role]["Properties"]["Policies"].as_array().unwrap();
+    for policy in policies {
+        for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+            assert_eq!(statement["Effect"], "Allow");
+            for action in strings(&statement["Action"]) {
+                out.entry(action).or_default().extend(strings(&statement["Resource"]));
+            }
+        }
+    }
+    out
+}
+
+fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+    pairs
+        .iter()
+        .map(|(action, resources)| (action.to_string(), resources.iter().map(|r| r.to_string()).collect()))
+        .collect()
+}
+
+const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/incoming/*";
+
+#[test]
+fn each_task_role_has_exactly_the_calls_its_stage_makes() {
+    let t = template();
+    let consume = |queue: &'static str| -> [(&'static str, Vec<&'static str>); 3] {
+        [
+            ("sqs:ReceiveMessage", vec![queue]),
+            ("sqs:DeleteMessage", vec![queue]),
+            ("sqs:ChangeMessageVisibility", vec![queue]),
+        ]
+    };
+    let mut ingest: Vec<(&str, Vec<&str>)> = consume("IngestQueue.Arn").into();
+    ingest.extend([
+        ("s3:GetObject", vec![INCOMING]),
+        ("s3:GetObjectVersion", vec![INCOMING]),
+        ("sqs:SendMessage", vec!["IngestDeadLetterQueue.Arn"]),
+        ("sns:Publish", vec!["ImageAcceptedTopic"]),
+        ("dynamodb:PutItem", vec!["ImagesTable.Arn"]),
+    ]);
+    let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
+    label.extend([
+        ("s3:GetObject", vec![INCOMING]),
+        ("s3:GetObjectVersion", vec![INCOMING]),
+        ("sqs:SendMessage", vec!["LabelDeadLetterQueue.Arn"]),
+        ("sns:Publish", vec!["ImageLabeledTopic"]),
+        ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
+        ("dynamodb:UpdateItem", vec!["ImagesTable.Arn"]),
+        // DetectLabels has no resource-level permissions.
+        ("rekognition:DetectLabels", vec!["*"]),
+    ]);
+    let mut store: Vec<(&str, Vec<&str>)> = consume("StoreQueue.Arn").into();
+    store.extend([
+        ("sqs:SendMessage", vec!["StoreDeadLetterQueue.Arn"]),
+        ("sns:Publish", vec!["ImageStoredTopic"]),
+        ("dynamodb:UpdateItem", vec!["ImagesTable.Arn"]),
+    ]);
+    let api = vec![("s3:PutObject", vec![INCOMING]), ("dynamodb:GetItem", vec!["ImagesTable.Arn"])];
+    for (role, wanted) in [
+        ("IngestTaskRole", ingest),
+        ("LabelTaskRole", label),
+        ("StoreTaskRole", store),
+        ("ApiTaskRole", api),
+    ] {
+        let wanted: Vec<(&str, &[&str])> = wanted.iter().map(|(a, r)| (*a, r.as_slice())).collect();
+        assert_eq!(grants(&t, role), expect(&wanted), "{role}");
+    }
+}
+
+#[test]
+fn no_policy_grants_wildcard_actions() {
+    let t = template();
+    for (name, resource) in t["Resources"].as_object().unwrap() {
+        if resource["Type"] != "AWS::IAM::Role" || resource["Properties"].get("Policies").is_none() {
+            continue;
+        }
+        for action in grants(&t, name).keys() {
+            assert!(!action.contains('*'), "{name} grants {action}");
+        }
+    }
+}
+
+fn template_queue(t: &Value, stage: Stage) -> (String, u64, String) {
+    let logical = format!("{}{}Queue", &stage.as_str()[..1].to_uppercase(), &stage.as_str()[1..]);
+    let props = &t["Resources"][&logical]["Properties"];
+    let dlq = render(&props["RedrivePolicy"]["deadLetterTargetArn"]).replace(".Arn", "");
+    let dlq_name = render(&t["Resources"][&dlq]["Properties"]["QueueName"]);
+    (render(&props["QueueName"]), props["VisibilityTimeout"].as_u64().unwrap(), dlq_name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioned_resources_match_the_template() {
+    let t = template();
+    let p = TestPipeline::new("e2e-drift").await;
+    let prefix = &p.names.prefix;
+    let max_receive = t["Parameters"]["MaxReceiveCount"]["Default"].as_u64().unwrap();
+    for stage in Stage::ALL {
+        let (name, visibility, dlq_name) = template_queue(&t, stage);
+        assert_eq!(name.replace("${Prefix}", prefix), p.names.queue(stage));
+        assert_eq!(dlq_name.replace("${Prefix}", prefix), p.names.dead_letter_queue(stage));
+        let attributes = p
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&p.provisioned.queue_urls[&stage])
+            .attribute_names(QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], visibility.to_string(), "{stage}");
+        let redrive: Value = serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+        assert!(redrive["deadLetterTargetArn"].as_str().unwrap().ends_with(&format!(":{}", p.names.dead_letter_queue(stage))));
+        assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), max_receive.to_string());
+    }
+
+    // Subscriptions: each fed stage's queue on its upstream topic, raw delivery.
+    for (subscription, stage) in [("LabelSubscription", Stage::Label), ("StoreSubscription", Stage::Store)] {
+        let props = &t["Resources"][subscription]["Properties"];
+        assert_eq!(props["RawMessageDelivery"], true);
+        let topic = render(&props["TopicArn"]);
+        let topic_name = render(&t["Resources"][&topic]["Properties"]["TopicName"]).replace("${Prefix}", prefix);
+        let arn = &p.provisioned.topic_arns[&topic_name];
+        let subs = p.aws.sns.list_subscriptions_by_topic().topic_arn(arn).send().await.unwrap();
+        let sub = subs.subscriptions().iter().find(|s| s.endpoint().is_some_and(|e| e.ends_with(&format!(":{}", p.names.queue(stage)))));
+        let sub = sub.unwrap_or_else(|| panic!("{stage} is not subscribed to {topic_name}"));
+        let attrs = p
+            .aws
+            .sns
+            .get_subscription_attributes()
+            .subscription_arn(sub.subscription_arn().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        assert_eq!(attrs["RawMessageDelivery"], "true");
+    }
+
+    // The bucket notification: ObjectCreated under incoming/ to the ingest queue.
+    let queue_config = &t["Resources"]["ImagesBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"][0];
+    let rule = &queue_config["Filter"]["S3Key"]["Rules"][0];
+    let notification = p.aws.s3.get_bucket_notification_configuration().bucket(&p.names.bucket).send().await.unwrap();
+    let provisioned = &notification.queue_configurations()[0];
+    assert_eq!(provisioned.events()[0].as_str(), queue_config["Event"].as_str().unwrap());
+    assert!(provisioned.queue_arn().ends_with(&format!(":{}", p.names.queue(Stage::Ingest))));
+    let filter = provisioned.filter().unwrap().key().unwrap().filter_rules();
+    assert_eq!(filter[0].value().unwrap(), rule["Value"].as_str().unwrap());
+    assert_eq!(filter[0].name().unwrap().as_str().to_lowercase(), rule["Name"].as_str().unwrap());
+}
+
+#[test]
+fn kubernetes_manifests_parse_and_name_the_templates_queues() {
+    let t = template();
+    let prefix = t["Parameters"]["Prefix"]["Default"].as_str().unwrap();
+    for stage in Stage::ALL {
+        let docs = read_yaml_documents(&format!("k8s/{stage}.yaml"));
+        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["ServiceAccount", "Deployment", "TriggerAuthentication", "ScaledObject"]);
+        let (name, _, dlq) = template_queue(&t, stage);
+        let queue = name.replace("${Prefix}", prefix);
+        let dlq = dlq.replace("${Prefix}", prefix);
+        let container = &docs[1]["spec"]["template"]["spec"]["containers"][0];
+        let env: BTreeMap<&str, &str> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+            .collect();
+        assert!(env["IMGFLOW_QUEUE_URL"].ends_with(&format!("/{queue}")), "{stage}");
+        assert!(env["IMGFLOW_DLQ_URL"].ends_with(&format!("/{dlq}")), "{stage}");
+        let trigger = &docs[3]["spec"]["triggers"][0];
+        assert_eq!(trigger["type"], "aws-sqs-queue");
+        assert!(trigger["metadata"]["queueURL"].as_str().unwrap().ends_with(&format!("/{queue}")));
+        assert_eq!(docs[3]["spec"]["scaleTargetRef"]["name"], docs[1]["metadata"]["name"]);
+        assert_eq!(container["command"][0], format!("imgflow-{stage}"));
+    }
+}
