@@ -28,7 +28,12 @@ fn render(value: &Value) -> String {
         Value::Object(map) if map.contains_key("Ref") => render(&map["Ref"]),
         Value::Object(map) if map.contains_key("Fn::Sub") => render(&map["Fn::Sub"]),
         Value::Object(map) if map.contains_key("Fn::GetAtt") => {
-            let parts: Vec<String> = map["Fn::GetAtt"].as_array().unwrap().iter().map(render).collect();
+            let parts: Vec<String> = map["Fn::GetAtt"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(render)
+                .collect();
             parts.join(".")
         }
         other => other.to_string(),
@@ -45,12 +50,16 @@ fn strings(value: &Value) -> Vec<String> {
 /// Action → resources granted by one role.
 fn grants(template: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let policies = template["Resources"][role]["Properties"]["Policies"].as_array().unwrap();
+    let policies = template["Resources"][role]["Properties"]["Policies"]
+        .as_array()
+        .unwrap();
     for policy in policies {
         for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
             assert_eq!(statement["Effect"], "Allow");
             for action in strings(&statement["Action"]) {
-                out.entry(action).or_default().extend(strings(&statement["Resource"]));
+                out.entry(action)
+                    .or_default()
+                    .extend(strings(&statement["Resource"]));
             }
         }
     }
@@ -60,7 +69,12 @@ fn grants(template: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
 fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
     pairs
         .iter()
-        .map(|(action, resources)| (action.to_string(), resources.iter().map(|r| r.to_string()).collect()))
+        .map(|(action, resources)| {
+            (
+                action.to_string(),
+                resources.iter().map(|r| r.to_string()).collect(),
+            )
+        })
         .collect()
 }
 
@@ -101,7 +115,10 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         ("sns:Publish", vec!["ImageStoredTopic"]),
         ("dynamodb:UpdateItem", vec!["ImagesTable.Arn"]),
     ]);
-    let api = vec![("s3:PutObject", vec![INCOMING]), ("dynamodb:GetItem", vec!["ImagesTable.Arn"])];
+    let api = vec![
+        ("s3:PutObject", vec![INCOMING]),
+        ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
+    ];
     for (role, wanted) in [
         ("IngestTaskRole", ingest),
         ("LabelTaskRole", label),
@@ -117,7 +134,8 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
 fn no_policy_grants_wildcard_actions() {
     let t = template();
     for (name, resource) in t["Resources"].as_object().unwrap() {
-        if resource["Type"] != "AWS::IAM::Role" || resource["Properties"].get("Policies").is_none() {
+        if resource["Type"] != "AWS::IAM::Role" || resource["Properties"].get("Policies").is_none()
+        {
             continue;
         }
         for action in grants(&t, name).keys() {
@@ -127,11 +145,19 @@ fn no_policy_grants_wildcard_actions() {
 }
 
 fn template_queue(t: &Value, stage: Stage) -> (String, u64, String) {
-    let logical = format!("{}{}Queue", &stage.as_str()[..1].to_uppercase(), &stage.as_str()[1..]);
+    let logical = format!(
+        "{}{}Queue",
+        &stage.as_str()[..1].to_uppercase(),
+        &stage.as_str()[1..]
+    );
     let props = &t["Resources"][&logical]["Properties"];
     let dlq = render(&props["RedrivePolicy"]["deadLetterTargetArn"]).replace(".Arn", "");
     let dlq_name = render(&t["Resources"][&dlq]["Properties"]["QueueName"]);
-    (render(&props["QueueName"]), props["VisibilityTimeout"].as_u64().unwrap(), dlq_name)
+    (
+        render(&props["QueueName"]),
+        props["VisibilityTimeout"].as_u64().unwrap(),
+        dlq_name,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,11 +165,16 @@ async fn provisioned_resources_match_the_template() {
     let t = template();
     let p = TestPipeline::new("e2e-drift").await;
     let prefix = &p.names.prefix;
-    let max_receive = t["Parameters"]["MaxReceiveCount"]["Default"].as_u64().unwrap();
+    let max_receive = t["Parameters"]["MaxReceiveCount"]["Default"]
+        .as_u64()
+        .unwrap();
     for stage in Stage::ALL {
         let (name, visibility, dlq_name) = template_queue(&t, stage);
         assert_eq!(name.replace("${Prefix}", prefix), p.names.queue(stage));
-        assert_eq!(dlq_name.replace("${Prefix}", prefix), p.names.dead_letter_queue(stage));
+        assert_eq!(
+            dlq_name.replace("${Prefix}", prefix),
+            p.names.dead_letter_queue(stage)
+        );
         let attributes = p
             .aws
             .sqs
@@ -155,21 +186,46 @@ async fn provisioned_resources_match_the_template() {
             .unwrap()
             .attributes
             .unwrap();
-        assert_eq!(attributes[&QueueAttributeName::VisibilityTimeout], visibility.to_string(), "{stage}");
-        let redrive: Value = serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
-        assert!(redrive["deadLetterTargetArn"].as_str().unwrap().ends_with(&format!(":{}", p.names.dead_letter_queue(stage))));
-        assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), max_receive.to_string());
+        assert_eq!(
+            attributes[&QueueAttributeName::VisibilityTimeout],
+            visibility.to_string(),
+            "{stage}"
+        );
+        let redrive: Value =
+            serde_json::from_str(&attributes[&QueueAttributeName::RedrivePolicy]).unwrap();
+        assert!(redrive["deadLetterTargetArn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!(":{}", p.names.dead_letter_queue(stage))));
+        assert_eq!(
+            redrive["maxReceiveCount"].to_string().trim_matches('"'),
+            max_receive.to_string()
+        );
     }
 
     // Subscriptions: each fed stage's queue on its upstream topic, raw delivery.
-    for (subscription, stage) in [("LabelSubscription", Stage::Label), ("StoreSubscription", Stage::Store)] {
+    for (subscription, stage) in [
+        ("LabelSubscription", Stage::Label),
+        ("StoreSubscription", Stage::Store),
+    ] {
         let props = &t["Resources"][subscription]["Properties"];
         assert_eq!(props["RawMessageDelivery"], true);
         let topic = render(&props["TopicArn"]);
-        let topic_name = render(&t["Resources"][&topic]["Properties"]["TopicName"]).replace("${Prefix}", prefix);
+        let topic_name =
+            render(&t["Resources"][&topic]["Properties"]["TopicName"]).replace("${Prefix}", prefix);
         let arn = &p.provisioned.topic_arns[&topic_name];
-        let subs = p.aws.sns.list_subscriptions_by_topic().topic_arn(arn).send().await.unwrap();
-        let sub = subs.subscriptions().iter().find(|s| s.endpoint().is_some_and(|e| e.ends_with(&format!(":{}", p.names.queue(stage)))));
+        let subs = p
+            .aws
+            .sns
+            .list_subscriptions_by_topic()
+            .topic_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let sub = subs.subscriptions().iter().find(|s| {
+            s.endpoint()
+                .is_some_and(|e| e.ends_with(&format!(":{}", p.names.queue(stage))))
+        });
         let sub = sub.unwrap_or_else(|| panic!("{stage} is not subscribed to {topic_name}"));
         let attrs = p
             .aws
@@ -185,15 +241,31 @@ async fn provisioned_resources_match_the_template() {
     }
 
     // The bucket notification: ObjectCreated under incoming/ to the ingest queue.
-    let queue_config = &t["Resources"]["ImagesBucket"]["Properties"]["NotificationConfiguration"]["QueueConfigurations"][0];
+    let queue_config = &t["Resources"]["ImagesBucket"]["Properties"]["NotificationConfiguration"]
+        ["QueueConfigurations"][0];
     let rule = &queue_config["Filter"]["S3Key"]["Rules"][0];
-    let notification = p.aws.s3.get_bucket_notification_configuration().bucket(&p.names.bucket).send().await.unwrap();
+    let notification = p
+        .aws
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(&p.names.bucket)
+        .send()
+        .await
+        .unwrap();
     let provisioned = &notification.queue_configurations()[0];
-    assert_eq!(provisioned.events()[0].as_str(), queue_config["Event"].as_str().unwrap());
-    assert!(provisioned.queue_arn().ends_with(&format!(":{}", p.names.queue(Stage::Ingest))));
+    assert_eq!(
+        provisioned.events()[0].as_str(),
+        queue_config["Event"].as_str().unwrap()
+    );
+    assert!(provisioned
+        .queue_arn()
+        .ends_with(&format!(":{}", p.names.queue(Stage::Ingest))));
     let filter = provisioned.filter().unwrap().key().unwrap().filter_rules();
     assert_eq!(filter[0].value().unwrap(), rule["Value"].as_str().unwrap());
-    assert_eq!(filter[0].name().unwrap().as_str().to_lowercase(), rule["Name"].as_str().unwrap());
+    assert_eq!(
+        filter[0].name().unwrap().as_str().to_lowercase(),
+        rule["Name"].as_str().unwrap()
+    );
 }
 
 #[test]
@@ -203,7 +275,15 @@ fn kubernetes_manifests_parse_and_name_the_templates_queues() {
     for stage in Stage::ALL {
         let docs = read_yaml_documents(&format!("k8s/{stage}.yaml"));
         let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["ServiceAccount", "Deployment", "TriggerAuthentication", "ScaledObject"]);
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "Deployment",
+                "TriggerAuthentication",
+                "ScaledObject"
+            ]
+        );
         let (name, _, dlq) = template_queue(&t, stage);
         let queue = name.replace("${Prefix}", prefix);
         let dlq = dlq.replace("${Prefix}", prefix);
@@ -214,12 +294,24 @@ fn kubernetes_manifests_parse_and_name_the_templates_queues() {
             .iter()
             .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
             .collect();
-        assert!(env["IMGFLOW_QUEUE_URL"].ends_with(&format!("/{queue}")), "{stage}");
-        assert!(env["IMGFLOW_DLQ_URL"].ends_with(&format!("/{dlq}")), "{stage}");
+        assert!(
+            env["IMGFLOW_QUEUE_URL"].ends_with(&format!("/{queue}")),
+            "{stage}"
+        );
+        assert!(
+            env["IMGFLOW_DLQ_URL"].ends_with(&format!("/{dlq}")),
+            "{stage}"
+        );
         let trigger = &docs[3]["spec"]["triggers"][0];
         assert_eq!(trigger["type"], "aws-sqs-queue");
-        assert!(trigger["metadata"]["queueURL"].as_str().unwrap().ends_with(&format!("/{queue}")));
-        assert_eq!(docs[3]["spec"]["scaleTargetRef"]["name"], docs[1]["metadata"]["name"]);
+        assert!(trigger["metadata"]["queueURL"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{queue}")));
+        assert_eq!(
+            docs[3]["spec"]["scaleTargetRef"]["name"],
+            docs[1]["metadata"]["name"]
+        );
         assert_eq!(container["command"][0], format!("imgflow-{stage}"));
     }
 }

@@ -132,13 +132,22 @@ async fn a_detector_throttling_past_its_attempts_leaves_the_message_for_retry() 
 async fn throttling_lowers_the_detector_concurrency_and_success_raises_it_again() {
     let f = fixture(FakeDetector::new(vec![cat()]).failing_first([PortErrorKind::Throttled; 3]));
     let start = f.handler.detector_limit();
-    f.handler.handle(&message(accepted("a").encode())).await.unwrap();
+    f.handler
+        .handle(&message(accepted("a").encode()))
+        .await
+        .unwrap();
     let after = f.handler.detector_limit();
     assert!(after < start / 4.0, "three throttles: {start} → {after}");
     for i in 0..20 {
-        f.handler.handle(&message(accepted(&format!("b{i}")).encode())).await.unwrap();
+        f.handler
+            .handle(&message(accepted(&format!("b{i}")).encode()))
+            .await
+            .unwrap();
     }
-    assert!(f.handler.detector_limit() > after, "successes grow the limit back");
+    assert!(
+        f.handler.detector_limit() > after,
+        "successes grow the limit back"
+    );
 }
 
 #[tokio::test]
