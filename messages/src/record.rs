@@ -106,6 +106,38 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
+    /// A record of an object with only its identity and status known; the rest is filled in
+    /// as stages learn it.
+    pub fn new(
+        id: String,
+        bucket: String,
+        key: String,
+        etag: String,
+        received_at: String,
+        status: ImageStatus,
+    ) -> Self {
+        Self {
+            id,
+            bucket,
+            key,
+            version_id: None,
+            etag,
+            content_type: None,
+            size: None,
+            width: None,
+            height: None,
+            status,
+            reason: None,
+            labels: None,
+            detector: None,
+            label_model_version: None,
+            trace_id: None,
+            received_at,
+            accepted_at: None,
+            labeled_at: None,
+        }
+    }
+
     /// Names of the labels, most confident first, at most `n`.
     pub fn top_labels(&self, n: usize) -> Vec<&str> {
         let mut labels: Vec<&Label> = self.labels.iter().flatten().collect();

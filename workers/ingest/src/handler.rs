@@ -102,26 +102,16 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
             clock::normalize_rfc3339(&event.event_time)
         };
         let now = clock::now_rfc3339();
-        let mut record = ImageRecord {
-            id: id.clone(),
-            bucket: event.bucket.clone(),
-            key: event.key.clone(),
-            version_id: version_id.clone(),
-            etag: etag.clone(),
-            content_type: None,
-            size: None,
-            width: None,
-            height: None,
-            status: ImageStatus::Accepted,
-            reason: None,
-            labels: None,
-            detector: None,
-            label_model_version: None,
-            trace_id: Some(trace_id.clone()),
-            received_at: received_at.clone(),
-            accepted_at: None,
-            labeled_at: None,
-        };
+        let mut record = ImageRecord::new(
+            id.clone(),
+            event.bucket.clone(),
+            event.key.clone(),
+            etag.clone(),
+            received_at.clone(),
+            ImageStatus::Accepted,
+        );
+        record.version_id = version_id.clone();
+        record.trace_id = Some(trace_id.clone());
         match &verdict {
             Verdict::Accepted { head, info } => {
                 fill(&mut record, head, Some(info));

@@ -153,26 +153,14 @@ async fn throttling_lowers_the_detector_concurrency_and_success_raises_it_again(
 #[tokio::test]
 async fn an_image_the_detector_refuses_is_recorded_rejected_not_retried() {
     let f = fixture(FakeDetector::new(vec![]).failing_first([PortErrorKind::Invalid]));
-    let record = ImageRecord {
-        id: "a".into(),
-        bucket: "b".into(),
-        key: "k".into(),
-        version_id: None,
-        etag: "e".into(),
-        content_type: None,
-        size: None,
-        width: None,
-        height: None,
-        status: ImageStatus::Accepted,
-        reason: None,
-        labels: None,
-        detector: None,
-        label_model_version: None,
-        trace_id: None,
-        received_at: "t".into(),
-        accepted_at: None,
-        labeled_at: None,
-    };
+    let record = ImageRecord::new(
+        "a".into(),
+        "b".into(),
+        "k".into(),
+        "e".into(),
+        "t".into(),
+        ImageStatus::Accepted,
+    );
     f.table.record_ingest(&record).await.unwrap();
     f.handler
         .handle(&message(accepted("a").encode()))

@@ -21,18 +21,7 @@ pub struct Classifier {
 impl Classifier {
     /// Loads the ONNX file.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let err = |e: TractError| LoadError::Model {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
-        };
-        let plan = tract_onnx::onnx()
-            .model_for_path(path)
-            .and_then(|m| {
-                m.with_input_fact(0, f32::fact([1, 3, SIDE as usize, SIDE as usize]).into())
-            })
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(err)?;
+        let plan = image_input::load_model(path, SIDE as usize)?;
         Ok(Self { plan })
     }
 

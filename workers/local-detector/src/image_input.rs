@@ -1,6 +1,25 @@
 //! From encoded bytes to the two models' input tensors.
 use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
-use tract_onnx::prelude::{tract_ndarray::Array4, Tensor};
+use tract_onnx::prelude::tract_ndarray::Array4;
+use tract_onnx::prelude::*;
+
+use crate::LoadError;
+
+/// Loads an ONNX model for a fixed NCHW input of `side`×`side` and optimises it once.
+pub fn load_model(
+    path: &std::path::Path,
+    side: usize,
+) -> Result<std::sync::Arc<TypedRunnableModel>, LoadError> {
+    tract_onnx::onnx()
+        .model_for_path(path)
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, side, side]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| LoadError::Model {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })
+}
 
 /// Longest side kept after decoding: both models look at far fewer pixels (416 and 224), and
 /// a fast downscale first keeps the exact resizes cheap for camera-sized photos.

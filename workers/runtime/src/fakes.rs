@@ -440,28 +440,19 @@ impl ImageTable for FakeTable {
     async fn record_labels(&self, labeled: &ImageLabeled) -> Result<WriteOutcome, PortError> {
         let mut items = self.items.lock().unwrap();
         let image = &labeled.image;
-        let record = items
-            .entry(image.image_id.clone())
-            .or_insert_with(|| ImageRecord {
-                id: image.image_id.clone(),
-                bucket: image.bucket.clone(),
-                key: image.key.clone(),
-                version_id: image.version_id.clone(),
-                etag: image.etag.clone(),
-                content_type: None,
-                size: None,
-                width: None,
-                height: None,
-                status: ImageStatus::Accepted,
-                reason: None,
-                labels: None,
-                detector: None,
-                label_model_version: None,
-                trace_id: Some(image.trace_id.clone()),
-                received_at: image.received_at.clone(),
-                accepted_at: None,
-                labeled_at: None,
-            });
+        let record = items.entry(image.image_id.clone()).or_insert_with(|| {
+            let mut r = ImageRecord::new(
+                image.image_id.clone(),
+                image.bucket.clone(),
+                image.key.clone(),
+                image.etag.clone(),
+                image.received_at.clone(),
+                ImageStatus::Accepted,
+            );
+            r.version_id = image.version_id.clone();
+            r.trace_id = Some(image.trace_id.clone());
+            r
+        });
         if record
             .labeled_at
             .as_ref()

@@ -22,6 +22,16 @@ impl S3Store {
     }
 }
 
+/// ETag without quotes.
+fn etag(raw: Option<&str>) -> String {
+    raw.map(normalize_etag).unwrap_or_default().to_owned()
+}
+
+/// Unversioned buckets answer the version id "null".
+fn version(raw: Option<String>) -> Option<String> {
+    raw.filter(|v| v != "null")
+}
+
 fn describe(op: &str, o: &ObjectLocation) -> String {
     match &o.version_id {
         Some(v) => format!("s3:{op} s3://{}/{}?versionId={v}", o.bucket, o.key),
@@ -68,13 +78,8 @@ impl ObjectStore for S3Store {
             .map_err(|e| port_error(describe("HeadObject", object), e))?;
         Ok(ObjectHead {
             size: output.content_length.unwrap_or(0).max(0) as u64,
-            etag: output
-                .e_tag
-                .as_deref()
-                .map(normalize_etag)
-                .unwrap_or_default()
-                .to_owned(),
-            version_id: output.version_id.filter(|v| v != "null"),
+            etag: etag(output.e_tag.as_deref()),
+            version_id: version(output.version_id),
         })
     }
 
@@ -110,13 +115,8 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| port_error(format!("s3:PutObject s3://{bucket}/{key}"), e))?;
         Ok(PutResult {
-            etag: output
-                .e_tag
-                .as_deref()
-                .map(normalize_etag)
-                .unwrap_or_default()
-                .to_owned(),
-            version_id: output.version_id.filter(|v| v != "null"),
+            etag: etag(output.e_tag.as_deref()),
+            version_id: version(output.version_id),
         })
     }
 }

@@ -57,6 +57,20 @@ pub async fn queue_url(client: &Client, name: &str) -> Result<String, PortError>
     })
 }
 
+/// Receipt handles of a batch call's failed entries (entry ids are indexes into `chunk`).
+fn failed_handles<'a>(
+    chunk: &[String],
+    failed: impl Iterator<Item = (&'a String, &'a String)>,
+    what: &str,
+) -> Vec<String> {
+    failed
+        .filter_map(|(id, code)| {
+            tracing::warn!(%code, "{what}");
+            id.parse::<usize>().ok().and_then(|i| chunk.get(i)).cloned()
+        })
+        .collect()
+}
+
 fn whole_seconds(duration: Duration) -> i32 {
     // SQS takes whole seconds, at most 12 hours; round up so a backoff is never shortened.
     let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
@@ -126,12 +140,11 @@ impl Queue for SqsQueue {
                 .send()
                 .await
                 .map_err(|e| port_error("sqs:DeleteMessageBatch", e))?;
-            for entry in output.failed {
-                tracing::warn!(code = %entry.code, message = ?entry.message, "delete entry failed");
-                if let Some(handle) = entry.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
-                    failed.push(handle.clone());
-                }
-            }
+            failed.extend(failed_handles(
+                chunk,
+                output.failed.iter().map(|e| (&e.id, &e.code)),
+                "delete entry failed",
+            ));
         }
         Ok(failed)
     }
@@ -179,12 +192,11 @@ impl Queue for SqsQueue {
                 .send()
                 .await
                 .map_err(|e| port_error("sqs:ChangeMessageVisibilityBatch", e))?;
-            for entry in output.failed {
-                tracing::warn!(code = %entry.code, message = ?entry.message, "visibility entry failed");
-                if let Some(handle) = entry.id.parse::<usize>().ok().and_then(|i| chunk.get(i)) {
-                    failed.push(handle.clone());
-                }
-            }
+            failed.extend(failed_handles(
+                chunk,
+                output.failed.iter().map(|e| (&e.id, &e.code)),
+                "visibility entry failed",
+            ));
         }
         Ok(failed)
     }
