@@ -240,6 +240,7 @@ impl TestPipeline {
                 ..ConsumerConfig::new(stage.as_str())
             },
             json_logs: false,
+            metrics_addr: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Routes: `POST /images`, `GET /images/{id}`, `GET /healthz`.
+//! Routes: `POST /images`, `GET /images/{id}`. (`main.rs` adds `/metrics`, `/healthz`, `/readyz`.)
 use std::sync::Arc;
 
 use axum::{
@@ -41,7 +41,6 @@ pub fn router<S: ObjectStore, T: ImageTable>(state: Arc<ApiState<S, T>>) -> Rout
     Router::new()
         .route("/images", post(upload::<S, T>))
         .route("/images/{id}", get(image::<S, T>))
-        .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

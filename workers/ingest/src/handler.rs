@@ -139,6 +139,12 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
             return Ok(());
         }
         let Verdict::Accepted { head, info } = verdict else {
+            metrics::counter!(
+                "imgflow_images_rejected_total",
+                "stage" => "ingest",
+                "status" => record.status.as_str()
+            )
+            .increment(1);
             tracing::info!(status = %record.status, reason = record.reason.as_deref().unwrap_or(""), "image not accepted");
             return Ok(());
         };

@@ -5,7 +5,7 @@ use anyhow::Context;
 use imgflow_runtime::{
     aws::AwsClients,
     config::{Stage, WorkerConfig},
-    shutdown, telemetry,
+    observability, shutdown, telemetry,
 };
 
 #[tokio::main]
@@ -15,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
     let aws = AwsClients::from_env().await;
+    observability::start_for_worker(&aws, &config).await;
     let consumer = imgflow_ingest::build(&aws, &config, limits)
         .await
         .context("connecting the ingest stage to its queue and topic")?;

@@ -82,11 +82,23 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
     async fn detect_once(&self, request: &DetectRequest) -> Result<Detection, PortError> {
         let _slot = self.limit.acquire().await;
         let result = self.detector.detect(request).await;
-        match &result {
-            Ok(_) => self.limit.on_success(),
-            Err(e) if e.kind == PortErrorKind::Throttled => self.limit.on_throttle(),
-            Err(_) => {}
-        }
+        let outcome = match &result {
+            Ok(_) => {
+                self.limit.on_success();
+                "ok"
+            }
+            Err(e) if e.kind == PortErrorKind::Throttled => {
+                self.limit.on_throttle();
+                "throttled"
+            }
+            Err(e) => e.kind.as_str(),
+        };
+        metrics::counter!(
+            "imgflow_detector_calls_total",
+            "detector" => self.detector.name().to_owned(),
+            "outcome" => outcome
+        )
+        .increment(1);
         result
     }
 
@@ -172,6 +184,8 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
                 self.release_claim(&image.image_id, message).await;
+                metrics::counter!("imgflow_images_rejected_total", "stage" => "label", "status" => "rejected")
+                    .increment(1);
                 tracing::info!(%reason, "image rejected by the detector");
                 return Ok(());
             }
@@ -184,6 +198,8 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
                 self.release_claim(&image.image_id, message).await;
+                metrics::counter!("imgflow_images_rejected_total", "stage" => "label", "status" => "missing")
+                    .increment(1);
                 return Err(HandleError::dead_letter("object_missing", e));
             }
             Err(e) if e.kind == PortErrorKind::Throttled => {

@@ -7,6 +7,7 @@ use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
     aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients},
     config::{env_opt, Stage, WorkerConfig},
+    observability,
     ports::LabelDetector,
     shutdown, telemetry,
 };
@@ -19,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
     let aws = AwsClients::from_env().await;
+    observability::start_for_worker(&aws, &config).await;
     tracing::info!(prefix = %config.names.prefix, detector = ?choice, "label stage starting");
     match choice {
         DetectorChoice::Rekognition => {

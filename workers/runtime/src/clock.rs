@@ -24,6 +24,13 @@ pub fn normalize_rfc3339(value: &str) -> String {
         .unwrap_or_else(|_| value.to_owned())
 }
 
+/// Seconds from `earlier` to `later` (RFC 3339), when both parse.
+pub fn seconds_between(earlier: &str, later: &str) -> Option<f64> {
+    let a = chrono::DateTime::parse_from_rfc3339(earlier).ok()?;
+    let b = chrono::DateTime::parse_from_rfc3339(later).ok()?;
+    Some((b - a).num_microseconds()? as f64 / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +43,6 @@ mod tests {
         assert!(a < b);
         assert_eq!(now_rfc3339().len(), a.len());
         assert_eq!(normalize_rfc3339("garbage"), "garbage");
+        assert_eq!(seconds_between(&a, &b), Some(0.032));
     }
 }

@@ -103,6 +103,15 @@ impl Stage {
         }
     }
 
+    /// Default port of the stage's metrics server.
+    pub fn default_metrics_port(self) -> u16 {
+        match self {
+            Self::Ingest => 9464,
+            Self::Label => 9465,
+            Self::Store => 9466,
+        }
+    }
+
     /// Default visibility timeout of the stage's queue: above its worst-case handling time
     /// (label: detector retries with backoff; others: a few AWS calls).
     pub fn visibility_timeout(self) -> Duration {
@@ -223,6 +232,9 @@ pub struct WorkerConfig {
     pub consumer: ConsumerConfig,
     /// `IMGFLOW_LOG_FORMAT=json` for JSON logs (default text).
     pub json_logs: bool,
+    /// `IMGFLOW_METRICS_ADDR`: where `/metrics`, `/healthz`, `/readyz` are served (default
+    /// 127.0.0.1:9464 ingest, :9465 label, :9466 store; `off` to disable).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -249,7 +261,20 @@ impl WorkerConfig {
             topic_arn: env_opt("IMGFLOW_TOPIC_ARN"),
             consumer,
             json_logs: log_format_is_json()?,
+            metrics_addr: metrics_addr(stage.default_metrics_port())?,
         })
+    }
+}
+
+/// `IMGFLOW_METRICS_ADDR`, defaulting to loopback on `default_port`; `off` disables.
+pub fn metrics_addr(default_port: u16) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    match env_opt("IMGFLOW_METRICS_ADDR").as_deref() {
+        Some("off") => Ok(None),
+        _ => env_or(
+            "IMGFLOW_METRICS_ADDR",
+            std::net::SocketAddr::from(([127, 0, 0, 1], default_port)),
+        )
+        .map(Some),
     }
 }
 

@@ -239,6 +239,9 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             received: messages.len(),
             ..BatchReport::default()
         };
+        let stage = self.config.stage.clone();
+        metrics::counter!("imgflow_messages_received_total", "stage" => stage.clone())
+            .increment(messages.len() as u64);
         let in_work = Mutex::new(
             messages
                 .iter()
@@ -283,6 +286,13 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         }
         self.delete(to_delete).await;
         self.release(to_release).await;
+        for (name, count) in [
+            ("imgflow_messages_succeeded_total", report.succeeded),
+            ("imgflow_messages_retried_total", report.retried),
+            ("imgflow_messages_released_total", report.released),
+        ] {
+            metrics::counter!(name, "stage" => stage.clone()).increment(count as u64);
+        }
         Batch::Processed(report)
     }
 
@@ -329,13 +339,21 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                 shutdown.requested().await;
                 tokio::time::sleep(drain_deadline).await;
             };
+            let stage = self.config.stage.clone();
+            let in_flight = metrics::gauge!("imgflow_in_flight", "stage" => stage.clone());
+            in_flight.increment(1.0);
+            let started = std::time::Instant::now();
             let result = tokio::select! {
                 result = self.handler.handle(message) => result,
                 _ = deadline => {
+                    in_flight.decrement(1.0);
                     tracing::warn!(deadline = ?drain_deadline, "drain deadline passed; releasing the message");
                     return Outcome::Released;
                 }
             };
+            in_flight.decrement(1.0);
+            metrics::histogram!("imgflow_handler_duration_seconds", "stage" => stage)
+                .record(started.elapsed().as_secs_f64());
             match &result {
                 Ok(()) => tracing::debug!("message handled"),
                 Err(e) => tracing::warn!(
@@ -364,6 +382,12 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         };
         match self.queue.dead_letter(message, &why).await {
             Ok(()) => {
+                metrics::counter!(
+                    "imgflow_messages_dead_lettered_total",
+                    "stage" => self.config.stage.clone(),
+                    "error_class" => error.error_class
+                )
+                .increment(1);
                 tracing::warn!(
                     message_id = %message.message_id,
                     error_code = error.error_class,

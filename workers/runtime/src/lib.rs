@@ -12,6 +12,7 @@
 //! - [`aws`]: the adapters implementing the ports on the AWS SDK. Only they see `SdkError`.
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`image_probe`]: format and dimensions from the first bytes of a file, without decoding.
+//! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`], [`shutdown`], [`clock`].
 //! - `fakes` (feature `test-util`): in-memory ports for handler tests.
 
@@ -23,6 +24,7 @@ pub mod error;
 #[cfg(feature = "test-util")]
 pub mod fakes;
 pub mod image_probe;
+pub mod observability;
 pub mod ports;
 pub mod shutdown;
 pub mod telemetry;

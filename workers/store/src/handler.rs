@@ -50,6 +50,10 @@ impl<T: ImageTable, P: Publisher> Handler for StoreHandler<T, P> {
             .publish(stored.encode())
             .await
             .map_err(|e| HandleError::from_port("publish_failed", e))?;
+        if let Some(seconds) = clock::seconds_between(&stored.image.received_at, &stored.stored_at)
+        {
+            metrics::histogram!("imgflow_end_to_end_seconds").record(seconds);
+        }
         tracing::info!(labels = stored.label_names.len(), "labels stored");
         Ok(())
     }

@@ -5,7 +5,7 @@ use anyhow::Context;
 use imgflow_runtime::{
     aws::AwsClients,
     config::{Stage, WorkerConfig},
-    shutdown, telemetry,
+    observability, shutdown, telemetry,
 };
 
 #[tokio::main]
@@ -14,6 +14,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
     let aws = AwsClients::from_env().await;
+    observability::start_for_worker(&aws, &config).await;
     let consumer = imgflow_store::build(&aws, &config)
         .await
         .context("connecting the store stage to its queue and topic")?;

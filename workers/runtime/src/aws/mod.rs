@@ -44,15 +44,33 @@ impl AwsClients {
 
     /// Builds every client from `config`.
     pub fn new(config: &SdkConfig) -> Self {
+        use crate::observability::CountAwsCalls;
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(config.endpoint_url().is_some())
+            .interceptor(CountAwsCalls)
             .build();
         Self {
-            sqs: aws_sdk_sqs::Client::new(config),
-            sns: aws_sdk_sns::Client::new(config),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(config)
+                    .interceptor(CountAwsCalls)
+                    .build(),
+            ),
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(config)
+                    .interceptor(CountAwsCalls)
+                    .build(),
+            ),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
-            dynamodb: aws_sdk_dynamodb::Client::new(config),
-            rekognition: aws_sdk_rekognition::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(config)
+                    .interceptor(CountAwsCalls)
+                    .build(),
+            ),
+            rekognition: aws_sdk_rekognition::Client::from_conf(
+                aws_sdk_rekognition::config::Builder::from(config)
+                    .interceptor(CountAwsCalls)
+                    .build(),
+            ),
         }
     }
 }

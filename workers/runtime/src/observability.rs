@@ -1,0 +1,129 @@
+//! Metrics and health: every process serves, on a loopback-by-default port,
+//! `/metrics` (Prometheus text format), `/healthz` (the process is alive) and `/readyz` (it can
+//! reach its queue).
+//!
+//! Metric names (all labelled by `stage`):
+//! - `imgflow_messages_received_total`, `_succeeded_total`, `_retried_total`,
+//!   `_dead_lettered_total{error_class}`, `_released_total`
+//! - `imgflow_images_rejected_total{status}`: images recorded `rejected` or `missing`
+//! - `imgflow_handler_duration_seconds` (histogram), `imgflow_in_flight` (gauge)
+//! - `imgflow_end_to_end_seconds` (histogram, store stage): S3 event time → labels stored
+//! - `imgflow_detector_calls_total{detector, outcome}`
+//! - `imgflow_aws_calls_total{service, operation}`: every HTTP request to AWS, retries included,
+//!   counted by an SDK interceptor so no call site can be forgotten.
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+
+use aws_smithy_runtime_api::{
+    box_error::BoxError,
+    client::{
+        interceptors::{context::BeforeTransmitInterceptorContextRef, Intercept},
+        orchestrator::Metadata,
+        runtime_components::RuntimeComponents,
+    },
+};
+use aws_smithy_types::config_bag::ConfigBag;
+use axum::{http::StatusCode, routing::get, Router};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets in seconds, from a fast handler to a slow detector call.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the process-wide Prometheus recorder. Call once, at start.
+pub fn install() -> Result<PrometheusHandle, String> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+        .map_err(|e| e.to_string())?
+        .install_recorder()
+        .map_err(|e| e.to_string())
+}
+
+/// Counts every request the SDK sends, by service and operation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CountAwsCalls;
+
+impl Intercept for CountAwsCalls {
+    fn name(&self) -> &'static str {
+        "imgflow.count-aws-calls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            metrics::counter!(
+                "imgflow_aws_calls_total",
+                "service" => metadata.service().to_owned(),
+                "operation" => metadata.name().to_owned()
+            )
+            .increment(1);
+        }
+        Ok(())
+    }
+}
+
+/// A readiness check: resolves to whether the process can do its work now.
+pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
+/// The routes `/metrics`, `/healthz`, `/readyz`.
+pub fn router(handle: PrometheusHandle, ready: ReadyCheck) -> Router {
+    Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = Arc::clone(&ready);
+                async move {
+                    if ready().await {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "cannot reach the queue")
+                    }
+                }
+            }),
+        )
+}
+
+/// Serves the routes on `addr` in the background. A port already taken (another process of
+/// the same stage on this host) costs the metrics, not the worker: it is logged and skipped.
+pub async fn serve(addr: SocketAddr, router: Router) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router).await {
+                    tracing::warn!(error = %e, "metrics server stopped");
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "metrics server not started (set IMGFLOW_METRICS_ADDR)")
+        }
+    }
+}
+
+/// Installs metrics and serves them for a worker, ready while its queue answers.
+pub async fn start_for_worker(aws: &crate::aws::AwsClients, config: &crate::config::WorkerConfig) {
+    let handle = match install() {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            return;
+        }
+    };
+    let Some(addr) = config.metrics_addr else {
+        return;
+    };
+    let sqs = aws.sqs.clone();
+    let queue = config.names.queue(config.stage);
+    let ready: ReadyCheck = Arc::new(move || {
+        let (sqs, queue) = (sqs.clone(), queue.clone());
+        Box::pin(async move { crate::aws::sqs::queue_url(&sqs, &queue).await.is_ok() })
+    });
+    serve(addr, router(handle, ready)).await;
+}
