@@ -3,7 +3,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imgflow_cli::{dlq, provision, results, status, submit};
+use imgflow_cli::{cost, dlq, provision, results, status, submit};
 use imgflow_runtime::{
     aws::{
         dynamodb::DynamoImageTable,
@@ -67,6 +67,15 @@ enum Command {
     },
     /// Per stage: messages waiting, in flight, and in the dead-letter queue.
     Status,
+    /// Cost per N images from the benchmark's measured calls, next to Step Functions + Lambda.
+    Cost {
+        /// How many images.
+        #[arg(long, default_value_t = 1_000_000.0)]
+        images: f64,
+        /// The benchmark summary (`scripts/bench pipeline` writes it).
+        #[arg(long, default_value = "target/bench/pipeline-summary.json")]
+        report: PathBuf,
+    },
     /// Inspect, replay or purge a stage's dead-letter queue.
     Dlq {
         #[command(subcommand)]
@@ -220,6 +229,24 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", status::table(&statuses));
         }
         Command::Dlq { action } => run_dlq(&aws, &names, action).await?,
+        Command::Cost { images, report } => {
+            let text = std::fs::read_to_string(&report).with_context(|| {
+                format!(
+                    "reading {} (run scripts/bench pipeline first)",
+                    report.display()
+                )
+            })?;
+            let (plumbing, local) = cost::read_summary(&text)?;
+            let prices = cost::Prices::builtin();
+            print!(
+                "{}",
+                cost::markdown(
+                    &cost::table(&prices, &plumbing, local.as_ref(), images),
+                    images,
+                    &prices
+                )
+            );
+        }
     }
     Ok(())
 }

@@ -32,6 +32,8 @@ pub enum DetectorChoice {
     Rekognition,
     /// NanoDet-m and EfficientNet-Lite0 in-process (`imgflow-local-detector`).
     Local,
+    /// One fixed label after `IMGFLOW_FIXED_LATENCY_MS` (benchmarks of the plumbing).
+    Fixed,
 }
 
 impl std::str::FromStr for DetectorChoice {
@@ -41,8 +43,9 @@ impl std::str::FromStr for DetectorChoice {
         match s {
             "rekognition" => Ok(Self::Rekognition),
             "local" => Ok(Self::Local),
+            "fixed" => Ok(Self::Fixed),
             other => Err(format!(
-                "unknown detector {other:?}; expected rekognition or local"
+                "unknown detector {other:?}; expected rekognition, local or fixed"
             )),
         }
     }

@@ -6,9 +6,9 @@ use imgflow_label::{CallLog, DetectorChoice};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
     aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients},
-    config::{env_opt, Stage, WorkerConfig},
+    config::{env_in_range, env_opt, Stage, WorkerConfig},
     observability,
-    ports::LabelDetector,
+    ports::{FixedLatencyDetector, LabelDetector},
     shutdown, telemetry,
 };
 
@@ -25,6 +25,11 @@ async fn main() -> anyhow::Result<()> {
     match choice {
         DetectorChoice::Rekognition => {
             let detector = RekognitionDetector::new(aws.rekognition.clone());
+            run(&aws, &config, settings, detector, shutdown).await
+        }
+        DetectorChoice::Fixed => {
+            let latency = env_in_range("IMGFLOW_FIXED_LATENCY_MS", 50, 0..=60_000)?;
+            let detector = FixedLatencyDetector::new(std::time::Duration::from_millis(latency));
             run(&aws, &config, settings, detector, shutdown).await
         }
         DetectorChoice::Local => {

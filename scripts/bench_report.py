@@ -1,0 +1,102 @@
+"""Turns the pipeline benchmark's JSON reports into target/bench/pipeline.md and pipeline.png.
+
+usage: bench_report.py OUT_DIR REPORT.json...
+"""
+import json
+import statistics
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, round((len(values) - 1) * q))] if values else float("nan")
+
+
+def calls(stage, service, operations=None):
+    return sum(v for k, v in stage["aws_calls"].items()
+               if f'service="{service}"' in k
+               and (operations is None or any(f'operation="{o}"' in k for o in operations)))
+
+
+def summarize(report):
+    n = report["completed"] or 1
+    latencies = [t["latency_ms"] for t in report["timeline"]]
+    first = min(t["uploaded_ms"] for t in report["timeline"])
+    last = max(t["stored_ms"] for t in report["timeline"])
+    rows = []
+    for name, stage in report["stages"].items():
+        rows.append({
+            "stage": name,
+            "sqs_sns_per_image": (calls(stage, "SQS") + calls(stage, "SNS")) / n,
+            "sqs_per_image": calls(stage, "SQS") / n,
+            "sns_per_image": calls(stage, "SNS") / n,
+            "dynamodb_writes_per_image": calls(stage, "DynamoDB", ["PutItem", "UpdateItem"]) / n,
+            "dynamodb_reads_per_image": calls(stage, "DynamoDB", ["GetItem"]) / n,
+            "s3_per_image": calls(stage, "S3") / n,
+            "dynamodb_per_image": calls(stage, "DynamoDB") / n,
+            "detector_per_image": stage["detector_calls"] / n,
+            "cpu_ms_per_image": 1000 * stage["cpu_seconds"] / n,
+            "idle_rss_mb": stage["idle_rss_kb"] / 1024,
+            "peak_rss_mb": stage["peak_rss_kb"] / 1024,
+        })
+    return {
+        "name": f'{report["detector"]} detector, {report["mode"]}'
+                + (f' {report["rate_per_sec"]:g}/s' if report["rate_per_sec"] else ""),
+        "completed": report["completed"],
+        "images": report["images"],
+        "throughput": report["completed"] / ((last - first) / 1000),
+        "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99),
+        "emulator_cpu": (report.get("emulator") or {}).get("cpu_seconds"),
+        "worker_cpu": sum(s["cpu_seconds"] for s in report["stages"].values()),
+        "stages": rows,
+    }
+
+
+def main(out, paths):
+    reports = [json.load(open(p)) for p in paths]
+    summaries = [summarize(r) for r in reports]
+    lines = ["# Pipeline benchmark (local emulator)", ""]
+    lines += ["| run | images | images/s | p50 ms | p95 ms | p99 ms | worker CPU s | emulator CPU s |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in summaries:
+        lines.append(f'| {s["name"]} | {s["completed"]}/{s["images"]} | {s["throughput"]:.1f} | {s["p50"]:.0f} | '
+                     f'{s["p95"]:.0f} | {s["p99"]:.0f} | {s["worker_cpu"]:.1f} | {s["emulator_cpu"] or 0:.1f} |')
+    for s in summaries:
+        lines += ["", f'## {s["name"]}: per image, per stage', "",
+                  "| stage | SQS+SNS calls | S3 calls | DynamoDB calls | detector calls | CPU ms | idle RSS MB | peak RSS MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in s["stages"]:
+            lines.append(f'| {r["stage"]} | {r["sqs_sns_per_image"]:.2f} | {r["s3_per_image"]:.2f} | '
+                         f'{r["dynamodb_per_image"]:.2f} | {r["detector_per_image"]:.2f} | {r["cpu_ms_per_image"]:.2f} | '
+                         f'{r["idle_rss_mb"]:.0f} | {r["peak_rss_mb"]:.0f} |')
+    text = "\n".join(lines) + "\n"
+    open(f"{out}/pipeline.md", "w").write(text)
+    json.dump(summaries, open(f"{out}/pipeline-summary.json", "w"), indent=1)
+
+    fig, axes = plt.subplots(len(reports), 2, figsize=(12, 3.2 * len(reports)), squeeze=False)
+    for row, (report, s) in enumerate(zip(reports, summaries)):
+        done = sorted(t["stored_ms"] / 1000 for t in report["timeline"])
+        width = 1.0
+        buckets = {}
+        for d in done:
+            buckets[int(d // width)] = buckets.get(int(d // width), 0) + 1
+        xs = sorted(buckets)
+        axes[row][0].plot([x * width for x in xs], [buckets[x] / width for x in xs])
+        axes[row][0].set_title(f'{s["name"]}: images stored per second')
+        axes[row][0].set_xlabel("seconds since the first upload")
+        timeline = sorted(report["timeline"], key=lambda t: t["uploaded_ms"])
+        axes[row][1].scatter([t["uploaded_ms"] / 1000 for t in timeline], [t["latency_ms"] for t in timeline], s=4)
+        axes[row][1].set_title(f'{s["name"]}: upload → stored latency (ms)')
+        axes[row][1].set_xlabel("upload time, seconds since the first upload")
+    fig.tight_layout()
+    fig.savefig(f"{out}/pipeline.png", dpi=90)
+    print(text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

@@ -1,0 +1,225 @@
+//! `imgflow cost`: the measured calls and CPU per image (from `scripts/bench pipeline`) priced
+//! with public list prices (`prices.json`, with sources and date), next to the Step Functions +
+//! Lambda design imgflow replaces.
+use serde::Deserialize;
+
+/// List prices, recorded with their source and date in `prices.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Prices {
+    /// When the prices were read.
+    pub recorded: String,
+    /// Region they apply to.
+    pub region: String,
+    sqs_per_million_requests: f64,
+    sns_per_million_publishes: f64,
+    s3_get_per_thousand: f64,
+    s3_put_per_thousand: f64,
+    dynamodb_per_million_write_units: f64,
+    dynamodb_per_million_read_units: f64,
+    rekognition_per_image_first_million: f64,
+    fargate_per_vcpu_hour: f64,
+    fargate_per_gb_hour: f64,
+    step_functions_per_thousand_transitions: f64,
+    lambda_per_million_requests: f64,
+    lambda_per_gb_second: f64,
+    api_gateway_rest_per_million: f64,
+}
+
+impl Prices {
+    /// The prices shipped with this build.
+    pub fn builtin() -> Self {
+        serde_json::from_str(include_str!("prices.json")).expect("prices.json is valid")
+    }
+}
+
+/// Per image, summed over the stages, as measured by the benchmark.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    /// SQS requests.
+    pub sqs: f64,
+    /// SNS publishes.
+    pub sns: f64,
+    /// S3 requests (GET and HEAD; uploads are counted separately).
+    pub s3_reads: f64,
+    /// DynamoDB writes (PutItem, UpdateItem).
+    pub dynamodb_writes: f64,
+    /// DynamoDB reads (GetItem).
+    pub dynamodb_reads: f64,
+    /// Worker CPU seconds.
+    pub cpu_seconds: f64,
+}
+
+#[derive(Deserialize)]
+struct Summary {
+    name: String,
+    stages: Vec<StageRow>,
+}
+
+#[derive(Deserialize)]
+struct StageRow {
+    sqs_per_image: f64,
+    sns_per_image: f64,
+    s3_per_image: f64,
+    dynamodb_writes_per_image: f64,
+    dynamodb_reads_per_image: f64,
+    cpu_ms_per_image: f64,
+}
+
+/// Reads `pipeline-summary.json`: the fixed-detector steady run (the plumbing) and the local
+/// detector run, if present.
+pub fn read_summary(text: &str) -> Result<(Measured, Option<Measured>), serde_json::Error> {
+    let runs: Vec<Summary> = serde_json::from_str(text)?;
+    let total = |s: &Summary| Measured {
+        sqs: s.stages.iter().map(|r| r.sqs_per_image).sum(),
+        sns: s.stages.iter().map(|r| r.sns_per_image).sum(),
+        s3_reads: s.stages.iter().map(|r| r.s3_per_image).sum(),
+        dynamodb_writes: s.stages.iter().map(|r| r.dynamodb_writes_per_image).sum(),
+        dynamodb_reads: s.stages.iter().map(|r| r.dynamodb_reads_per_image).sum(),
+        cpu_seconds: s.stages.iter().map(|r| r.cpu_ms_per_image).sum::<f64>() / 1000.0,
+    };
+    let plumbing = runs
+        .iter()
+        .find(|s| s.name.starts_with("fixed") && s.name.contains("steady"))
+        .or(runs.first())
+        .map(total)
+        .unwrap_or_default();
+    let local = runs.iter().find(|s| s.name.starts_with("local")).map(total);
+    Ok((plumbing, local))
+}
+
+/// One line of the table: a cost item in dollars for `images` images, per design.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// What is paid for.
+    pub item: &'static str,
+    /// imgflow with Rekognition.
+    pub rekognition: f64,
+    /// imgflow with the local detector.
+    pub local: f64,
+    /// The Step Functions + Lambda tutorial design.
+    pub step_functions: f64,
+}
+
+/// Prices `images` images three ways. Assumptions: one upload (S3 PUT) and one API request per
+/// image in every design; the store's write of the labels is up to 3 KB (3 write units), every
+/// other write 1 unit;
+/// Fargate memory at 2 GB per vCPU; the Step Functions design as in the tutorial: API Gateway →
+/// a Lambda that starts the execution → 4 state transitions → 3 Lambdas of 128 MB running
+/// 300 ms each, then DetectLabels and one PutItem.
+pub fn table(p: &Prices, plumbing: &Measured, local: Option<&Measured>, images: f64) -> Vec<Line> {
+    let per = |unit_price: f64, per_unit: f64| images * unit_price / per_unit;
+    let queueing = per(p.sqs_per_million_requests, 1e6) * plumbing.sqs
+        + per(p.sns_per_million_publishes, 1e6) * plumbing.sns;
+    let s3 = per(p.s3_get_per_thousand, 1e3) * plumbing.s3_reads + per(p.s3_put_per_thousand, 1e3);
+    let dynamodb = per(p.dynamodb_per_million_write_units, 1e6) * (plumbing.dynamodb_writes + 2.0)
+        + per(p.dynamodb_per_million_read_units, 1e6) * plumbing.dynamodb_reads;
+    let compute =
+        |cpu: f64| images * cpu / 3600.0 * (p.fargate_per_vcpu_hour + 2.0 * p.fargate_per_gb_hour);
+    let local_cpu = local.map_or(0.0, |m| m.cpu_seconds);
+    let lambda_gb_seconds = 4.0 * 0.3 * 0.128;
+    vec![
+        Line {
+            item: "SQS + SNS requests",
+            rekognition: queueing,
+            local: queueing,
+            step_functions: 0.0,
+        },
+        Line {
+            item: "S3 requests (upload + reads)",
+            rekognition: s3,
+            local: s3,
+            step_functions: per(p.s3_put_per_thousand, 1e3),
+        },
+        Line {
+            item: "DynamoDB on-demand",
+            rekognition: dynamodb,
+            local: dynamodb,
+            step_functions: per(p.dynamodb_per_million_write_units, 1e6) * 3.0,
+        },
+        Line {
+            item: "Rekognition DetectLabels",
+            rekognition: per(p.rekognition_per_image_first_million, 1.0),
+            local: 0.0,
+            step_functions: per(p.rekognition_per_image_first_million, 1.0),
+        },
+        Line {
+            item: "Compute (Fargate for the measured worker CPU; Lambda)",
+            rekognition: compute(plumbing.cpu_seconds),
+            local: compute(plumbing.cpu_seconds + local_cpu),
+            step_functions: per(p.lambda_per_million_requests, 1e6) * 4.0
+                + images * lambda_gb_seconds * p.lambda_per_gb_second,
+        },
+        Line {
+            item: "Step Functions state transitions (4 per image)",
+            rekognition: 0.0,
+            local: 0.0,
+            step_functions: per(p.step_functions_per_thousand_transitions, 1e3) * 4.0,
+        },
+        Line {
+            item: "API Gateway (one upload request)",
+            rekognition: per(p.api_gateway_rest_per_million, 1e6),
+            local: per(p.api_gateway_rest_per_million, 1e6),
+            step_functions: per(p.api_gateway_rest_per_million, 1e6),
+        },
+    ]
+}
+
+/// The table as Markdown, with a total row.
+pub fn markdown(lines: &[Line], images: f64, prices: &Prices) -> String {
+    let mut out = format!(
+        "Cost of {images:.0} images (list prices, {}, recorded {}):\n\n| item | imgflow + Rekognition | imgflow + local detector | Step Functions + Lambda |\n|---|---:|---:|---:|\n",
+        prices.region, prices.recorded
+    );
+    let (mut a, mut b, mut c) = (0.0, 0.0, 0.0);
+    for l in lines {
+        out.push_str(&format!(
+            "| {} | ${:.2} | ${:.2} | ${:.2} |\n",
+            l.item, l.rekognition, l.local, l.step_functions
+        ));
+        a += l.rekognition;
+        b += l.local;
+        c += l.step_functions;
+    }
+    out.push_str(&format!(
+        "| **total** | **${a:.2}** | **${b:.2}** | **${c:.2}** |\n"
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rekognition_dominates_and_the_local_detector_removes_it() {
+        let prices = Prices::builtin();
+        let plumbing = Measured {
+            sqs: 1.2,
+            sns: 3.0,
+            s3_reads: 3.0,
+            dynamodb_writes: 4.0,
+            dynamodb_reads: 0.0,
+            cpu_seconds: 0.006,
+        };
+        let local = Measured {
+            cpu_seconds: 0.1,
+            ..Measured::default()
+        };
+        let lines = table(&prices, &plumbing, Some(&local), 1e6);
+        let total = |f: fn(&Line) -> f64| lines.iter().map(f).sum::<f64>();
+        assert!(
+            (lines[3].rekognition - 1000.0).abs() < 1e-6,
+            "$1 per 1,000 images"
+        );
+        assert!(
+            (lines[5].step_functions - 100.0).abs() < 1e-6,
+            "4 transitions × $0.025/1,000"
+        );
+        assert!(
+            (lines[0].rekognition - 1.98).abs() < 1e-9,
+            "1.2 × $0.40/M + 3 × $0.50/M"
+        );
+        assert!(total(|l| l.local) < total(|l| l.rekognition) / 10.0);
+        assert!(total(|l| l.step_functions) > total(|l| l.rekognition));
+    }
+}
