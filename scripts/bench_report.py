@@ -46,7 +46,8 @@ def summarize(report):
         })
     return {
         "name": f'{report["detector"]} detector, {report["mode"]}'
-                + (f' {report["rate_per_sec"]:g}/s' if report["rate_per_sec"] else ""),
+                + (f' {report["rate_per_sec"]:g}/s' if report["rate_per_sec"] else "")
+                + (f', receive window {report["receive_window_ms"]} ms' if report.get("receive_window_ms") else ""),
         "completed": report["completed"],
         "images": report["images"],
         "throughput": report["completed"] / ((last - first) / 1000),

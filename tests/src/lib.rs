@@ -241,6 +241,7 @@ impl TestPipeline {
             },
             json_logs: false,
             metrics_addr: None,
+            publish_window: Duration::from_millis(10),
         }
     }
 

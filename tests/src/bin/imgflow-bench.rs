@@ -31,6 +31,12 @@ struct Args {
     /// Latency of the fixed detector.
     #[arg(long, default_value_t = 50)]
     fixed_latency_ms: u64,
+    /// IMGFLOW_RECEIVE_WINDOW_MS for every worker.
+    #[arg(long, default_value_t = 0)]
+    receive_window_ms: u64,
+    /// IMGFLOW_PUBLISH_WINDOW_MS for every worker.
+    #[arg(long, default_value_t = 10)]
+    publish_window_ms: u64,
     /// Where the worker binaries are.
     #[arg(long, default_value = "target/release")]
     bin_dir: PathBuf,
@@ -152,6 +158,14 @@ async fn main() {
                     format!("127.0.0.1:{}", ports[stage]),
                 ),
                 ("IMGFLOW_WAIT_TIME_SECS", "20".into()),
+                (
+                    "IMGFLOW_RECEIVE_WINDOW_MS",
+                    args.receive_window_ms.to_string(),
+                ),
+                (
+                    "IMGFLOW_PUBLISH_WINDOW_MS",
+                    args.publish_window_ms.to_string(),
+                ),
                 ("RUST_LOG", "warn".into()),
             ];
             (*stage, spawn_worker(*stage, &p.names.prefix, &logs, &env))
@@ -319,6 +333,8 @@ async fn main() {
         "rate_per_sec": if args.mode == "burst" { Value::Null } else { json!(args.rate) },
         "detector": args.detector,
         "fixed_latency_ms": args.fixed_latency_ms,
+        "receive_window_ms": args.receive_window_ms,
+        "publish_window_ms": args.publish_window_ms,
         "wall_seconds": (finished - started) / 1000.0,
         "stages": stages,
         "emulator": emulator,

@@ -79,7 +79,9 @@ pub fn read_summary(text: &str) -> Result<(Measured, Option<Measured>), serde_js
     };
     let plumbing = runs
         .iter()
-        .find(|s| s.name.starts_with("fixed") && s.name.contains("steady"))
+        .find(|s| {
+            s.name.starts_with("fixed") && s.name.contains("steady") && !s.name.contains("window")
+        })
         .or(runs.first())
         .map(total)
         .unwrap_or_default();

@@ -13,7 +13,9 @@ pub mod handler;
 use std::sync::Arc;
 
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, s3::S3Store, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
+    aws::{
+        dynamodb::DynamoImageTable, s3::S3Store, sns::BatchingPublisher, sqs::SqsQueue, AwsClients,
+    },
     config::{env_in_range, ConfigError, WorkerConfig},
     consumer::Consumer,
     image_probe::Limits,
@@ -24,7 +26,7 @@ pub use handler::IngestHandler;
 
 /// The ingest consumer on AWS.
 pub type IngestConsumer =
-    Consumer<SqsQueue, IngestHandler<S3Store, DynamoImageTable, SnsPublisher>>;
+    Consumer<SqsQueue, IngestHandler<S3Store, DynamoImageTable, BatchingPublisher>>;
 
 /// Image limits from `IMGFLOW_MAX_IMAGE_BYTES`, `IMGFLOW_MIN_SIDE_PX`, `IMGFLOW_MAX_SIDE_PX`
 /// (defaults: Rekognition's 15 MiB and 80–10,000 px).

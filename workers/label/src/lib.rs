@@ -13,7 +13,7 @@ pub mod handler;
 use std::{sync::Arc, time::Duration};
 
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
+    aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients},
     config::{env_in_range, env_opt, env_or, ConfigError, WorkerConfig},
     consumer::Consumer,
     ports::LabelDetector,
@@ -23,7 +23,8 @@ use imgflow_runtime::{
 pub use handler::{LabelHandler, LabelSettings};
 
 /// The label consumer on AWS with detector `D`.
-pub type LabelConsumer<D> = Consumer<SqsQueue, LabelHandler<D, DynamoImageTable, SnsPublisher>>;
+pub type LabelConsumer<D> =
+    Consumer<SqsQueue, LabelHandler<D, DynamoImageTable, BatchingPublisher>>;
 
 /// Which detector labels images (`IMGFLOW_DETECTOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

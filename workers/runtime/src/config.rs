@@ -232,6 +232,9 @@ pub struct WorkerConfig {
     pub consumer: ConsumerConfig,
     /// `IMGFLOW_LOG_FORMAT=json` for JSON logs (default text).
     pub json_logs: bool,
+    /// `IMGFLOW_PUBLISH_WINDOW_MS` (default 10): how long a publish waits for others to share
+    /// an SNS PublishBatch request.
+    pub publish_window: Duration,
     /// `IMGFLOW_METRICS_ADDR`: where `/metrics`, `/healthz`, `/readyz` are served (default
     /// 127.0.0.1:9464 ingest, :9465 label, :9466 store; `off` to disable).
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -262,6 +265,11 @@ impl WorkerConfig {
             consumer,
             json_logs: log_format_is_json()?,
             metrics_addr: metrics_addr(stage.default_metrics_port())?,
+            publish_window: Duration::from_millis(env_in_range(
+                "IMGFLOW_PUBLISH_WINDOW_MS",
+                10,
+                0..=1000,
+            )?),
         })
     }
 }

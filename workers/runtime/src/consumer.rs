@@ -142,6 +142,9 @@ pub struct ConsumerConfig {
     /// After a shutdown request, how long handlers already running may take before their
     /// messages are released (default 25 s, under ECS's 30 s stop timeout).
     pub drain_deadline: Duration,
+    /// After a receive that did not fill a batch, wait this long before the next one so more
+    /// messages gather (fewer requests per message, more latency). 0 (the default) polls at once.
+    pub receive_window: Duration,
 }
 
 impl ConsumerConfig {
@@ -156,6 +159,7 @@ impl ConsumerConfig {
             retry_max_delay: Duration::from_secs(300),
             visibility_timeout: Duration::from_secs(60),
             drain_deadline: Duration::from_secs(25),
+            receive_window: Duration::ZERO,
         }
     }
 }
@@ -469,7 +473,14 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                 }
                 Ok(messages) => {
                     failures = 0;
+                    let partial = messages.len() < self.config.max_messages as usize;
                     self.process(messages, &shutdown).await;
+                    if partial && !self.config.receive_window.is_zero() {
+                        tokio::select! {
+                            _ = shutdown.requested() => return,
+                            _ = tokio::time::sleep(self.config.receive_window) => {}
+                        }
+                    }
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);

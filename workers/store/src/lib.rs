@@ -12,7 +12,7 @@ pub mod handler;
 use std::sync::Arc;
 
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, sns::SnsPublisher, sqs::SqsQueue, AwsClients},
+    aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients},
     config::WorkerConfig,
     consumer::Consumer,
     PortError,
@@ -21,7 +21,7 @@ use imgflow_runtime::{
 pub use handler::StoreHandler;
 
 /// The store consumer on AWS.
-pub type StoreConsumer = Consumer<SqsQueue, StoreHandler<DynamoImageTable, SnsPublisher>>;
+pub type StoreConsumer = Consumer<SqsQueue, StoreHandler<DynamoImageTable, BatchingPublisher>>;
 
 /// Builds the store consumer on AWS clients, resolving its queue and topic.
 pub async fn build(aws: &AwsClients, config: &WorkerConfig) -> Result<StoreConsumer, PortError> {

@@ -100,14 +100,18 @@ impl AwsClients {
     pub async fn stage_publisher(
         &self,
         config: &WorkerConfig,
-    ) -> Result<sns::SnsPublisher, PortError> {
+    ) -> Result<sns::BatchingPublisher, PortError> {
         let arn = match &config.topic_arn {
             Some(arn) => arn.clone(),
             None => {
                 sns::topic_arn(&self.sns, &config.names.topic(config.stage.output_topic())).await?
             }
         };
-        Ok(sns::SnsPublisher::new(self.sns.clone(), arn))
+        Ok(sns::BatchingPublisher::new(
+            self.sns.clone(),
+            arn,
+            config.publish_window,
+        ))
     }
 
     /// The images table.
