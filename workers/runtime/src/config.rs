@@ -228,7 +228,8 @@ pub struct WorkerConfig {
     pub topic_arn: Option<String>,
     /// Polling and pacing (`IMGFLOW_CONCURRENCY`, `IMGFLOW_WAIT_TIME_SECS`,
     /// `IMGFLOW_MAX_MESSAGES`, `IMGFLOW_RETRY_MIN_DELAY_SECS`, `IMGFLOW_RETRY_MAX_DELAY_SECS`,
-    /// `IMGFLOW_VISIBILITY_TIMEOUT_SECS`, `IMGFLOW_DRAIN_DEADLINE_SECS`).
+    /// `IMGFLOW_VISIBILITY_TIMEOUT_SECS`, `IMGFLOW_DRAIN_DEADLINE_SECS`,
+    /// `IMGFLOW_RECEIVE_WINDOW_MS`).
     pub consumer: ConsumerConfig,
     /// `IMGFLOW_LOG_FORMAT=json` for JSON logs (default text).
     pub json_logs: bool,
@@ -256,6 +257,15 @@ impl WorkerConfig {
             300,
             0..=43_200,
         )?);
+        consumer.visibility_timeout = Duration::from_secs(env_in_range(
+            "IMGFLOW_VISIBILITY_TIMEOUT_SECS",
+            stage.visibility_timeout().as_secs(),
+            3..=43_200,
+        )?);
+        consumer.drain_deadline =
+            Duration::from_secs(env_in_range("IMGFLOW_DRAIN_DEADLINE_SECS", 25, 0..=3_600)?);
+        consumer.receive_window =
+            Duration::from_millis(env_in_range("IMGFLOW_RECEIVE_WINDOW_MS", 0, 0..=20_000)?);
         Ok(Self {
             stage,
             names: Names::from_env()?,
@@ -315,6 +325,27 @@ mod tests {
         );
         assert_eq!(Stage::Store.input_topic(), Some("image-labeled"));
         assert_eq!(Stage::Ingest.input_topic(), None);
+    }
+
+    #[test]
+    fn worker_settings_come_from_the_environment_with_stage_defaults() {
+        // The only test touching these variables, so no other test sees them.
+        std::env::set_var("IMGFLOW_DRAIN_DEADLINE_SECS", "7");
+        std::env::set_var("IMGFLOW_RECEIVE_WINDOW_MS", "250");
+        let label = WorkerConfig::from_env(Stage::Label).unwrap();
+        assert_eq!(label.consumer.visibility_timeout, Duration::from_secs(120));
+        assert_eq!(label.consumer.drain_deadline, Duration::from_secs(7));
+        assert_eq!(label.consumer.receive_window, Duration::from_millis(250));
+        std::env::set_var("IMGFLOW_VISIBILITY_TIMEOUT_SECS", "2");
+        let err = WorkerConfig::from_env(Stage::Ingest).unwrap_err();
+        assert_eq!(err.name, "IMGFLOW_VISIBILITY_TIMEOUT_SECS");
+        for name in [
+            "IMGFLOW_DRAIN_DEADLINE_SECS",
+            "IMGFLOW_RECEIVE_WINDOW_MS",
+            "IMGFLOW_VISIBILITY_TIMEOUT_SECS",
+        ] {
+            std::env::remove_var(name);
+        }
     }
 
     #[test]
