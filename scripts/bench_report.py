@@ -97,11 +97,11 @@ def main(out, paths):
             buckets[int(d // width)] = buckets.get(int(d // width), 0) + 1
         xs = sorted(buckets)
         axes[row][0].plot([x * width for x in xs], [buckets[x] / width for x in xs])
-        axes[row][0].set_title(f'{s["name"]}: images stored per second')
+        axes[row][0].set_title(f'{s["name"]}: images stored per second', fontsize=9)
         axes[row][0].set_xlabel("seconds since the first upload")
         timeline = sorted(report["timeline"], key=lambda t: t["uploaded_ms"])
         axes[row][1].scatter([t["uploaded_ms"] / 1000 for t in timeline], [t["latency_ms"] for t in timeline], s=4)
-        axes[row][1].set_title(f'{s["name"]}: upload → stored latency (ms)')
+        axes[row][1].set_title(f'{s["name"]}: upload → stored latency (ms)', fontsize=9)
         axes[row][1].set_xlabel("upload time, seconds since the first upload")
     fig.tight_layout()
     fig.savefig(f"{out}/pipeline.png", dpi=90)

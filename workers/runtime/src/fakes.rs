@@ -487,7 +487,12 @@ impl ImageTable for FakeTable {
         }
         let mut claims = self.claims.lock().unwrap();
         match claims.get(image_id) {
-            Some((holder, lease)) if holder != token && lease.as_str() >= now => {
+            // A live claim of another message, or a completed one (even our own: a redelivery
+            // after the labels went out must not call the detector again).
+            Some((holder, lease))
+                if (holder != token && lease.as_str() >= now)
+                    || lease == crate::ports::CLAIM_DONE =>
+            {
                 Ok(LabelClaim::HeldByOther)
             }
             _ => {

@@ -193,11 +193,13 @@ impl ImageTable for DynamoImageTable {
         update.condition(
             "attribute_exists(#id) \
              AND NOT (#status = :labeled AND #detector = :detector) \
-             AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now OR #label_claim = :label_claim)",
+             AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
+                  OR (#label_claim = :label_claim AND #label_claim_until <> :done))",
             &[
                 ("labeled", s(ImageStatus::Labeled.as_str())),
                 ("detector", s(detector)),
                 ("now", s(now)),
+                ("done", s(CLAIM_DONE)),
             ],
         );
         if self.update(image_id, update, "label claim").await? == WriteOutcome::Written {
