@@ -5,7 +5,7 @@ use imgflow_ingest::IngestHandler;
 use imgflow_messages::{ImageAccepted, ImageStatus, StageMessage};
 use imgflow_runtime::{
     consumer::{Batch, Consumer, ConsumerConfig, Disposition, Handler},
-    fakes::{FakeObjectStore, FakePublisher, FakeQueue, FakeTable},
+    fakes::{self, FakeObjectStore, FakePublisher, FakeQueue, FakeTable},
     image_probe::Limits,
     ports::{ImageTable, ReceivedMessage},
 };
@@ -89,13 +89,7 @@ fn event(key: &str, etag: &str) -> ReceivedMessage {
 }
 
 fn message(body: String) -> ReceivedMessage {
-    ReceivedMessage {
-        message_id: "m1".into(),
-        receipt_handle: "r1".into(),
-        body,
-        receive_count: 1,
-        attributes: Default::default(),
-    }
+    fakes::delivered(body)
 }
 
 async fn upload_and_ingest(f: &Fixture, key: &str, body: Vec<u8>) -> imgflow_messages::ImageRecord {

@@ -7,7 +7,7 @@ use imgflow_messages::{
 };
 use imgflow_runtime::{
     consumer::{Disposition, Handler},
-    fakes::{FakeDetector, FakePublisher, FakeTable},
+    fakes::{self, FakeDetector, FakePublisher, FakeTable},
     ports::{ImageTable, ReceivedMessage},
     PortErrorKind,
 };
@@ -43,13 +43,7 @@ fn accepted(id: &str) -> ImageAccepted {
 }
 
 fn message(body: String) -> ReceivedMessage {
-    ReceivedMessage {
-        message_id: "m".into(),
-        receipt_handle: "r".into(),
-        body,
-        receive_count: 1,
-        attributes: Default::default(),
-    }
+    fakes::delivered(body)
 }
 
 fn settings() -> LabelSettings {

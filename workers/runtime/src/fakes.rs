@@ -191,6 +191,17 @@ impl Queue for FakeQueue {
     }
 }
 
+/// A message as a queue would deliver it the first time.
+pub fn delivered(body: impl Into<String>) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: "m1".into(),
+        receipt_handle: "r1".into(),
+        body: body.into(),
+        receive_count: 1,
+        attributes: HashMap::new(),
+    }
+}
+
 /// Records what is published.
 #[derive(Debug, Default)]
 pub struct FakePublisher {

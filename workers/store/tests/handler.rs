@@ -4,7 +4,7 @@ use std::sync::Arc;
 use imgflow_messages::{ImageLabeled, ImageRef, ImageStored, Label, StageMessage};
 use imgflow_runtime::{
     consumer::{Disposition, Handler},
-    fakes::{FakePublisher, FakeTable},
+    fakes::{self, FakePublisher, FakeTable},
     ports::ReceivedMessage,
 };
 use imgflow_store::StoreHandler;
@@ -44,13 +44,7 @@ fn labeled(name: &str, labeled_at: &str) -> ImageLabeled {
 }
 
 fn message(body: String) -> ReceivedMessage {
-    ReceivedMessage {
-        message_id: "m".into(),
-        receipt_handle: "r".into(),
-        body,
-        receive_count: 1,
-        attributes: Default::default(),
-    }
+    fakes::delivered(body)
 }
 
 #[tokio::test]
