@@ -403,18 +403,12 @@ impl LabelDetector for FakeDetector {
 pub struct FakeTable {
     items: Mutex<HashMap<String, ImageRecord>>,
     claims: Mutex<HashMap<String, (String, String)>>,
-    label_writes: AtomicUsize,
 }
 
 impl FakeTable {
     /// Every item.
     pub fn items(&self) -> HashMap<String, ImageRecord> {
         self.items.lock().unwrap().clone()
-    }
-
-    /// Label writes that changed the item.
-    pub fn label_writes(&self) -> usize {
-        self.label_writes.load(Ordering::SeqCst)
     }
 }
 
@@ -477,7 +471,6 @@ impl ImageTable for FakeTable {
         record.detector = Some(labeled.detector.clone());
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
-        self.label_writes.fetch_add(1, Ordering::SeqCst);
         Ok(WriteOutcome::Written)
     }
 

@@ -32,11 +32,44 @@ impl SqsQueue {
             dead_letter_queue_url,
         }
     }
+}
 
-    /// The source queue's URL.
-    pub fn url(&self) -> &str {
-        &self.queue_url
+/// Sets the visibility of many received messages, ten per request; returns the receipt
+/// handles that failed.
+async fn change_visibility_batch(
+    client: &Client,
+    queue_url: &str,
+    receipt_handles: &[String],
+    timeout: Duration,
+) -> Result<Vec<String>, PortError> {
+    let mut failed = Vec::new();
+    for chunk in receipt_handles.chunks(10) {
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, handle)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(whole_seconds(timeout))
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        let output = client
+            .change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| port_error("sqs:ChangeMessageVisibilityBatch", e))?;
+        failed.extend(failed_handles(
+            chunk,
+            output.failed.iter().map(|e| (&e.id, &e.code)),
+            "visibility entry failed",
+        ));
     }
+    Ok(failed)
 }
 
 /// Looks a queue's URL up by name.
@@ -170,35 +203,7 @@ impl Queue for SqsQueue {
         receipt_handles: Vec<String>,
         timeout: Duration,
     ) -> Result<Vec<String>, PortError> {
-        let mut failed = Vec::new();
-        for chunk in receipt_handles.chunks(10) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, handle)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .receipt_handle(handle)
-                        .visibility_timeout(whole_seconds(timeout))
-                        .build()
-                        .expect("id and receipt handle are set")
-                })
-                .collect();
-            let output = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| port_error("sqs:ChangeMessageVisibilityBatch", e))?;
-            failed.extend(failed_handles(
-                chunk,
-                output.failed.iter().map(|e| (&e.id, &e.code)),
-                "visibility entry failed",
-            ));
-        }
-        Ok(failed)
+        change_visibility_batch(&self.client, &self.queue_url, &receipt_handles, timeout).await
     }
 
     async fn dead_letter(
@@ -332,9 +337,8 @@ impl QueueAdmin {
 
     /// Makes messages visible again at once.
     pub async fn release(&self, messages: &[StoredMessage]) -> Result<(), PortError> {
-        let queue = SqsQueue::new(self.client.clone(), self.url.clone(), String::new());
-        let handles = messages.iter().map(|m| m.receipt_handle.clone()).collect();
-        queue.extend_visibility(handles, Duration::ZERO).await?;
+        let handles: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
+        change_visibility_batch(&self.client, &self.url, &handles, Duration::ZERO).await?;
         Ok(())
     }
 
