@@ -103,6 +103,9 @@ pub struct ImageRecord {
     /// When the label stage produced the labels now stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labeled_at: Option<String>,
+    /// When the store stage wrote those labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<String>,
 }
 
 impl ImageRecord {
@@ -135,6 +138,7 @@ impl ImageRecord {
             received_at,
             accepted_at: None,
             labeled_at: None,
+            stored_at: None,
         }
     }
 

@@ -334,6 +334,7 @@ impl TestPipeline {
     /// The images table.
     pub fn table(&self) -> DynamoImageTable {
         DynamoImageTable::new(self.aws.dynamodb.clone(), self.names.table.clone())
+            .with_index(self.names.index_table.clone())
     }
 
     /// Waits until every id is final; panics naming the stragglers after `timeout`.

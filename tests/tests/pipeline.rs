@@ -211,16 +211,16 @@ async fn a_detector_failing_transiently_twice_still_labels_the_image() {
 async fn http_uploads_are_labeled_and_bad_ones_refused() {
     let mut p = TestPipeline::new("e2e-http").await;
     p.start_all().await;
-    let state = Arc::new(imgflow_api::ApiState {
-        store: imgflow_runtime::aws::s3::S3Store::new(p.aws.s3.clone()),
-        table: p.table(),
-        bucket: p.names.bucket.clone(),
-        key_prefix: "incoming/api/".into(),
-        limits: Limits {
+    let state = Arc::new(imgflow_api::ApiState::new(
+        imgflow_runtime::aws::s3::S3Store::new(p.aws.s3.clone()),
+        p.table(),
+        p.names.bucket.clone(),
+        "incoming/api/".into(),
+        Limits {
             max_bytes: 700_000,
             ..Limits::default()
         },
-    });
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server =

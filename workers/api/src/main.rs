@@ -2,10 +2,10 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
-use imgflow_api::{router, ApiState};
+use imgflow_api::{pipeline::PipelineProbe, router, ApiState};
 use imgflow_runtime::{
     aws::{dynamodb::DynamoImageTable, s3::S3Store, AwsClients},
-    config::{env_in_range, env_or, log_format_is_json, Names},
+    config::{env_in_range, env_opt, env_or, log_format_is_json, Names},
     image_probe::Limits,
     observability, shutdown, telemetry,
 };
@@ -19,6 +19,17 @@ async fn main() -> anyhow::Result<()> {
         Limits::default().max_bytes,
         1..=15 * 1024 * 1024,
     )?;
+    let api_key = env_opt("IMGFLOW_API_KEY");
+    // Without a key anyone who can reach the port could upload and read every image.
+    if !addr.ip().is_loopback() && api_key.is_none() {
+        anyhow::bail!(
+            "IMGFLOW_API_ADDR={addr} is reachable beyond this machine: set IMGFLOW_API_KEY \
+             (clients send it as x-api-key, Authorization: Bearer, or the Basic password)"
+        );
+    }
+    if api_key.as_ref().is_some_and(|k| k.len() < 16) {
+        anyhow::bail!("IMGFLOW_API_KEY must be at least 16 characters");
+    }
     telemetry::init(log_format_is_json()?);
     let aws = AwsClients::from_env().await;
     let metrics = observability::install().map_err(anyhow::Error::msg)?;
@@ -38,16 +49,20 @@ async fn main() -> anyhow::Result<()> {
                 .is_ok()
         })
     });
-    let state = Arc::new(ApiState {
-        store: S3Store::new(aws.s3.clone()),
-        table: DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone()),
-        bucket: names.bucket.clone(),
-        key_prefix: format!("{}api/", names.incoming_prefix()),
-        limits: Limits {
+    let mut state = ApiState::new(
+        S3Store::new(aws.s3.clone()),
+        DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
+            .with_index(names.index_table.clone()),
+        names.bucket.clone(),
+        format!("{}api/", names.incoming_prefix()),
+        Limits {
             max_bytes,
             ..Limits::default()
         },
-    });
+    );
+    state.pipeline = Some(PipelineProbe::new(aws.clone(), names.clone()));
+    state.api_key = api_key;
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr} (IMGFLOW_API_ADDR)"))?;

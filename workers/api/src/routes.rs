@@ -1,22 +1,49 @@
-//! Routes: `POST /images`, `GET /images/{id}`. (`main.rs` adds `/metrics`, `/healthz`, `/readyz`.)
+//! Routes. The API: `POST /images`, `GET /images` (a page, JSON), `GET /images/{id}` (the
+//! item, JSON), `GET /images/{id}/object` and `/thumbnail`, `GET /api/pipeline`. The console:
+//! the same `GET` paths answer HTML to browsers (`Accept: text/html`), plus `/`, `/dlq/{stage}`
+//! and the two assets. (`main.rs` adds `/metrics`, `/healthz`, `/readyz`.)
 use std::sync::Arc;
 
 use axum::{
-    extract::{DefaultBodyLimit, Path, State},
-    http::{header::CONTENT_TYPE, HeaderMap, StatusCode},
-    response::{IntoResponse, Response},
+    extract::{DefaultBodyLimit, Path, Query, Request, State},
+    http::{
+        header::{
+            ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
+            IF_NONE_MATCH, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+        },
+        HeaderMap, HeaderValue, StatusCode,
+    },
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
     routing::{get, post},
     Json, Router,
 };
 use base64::Engine;
 use bytes::Bytes;
-use imgflow_messages::image_id;
+use imgflow_messages::{image_id, ImageRecord, ImageStatus};
 use imgflow_runtime::{
+    config::Stage,
     image_probe::{self, Limits, ProbeError},
-    ports::{ImageTable, ObjectStore},
+    ports::{ImageCatalog, ImageQuery, ImageTable, ObjectLocation, ObjectStore},
+    PortError, PortErrorKind,
 };
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::{
+    console::{self, GalleryFilter},
+    pipeline::PipelineProbe,
+};
+
+/// Images per gallery page unless asked otherwise.
+const PAGE_SIZE: usize = 24;
+/// Longest side of a thumbnail, in pixels.
+const THUMBNAIL_PX: u32 = 320;
+/// Only what the pages need: their own script and styles, images from the API itself.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+                   img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+                   base-uri 'none'; frame-ancestors 'none'";
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -31,18 +58,250 @@ pub struct ApiState<S, T> {
     pub key_prefix: String,
     /// Size and dimension limits, as ingest applies them.
     pub limits: Limits,
+    /// The queues and throughput behind the Pipeline page; `None` shows it unavailable.
+    pub pipeline: Option<PipelineProbe>,
+    /// When set, every request must present it (`x-api-key`, `Authorization: Bearer`, or as
+    /// the password of HTTP Basic, which browsers prompt for).
+    pub api_key: Option<String>,
+    /// Thumbnails decoding at once; more wait (decoding is CPU-bound).
+    pub thumbnail_permits: Semaphore,
 }
 
-/// The API's routes on `state`.
-pub fn router<S: ObjectStore, T: ImageTable>(state: Arc<ApiState<S, T>>) -> Router {
+impl<S, T> ApiState<S, T> {
+    /// State with no pipeline probe and no API key.
+    pub fn new(store: S, table: T, bucket: String, key_prefix: String, limits: Limits) -> Self {
+        Self {
+            store,
+            table,
+            bucket,
+            key_prefix,
+            limits,
+            pipeline: None,
+            api_key: None,
+            thumbnail_permits: Semaphore::new(2),
+        }
+    }
+}
+
+/// The API's and the console's routes on `state`.
+pub fn router<S: ObjectStore, T: ImageTable + ImageCatalog>(state: Arc<ApiState<S, T>>) -> Router {
     // Room for the base64 form (4/3 of the image) plus JSON framing; the decoded image is
     // checked against the limit itself.
     let body_limit = (state.limits.max_bytes as usize) * 4 / 3 + 64 * 1024;
     Router::new()
-        .route("/images", post(upload::<S, T>))
+        .route("/", get(pipeline_page::<S, T>))
+        .route("/api/pipeline", get(pipeline_json::<S, T>))
+        .route("/dlq/{stage}", get(dead_letters::<S, T>))
+        .route("/images", post(upload::<S, T>).get(list::<S, T>))
         .route("/images/{id}", get(image::<S, T>))
+        .route("/images/{id}/object", get(object::<S, T>))
+        .route("/images/{id}/thumbnail", get(thumbnail::<S, T>))
+        .route("/console.js", get(script))
+        .route("/console.css", get(styles))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_key::<S, T>,
+        ))
         .with_state(state)
+}
+
+/// Whether the client asked for a page rather than data (browsers put `text/html` first).
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn page(html: String) -> Response {
+    (
+        [(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP))],
+        Html(html),
+    )
+        .into_response()
+}
+
+/// Keys compared in time independent of where they differ.
+fn same_key(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<Vec<u8>> {
+    if let Some(key) = headers.get("x-api-key") {
+        return Some(key.as_bytes().to_vec());
+    }
+    let auth = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    if let Some(token) = auth.strip_prefix("Bearer ") {
+        return Some(token.trim().as_bytes().to_vec());
+    }
+    let basic = auth.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
+    // Any user name; the key is the password.
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    Some(decoded[colon + 1..].to_vec())
+}
+
+async fn require_key<S: Send + Sync + 'static, T: Send + Sync + 'static>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &state.api_key else {
+        return next.run(request).await;
+    };
+    match presented_key(request.headers()) {
+        Some(given) if same_key(&given, expected.as_bytes()) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"imgflow\", charset=\"UTF-8\""),
+            )],
+            Json(json!({"error": "an API key is required: x-api-key, Authorization: Bearer, or Basic with the key as password"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn script() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/console.js"),
+    )
+        .into_response()
+}
+
+async fn styles() -> Response {
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("../assets/console.css"),
+    )
+        .into_response()
+}
+
+async fn pipeline_page<S, T>(State(state): State<Arc<ApiState<S, T>>>) -> Response {
+    let Some(probe) = &state.pipeline else {
+        return page(console::pipeline_unavailable(
+            "this API was started without access to the queues",
+        ));
+    };
+    match probe.view().await {
+        Ok(view) => page(console::pipeline_page(&view)),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the pipeline failed");
+            page(console::pipeline_unavailable(&e.to_string()))
+        }
+    }
+}
+
+async fn pipeline_json<S, T>(
+    State(state): State<Arc<ApiState<S, T>>>,
+) -> Result<Response, ApiError> {
+    let probe = state.pipeline.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this API was started without access to the queues".into(),
+        )
+    })?;
+    let view = probe
+        .view()
+        .await
+        .map_err(|e| upstream("reading the pipeline", e))?;
+    Ok(([(CACHE_CONTROL, "no-store")], Json(view)).into_response())
+}
+
+async fn dead_letters<S, T>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    Path(stage): Path<String>,
+) -> Result<Response, ApiError> {
+    let stage: Stage = stage
+        .parse()
+        .map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))?;
+    let probe = state.pipeline.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this API was started without access to the queues".into(),
+        )
+    })?;
+    let inspection = probe
+        .dead_letters(stage)
+        .await
+        .map_err(|e| upstream("reading the dead-letter queue", e))?;
+    Ok(page(console::dead_letters_page(
+        stage.as_str(),
+        &inspection,
+    )))
+}
+
+/// Query parameters of `GET /images`.
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    status: Option<String>,
+    label: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list<S: ObjectStore, T: ImageTable + ImageCatalog>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let html = wants_html(&headers);
+    let status = match params.status.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(s) => Some(ImageStatus::parse(s).ok_or_else(|| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("status {s:?} is not one of accepted, labeled, rejected, missing"),
+            )
+        })?),
+    };
+    let label = params
+        .label
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty());
+    let query = ImageQuery {
+        status,
+        label: label.clone(),
+        cursor: params.cursor.filter(|c| !c.is_empty()),
+        limit: params.limit.unwrap_or(PAGE_SIZE).clamp(1, 100),
+    };
+    let found = state.table.list(&query).await.map_err(|e| {
+        if e.kind == PortErrorKind::Invalid {
+            ApiError(StatusCode::BAD_REQUEST, e.to_string())
+        } else {
+            upstream("listing images", e)
+        }
+    })?;
+    if html {
+        let filter = GalleryFilter {
+            status,
+            label,
+            paged: query.cursor.is_some(),
+        };
+        return Ok(page(console::gallery_page(&found, &filter)));
+    }
+    Ok(Json(json!({ "images": found.images, "next": found.next })).into_response())
+}
+
+fn upstream(what: &str, e: PortError) -> ApiError {
+    tracing::error!(error = %e, "{what} failed");
+    ApiError(StatusCode::BAD_GATEWAY, format!("{what} failed; try again"))
 }
 
 /// An error answer: `{"error": "..."}` with a status.
@@ -61,7 +320,7 @@ struct Base64Upload {
     base64_image: String,
 }
 
-async fn upload<S: ObjectStore, T: ImageTable>(
+async fn upload<S: ObjectStore, T: ImageTable + ImageCatalog>(
     State(state): State<Arc<ApiState<S, T>>>,
     headers: HeaderMap,
     body: Bytes,
@@ -159,22 +418,176 @@ fn decode_base64(body: &[u8]) -> Result<Bytes, ApiError> {
         .map_err(|e| bad(format!("base64Image is not valid base64: {e}")))
 }
 
-async fn image<S: ObjectStore, T: ImageTable>(
-    State(state): State<Arc<ApiState<S, T>>>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    match state.table.get(&id).await {
-        Ok(Some(record)) => Ok(Json(record).into_response()),
+async fn record<S, T: ImageTable>(
+    state: &ApiState<S, T>,
+    id: &str,
+) -> Result<ImageRecord, ApiError> {
+    match state.table.get(id).await {
+        Ok(Some(record)) => Ok(record),
         Ok(None) => Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("no image with id {id:?}"),
         )),
-        Err(e) => {
-            tracing::error!(error = %e, "reading the item failed");
-            Err(ApiError(
-                StatusCode::BAD_GATEWAY,
-                "reading the image's item failed; try again".into(),
+        Err(e) => Err(upstream("reading the image's item", e)),
+    }
+}
+
+/// Query parameters of `GET /images/{id}`.
+#[derive(Debug, Deserialize)]
+struct ImageParams {
+    format: Option<String>,
+}
+
+async fn image<S: ObjectStore, T: ImageTable>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(params): Query<ImageParams>,
+) -> Result<Response, ApiError> {
+    let html = wants_html(&headers) && params.format.as_deref() != Some("json");
+    match record(&state, &id).await {
+        Ok(record) if html => Ok(page(console::image_page(&record))),
+        Ok(record) => Ok(Json(record).into_response()),
+        Err(ApiError(status, message)) if html => Ok((
+            status,
+            page(console::error_page("Image not found", &message)),
+        )
+            .into_response()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stored bytes, when ingest recognised them as an image: anything else in the bucket is
+/// never served, so an uploaded HTML file cannot run as this origin's page.
+async fn image_bytes<S: ObjectStore, T: ImageTable>(
+    state: &ApiState<S, T>,
+    record: &ImageRecord,
+) -> Result<(Bytes, &'static str), ApiError> {
+    let content_type = match record.content_type.as_deref() {
+        Some("image/png") => "image/png",
+        Some("image/jpeg") => "image/jpeg",
+        _ => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "this object was not recognised as an image".into(),
             ))
         }
+    };
+    let location = ObjectLocation {
+        bucket: record.bucket.clone(),
+        key: record.key.clone(),
+        version_id: record.version_id.clone(),
+    };
+    match state.store.get(&location).await {
+        Ok(bytes) => Ok((bytes, content_type)),
+        Err(e) if e.kind == PortErrorKind::NotFound => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "the object is no longer in the bucket".into(),
+        )),
+        Err(e) => Err(upstream("reading the object", e)),
     }
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+}
+
+async fn object<S: ObjectStore, T: ImageTable>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = record(&state, &id).await?;
+    // The id names one version of one object, so its bytes never change.
+    let etag = format!("\"{}\"", record.id);
+    if etag_matches(&headers, &etag) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let (bytes, content_type) = image_bytes(&state, &record).await?;
+    Ok((
+        [
+            (CONTENT_TYPE, content_type.to_owned()),
+            (CACHE_CONTROL, "private, max-age=86400".to_owned()),
+            (ETAG, etag),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn thumbnail<S: ObjectStore, T: ImageTable>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = record(&state, &id).await?;
+    let etag = format!("\"{}-thumb-{}\"", record.id, record.status);
+    if etag_matches(&headers, &etag) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let placeholder = |text: &str| {
+        (
+            [
+                (CONTENT_TYPE, "image/svg+xml".to_owned()),
+                (CACHE_CONTROL, "no-cache".to_owned()),
+                (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            ],
+            console::placeholder_svg(text),
+        )
+            .into_response()
+    };
+    if matches!(record.status, ImageStatus::Rejected | ImageStatus::Missing) {
+        return Ok(placeholder(record.status.as_str()));
+    }
+    let (bytes, _) = match image_bytes(&state, &record).await {
+        Ok(found) => found,
+        Err(ApiError(StatusCode::NOT_FOUND, _)) => return Ok(placeholder("not available")),
+        Err(e) => return Err(e),
+    };
+    let _permit = state.thumbnail_permits.acquire().await;
+    let jpeg = tokio::task::spawn_blocking(move || make_thumbnail(&bytes))
+        .await
+        .ok()
+        .flatten();
+    Ok(match jpeg {
+        Some(jpeg) => (
+            [
+                (CONTENT_TYPE, "image/jpeg".to_owned()),
+                (CACHE_CONTROL, "private, max-age=86400".to_owned()),
+                (ETAG, etag),
+                (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            ],
+            jpeg,
+        )
+            .into_response(),
+        None => placeholder("cannot decode"),
+    })
+}
+
+/// A JPEG no larger than [`THUMBNAIL_PX`] on its longer side, upright.
+fn make_thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
+    use image::ImageDecoder;
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_decoder()
+        .ok()?;
+    let orientation = decoder.orientation().ok();
+    let mut decoded = image::DynamicImage::from_decoder(decoder).ok()?;
+    if let Some(orientation) = orientation {
+        decoded.apply_orientation(orientation);
+    }
+    if decoded.width() > THUMBNAIL_PX || decoded.height() > THUMBNAIL_PX {
+        decoded = decoded.thumbnail(THUMBNAIL_PX, THUMBNAIL_PX);
+    }
+    let small = decoded.into_rgb8();
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&small)
+        .ok()?;
+    Some(out)
 }

@@ -1,6 +1,7 @@
 //! The API against in-memory ports.
 use std::sync::Arc;
 
+use axum::http::HeaderMap;
 use axum::{
     body::{to_bytes, Body},
     http::{Request, StatusCode},
@@ -8,9 +9,14 @@ use axum::{
 };
 use base64::Engine;
 use imgflow_api::{router, ApiState};
+use imgflow_messages::{
+    BoundingBox, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Instance, Label, NamedRef,
+    SCHEMA_VERSION,
+};
 use imgflow_runtime::{
     fakes::{FakeObjectStore, FakeTable},
     image_probe::Limits,
+    ports::ImageTable,
 };
 use tower::ServiceExt;
 
@@ -24,17 +30,261 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 }
 
 fn app(max_bytes: u64) -> (Router, Arc<ApiState<FakeObjectStore, FakeTable>>) {
-    let state = Arc::new(ApiState {
-        store: FakeObjectStore::default(),
-        table: FakeTable::default(),
-        bucket: "b".into(),
-        key_prefix: "incoming/api/".into(),
-        limits: Limits {
+    let state = Arc::new(ApiState::new(
+        FakeObjectStore::default(),
+        FakeTable::default(),
+        "b".into(),
+        "incoming/api/".into(),
+        Limits {
             max_bytes,
             ..Limits::default()
         },
-    });
+    ));
     (router(state.clone()), state)
+}
+
+/// A real 64×48 PNG.
+fn decodable_png() -> Vec<u8> {
+    let mut out = Vec::new();
+    image::RgbImage::from_pixel(64, 48, image::Rgb([200, 30, 30]))
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// An image in the store and labeled in the table, as the pipeline leaves it.
+async fn labeled_image(
+    state: &ApiState<FakeObjectStore, FakeTable>,
+    key: &str,
+    label: &str,
+) -> String {
+    let etag = state.store.insert("b", key, decodable_png());
+    let id = imgflow_messages::image_id("b", key, &etag);
+    let received_at = imgflow_runtime::clock::now_rfc3339();
+    let mut record = ImageRecord::new(
+        id.clone(),
+        "b".into(),
+        key.into(),
+        etag.clone(),
+        received_at.clone(),
+        ImageStatus::Accepted,
+    );
+    record.content_type = Some("image/png".into());
+    state.table.record_ingest(&record).await.unwrap();
+    let labeled = ImageLabeled {
+        schema_version: SCHEMA_VERSION,
+        image: ImageRef {
+            image_id: id.clone(),
+            trace_id: "t".into(),
+            bucket: "b".into(),
+            key: key.into(),
+            version_id: None,
+            etag,
+            received_at,
+        },
+        labels: vec![Label {
+            name: label.into(),
+            confidence: 93.0,
+            instances: vec![Instance {
+                bounding_box: BoundingBox {
+                    width: 0.5,
+                    height: 0.5,
+                    left: 0.25,
+                    top: 0.25,
+                },
+                confidence: 93.0,
+            }],
+            parents: vec![NamedRef::new("Animal")],
+            categories: vec![],
+        }],
+        detector: "fake".into(),
+        label_model_version: "1".into(),
+        labeled_at: imgflow_runtime::clock::now_rfc3339(),
+    };
+    state
+        .table
+        .record_labels(&labeled, &imgflow_runtime::clock::now_rfc3339())
+        .await
+        .unwrap();
+    id
+}
+
+async fn get(app: &Router, path: &str, accept: &str) -> (StatusCode, HeaderMap, String) {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get(path)
+                .header("accept", accept)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+#[tokio::test]
+async fn browsers_get_pages_and_api_clients_get_json_from_the_same_paths() {
+    let (app, state) = app(15 * 1024 * 1024);
+    let id = labeled_image(&state, "incoming/cat.png", "Cat").await;
+
+    let (status, headers, html) = get(&app, &format!("/images/{id}"), BROWSER).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    assert!(html.contains("class=\"box\""), "the box is drawn: {html}");
+    let (_, headers, json) = get(&app, &format!("/images/{id}"), "application/json").await;
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let record: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(record["status"], "labeled");
+
+    let (_, _, gallery) = get(&app, "/images", BROWSER).await;
+    assert!(
+        gallery.contains(&format!("href=\"/images/{id}\"")),
+        "{gallery}"
+    );
+    let (_, _, page) = get(&app, "/images?label=animal&status=labeled", "*/*").await;
+    let page: serde_json::Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(
+        page["images"][0]["id"],
+        id.as_str(),
+        "found through its parent, any case"
+    );
+    let (_, _, page) = get(&app, "/images?label=Dog", "*/*").await;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&page).unwrap()["images"],
+        serde_json::json!([])
+    );
+    let (status, _, _) = get(&app, "/images?status=sleeping", "*/*").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_key_holding_a_script_tag_shows_as_text() {
+    let (app, state) = app(15 * 1024 * 1024);
+    let key = "incoming/<script>alert('owned')</script>.png";
+    let id = labeled_image(&state, key, "<img src=x onerror=alert(1)>").await;
+    for path in [format!("/images/{id}"), "/images".to_owned()] {
+        let (_, _, html) = get(&app, &path, BROWSER).await;
+        assert!(!html.contains("<script>alert"), "{path}: {html}");
+        assert!(!html.contains("<img src=x"), "{path}: {html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(&#39;owned&#39;)&lt;/script&gt;"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn images_and_thumbnails_are_served_through_the_api() {
+    let (app, state) = app(15 * 1024 * 1024);
+    let id = labeled_image(&state, "incoming/red.png", "Red").await;
+    let (status, headers, _) = get(&app, &format!("/images/{id}/object"), "image/*").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/png");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get(format!("/images/{id}/thumbnail"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let thumb = image::load_from_memory(&bytes).unwrap();
+    assert_eq!(
+        (thumb.width(), thumb.height()),
+        (64, 48),
+        "small images stay their size"
+    );
+
+    // Whatever else lands in the bucket is never served as this origin's content.
+    let etag = state
+        .store
+        .insert("b", "incoming/page.html", b"<html>".to_vec());
+    let other = ImageRecord::new(
+        imgflow_messages::image_id("b", "incoming/page.html", &etag),
+        "b".into(),
+        "incoming/page.html".into(),
+        etag,
+        imgflow_runtime::clock::now_rfc3339(),
+        ImageStatus::Rejected,
+    );
+    state.table.record_ingest(&other).await.unwrap();
+    let (status, _, _) = get(&app, &format!("/images/{}/object", other.id), "*/*").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, headers, svg) = get(&app, &format!("/images/{}/thumbnail", other.id), "*/*").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    assert!(svg.contains("rejected"));
+}
+
+#[tokio::test]
+async fn with_a_key_configured_every_request_must_present_it() {
+    let mut state = ApiState::new(
+        FakeObjectStore::default(),
+        FakeTable::default(),
+        "b".into(),
+        "incoming/api/".into(),
+        Limits::default(),
+    );
+    state.api_key = Some("correct horse battery staple".into());
+    let app = router(Arc::new(state));
+    let (status, headers, _) = get(&app, "/images", BROWSER).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"),
+        "browsers prompt"
+    );
+    let with = |name: &str, value: String| {
+        Request::get("/images")
+            .header(name, value)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let basic = base64::engine::general_purpose::STANDARD.encode("me:correct horse battery staple");
+    for request in [
+        with("x-api-key", "correct horse battery staple".into()),
+        with(
+            "authorization",
+            "Bearer correct horse battery staple".into(),
+        ),
+        with("authorization", format!("Basic {basic}")),
+    ] {
+        assert_eq!(
+            app.clone().oneshot(request).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    let wrong = with("x-api-key", "correct horse battery stapler".into());
+    assert_eq!(
+        app.clone().oneshot(wrong).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 async fn send(app: Router, content_type: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
@@ -12,6 +14,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use imgflow_runtime::aws::dynamodb::{BY_DAY_INDEX, BY_STATUS_INDEX};
 use imgflow_runtime::{
     aws::AwsClients,
     config::{Names, Stage},
@@ -82,7 +85,21 @@ pub async fn provision(
         .map(|r| r.to_string())
         .unwrap_or_else(|| "us-east-1".into());
     ensure_bucket(aws, &names.bucket, &region).await?;
-    ensure_table(aws, &names.table).await?;
+    ensure_table(aws, &names.table, ("id", None), IMAGE_INDEXES).await?;
+    ensure_table(aws, &names.index_table, ("pk", Some("sk")), &[]).await?;
+    aws.dynamodb
+        .update_time_to_live()
+        .table_name(&names.index_table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .map_err(|e| failed(format!("table {}", names.index_table), e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| failed(format!("table {} TTL", names.index_table), e))?;
 
     let mut topic_arns = HashMap::new();
     for stage in Stage::ALL {
@@ -246,26 +263,83 @@ async fn ensure_bucket(aws: &AwsClients, bucket: &str, region: &str) -> Result<(
     Ok(())
 }
 
-async fn ensure_table(aws: &AwsClients, table: &str) -> Result<(), ProvisionError> {
+/// The images table's console indexes: (name, partition key, sort key), keys only.
+const IMAGE_INDEXES: &[(&str, &str, &str)] = &[
+    (BY_DAY_INDEX, "day", "received_key"),
+    (BY_STATUS_INDEX, "status_day", "received_key"),
+];
+
+fn key_schema(
+    hash: &str,
+    range: Option<&str>,
+    resource: &str,
+) -> Result<Vec<KeySchemaElement>, ProvisionError> {
+    std::iter::once((hash, KeyType::Hash))
+        .chain(range.map(|r| (r, KeyType::Range)))
+        .map(|(name, key_type)| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(|e| failed(resource.to_owned(), e))
+        })
+        .collect()
+}
+
+fn string_attribute(name: &str, resource: &str) -> Result<AttributeDefinition, ProvisionError> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(|e| failed(resource.to_owned(), e))
+}
+
+fn keys_only_index(
+    (name, hash, range): (&str, &str, &str),
+    resource: &str,
+) -> Result<GlobalSecondaryIndex, ProvisionError> {
+    GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .set_key_schema(Some(key_schema(hash, Some(range), resource)?))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| failed(resource.to_owned(), e))
+}
+
+/// Creates `table` with string keys and keys-only global secondary `indexes`, or adds the
+/// indexes an existing table lacks (tables from before the console).
+async fn ensure_table(
+    aws: &AwsClients,
+    table: &str,
+    (hash, range): (&str, Option<&str>),
+    indexes: &[(&str, &str, &str)],
+) -> Result<(), ProvisionError> {
     let resource = format!("table {table}");
+    let mut attributes: Vec<&str> = std::iter::once(hash).chain(range).collect();
+    for (_, h, r) in indexes {
+        attributes.extend([*h, *r]);
+    }
+    attributes.sort();
+    attributes.dedup();
+    let definitions = attributes
+        .iter()
+        .map(|a| string_attribute(a, &resource))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gsis = indexes
+        .iter()
+        .map(|i| keys_only_index(*i, &resource))
+        .collect::<Result<Vec<_>, _>>()?;
     let created = aws
         .dynamodb
         .create_table()
         .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(|e| failed(resource.clone(), e))?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(|e| failed(resource.clone(), e))?,
-        )
+        .set_attribute_definitions(Some(definitions.clone()))
+        .set_key_schema(Some(key_schema(hash, range, &resource)?))
+        .set_global_secondary_indexes((!gsis.is_empty()).then_some(gsis.clone()))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await;
@@ -285,9 +359,51 @@ async fn ensure_table(aws: &AwsClients, table: &str) -> Result<(), ProvisionErro
             .send()
             .await
             .map_err(|e| failed(resource.clone(), e))?;
-        if description.table.and_then(|t| t.table_status) == Some(TableStatus::Active) {
-            return Ok(());
+        let Some(description) = description.table else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        };
+        if description.table_status != Some(TableStatus::Active) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
         }
+        let described = description.global_secondary_indexes.unwrap_or_default();
+        // A new index is backfilled before it answers queries.
+        if described.iter().any(|i| {
+            i.index_status
+                .as_ref()
+                .is_some_and(|s| *s != aws_sdk_dynamodb::types::IndexStatus::Active)
+        }) {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
+        }
+        let existing: Vec<String> = described.into_iter().filter_map(|i| i.index_name).collect();
+        // DynamoDB adds one index per UpdateTable call; the next pass adds the next.
+        let Some(missing) = gsis
+            .iter()
+            .find(|g| !existing.iter().any(|e| *e == g.index_name))
+        else {
+            return Ok(());
+        };
+        aws.dynamodb
+            .update_table()
+            .table_name(table)
+            .set_attribute_definitions(Some(definitions.clone()))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder()
+                    .create(
+                        CreateGlobalSecondaryIndexAction::builder()
+                            .index_name(&missing.index_name)
+                            .set_key_schema(Some(missing.key_schema.clone()))
+                            .set_projection(missing.projection.clone())
+                            .build()
+                            .map_err(|e| failed(resource.clone(), e))?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| failed(format!("{resource} index {}", missing.index_name), e))?;
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
     Err(ProvisionError {

@@ -225,7 +225,10 @@ async fn a_duplicate_event_maps_to_the_same_item_and_never_undoes_labels() {
         label_model_version: "1".into(),
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
-    f.table.record_labels(&labeled).await.unwrap();
+    f.table
+        .record_labels(&labeled, "2026-11-27T05:00:00.000000Z")
+        .await
+        .unwrap();
     f.handler
         .handle(&event("incoming/dup.png", &etag))
         .await

@@ -180,7 +180,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             Err(e) if e.kind == PortErrorKind::Invalid => {
                 let reason = format!("the detector could not read the image: {}", e.message);
                 self.table
-                    .record_failure(&image.image_id, ImageStatus::Rejected, &reason)
+                    .record_failure(&image, ImageStatus::Rejected, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
                 self.release_claim(&image.image_id, message).await;
@@ -194,7 +194,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
                 // message can be replayed once the object is back.
                 let reason = "object was deleted after it was accepted".to_owned();
                 self.table
-                    .record_failure(&image.image_id, ImageStatus::Missing, &reason)
+                    .record_failure(&image, ImageStatus::Missing, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
                 self.release_claim(&image.image_id, message).await;

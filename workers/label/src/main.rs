@@ -9,7 +9,7 @@ use imgflow_runtime::{
     config::{env_in_range, env_opt, Stage, WorkerConfig},
     observability,
     ports::{FixedLatencyDetector, LabelDetector},
-    shutdown, telemetry,
+    shutdown, telemetry, throughput,
 };
 
 #[tokio::main]
@@ -57,6 +57,8 @@ async fn run<D: LabelDetector>(
             let logged =
                 CallLog::new(detector, path.as_ref()).with_context(|| format!("opening {path}"))?;
             start(
+                aws,
+                config,
                 imgflow_label::build(aws, config, settings, logged).await,
                 shutdown,
             )
@@ -64,6 +66,8 @@ async fn run<D: LabelDetector>(
         }
         None => {
             start(
+                aws,
+                config,
                 imgflow_label::build(aws, config, settings, detector).await,
                 shutdown,
             )
@@ -73,11 +77,14 @@ async fn run<D: LabelDetector>(
 }
 
 async fn start<D: LabelDetector>(
+    aws: &AwsClients,
+    config: &WorkerConfig,
     consumer: Result<imgflow_label::LabelConsumer<D>, imgflow_runtime::PortError>,
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let consumer = consumer.context("connecting the label stage to its queue and topic")?;
     tracing::info!("label stage running");
-    Arc::new(consumer).run(shutdown).await;
+    let index = aws.index_table(&config.names);
+    throughput::run_recorded(Arc::new(consumer), shutdown, index, config.stage.as_str()).await;
     Ok(())
 }

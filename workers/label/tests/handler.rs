@@ -177,7 +177,10 @@ async fn labels_already_stored_by_this_detector_skip_the_detector() {
         label_model_version: "fake-1".into(),
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
-    f.table.record_labels(&labeled).await.unwrap();
+    f.table
+        .record_labels(&labeled, "2026-11-27T05:00:00.000000Z")
+        .await
+        .unwrap();
     f.handler
         .handle(&message(accepted("a").encode()))
         .await

@@ -152,6 +152,9 @@ pub struct Names {
     pub bucket: String,
     /// The images table: `<prefix>-images`, or `IMGFLOW_TABLE`.
     pub table: String,
+    /// The console's index table (images by label, per-stage throughput): `<prefix>-index`,
+    /// or `IMGFLOW_INDEX_TABLE`.
+    pub index_table: String,
 }
 
 impl Names {
@@ -161,6 +164,7 @@ impl Names {
         Self {
             bucket: format!("{prefix}-images"),
             table: format!("{prefix}-images"),
+            index_table: format!("{prefix}-index"),
             prefix,
         }
     }
@@ -188,6 +192,9 @@ impl Names {
         }
         if let Some(table) = env_opt("IMGFLOW_TABLE") {
             names.table = table;
+        }
+        if let Some(table) = env_opt("IMGFLOW_INDEX_TABLE") {
+            names.index_table = table;
         }
         Ok(names)
     }

@@ -15,7 +15,10 @@
 //! [`Consumer::process_batch`] is one iteration, so tests drive the loop without sleeping.
 use std::{
     error::Error as StdError,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -202,6 +205,7 @@ pub struct Consumer<Q, H> {
     handler: Arc<H>,
     config: ConsumerConfig,
     permits: Arc<Semaphore>,
+    completed: Arc<AtomicU64>,
 }
 
 impl<Q, H> std::fmt::Debug for Consumer<Q, H> {
@@ -221,7 +225,13 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             handler,
             config,
             permits,
+            completed: Arc::default(),
         }
+    }
+
+    /// Messages handled successfully so far (for [`crate::throughput`]).
+    pub fn completed(&self) -> Arc<AtomicU64> {
+        self.completed.clone()
     }
 
     /// One iteration: receive a batch and deal with every message in it.
@@ -290,6 +300,8 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         }
         self.delete(to_delete).await;
         self.release(to_release).await;
+        self.completed
+            .fetch_add(report.succeeded as u64, Ordering::Relaxed);
         for (name, count) in [
             ("imgflow_messages_succeeded_total", report.succeeded),
             ("imgflow_messages_retried_total", report.retried),

@@ -11,12 +11,13 @@ use std::{
 };
 
 use bytes::Bytes;
-use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus, Label};
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
 use crate::{
     ports::{
-        DeadLetter, DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectHead,
-        ObjectLocation, ObjectStore, Publisher, PutResult, Queue, ReceivedMessage, WriteOutcome,
+        DeadLetter, DetectRequest, Detection, ImageCatalog, ImagePage, ImageQuery, ImageTable,
+        LabelClaim, LabelDetector, ObjectHead, ObjectLocation, ObjectStore, Publisher, PutResult,
+        Queue, ReceivedMessage, WriteOutcome,
     },
     PortError, PortErrorKind,
 };
@@ -427,12 +428,12 @@ impl ImageTable for FakeTable {
 
     async fn record_failure(
         &self,
-        image_id: &str,
+        image: &ImageRef,
         status: ImageStatus,
         reason: &str,
     ) -> Result<WriteOutcome, PortError> {
         let mut items = self.items.lock().unwrap();
-        match items.get_mut(image_id) {
+        match items.get_mut(&image.image_id) {
             Some(r) if r.status != ImageStatus::Labeled => {
                 r.status = status;
                 r.reason = Some(reason.into());
@@ -442,7 +443,11 @@ impl ImageTable for FakeTable {
         }
     }
 
-    async fn record_labels(&self, labeled: &ImageLabeled) -> Result<WriteOutcome, PortError> {
+    async fn record_labels(
+        &self,
+        labeled: &ImageLabeled,
+        stored_at: &str,
+    ) -> Result<WriteOutcome, PortError> {
         let mut items = self.items.lock().unwrap();
         let image = &labeled.image;
         let record = items.entry(image.image_id.clone()).or_insert_with(|| {
@@ -471,6 +476,7 @@ impl ImageTable for FakeTable {
         record.detector = Some(labeled.detector.clone());
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
+        record.stored_at = Some(stored_at.to_owned());
         Ok(WriteOutcome::Written)
     }
 
@@ -529,5 +535,42 @@ impl ImageTable for FakeTable {
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
+    }
+}
+
+/// Lists by sorting every item: the fake's stand-in for the indexes. The cursor is the number
+/// of images already shown.
+impl ImageCatalog for FakeTable {
+    async fn list(&self, query: &ImageQuery) -> Result<ImagePage, PortError> {
+        let skip = match &query.cursor {
+            Some(c) => c.parse().map_err(|_| {
+                PortError::new(PortErrorKind::Invalid, "reading the page cursor", c.clone())
+            })?,
+            None => 0,
+        };
+        let wanted = query.label.as_deref().map(|l| l.trim().to_lowercase());
+        let has_label = |r: &ImageRecord| {
+            let Some(wanted) = &wanted else { return true };
+            r.labels.iter().flatten().any(|l| {
+                std::iter::once(&l.name)
+                    .chain(l.parents.iter().map(|p| &p.name))
+                    .any(|n| n.to_lowercase() == *wanted)
+            })
+        };
+        let mut matching: Vec<ImageRecord> = self
+            .items
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|r| query.status.is_none_or(|s| s == r.status) && has_label(r))
+            .cloned()
+            .collect();
+        matching.sort_by(|a, b| (&b.received_at, &b.id).cmp(&(&a.received_at, &a.id)));
+        let limit = query.limit.max(1);
+        let more = matching.len() > skip + limit;
+        Ok(ImagePage {
+            images: matching.into_iter().skip(skip).take(limit).collect(),
+            next: more.then(|| (skip + limit).to_string()),
+        })
     }
 }

@@ -13,6 +13,7 @@
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`image_probe`]: format and dimensions from the first bytes of a file, without decoding.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
+//! - [`throughput`]: completed messages per stage and minute, for the console.
 //! - [`telemetry`], [`shutdown`], [`clock`].
 //! - `fakes` (feature `test-util`): in-memory ports for handler tests.
 
@@ -28,5 +29,6 @@ pub mod observability;
 pub mod ports;
 pub mod shutdown;
 pub mod telemetry;
+pub mod throughput;
 
 pub use error::{PortError, PortErrorKind};

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use bytes::Bytes;
-use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus, Label};
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
 use crate::PortError;
 
@@ -239,15 +239,17 @@ pub trait ImageTable: Send + Sync + 'static {
     /// object vanished), unless it is `labeled`.
     fn record_failure(
         &self,
-        image_id: &str,
+        image: &ImageRef,
         status: ImageStatus,
         reason: &str,
     ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
 
-    /// Writes labels and status `labeled` unless the item holds labels produced later.
+    /// Writes labels, status `labeled` and `stored_at` unless the item holds labels produced
+    /// later, and indexes the image under each label and parent name (see [`ImageCatalog`]).
     fn record_labels(
         &self,
         labeled: &ImageLabeled,
+        stored_at: &str,
     ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
 
     /// Claims the right to call `detector` for an image until `until` (RFC 3339), for the
@@ -282,6 +284,37 @@ pub trait ImageTable: Send + Sync + 'static {
         &self,
         image_id: &str,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
+}
+
+/// What the gallery (or an API client) asks for: newest first, optionally only one status
+/// and only images with a label (matched case-insensitively, parents included).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageQuery {
+    /// Only images in this status.
+    pub status: Option<ImageStatus>,
+    /// Only images with this label or a label whose parent it is.
+    pub label: Option<String>,
+    /// Where the previous page ended ([`ImagePage::next`]).
+    pub cursor: Option<String>,
+    /// At most this many images.
+    pub limit: usize,
+}
+
+/// One page of images, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImagePage {
+    /// The images.
+    pub images: Vec<ImageRecord>,
+    /// Pass as [`ImageQuery::cursor`] for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Lists images through indexes, never by scanning the table. An unreadable cursor is a
+/// [`crate::PortErrorKind::Invalid`] error.
+pub trait ImageCatalog: Send + Sync + 'static {
+    /// One page of images matching `query`.
+    fn list(&self, query: &ImageQuery)
+        -> impl Future<Output = Result<ImagePage, PortError>> + Send;
 }
 
 /// A shared detector is a detector, so tests can keep a handle on a counting fake.

@@ -28,9 +28,10 @@ impl<T: ImageTable, P: Publisher> Handler for StoreHandler<T, P> {
         Span::current().record("image_id", labeled.image.image_id.as_str());
         Span::current().record("trace_id", labeled.image.trace_id.as_str());
 
+        let stored_at = clock::now_rfc3339();
         let outcome = self
             .table
-            .record_labels(&labeled)
+            .record_labels(&labeled, &stored_at)
             .await
             .map_err(|e| HandleError::from_port("table_write_failed", e))?;
         if outcome == WriteOutcome::Superseded {
@@ -43,7 +44,7 @@ impl<T: ImageTable, P: Publisher> Handler for StoreHandler<T, P> {
             schema_version: SCHEMA_VERSION,
             label_names: by_confidence.iter().map(|l| l.name.clone()).collect(),
             labeled_at: labeled.labeled_at.clone(),
-            stored_at: clock::now_rfc3339(),
+            stored_at,
             image: labeled.image,
         };
         self.publisher

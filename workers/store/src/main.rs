@@ -5,7 +5,7 @@ use anyhow::Context;
 use imgflow_runtime::{
     aws::AwsClients,
     config::{Stage, WorkerConfig},
-    observability, shutdown, telemetry,
+    observability, shutdown, telemetry, throughput,
 };
 
 #[tokio::main]
@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting the store stage to its queue and topic")?;
     tracing::info!(prefix = %config.names.prefix, "store stage running");
-    Arc::new(consumer).run(shutdown).await;
+    let index = aws.index_table(&config.names);
+    throughput::run_recorded(Arc::new(consumer), shutdown, index, config.stage.as_str()).await;
     Ok(())
 }

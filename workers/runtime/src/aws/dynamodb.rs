@@ -5,26 +5,60 @@
 //! write is conditional, so redelivered and out-of-order messages are harmless.
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use aws_sdk_dynamodb::{
     error::SdkError,
     operation::{put_item::PutItemError, update_item::UpdateItemError},
-    types::AttributeValue,
+    types::{AttributeValue, ReturnValue},
     Client,
 };
-use imgflow_messages::{ImageLabeled, ImageRecord, ImageStatus};
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 use serde::Serialize;
 
-use super::port_error;
+use super::{
+    index::{label_entries, IndexTable},
+    port_error,
+};
 use crate::{
     ports::{ImageTable, LabelClaim, WriteOutcome, CLAIM_DONE},
     PortError, PortErrorKind,
 };
 
-/// Table `<prefix>-images`, partition key `id` (S).
+/// Table `<prefix>-images`, partition key `id` (S), with two keys-only global secondary
+/// indexes for the console, both sorted by `received_key` (`<received_at>#<id>`):
+/// `by_day` (partition `day`, `YYYY-MM-DD` of `received_at`) and `by_status` (partition
+/// `status_day`, `<status>#<day>`). Partitioning by day keeps any one index partition to a
+/// day's images; the key attributes are derived on every write, so they never disagree with
+/// `status`.
 #[derive(Debug, Clone)]
 pub struct DynamoImageTable {
-    client: Client,
-    table: String,
+    pub(super) client: Client,
+    pub(super) table: String,
+    /// Where `record_labels` indexes labels; `None` leaves the index alone.
+    pub(super) index: Option<IndexTable>,
+    /// When the table was created (`YYYY-MM-DD`): the gallery never walks back before it.
+    pub(super) created_day: Arc<tokio::sync::OnceCell<String>>,
+}
+
+/// The `by_day` index.
+pub const BY_DAY_INDEX: &str = "by_day";
+/// The `by_status` index.
+pub const BY_STATUS_INDEX: &str = "by_status";
+
+/// `day` of a `received_at`.
+pub fn day_of(received_at: &str) -> &str {
+    received_at.get(..10).unwrap_or(received_at)
+}
+
+/// `received_key` of an image.
+pub fn received_key(received_at: &str, id: &str) -> String {
+    format!("{received_at}#{id}")
+}
+
+/// `status_day` of an image.
+pub fn status_day(status: ImageStatus, received_at: &str) -> String {
+    format!("{status}#{}", day_of(received_at))
 }
 
 impl DynamoImageTable {
@@ -33,7 +67,15 @@ impl DynamoImageTable {
         Self {
             client,
             table: table.into(),
+            index: None,
+            created_day: Arc::default(),
         }
+    }
+
+    /// Also maintains (and searches) the label index in table `index_table`.
+    pub fn with_index(mut self, index_table: impl Into<String>) -> Self {
+        self.index = Some(IndexTable::new(self.client.clone(), index_table));
+        self
     }
 
     /// Up to `limit` items, newest `received_at` first. Scans the table: for operators' tools
@@ -74,6 +116,16 @@ impl DynamoImageTable {
         update: Update,
         what: &str,
     ) -> Result<WriteOutcome, PortError> {
+        Ok(self.update_returning_old(id, update, what).await?.0)
+    }
+
+    /// Like `update`, also answering the updated attributes' previous values.
+    async fn update_returning_old(
+        &self,
+        id: &str,
+        update: Update,
+        what: &str,
+    ) -> Result<(WriteOutcome, HashMap<String, AttributeValue>), PortError> {
         let (expression, names, values, condition) = update.build();
         let result = self
             .client
@@ -85,13 +137,43 @@ impl DynamoImageTable {
             .set_expression_attribute_names(Some(names))
             // DynamoDB rejects an empty values map.
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .return_values(ReturnValue::UpdatedOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(WriteOutcome::Written),
-            Err(e) if is_condition_failure_update(&e) => Ok(WriteOutcome::Superseded),
+            Ok(output) => Ok((WriteOutcome::Written, output.attributes.unwrap_or_default())),
+            Err(e) if is_condition_failure_update(&e) => {
+                Ok((WriteOutcome::Superseded, HashMap::new()))
+            }
             Err(e) => Err(port_error(format!("dynamodb:UpdateItem {what} {id}"), e)),
         }
+    }
+
+    /// Indexes the labels just written and drops the entries of the labels they replaced.
+    async fn index_labels(
+        &self,
+        labeled: &ImageLabeled,
+        old: HashMap<String, AttributeValue>,
+    ) -> Result<(), PortError> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let id = &labeled.image.image_id;
+        let new = label_entries(id, &labeled.labeled_at, &labeled.labels);
+        let old_labeled_at = old.get("labeled_at").and_then(|v| v.as_s().ok());
+        let old_labels: Vec<Label> = old
+            .get("labels")
+            .cloned()
+            .and_then(|v| serde_json::from_value(to_json(v)).ok())
+            .unwrap_or_default();
+        let stale: Vec<_> = match old_labeled_at {
+            Some(at) => label_entries(id, at, &old_labels)
+                .into_iter()
+                .filter(|o| !new.iter().any(|n| n.key() == o.key()))
+                .collect(),
+            None => Vec::new(),
+        };
+        index.write_labels(&new, &stale).await
     }
 }
 
@@ -138,24 +220,39 @@ impl ImageTable for DynamoImageTable {
 
     async fn record_failure(
         &self,
-        image_id: &str,
+        image: &ImageRef,
         status: ImageStatus,
         reason: &str,
     ) -> Result<WriteOutcome, PortError> {
         let mut update = Update::default();
         update.set("status", s(status.as_str()));
+        update.set("status_day", s(&status_day(status, &image.received_at)));
         update.set("reason", s(reason));
         update.condition(
             "attribute_exists(#id) AND #status <> :labeled",
             &[("labeled", s(ImageStatus::Labeled.as_str()))],
         );
-        self.update(image_id, update, status.as_str()).await
+        self.update(&image.image_id, update, status.as_str()).await
     }
 
-    async fn record_labels(&self, labeled: &ImageLabeled) -> Result<WriteOutcome, PortError> {
+    async fn record_labels(
+        &self,
+        labeled: &ImageLabeled,
+        stored_at: &str,
+    ) -> Result<WriteOutcome, PortError> {
         let image = &labeled.image;
         let mut update = Update::default();
         update.set("status", s(ImageStatus::Labeled.as_str()));
+        update.set(
+            "status_day",
+            s(&status_day(ImageStatus::Labeled, &image.received_at)),
+        );
+        update.set_if_not_exists("day", s(day_of(&image.received_at)));
+        update.set_if_not_exists(
+            "received_key",
+            s(&received_key(&image.received_at, &image.image_id)),
+        );
+        update.set("stored_at", s(stored_at));
         update.set("labels", to_attribute(&labeled.labels)?);
         update.set("detector", s(&labeled.detector));
         update.set("label_model_version", s(&labeled.label_model_version));
@@ -176,7 +273,15 @@ impl ImageTable for DynamoImageTable {
             "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
             &[("labeled_at", s(&labeled.labeled_at))],
         );
-        self.update(&image.image_id, update, "labels").await
+        let (outcome, old) = self
+            .update_returning_old(&image.image_id, update, "labels")
+            .await?;
+        if outcome == WriteOutcome::Written {
+            // After the item, so a failure here retries the message and the (equal-time)
+            // item write again; entries never point at labels the item does not hold yet.
+            self.index_labels(labeled, old).await?;
+        }
+        Ok(outcome)
     }
 
     async fn claim_labeling(
@@ -342,11 +447,21 @@ pub fn item_to_record(item: HashMap<String, AttributeValue>) -> Result<ImageReco
     })
 }
 
+/// The record's attributes plus the console indexes' keys derived from them.
 fn record_to_item(record: &ImageRecord) -> Result<HashMap<String, AttributeValue>, PortError> {
-    match to_attribute(record)? {
-        AttributeValue::M(map) => Ok(map),
-        _ => unreachable!("a record serializes to a map"),
-    }
+    let AttributeValue::M(mut map) = to_attribute(record)? else {
+        unreachable!("a record serializes to a map")
+    };
+    map.insert("day".into(), s(day_of(&record.received_at)));
+    map.insert(
+        "status_day".into(),
+        s(&status_day(record.status, &record.received_at)),
+    );
+    map.insert(
+        "received_key".into(),
+        s(&received_key(&record.received_at, &record.id)),
+    );
+    Ok(map)
 }
 
 /// Any serializable value as an attribute. Goes through JSON text so `f32`s keep their short
@@ -442,6 +557,7 @@ mod tests {
             received_at: "2026-11-27T03:40:11.532000Z".into(),
             accepted_at: None,
             labeled_at: None,
+            stored_at: None,
         }
     }
 
@@ -460,6 +576,13 @@ mod tests {
             panic!("a label is a map")
         };
         assert_eq!(cat["Confidence"], AttributeValue::N("97.1".into()));
+        assert_eq!(item["status_day"], s("labeled#2026-11-27"));
+        assert_eq!(item["day"], s("2026-11-27"));
+        assert_eq!(
+            item["received_key"],
+            s("2026-11-27T03:40:11.532000Z#abc"),
+            "the gallery's sort key: time, then id"
+        );
         assert_eq!(item_to_record(item).unwrap(), record());
     }
 

@@ -13,7 +13,9 @@ use aws_smithy_types::error::{display::DisplayErrorContext, metadata::ProvideErr
 
 use crate::{config::WorkerConfig, PortError, PortErrorKind};
 
+pub mod catalog;
 pub mod dynamodb;
+pub mod index;
 pub mod rekognition;
 pub mod s3;
 pub mod sns;
@@ -114,9 +116,15 @@ impl AwsClients {
         ))
     }
 
-    /// The images table.
+    /// The console's index table.
+    pub fn index_table(&self, names: &crate::config::Names) -> index::IndexTable {
+        index::IndexTable::new(self.dynamodb.clone(), names.index_table.clone())
+    }
+
+    /// The images table, maintaining the label index.
     pub fn image_table(&self, config: &WorkerConfig) -> dynamodb::DynamoImageTable {
         dynamodb::DynamoImageTable::new(self.dynamodb.clone(), config.names.table.clone())
+            .with_index(config.names.index_table.clone())
     }
 }
 

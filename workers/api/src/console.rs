@@ -1,0 +1,534 @@
+//! The web console's pages, rendered on the server as plain HTML. Every piece of text that
+//! came from a user (object keys, label names, error texts, message bodies) goes through
+//! [`esc`]; the pages load one script, `/console.js`, and the CSP forbids any other.
+use std::fmt::Write;
+
+use imgflow_cli::dlq::Inspection;
+use imgflow_messages::{ImageRecord, ImageStatus};
+use imgflow_runtime::{clock, ports::ImagePage};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+
+use crate::pipeline::{PipelineView, REFRESH};
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query parameter value.
+pub fn url_param(value: &str) -> String {
+    utf8_percent_encode(value, NON_ALPHANUMERIC).to_string()
+}
+
+/// Which page of the navigation is current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    /// `/`.
+    Pipeline,
+    /// `/images`.
+    Gallery,
+    /// Neither.
+    Other,
+}
+
+/// A whole page around `body`.
+pub fn layout(title: &str, nav: Nav, body: &str) -> String {
+    let link = |href: &str, label: &str, this: Nav| {
+        let current = if nav == this {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        format!("<a href=\"{href}\"{current}>{label}</a>")
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · imgflow</title>\
+         <link rel=\"stylesheet\" href=\"/console.css\">\
+         <script src=\"/console.js\" defer></script></head>\
+         <body><header><a class=\"brand\" href=\"/\">imgflow</a><nav>{pipeline}{gallery}\
+         <a href=\"/images#upload\">Upload</a></nav></header><main>{body}</main></body></html>",
+        title = esc(title),
+        pipeline = link("/", "Pipeline", Nav::Pipeline),
+        gallery = link("/images", "Gallery", Nav::Gallery),
+    )
+}
+
+/// The Pipeline page: the stages as a graph with depths and throughput, refreshed by the
+/// script from `/api/pipeline`.
+pub fn pipeline_page(view: &PipelineView) -> String {
+    let mut body = format!(
+        "<h1>Pipeline</h1><p class=\"hint\">Refreshed every {} s. Counts are SQS's approximate \
+         numbers; images/min is the average of the last five whole minutes.</p>\
+         <div class=\"graph\" id=\"pipeline\" data-refresh-ms=\"{}\">\
+         <div class=\"node source\"><h2>S3</h2><p><code>{}</code></p><p>object created →</p></div>",
+        REFRESH.as_secs(),
+        REFRESH.as_millis(),
+        esc(&view.source)
+    );
+    for stage in &view.stages {
+        let name = esc(&stage.stage);
+        let dlq_class = if stage.dead_lettered > 0 {
+            " has-dlq"
+        } else {
+            ""
+        };
+        let max = stage.per_minute.iter().copied().max().unwrap_or(0).max(1);
+        let bars: String = stage
+            .per_minute
+            .iter()
+            .map(|n| {
+                format!(
+                    "<span class=\"bar\" style=\"height:{}%\" title=\"{n}\"></span>",
+                    n * 100 / max
+                )
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<div class=\"arrow\" aria-hidden=\"true\">→</div>\
+             <section class=\"node stage{dlq_class}\" data-stage=\"{name}\"><h2>{name}</h2>\
+             <dl><dt>waiting</dt><dd data-field=\"visible\">{}</dd>\
+             <dt>in flight</dt><dd data-field=\"in_flight\">{}</dd>\
+             <dt>dead letters</dt><dd><a class=\"dlq\" href=\"/dlq/{name}\" data-field=\"dead_lettered\">{}</a></dd>\
+             <dt>images/min</dt><dd data-field=\"rate_per_minute\">{:.1}</dd>\
+             <dt>last 10 min</dt><dd data-field=\"recent_total\">{}</dd></dl>\
+             <div class=\"spark\" data-field=\"per_minute\" aria-label=\"completed per minute\">{bars}</div>\
+             </section>",
+            stage.visible, stage.in_flight, stage.dead_lettered, stage.rate_per_minute, stage.recent_total
+        );
+    }
+    body.push_str(
+        "<div class=\"arrow\" aria-hidden=\"true\">→</div>\
+         <div class=\"node source\"><h2>DynamoDB</h2><p>labels, <a href=\"/images\">gallery</a></p></div></div>",
+    );
+    layout("Pipeline", Nav::Pipeline, &body)
+}
+
+/// The pipeline unreachable (SQS or DynamoDB failing): the page still renders, saying so.
+pub fn pipeline_unavailable(reason: &str) -> String {
+    layout(
+        "Pipeline",
+        Nav::Pipeline,
+        &format!(
+            "<h1>Pipeline</h1><p class=\"error\">The queues could not be read: {}</p>",
+            esc(reason)
+        ),
+    )
+}
+
+/// What the gallery was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct GalleryFilter {
+    /// Status filter.
+    pub status: Option<ImageStatus>,
+    /// Label filter.
+    pub label: Option<String>,
+    /// Whether this is a later page.
+    pub paged: bool,
+}
+
+impl GalleryFilter {
+    fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(s) = self.status {
+            parts.push(format!("status={s}"));
+        }
+        if let Some(l) = &self.label {
+            parts.push(format!("label={}", url_param(l)));
+        }
+        parts.join("&amp;")
+    }
+}
+
+fn status_badge(status: ImageStatus) -> String {
+    format!("<span class=\"status status-{status}\" data-status=\"{status}\">{status}</span>")
+}
+
+/// The Gallery page: filters, the upload drop zone, and one page of images.
+pub fn gallery_page(page: &ImagePage, filter: &GalleryFilter) -> String {
+    let option = |value: &str| {
+        let selected = if filter.status.map(|s| s.as_str()) == Some(value) {
+            " selected"
+        } else {
+            ""
+        };
+        format!("<option value=\"{value}\"{selected}>{value}</option>")
+    };
+    let statuses: String = ["labeled", "accepted", "rejected", "missing"]
+        .iter()
+        .map(|s| option(s))
+        .collect();
+    let mut body = format!(
+        "<h1>Gallery</h1>\
+         <form class=\"filters\" method=\"get\" action=\"/images\" role=\"search\">\
+         <label>Label <input type=\"search\" name=\"label\" value=\"{label}\" placeholder=\"Cat, Animal…\"></label>\
+         <label>Status <select name=\"status\"><option value=\"\">any</option>{statuses}</select></label>\
+         <button type=\"submit\">Filter</button> <a href=\"/images\">clear</a></form>\
+         <section id=\"upload\" class=\"drop\" tabindex=\"0\">\
+         <p><strong>Drop images here</strong> or <label class=\"pick\">choose files\
+         <input id=\"files\" type=\"file\" accept=\"image/png,image/jpeg\" multiple></label></p>\
+         <ul id=\"uploads\"></ul></section>",
+        label = esc(filter.label.as_deref().unwrap_or("")),
+    );
+    let live = if filter.paged {
+        ""
+    } else {
+        " data-live=\"3000\""
+    };
+    let _ = write!(body, "<div id=\"grid\" class=\"grid\"{live}>");
+    if page.images.is_empty() {
+        body.push_str("<p class=\"empty\">No images match.</p>");
+    }
+    for image in &page.images {
+        body.push_str(&card(image));
+    }
+    body.push_str("</div>");
+    if let Some(next) = &page.next {
+        let query = filter.query();
+        let sep = if query.is_empty() { "" } else { "&amp;" };
+        let _ = write!(
+            body,
+            "<p class=\"pager\"><a rel=\"next\" href=\"/images?{query}{sep}cursor={}\">Older →</a></p>",
+            url_param(next)
+        );
+    }
+    layout("Gallery", Nav::Gallery, &body)
+}
+
+fn card(image: &ImageRecord) -> String {
+    let id = esc(&image.id);
+    let labels: String = image
+        .top_labels(3)
+        .iter()
+        .map(|l| format!("<span class=\"label\">{}</span>", esc(l)))
+        .collect();
+    format!(
+        "<a class=\"card\" href=\"/images/{id}\" data-id=\"{id}\">\
+         <img src=\"/images/{id}/thumbnail\" alt=\"\" loading=\"lazy\" width=\"240\" height=\"180\">\
+         <span class=\"key\">{key}</span>{badge}<span class=\"labels\">{labels}</span></a>",
+        key = esc(short_key(&image.key)),
+        badge = status_badge(image.status),
+    )
+}
+
+/// The key without the `incoming/` every upload shares.
+fn short_key(key: &str) -> &str {
+    key.strip_prefix("incoming/")
+        .filter(|k| !k.is_empty())
+        .unwrap_or(key)
+}
+
+/// The Image page: the photo with every instance's box, labels, reason and timeline.
+pub fn image_page(image: &ImageRecord) -> String {
+    let id = esc(&image.id);
+    let mut body = format!(
+        "<h1 class=\"key\">{}</h1><p>{}{}</p>",
+        esc(&image.key),
+        status_badge(image.status),
+        image
+            .reason
+            .as_deref()
+            .map(|r| format!(" <span class=\"reason\">{}</span>", esc(r)))
+            .unwrap_or_default(),
+    );
+    let labels = image.labels.as_deref().unwrap_or_default();
+    let mut boxes = String::new();
+    for label in labels {
+        for instance in &label.instances {
+            let b = &instance.bounding_box;
+            let _ = write!(
+                boxes,
+                "<div class=\"box\" style=\"left:{:.3}%;top:{:.3}%;width:{:.3}%;height:{:.3}%\" \
+                 data-label=\"{name}\"><span>{name} {:.1}%</span></div>",
+                b.left * 100.0,
+                b.top * 100.0,
+                b.width * 100.0,
+                b.height * 100.0,
+                instance.confidence,
+                name = esc(&label.name),
+            );
+        }
+    }
+    let viewable = matches!(image.status, ImageStatus::Accepted | ImageStatus::Labeled);
+    if viewable {
+        let _ = write!(
+            body,
+            "<figure class=\"photo\"><img src=\"/images/{id}/object\" alt=\"{}\">{boxes}</figure>",
+            esc(&image.key)
+        );
+    }
+    body.push_str("<div class=\"facts\">");
+    if !labels.is_empty() {
+        body.push_str(
+            "<section><h2>Labels</h2><table class=\"labels\"><thead><tr><th>Label</th>\
+             <th>Confidence</th><th>Parents</th><th>Boxes</th></tr></thead><tbody>",
+        );
+        let mut sorted: Vec<_> = labels.iter().collect();
+        sorted.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        for label in sorted {
+            let parents: Vec<String> = label
+                .parents
+                .iter()
+                .map(|p| {
+                    format!(
+                        "<a href=\"/images?label={}\">{}</a>",
+                        url_param(&p.name),
+                        esc(&p.name)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                body,
+                "<tr><td><a href=\"/images?label={}\">{}</a></td><td>{:.1}%</td><td>{}</td><td>{}</td></tr>",
+                url_param(&label.name),
+                esc(&label.name),
+                label.confidence,
+                parents.join(", "),
+                label.instances.len()
+            );
+        }
+        body.push_str("</tbody></table></section>");
+    }
+    body.push_str(&timeline(image));
+    let _ = write!(
+        body,
+        "<section><h2>Object</h2><dl class=\"meta\">\
+         <dt>bucket</dt><dd>{}</dd><dt>key</dt><dd>{}</dd><dt>size</dt><dd>{}</dd>\
+         <dt>dimensions</dt><dd>{}</dd><dt>detector</dt><dd>{}</dd><dt>id</dt><dd><code>{id}</code></dd>\
+         </dl><p><a href=\"/images/{id}?format=json\">JSON</a></p></section></div>",
+        esc(&image.bucket),
+        esc(&image.key),
+        image.size.map(|s| format!("{s} bytes")).unwrap_or_default(),
+        match (image.width, image.height) {
+            (Some(w), Some(h)) => format!("{w} × {h}"),
+            _ => String::new(),
+        },
+        esc(&format!(
+            "{} {}",
+            image.detector.as_deref().unwrap_or(""),
+            image.label_model_version.as_deref().unwrap_or("")
+        )),
+    );
+    layout(short_key(&image.key), Nav::Other, &body)
+}
+
+/// received → accepted → labeled → stored, each with the time since the step before.
+fn timeline(image: &ImageRecord) -> String {
+    let steps = [
+        ("received", Some(&image.received_at)),
+        ("accepted", image.accepted_at.as_ref()),
+        ("labeled", image.labeled_at.as_ref()),
+        ("stored", image.stored_at.as_ref()),
+    ];
+    let mut out = String::from("<section><h2>Timeline</h2><ol class=\"timeline\">");
+    let mut previous: Option<&String> = None;
+    for (step, at) in steps {
+        match at {
+            Some(at) => {
+                let took = previous
+                    .and_then(|p| clock::seconds_between(p, at))
+                    .map(|s| format!(" <span class=\"took\">+{}</span>", human_seconds(s)))
+                    .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "<li class=\"done\" data-step=\"{step}\"><strong>{step}</strong> \
+                     <time datetime=\"{t}\">{t}</time>{took}</li>",
+                    t = esc(at)
+                );
+                previous = Some(at);
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "<li class=\"pending\" data-step=\"{step}\"><strong>{step}</strong> —</li>"
+                );
+            }
+        }
+    }
+    if let (Some(stored), true) = (&image.stored_at, image.received_at.len() > 0) {
+        if let Some(total) = clock::seconds_between(&image.received_at, stored) {
+            let _ = write!(
+                out,
+                "</ol><p>End to end: {}</p></section>",
+                human_seconds(total)
+            );
+            return out;
+        }
+    }
+    out.push_str("</ol></section>");
+    out
+}
+
+fn human_seconds(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// What `imgflow dlq inspect` shows, for one stage.
+pub fn dead_letters_page(stage: &str, inspection: &Inspection) -> String {
+    let stage = esc(stage);
+    let mut body = format!(
+        "<h1>Dead letters: {stage}</h1>\
+         <p>{} message(s) in <code>{stage}</code>'s dead-letter queue{}. Reading them here \
+         leaves every one in place.</p>",
+        inspection.count,
+        inspection
+            .oldest_age
+            .map(|a| format!("; the oldest read is {} s old", a.as_secs()))
+            .unwrap_or_default()
+    );
+    if !inspection.by_reason.is_empty() {
+        body.push_str(
+            "<table class=\"reasons\"><thead><tr><th>Messages</th><th>Class</th><th>Error</th></tr></thead><tbody>",
+        );
+        for ((class, text), n) in &inspection.by_reason {
+            let _ = write!(
+                body,
+                "<tr><td>{n}</td><td><code>{}</code></td><td>{}</td></tr>",
+                esc(class),
+                esc(text)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if !inspection.samples.is_empty() {
+        body.push_str("<h2>Samples</h2>");
+        for sample in &inspection.samples {
+            let _ = write!(body, "<pre class=\"sample\">{}</pre>", esc(sample));
+        }
+    }
+    let _ = write!(
+        body,
+        "<h2>What to do</h2><p>Fix the cause, then move them back:</p>\
+         <pre>imgflow dlq replay --stage {stage}            # all of them\n\
+         imgflow dlq replay --stage {stage} --dry-run  # see what would move</pre>\
+         <p><a href=\"/\">← Pipeline</a></p>"
+    );
+    layout(&format!("Dead letters: {stage}"), Nav::Other, &body)
+}
+
+/// An error page for browsers.
+pub fn error_page(title: &str, message: &str) -> String {
+    layout(
+        title,
+        Nav::Other,
+        &format!(
+            "<h1>{}</h1><p class=\"error\">{}</p>",
+            esc(title),
+            esc(message)
+        ),
+    )
+}
+
+/// A grey placeholder for images that cannot be shown (rejected, missing, undecodable).
+pub fn placeholder_svg(text: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"240\" height=\"180\" viewBox=\"0 0 240 180\">\
+         <rect width=\"240\" height=\"180\" fill=\"#e5e7eb\"/>\
+         <text x=\"120\" y=\"95\" font-family=\"sans-serif\" font-size=\"16\" fill=\"#6b7280\" \
+         text-anchor=\"middle\">{}</text></svg>",
+        esc(text)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgflow_messages::{BoundingBox, Instance, Label, NamedRef};
+
+    fn record(key: &str) -> ImageRecord {
+        let mut r = ImageRecord::new(
+            "id1".into(),
+            "bucket".into(),
+            key.into(),
+            "etag".into(),
+            "2026-11-27T05:00:00.000000Z".into(),
+            ImageStatus::Labeled,
+        );
+        r.accepted_at = Some("2026-11-27T05:00:00.250000Z".into());
+        r.labeled_at = Some("2026-11-27T05:00:01.250000Z".into());
+        r.stored_at = Some("2026-11-27T05:00:01.300000Z".into());
+        r.labels = Some(vec![Label {
+            name: "<b>Cat</b>".into(),
+            confidence: 97.5,
+            instances: vec![Instance {
+                bounding_box: BoundingBox {
+                    width: 0.5,
+                    height: 0.25,
+                    left: 0.1,
+                    top: 0.2,
+                },
+                confidence: 96.0,
+            }],
+            parents: vec![NamedRef::new("Animal")],
+            categories: vec![],
+        }]);
+        r
+    }
+
+    #[test]
+    fn user_text_is_escaped_everywhere() {
+        let evil = "incoming/<script>alert(1)</script>\"'.png";
+        let image = record(evil);
+        let page = ImagePage {
+            images: vec![image.clone()],
+            next: None,
+        };
+        for html in [
+            image_page(&image),
+            gallery_page(
+                &page,
+                &GalleryFilter {
+                    label: Some("<script>".into()),
+                    ..Default::default()
+                },
+            ),
+        ] {
+            assert!(!html.contains("<script>"), "{html}");
+            assert!(!html.contains("<b>Cat"), "{html}");
+            assert!(html.contains("&lt;script&gt;"));
+        }
+    }
+
+    #[test]
+    fn the_image_page_draws_each_box_and_times_each_stage() {
+        let html = image_page(&record("incoming/cat.png"));
+        assert!(html.contains("left:10.000%;top:20.000%;width:50.000%;height:25.000%"));
+        assert!(html.contains("+250 ms"), "received → accepted");
+        assert!(html.contains("+1.00 s"), "accepted → labeled");
+        assert!(html.contains("+50 ms"), "labeled → stored");
+        assert!(html.contains("End to end: 1.30 s"));
+        assert!(html.contains("href=\"/images?label=Animal\""));
+    }
+
+    #[test]
+    fn filters_survive_into_the_next_page_link() {
+        let page = ImagePage {
+            images: vec![],
+            next: Some("abc=".into()),
+        };
+        let filter = GalleryFilter {
+            status: Some(ImageStatus::Labeled),
+            label: Some("hot dog".into()),
+            paged: false,
+        };
+        let html = gallery_page(&page, &filter);
+        assert!(html.contains("/images?status=labeled&amp;label=hot%20dog&amp;cursor=abc%3D"));
+    }
+}

@@ -1,0 +1,112 @@
+//! What the Pipeline page shows: per stage, the queue depths `imgflow status` reads and the
+//! completed messages per minute the workers record in the index table.
+use std::time::Duration;
+
+use imgflow_cli::{dlq, status};
+use imgflow_runtime::{
+    aws::{index::minute_of, sqs::queue_url, sqs::QueueAdmin, AwsClients},
+    config::{Names, Stage},
+    PortError,
+};
+use serde::Serialize;
+
+/// Minutes of throughput the page shows.
+pub const MINUTES: usize = 10;
+
+/// One stage now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageView {
+    /// `ingest`, `label` or `store`.
+    pub stage: String,
+    /// Messages waiting.
+    pub visible: u64,
+    /// Messages being worked on.
+    pub in_flight: u64,
+    /// Messages in the stage's dead-letter queue.
+    pub dead_lettered: u64,
+    /// Completed messages per minute, oldest first, the current (partial) minute last.
+    pub per_minute: Vec<u64>,
+    /// Completed in the last five whole minutes, per minute.
+    pub rate_per_minute: f64,
+    /// Completed in the whole window.
+    pub recent_total: u64,
+}
+
+/// The whole pipeline now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PipelineView {
+    /// Where uploads start the pipeline (`s3://bucket/incoming/`).
+    pub source: String,
+    /// Stages in pipeline order.
+    pub stages: Vec<StageView>,
+}
+
+/// Reads the pipeline's state from SQS and the index table.
+#[derive(Debug, Clone)]
+pub struct PipelineProbe {
+    aws: AwsClients,
+    names: Names,
+}
+
+impl PipelineProbe {
+    /// A probe of the resources under `names`.
+    pub fn new(aws: AwsClients, names: Names) -> Self {
+        Self { aws, names }
+    }
+
+    /// Every stage's depths and throughput.
+    pub async fn view(&self) -> Result<PipelineView, PortError> {
+        let depths = status::status(&self.aws, &self.names).await?;
+        let index = self.aws.index_table(&self.names);
+        let now = chrono::Utc::now();
+        let minutes: Vec<String> = (0..MINUTES)
+            .rev()
+            .map(|ago| minute_of(now - chrono::Duration::minutes(ago as i64)))
+            .collect();
+        let mut stages = Vec::new();
+        for depth in depths {
+            let counts = index
+                .completed_since(depth.stage.as_str(), &minutes[0])
+                .await?;
+            let per_minute: Vec<u64> = minutes
+                .iter()
+                .map(|m| {
+                    counts
+                        .iter()
+                        .find(|(minute, _)| minute == m)
+                        .map_or(0, |(_, n)| *n)
+                })
+                .collect();
+            let whole = &per_minute[MINUTES - 6..MINUTES - 1];
+            stages.push(StageView {
+                stage: depth.stage.as_str().to_owned(),
+                visible: depth.visible,
+                in_flight: depth.in_flight,
+                dead_lettered: depth.dead_lettered,
+                rate_per_minute: whole.iter().sum::<u64>() as f64 / whole.len() as f64,
+                recent_total: per_minute.iter().sum(),
+                per_minute,
+            });
+        }
+        Ok(PipelineView {
+            source: format!(
+                "s3://{}/{}",
+                self.names.bucket,
+                self.names.incoming_prefix()
+            ),
+            stages,
+        })
+    }
+
+    /// What `imgflow dlq inspect` shows for `stage`: every message stays in the queue.
+    pub async fn dead_letters(&self, stage: Stage) -> Result<dlq::Inspection, PortError> {
+        let name = self.names.dead_letter_queue(stage);
+        let url = queue_url(&self.aws.sqs, &name).await?;
+        let admin = QueueAdmin::new(self.aws.sqs.clone(), url);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        dlq::inspect(&admin, 10, now_ms).await
+    }
+}
+
+/// How long the page waits between refreshes.
+pub const REFRESH: Duration = Duration::from_secs(2);

@@ -1,0 +1,315 @@
+//! The [`ImageCatalog`] port on DynamoDB: the gallery reads the images table's `by_day` and
+//! `by_status` indexes day by day, newest first; label search reads the index table. Neither
+//! scans. Both then read the page's items with one BatchGetItem (the indexes hold keys only, so
+//! they cost one small write per status change rather than a copy of every item).
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use base64::Engine;
+use chrono::NaiveDate;
+use imgflow_messages::{ImageRecord, ImageStatus};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    dynamodb::{item_to_record, DynamoImageTable, BY_DAY_INDEX, BY_STATUS_INDEX},
+    port_error,
+};
+use crate::{
+    ports::{ImageCatalog, ImagePage, ImageQuery},
+    PortError, PortErrorKind,
+};
+
+/// Days one page request may walk back through before it answers (with a cursor to go on).
+const DAYS_PER_REQUEST: usize = 31;
+/// Images per page at most (BatchGetItem's limit).
+pub const MAX_PAGE: usize = 100;
+
+/// Where a page ended. Opaque to clients: base64url of this as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Cursor {
+    /// The gallery: continue in `day`, after `received_key` `after` (from its start if none).
+    Day { day: String, after: Option<String> },
+    /// A label search: continue after the index sort key `after`.
+    Label { after: String },
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).expect("cursors serialize");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(text: &str) -> Result<Self, PortError> {
+        let invalid = |detail: String| {
+            PortError::new(PortErrorKind::Invalid, "reading the page cursor", detail)
+        };
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|e| invalid(e.to_string()))?;
+        serde_json::from_slice(&json).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+impl ImageCatalog for DynamoImageTable {
+    async fn list(&self, query: &ImageQuery) -> Result<ImagePage, PortError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let wrong_cursor = || {
+            PortError::new(
+                PortErrorKind::Invalid,
+                "reading the page cursor",
+                "the cursor belongs to a different listing",
+            )
+        };
+        match (&query.label, cursor) {
+            (Some(label), None) => self.list_label(label, query.status, None, limit).await,
+            (Some(label), Some(Cursor::Label { after })) => {
+                self.list_label(label, query.status, Some(after), limit)
+                    .await
+            }
+            (None, None) => self.list_days(query.status, None, limit).await,
+            (None, Some(Cursor::Day { day, after })) => {
+                let day = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| {
+                    PortError::new(
+                        PortErrorKind::Invalid,
+                        "reading the page cursor",
+                        e.to_string(),
+                    )
+                })?;
+                self.list_days(query.status, Some((day, after)), limit)
+                    .await
+            }
+            _ => Err(wrong_cursor()),
+        }
+    }
+}
+
+impl DynamoImageTable {
+    async fn list_label(
+        &self,
+        label: &str,
+        status: Option<ImageStatus>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<ImagePage, PortError> {
+        let Some(index) = &self.index else {
+            return Err(PortError::new(
+                PortErrorKind::Fatal,
+                "searching by label",
+                "no index table is configured",
+            ));
+        };
+        let hits = index
+            .images_with_label(label, after.as_deref(), limit)
+            .await?;
+        let ids: Vec<String> = hits.hits.iter().map(|(id, _)| id.clone()).collect();
+        let mut records = self.batch_get(&ids).await?;
+        // An entry whose labeled_at differs from the item's is left from labels since
+        // replaced (its clean-up failed): the item is the truth.
+        let images = hits
+            .hits
+            .iter()
+            .filter_map(|(id, labeled_at)| {
+                let record = records.remove(id)?;
+                let current = record.labeled_at.as_deref() == Some(labeled_at.as_str());
+                let wanted = status.is_none_or(|s| s == record.status);
+                (current && wanted).then_some(record)
+            })
+            .collect();
+        Ok(ImagePage {
+            images,
+            next: hits.next.map(|after| Cursor::Label { after }.encode()),
+        })
+    }
+
+    async fn list_days(
+        &self,
+        status: Option<ImageStatus>,
+        from: Option<(NaiveDate, Option<String>)>,
+        limit: usize,
+    ) -> Result<ImagePage, PortError> {
+        let today = chrono::Utc::now().date_naive();
+        let (mut day, mut after) = from.unwrap_or((today, None));
+        let oldest = self.created_day().await;
+        let (index, partition) = match status {
+            Some(_) => (BY_STATUS_INDEX, "status_day"),
+            None => (BY_DAY_INDEX, "day"),
+        };
+        let mut ids: Vec<String> = Vec::new();
+        let mut next = None;
+        for _ in 0..DAYS_PER_REQUEST {
+            let day_text = day.format("%Y-%m-%d").to_string();
+            let partition_value = match status {
+                Some(s) => format!("{s}#{day_text}"),
+                None => day_text.clone(),
+            };
+            let start = after.as_ref().map(|received_key| {
+                let id = received_key.rsplit('#').next().unwrap_or_default();
+                HashMap::from([
+                    (
+                        partition.to_owned(),
+                        AttributeValue::S(partition_value.clone()),
+                    ),
+                    (
+                        "received_key".to_owned(),
+                        AttributeValue::S(received_key.clone()),
+                    ),
+                    ("id".to_owned(), AttributeValue::S(id.to_owned())),
+                ])
+            });
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#p = :p")
+                .expression_attribute_names("#p", partition)
+                .expression_attribute_values(":p", AttributeValue::S(partition_value.clone()))
+                .scan_index_forward(false)
+                .limit((limit - ids.len()) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error(format!("dynamodb:Query {} {index}", self.table), e))?;
+            ids.extend(
+                output
+                    .items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|item| item.get("id")?.as_s().ok().cloned()),
+            );
+            let rest_of_day = output
+                .last_evaluated_key
+                .and_then(|k| k.get("received_key")?.as_s().ok().cloned());
+            let previous = day.pred_opt().filter(|d| *d >= oldest);
+            let (next_day, next_after) = match rest_of_day {
+                Some(key) => (Some(day), Some(key)),
+                None => (previous, None),
+            };
+            let Some(next_day) = next_day else {
+                next = None; // nothing older
+                break;
+            };
+            (day, after) = (next_day, next_after);
+            next = Some(Cursor::Day {
+                day: day.format("%Y-%m-%d").to_string(),
+                after: after.clone(),
+            });
+            if ids.len() >= limit {
+                break;
+            }
+        }
+        let mut records = self.batch_get(&ids).await?;
+        let images = ids.iter().filter_map(|id| records.remove(id)).collect();
+        Ok(ImagePage {
+            images,
+            next: next.map(|c| c.encode()),
+        })
+    }
+
+    /// The table's creation day; on failure, a year ago (the gallery then walks further back
+    /// than it needs to, a page at a time).
+    async fn created_day(&self) -> NaiveDate {
+        let created = self
+            .created_day
+            .get_or_try_init(|| async {
+                let output = self
+                    .client
+                    .describe_table()
+                    .table_name(&self.table)
+                    .send()
+                    .await
+                    .map_err(|e| port_error(format!("dynamodb:DescribeTable {}", self.table), e))?;
+                let seconds = output
+                    .table
+                    .and_then(|t| t.creation_date_time)
+                    .map_or(0, |t| t.secs());
+                let day = chrono::DateTime::from_timestamp(seconds, 0)
+                    .unwrap_or_default()
+                    .date_naive();
+                Ok::<_, PortError>(day.format("%Y-%m-%d").to_string())
+            })
+            .await;
+        match created {
+            Ok(day) => NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "table creation time unknown; assuming a year");
+                chrono::Utc::now().date_naive() - chrono::Days::new(366)
+            }
+        }
+    }
+
+    /// The items of `ids` that exist (at most [`MAX_PAGE`] ids).
+    async fn batch_get(&self, ids: &[String]) -> Result<HashMap<String, ImageRecord>, PortError> {
+        let mut records = HashMap::new();
+        if ids.is_empty() {
+            return Ok(records);
+        }
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let keys: Vec<_> = unique
+            .into_iter()
+            .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id))]))
+            .collect();
+        let mut request = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .build()
+                .expect("keys are set"),
+        );
+        // Unprocessed keys are DynamoDB shedding load: ask again for those only.
+        for attempt in 0..6u32 {
+            let Some(keys) = request.take() else {
+                break;
+            };
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, keys)
+                .send()
+                .await
+                .map_err(|e| port_error(format!("dynamodb:BatchGetItem {}", self.table), e))?;
+            for item in output
+                .responses
+                .and_then(|mut r| r.remove(&self.table))
+                .unwrap_or_default()
+            {
+                let record = item_to_record(item)?;
+                records.insert(record.id.clone(), record);
+            }
+            request = output
+                .unprocessed_keys
+                .and_then(|mut u| u.remove(&self.table))
+                .filter(|k| !k.keys.is_empty());
+            if request.is_some() {
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        if request.is_some() {
+            return Err(PortError::new(
+                PortErrorKind::Throttled,
+                format!("dynamodb:BatchGetItem {}", self.table),
+                "keys still unprocessed after retries",
+            ));
+        }
+        Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = Cursor::Day {
+            day: "2026-11-27".into(),
+            after: Some("2026-11-27T05:00:00.000000Z#abc".into()),
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        let e = Cursor::decode("not a cursor").unwrap_err();
+        assert_eq!(e.kind, PortErrorKind::Invalid);
+    }
+}

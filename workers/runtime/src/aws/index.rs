@@ -1,0 +1,331 @@
+//! The console's index table `<prefix>-index` (partition key `pk`, sort key `sk`, both S).
+//!
+//! - Images by label: `pk = label#<name, lowercased>`, `sk = <labeled_at>#<image id>`: one item
+//!   per image and label *or parent* name, so `Animal` finds cats and dogs with one Query, newest
+//!   first, paged. Keys come from the `ImageLabeled` message, so a redelivery rewrites the same
+//!   items rather than adding any.
+//! - Completed messages per stage and minute: `pk = rate#<stage>`, `sk = <YYYY-MM-DDTHH:MM>`,
+//!   `count` added to by every replica; `expires_at` lets DynamoDB's TTL drop old minutes.
+use std::{collections::BTreeMap, time::Duration};
+
+use aws_sdk_dynamodb::{
+    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
+    Client,
+};
+use imgflow_messages::Label;
+
+use super::port_error;
+use crate::{PortError, PortErrorKind};
+
+/// Entries per BatchWriteItem call (DynamoDB's limit).
+const BATCH_WRITE_MAX: usize = 25;
+/// How long a per-minute throughput item lives.
+const RATE_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// One image under one label (or parent) name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelEntry {
+    /// The name as the detector wrote it (`Cat`).
+    pub name: String,
+    /// The image.
+    pub image_id: String,
+    /// When the labels were produced.
+    pub labeled_at: String,
+    /// The label's confidence, or for a parent its most confident child's.
+    pub confidence: f32,
+}
+
+impl LabelEntry {
+    /// Its item's `(pk, sk)`.
+    pub fn key(&self) -> (String, String) {
+        (
+            label_pk(&self.name),
+            sort_key(&self.labeled_at, &self.image_id),
+        )
+    }
+}
+
+/// The partition holding images with label `name`, whatever its case.
+pub fn label_pk(name: &str) -> String {
+    format!("label#{}", name.trim().to_lowercase())
+}
+
+fn sort_key(labeled_at: &str, image_id: &str) -> String {
+    format!("{labeled_at}#{image_id}")
+}
+
+/// The entries one image's labels produce: each label and each parent name once.
+pub fn label_entries(image_id: &str, labeled_at: &str, labels: &[Label]) -> Vec<LabelEntry> {
+    let mut by_name: BTreeMap<String, LabelEntry> = BTreeMap::new();
+    let names = labels.iter().flat_map(|label| {
+        std::iter::once(label.name.as_str())
+            .chain(label.parents.iter().map(|p| p.name.as_str()))
+            .map(move |name| (name, label.confidence))
+    });
+    for (name, confidence) in names {
+        if name.trim().is_empty() {
+            continue;
+        }
+        let entry = by_name
+            .entry(name.trim().to_lowercase())
+            .or_insert_with(|| LabelEntry {
+                name: name.trim().to_owned(),
+                image_id: image_id.to_owned(),
+                labeled_at: labeled_at.to_owned(),
+                confidence,
+            });
+        entry.confidence = entry.confidence.max(confidence);
+    }
+    by_name.into_values().collect()
+}
+
+/// Images under a label, newest first: `(image id, labeled_at)` pairs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelHits {
+    /// The hits.
+    pub hits: Vec<(String, String)>,
+    /// The sort key to continue after, when there may be more.
+    pub next: Option<String>,
+}
+
+/// The index table.
+#[derive(Debug, Clone)]
+pub struct IndexTable {
+    client: Client,
+    table: String,
+}
+
+impl IndexTable {
+    /// The table `table` on `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Writes `put` and deletes `delete` (entries of labels an image no longer has). Both are
+    /// idempotent, so a failed call is simply retried with the message.
+    pub async fn write_labels(
+        &self,
+        put: &[LabelEntry],
+        delete: &[LabelEntry],
+    ) -> Result<(), PortError> {
+        let puts = put.iter().map(|e| {
+            let (pk, sk) = e.key();
+            let item = [
+                ("pk", s(pk)),
+                ("sk", s(sk)),
+                ("name", s(e.name.clone())),
+                ("image_id", s(e.image_id.clone())),
+                ("labeled_at", s(e.labeled_at.clone())),
+                ("confidence", AttributeValue::N(e.confidence.to_string())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            WriteRequest::builder()
+                .put_request(
+                    PutRequest::builder()
+                        .set_item(Some(item))
+                        .build()
+                        .expect("item is set"),
+                )
+                .build()
+        });
+        let deletes = delete.iter().map(|e| {
+            let (pk, sk) = e.key();
+            WriteRequest::builder()
+                .delete_request(
+                    DeleteRequest::builder()
+                        .set_key(Some(key(pk, sk)))
+                        .build()
+                        .expect("key is set"),
+                )
+                .build()
+        });
+        let requests: Vec<WriteRequest> = puts.chain(deletes).collect();
+        for chunk in requests.chunks(BATCH_WRITE_MAX) {
+            self.batch_write(chunk.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), PortError> {
+        // Unprocessed items are DynamoDB shedding load: back off and resend only those.
+        for attempt in 0..6u32 {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| port_error(format!("dynamodb:BatchWriteItem {}", self.table), e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut m| m.remove(&self.table))
+                .unwrap_or_default();
+            if requests.is_empty() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+        Err(PortError::new(
+            PortErrorKind::Throttled,
+            format!("dynamodb:BatchWriteItem {}", self.table),
+            format!("{} label entries still unprocessed", requests.len()),
+        ))
+    }
+
+    /// Up to `limit` images with label (or parent) `name`, newest first, continuing after the
+    /// sort key `after` from a previous page.
+    pub async fn images_with_label(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<LabelHits, PortError> {
+        let pk = label_pk(name);
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(after.map(|sk| key(pk, sk.to_owned())))
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:Query {} label", self.table), e))?;
+        let hits = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| Some((string(&item, "image_id")?, string(&item, "labeled_at")?)))
+            .collect();
+        let next = output
+            .last_evaluated_key
+            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
+        Ok(LabelHits { hits, next })
+    }
+
+    /// Adds `count` completed messages to `stage`'s `minute` (`YYYY-MM-DDTHH:MM`).
+    pub async fn add_completed(
+        &self,
+        stage: &str,
+        minute: &str,
+        count: u64,
+    ) -> Result<(), PortError> {
+        let expires = chrono::Utc::now().timestamp() + RATE_TTL.as_secs() as i64;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("rate#{stage}"), minute.to_owned())))
+            .update_expression("ADD #count :n SET #expires_at = :expires")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#expires_at", "expires_at")
+            .expression_attribute_values(":n", AttributeValue::N(count.to_string()))
+            .expression_attribute_values(":expires", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
+        Ok(())
+    }
+
+    /// `stage`'s completed messages per minute from `since` (`YYYY-MM-DDTHH:MM`) on, oldest
+    /// first; minutes without any are absent.
+    pub async fn completed_since(
+        &self,
+        stage: &str,
+        since: &str,
+    ) -> Result<Vec<(String, u64)>, PortError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk >= :since")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(format!("rate#{stage}")))
+            .expression_attribute_values(":since", s(since.to_owned()))
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:Query {} rate", self.table), e))?;
+        Ok(output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                let count = item.get("count")?.as_n().ok()?.parse().ok()?;
+                Some((string(&item, "sk")?, count))
+            })
+            .collect())
+    }
+}
+
+/// The minute `t` falls in, as the throughput items' sort key.
+pub fn minute_of(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M").to_string()
+}
+
+fn s(value: String) -> AttributeValue {
+    AttributeValue::S(value)
+}
+
+fn key(pk: String, sk: String) -> std::collections::HashMap<String, AttributeValue> {
+    [("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))].into()
+}
+
+fn string(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name)?.as_s().ok().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgflow_messages::NamedRef;
+
+    fn label(name: &str, confidence: f32, parents: &[&str]) -> Label {
+        Label {
+            name: name.into(),
+            confidence,
+            instances: vec![],
+            parents: parents.iter().map(|p| NamedRef::new(*p)).collect(),
+            categories: vec![],
+        }
+    }
+
+    #[test]
+    fn every_label_and_parent_is_indexed_once_case_insensitively() {
+        let labels = [
+            label("Cat", 91.0, &["Animal", "Pet"]),
+            label("Dog", 97.0, &["animal"]),
+            label("Animal", 80.0, &[]),
+        ];
+        let entries = label_entries("id1", "2026-11-27T05:00:00.000000Z", &labels);
+        let names: Vec<_> = entries.iter().map(|e| e.key().0).collect();
+        assert_eq!(
+            names,
+            ["label#animal", "label#cat", "label#dog", "label#pet"]
+        );
+        let animal = &entries[0];
+        assert_eq!(animal.name, "Animal");
+        assert_eq!(
+            animal.confidence, 97.0,
+            "a parent is as likely as its likeliest child"
+        );
+        assert_eq!(
+            animal.key().1,
+            "2026-11-27T05:00:00.000000Z#id1",
+            "sorts by labeled time, then id"
+        );
+    }
+
+    #[test]
+    fn label_partitions_ignore_case_and_surrounding_space() {
+        assert_eq!(label_pk(" CAT "), label_pk("cat"));
+        assert_ne!(label_pk("cat"), label_pk("cats"));
+    }
+}
