@@ -96,7 +96,18 @@ pub fn spawn_worker(
     log_dir: &std::path::Path,
     extra: &[(&str, String)],
 ) -> tokio::process::Child {
-    let binary = bin_dir().join(format!("imgflow-{stage}"));
+    spawn_binary(&format!("imgflow-{stage}"), prefix, log_dir, extra)
+}
+
+/// Starts the workspace binary `name` (`imgflow-api`, say) as [`spawn_worker`] does, logging
+/// to `<log_dir>/<name>.log`.
+pub fn spawn_binary(
+    name: &str,
+    prefix: &str,
+    log_dir: &std::path::Path,
+    extra: &[(&str, String)],
+) -> tokio::process::Child {
+    let binary = bin_dir().join(name);
     assert!(
         binary.exists(),
         "{} is missing: build the workspace binaries first (scripts/test does)",
@@ -106,7 +117,7 @@ pub fn spawn_worker(
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log_dir.join(format!("{stage}.log")))
+        .open(log_dir.join(format!("{name}.log")))
         .unwrap();
     tokio::process::Command::new(binary)
         .envs(process_env(prefix))

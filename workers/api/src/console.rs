@@ -71,7 +71,7 @@ pub fn layout(title: &str, nav: Nav, body: &str) -> String {
 pub fn pipeline_page(view: &PipelineView) -> String {
     let mut body = format!(
         "<h1>Pipeline</h1><p class=\"hint\">Refreshed every {} s. Counts are SQS's approximate \
-         numbers; images/min is the average of the last five whole minutes.</p>\
+         numbers; images/min is the average over the last five minutes.</p>\
          <div class=\"graph\" id=\"pipeline\" data-refresh-ms=\"{}\">\
          <div class=\"node source\"><h2>S3</h2><p><code>{}</code></p><p>object created →</p></div>",
         REFRESH.as_secs(),

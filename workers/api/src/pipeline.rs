@@ -2,6 +2,7 @@
 //! completed messages per minute the workers record in the index table.
 use std::time::Duration;
 
+use chrono::Timelike;
 use imgflow_cli::{dlq, status};
 use imgflow_runtime::{
     aws::{index::minute_of, sqs::queue_url, sqs::QueueAdmin, AwsClients},
@@ -26,7 +27,8 @@ pub struct StageView {
     pub dead_lettered: u64,
     /// Completed messages per minute, oldest first, the current (partial) minute last.
     pub per_minute: Vec<u64>,
-    /// Completed in the last five whole minutes, per minute.
+    /// Completed per minute over the last five minutes (the current one counted for the part
+    /// of it that has passed).
     pub rate_per_minute: f64,
     /// Completed in the whole window.
     pub recent_total: u64,
@@ -77,13 +79,12 @@ impl PipelineProbe {
                         .map_or(0, |(_, n)| *n)
                 })
                 .collect();
-            let whole = &per_minute[MINUTES - 6..MINUTES - 1];
             stages.push(StageView {
                 stage: depth.stage.as_str().to_owned(),
                 visible: depth.visible,
                 in_flight: depth.in_flight,
                 dead_lettered: depth.dead_lettered,
-                rate_per_minute: whole.iter().sum::<u64>() as f64 / whole.len() as f64,
+                rate_per_minute: rate(&per_minute, now.second()),
                 recent_total: per_minute.iter().sum(),
                 per_minute,
             });
@@ -105,6 +106,29 @@ impl PipelineProbe {
         let admin = QueueAdmin::new(self.aws.sqs.clone(), url);
         let now_ms = chrono::Utc::now().timestamp_millis();
         dlq::inspect(&admin, 10, now_ms).await
+    }
+}
+
+/// Completed per minute over the last five buckets of `per_minute`, the last of which is the
+/// current minute, `seconds_in` seconds old.
+fn rate(per_minute: &[u64], seconds_in: u32) -> f64 {
+    let recent = &per_minute[per_minute.len().saturating_sub(5)..];
+    let minutes = (recent.len() as f64 - 1.0) + f64::from(seconds_in.max(1)) / 60.0;
+    recent.iter().sum::<u64>() as f64 / minutes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate;
+
+    #[test]
+    fn the_rate_counts_the_current_minute_for_the_part_that_passed() {
+        assert_eq!(rate(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 30), 0.0);
+        assert_eq!(rate(&[9, 9, 9, 9, 9, 60, 60, 60, 60, 30], 30), 60.0);
+        assert_eq!(
+            rate(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 9], 0),
+            9.0 / (4.0 + 1.0 / 60.0)
+        );
     }
 }
 

@@ -1,0 +1,244 @@
+//! The console's indexes on the emulator: label search through the index table (parents, any
+//! case, paged, idempotent, cleaned up on relabel) and the gallery through the day indexes.
+use std::collections::HashSet;
+
+use imgflow_e2e::TestPipeline;
+use imgflow_messages::{
+    ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, NamedRef, SCHEMA_VERSION,
+};
+use imgflow_runtime::{
+    clock,
+    ports::{ImageCatalog, ImageQuery, ImageTable},
+    PortErrorKind,
+};
+
+fn label(name: &str, parents: &[&str]) -> Label {
+    Label {
+        name: name.into(),
+        confidence: 90.0,
+        instances: vec![],
+        parents: parents.iter().map(|p| NamedRef::new(*p)).collect(),
+        categories: vec![],
+    }
+}
+
+fn image_ref(p: &TestPipeline, n: usize) -> ImageRef {
+    ImageRef {
+        image_id: format!("{n:032x}"),
+        trace_id: format!("t{n}"),
+        bucket: p.names.bucket.clone(),
+        key: format!("incoming/{n}.jpg"),
+        version_id: None,
+        etag: format!("e{n}"),
+        received_at: clock::now_rfc3339(),
+    }
+}
+
+async fn ingest(p: &TestPipeline, image: &ImageRef, status: ImageStatus) {
+    let record = ImageRecord::new(
+        image.image_id.clone(),
+        image.bucket.clone(),
+        image.key.clone(),
+        image.etag.clone(),
+        image.received_at.clone(),
+        status,
+    );
+    p.table().record_ingest(&record).await.unwrap();
+}
+
+fn labeled(image: &ImageRef, labels: Vec<Label>) -> ImageLabeled {
+    ImageLabeled {
+        schema_version: SCHEMA_VERSION,
+        image: image.clone(),
+        labels,
+        detector: "test".into(),
+        label_model_version: "1".into(),
+        labeled_at: clock::now_rfc3339(),
+    }
+}
+
+/// Every page of `query`, in order.
+async fn all_pages(p: &TestPipeline, mut query: ImageQuery) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let page = p.table().list(&query).await.unwrap();
+        assert!(page.images.len() <= query.limit);
+        ids.extend(page.images.into_iter().map(|r| r.id));
+        match page.next {
+            Some(next) => query.cursor = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("more than 20 pages");
+}
+
+fn search(label: &str, limit: usize) -> ImageQuery {
+    ImageQuery {
+        label: Some(label.into()),
+        limit,
+        ..ImageQuery::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_searchable_by_any_case_and_by_parent_newest_first_and_paged() {
+    let p = TestPipeline::new("e2e-catalog-labels").await;
+    let table = p.table();
+    let images: Vec<ImageRef> = (0..5).map(|n| image_ref(&p, n)).collect();
+    let kinds = [
+        vec![label("Cat", &["Animal", "Pet"])],
+        vec![label("Dog", &["Animal", "Pet"])],
+        vec![label("Cat", &["Animal", "Pet"])],
+        vec![label("Car", &["Vehicle"])],
+        vec![label("Dog", &["Animal"]), label("Animal", &[])],
+    ];
+    for (image, labels) in images.iter().zip(kinds) {
+        ingest(&p, image, ImageStatus::Accepted).await;
+        let labeled = labeled(image, labels);
+        table
+            .record_labels(&labeled, &clock::now_rfc3339())
+            .await
+            .unwrap();
+        // A redelivery writes the same entries again, adding none.
+        table
+            .record_labels(&labeled, &clock::now_rfc3339())
+            .await
+            .unwrap();
+    }
+    let id = |n: usize| images[n].image_id.clone();
+
+    assert_eq!(
+        all_pages(&p, search("animal", 2)).await,
+        [id(4), id(2), id(1), id(0)]
+    );
+    assert_eq!(
+        all_pages(&p, search("ANIMAL", 10)).await,
+        [id(4), id(2), id(1), id(0)]
+    );
+    assert_eq!(all_pages(&p, search("Cat", 1)).await, [id(2), id(0)]);
+    assert_eq!(all_pages(&p, search("vehicle", 10)).await, [id(3)]);
+    assert!(all_pages(&p, search("Giraffe", 10)).await.is_empty());
+    let index = p.aws.index_table(&p.names);
+    let raw = index.images_with_label("animal", None, 100).await.unwrap();
+    assert_eq!(
+        raw.hits.len(),
+        4,
+        "one entry per image, redeliveries included"
+    );
+
+    // Relabeled (a replay with a newer model, say): the old labels leave the index.
+    let relabel = labeled(&images[0], vec![label("Car", &["Vehicle"])]);
+    table
+        .record_labels(&relabel, &clock::now_rfc3339())
+        .await
+        .unwrap();
+    assert_eq!(all_pages(&p, search("cat", 10)).await, [id(2)]);
+    assert_eq!(all_pages(&p, search("vehicle", 10)).await, [id(0), id(3)]);
+    let raw = index.images_with_label("cat", None, 100).await.unwrap();
+    assert_eq!(
+        raw.hits.len(),
+        1,
+        "stale entries are deleted, not only hidden"
+    );
+
+    // An older message arriving late changes nothing, in the item or the index.
+    let mut late = labeled(&images[1], vec![label("Cat", &[])]);
+    late.labeled_at = "2000-01-01T00:00:00.000000Z".into();
+    table
+        .record_labels(&late, &clock::now_rfc3339())
+        .await
+        .unwrap();
+    assert_eq!(all_pages(&p, search("cat", 10)).await, [id(2)]);
+
+    let only_labeled = ImageQuery {
+        status: Some(ImageStatus::Rejected),
+        ..search("animal", 10)
+    };
+    assert!(all_pages(&p, only_labeled).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gallery_pages_newest_first_and_filters_by_status() {
+    let p = TestPipeline::new("e2e-catalog-gallery").await;
+    let table = p.table();
+    let images: Vec<ImageRef> = (0..7).map(|n| image_ref(&p, n)).collect();
+    for (n, image) in images.iter().enumerate() {
+        let status = if n == 3 {
+            ImageStatus::Rejected
+        } else {
+            ImageStatus::Accepted
+        };
+        ingest(&p, image, status).await;
+    }
+    for n in [0, 1, 4] {
+        let labeled = labeled(&images[n], vec![label("Kite", &[])]);
+        table
+            .record_labels(&labeled, &clock::now_rfc3339())
+            .await
+            .unwrap();
+    }
+    table
+        .record_failure(&images[5], ImageStatus::Missing, "deleted")
+        .await
+        .unwrap();
+    let id = |n: usize| images[n].image_id.clone();
+
+    let newest_first: Vec<String> = (0..7).rev().map(id).collect();
+    for limit in [1, 3, 7, 50] {
+        let query = ImageQuery {
+            limit,
+            ..ImageQuery::default()
+        };
+        assert_eq!(all_pages(&p, query).await, newest_first, "pages of {limit}");
+    }
+    let by_status = |status| ImageQuery {
+        status: Some(status),
+        limit: 2,
+        ..ImageQuery::default()
+    };
+    assert_eq!(
+        all_pages(&p, by_status(ImageStatus::Labeled)).await,
+        [id(4), id(1), id(0)]
+    );
+    assert_eq!(
+        all_pages(&p, by_status(ImageStatus::Rejected)).await,
+        [id(3)]
+    );
+    assert_eq!(
+        all_pages(&p, by_status(ImageStatus::Missing)).await,
+        [id(5)]
+    );
+    assert_eq!(
+        all_pages(&p, by_status(ImageStatus::Accepted)).await,
+        [id(6), id(2)]
+    );
+    let every: HashSet<_> = newest_first.iter().collect();
+    assert_eq!(every.len(), 7);
+
+    // A cursor is checked, not trusted.
+    let first = p
+        .table()
+        .list(&ImageQuery {
+            label: Some("kite".into()),
+            limit: 1,
+            ..ImageQuery::default()
+        })
+        .await
+        .unwrap();
+    let wrong = ImageQuery {
+        cursor: first.next,
+        limit: 1,
+        ..ImageQuery::default()
+    };
+    let error = p.table().list(&wrong).await.unwrap_err();
+    assert_eq!(error.kind, PortErrorKind::Invalid);
+    let garbage = ImageQuery {
+        cursor: Some("%%%".into()),
+        limit: 1,
+        ..ImageQuery::default()
+    };
+    assert_eq!(
+        p.table().list(&garbage).await.unwrap_err().kind,
+        PortErrorKind::Invalid
+    );
+}
