@@ -97,6 +97,7 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         ("sqs:SendMessage", vec!["IngestDeadLetterQueue.Arn"]),
         ("sns:Publish", vec!["ImageAcceptedTopic"]),
         ("dynamodb:PutItem", vec!["ImagesTable.Arn"]),
+        ("dynamodb:UpdateItem", vec!["IndexTable.Arn"]),
     ]);
     let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
     label.extend([
@@ -105,7 +106,10 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         ("sqs:SendMessage", vec!["LabelDeadLetterQueue.Arn"]),
         ("sns:Publish", vec!["ImageLabeledTopic"]),
         ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
-        ("dynamodb:UpdateItem", vec!["ImagesTable.Arn"]),
+        (
+            "dynamodb:UpdateItem",
+            vec!["ImagesTable.Arn", "IndexTable.Arn"],
+        ),
         // DetectLabels has no resource-level permissions.
         ("rekognition:DetectLabels", vec!["*"]),
     ]);
@@ -113,11 +117,37 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     store.extend([
         ("sqs:SendMessage", vec!["StoreDeadLetterQueue.Arn"]),
         ("sns:Publish", vec!["ImageStoredTopic"]),
-        ("dynamodb:UpdateItem", vec!["ImagesTable.Arn"]),
+        (
+            "dynamodb:UpdateItem",
+            vec!["ImagesTable.Arn", "IndexTable.Arn"],
+        ),
+        ("dynamodb:BatchWriteItem", vec!["IndexTable.Arn"]),
     ]);
+    let queues = vec![
+        "IngestQueue.Arn",
+        "LabelQueue.Arn",
+        "StoreQueue.Arn",
+        "IngestDeadLetterQueue.Arn",
+        "LabelDeadLetterQueue.Arn",
+        "StoreDeadLetterQueue.Arn",
+    ];
+    let dead_letter_queues = queues[3..].to_vec();
     let api = vec![
         ("s3:PutObject", vec![INCOMING]),
+        ("s3:GetObject", vec![INCOMING]),
+        ("s3:GetObjectVersion", vec![INCOMING]),
         ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
+        ("dynamodb:BatchGetItem", vec!["ImagesTable.Arn"]),
+        ("dynamodb:DescribeTable", vec!["ImagesTable.Arn"]),
+        // The gallery's indexes and label search; never Scan.
+        (
+            "dynamodb:Query",
+            vec!["${ImagesTable.Arn}/index/*", "IndexTable.Arn"],
+        ),
+        ("sqs:GetQueueUrl", queues.clone()),
+        ("sqs:GetQueueAttributes", queues),
+        ("sqs:ReceiveMessage", dead_letter_queues.clone()),
+        ("sqs:ChangeMessageVisibility", dead_letter_queues),
     ];
     for (role, wanted) in [
         ("IngestTaskRole", ingest),
@@ -266,6 +296,82 @@ async fn provisioned_resources_match_the_template() {
         filter[0].name().unwrap().as_str().to_lowercase(),
         rule["Name"].as_str().unwrap()
     );
+
+    // Tables: the same keys and console indexes as the template's.
+    for (resource, table) in [
+        ("ImagesTable", &p.names.table),
+        ("IndexTable", &p.names.index_table),
+    ] {
+        let props = &t["Resources"][resource]["Properties"];
+        assert_eq!(
+            render(&props["TableName"]).replace("${Prefix}", prefix),
+            *table
+        );
+        let described = p
+            .aws
+            .dynamodb
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .unwrap()
+            .table
+            .unwrap();
+        let keys = |schema: &[aws_sdk_dynamodb::types::KeySchemaElement]| -> Vec<String> {
+            schema
+                .iter()
+                .map(|k| k.attribute_name().to_owned())
+                .collect()
+        };
+        let template_keys = |schema: &Value| -> Vec<String> {
+            schema
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["AttributeName"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            keys(described.key_schema()),
+            template_keys(&props["KeySchema"]),
+            "{resource}"
+        );
+        let mut provisioned: Vec<(String, Vec<String>, String)> = described
+            .global_secondary_indexes()
+            .iter()
+            .map(|i| {
+                (
+                    i.index_name().unwrap().to_owned(),
+                    keys(i.key_schema()),
+                    i.projection()
+                        .unwrap()
+                        .projection_type()
+                        .unwrap()
+                        .as_str()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        let mut declared: Vec<(String, Vec<String>, String)> = props["GlobalSecondaryIndexes"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                (
+                    i["IndexName"].as_str().unwrap().to_owned(),
+                    template_keys(&i["KeySchema"]),
+                    i["Projection"]["ProjectionType"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                )
+            })
+            .collect();
+        provisioned.sort();
+        declared.sort();
+        assert_eq!(provisioned, declared, "{resource}'s indexes");
+    }
 }
 
 #[test]
