@@ -242,3 +242,108 @@ async fn the_gallery_pages_newest_first_and_filters_by_status() {
         PortErrorKind::Invalid
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let aws = imgflow_e2e::emulator_clients().await;
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let names = imgflow_runtime::config::Names::new(format!("e2e-upgrade-{}", &suffix[..8]));
+    aws.dynamodb
+        .create_table()
+        .table_name(&names.table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    imgflow_cli::provision::provision(&aws, &names, &Default::default())
+        .await
+        .unwrap();
+    let table = aws
+        .dynamodb
+        .describe_table()
+        .table_name(&names.table)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let mut indexes: Vec<_> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    indexes.sort();
+    assert_eq!(indexes, ["by_day", "by_status"]);
+
+    // An item written before the console: no gallery keys, no label entries. `reindex` adds
+    // both, and running it again changes nothing.
+    let mut old = ImageRecord::new(
+        "0123456789abcdef0123456789abcdef".into(),
+        names.bucket.clone(),
+        "incoming/old.jpg".into(),
+        "e".into(),
+        clock::now_rfc3339(),
+        ImageStatus::Labeled,
+    );
+    old.labeled_at = Some(clock::now_rfc3339());
+    old.labels = Some(vec![label("Horse", &["Animal"])]);
+    let aws_sdk_dynamodb::types::AttributeValue::M(item) =
+        imgflow_runtime::aws::dynamodb::to_attribute(&old).unwrap()
+    else {
+        unreachable!()
+    };
+    aws.dynamodb
+        .put_item()
+        .table_name(&names.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    let table = imgflow_runtime::aws::dynamodb::DynamoImageTable::new(
+        aws.dynamodb.clone(),
+        names.table.clone(),
+    )
+    .with_index(names.index_table.clone());
+    let everything = ImageQuery {
+        limit: 10,
+        ..ImageQuery::default()
+    };
+    assert!(table.list(&everything).await.unwrap().images.is_empty());
+    for _ in 0..2 {
+        let report = table.reindex().await.unwrap();
+        assert_eq!((report.items, report.labeled), (1, 1));
+    }
+    let ids = |page: imgflow_runtime::ports::ImagePage| -> Vec<String> {
+        page.images.into_iter().map(|r| r.id).collect()
+    };
+    assert_eq!(
+        ids(table.list(&everything).await.unwrap()),
+        [old.id.clone()]
+    );
+    assert_eq!(
+        ids(table.list(&search("animal", 10)).await.unwrap()),
+        [old.id.clone()]
+    );
+    let labeled = ImageQuery {
+        status: Some(ImageStatus::Labeled),
+        ..everything
+    };
+    assert_eq!(ids(table.list(&labeled).await.unwrap()), [old.id]);
+}

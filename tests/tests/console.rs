@@ -160,13 +160,13 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
     let prefix = p.names.prefix.clone();
     let logs = log_dir(&prefix);
     std::fs::create_dir_all(&logs).unwrap();
-    let quiet = ("IMGFLOW_METRICS_ADDR", "off".to_owned());
-    let local = ("IMGFLOW_DETECTOR", "local".to_owned());
+    let quiet = [("IMGFLOW_METRICS_ADDR", "off".to_owned())];
+    let local = [quiet[0].clone(), ("IMGFLOW_DETECTOR", "local".to_owned())];
     let api_port = free_port();
     let _processes = [
-        spawn_worker(Stage::Ingest, &prefix, &logs, &[quiet.clone()]),
-        spawn_worker(Stage::Label, &prefix, &logs, &[quiet.clone(), local]),
-        spawn_worker(Stage::Store, &prefix, &logs, &[quiet.clone()]),
+        spawn_worker(Stage::Ingest, &prefix, &logs, &quiet),
+        spawn_worker(Stage::Label, &prefix, &logs, &local),
+        spawn_worker(Stage::Store, &prefix, &logs, &quiet),
         spawn_binary(
             "imgflow-api",
             &prefix,

@@ -358,17 +358,15 @@ fn timeline(image: &ImageRecord) -> String {
             }
         }
     }
-    if let (Some(stored), true) = (&image.stored_at, image.received_at.len() > 0) {
-        if let Some(total) = clock::seconds_between(&image.received_at, stored) {
-            let _ = write!(
-                out,
-                "</ol><p>End to end: {}</p></section>",
-                human_seconds(total)
-            );
-            return out;
-        }
+    out.push_str("</ol>");
+    let total = image
+        .stored_at
+        .as_deref()
+        .and_then(|stored| clock::seconds_between(&image.received_at, stored));
+    if let Some(total) = total {
+        let _ = write!(out, "<p>End to end: {}</p>", human_seconds(total));
     }
-    out.push_str("</ol></section>");
+    out.push_str("</section>");
     out
 }
 

@@ -11,6 +11,9 @@ use imgflow_runtime::{
 };
 use serde::Serialize;
 
+/// How long the page waits between refreshes.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
 /// Minutes of throughput the page shows.
 pub const MINUTES: usize = 10;
 
@@ -131,6 +134,3 @@ mod tests {
         );
     }
 }
-
-/// How long the page waits between refreshes.
-pub const REFRESH: Duration = Duration::from_secs(2);

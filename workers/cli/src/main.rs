@@ -67,6 +67,9 @@ enum Command {
     },
     /// Per stage: messages waiting, in flight, and in the dead-letter queue.
     Status,
+    /// Give items from before the web console their gallery keys and label-index entries
+    /// (scans the table once; safe to run again).
+    Reindex,
     /// Cost per N images from the benchmark's measured calls, next to Step Functions + Lambda.
     Cost {
         /// How many images.
@@ -223,6 +226,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
+        }
+        Command::Reindex => {
+            let table = imgflow_runtime::aws::dynamodb::DynamoImageTable::new(
+                aws.dynamodb.clone(),
+                names.table.clone(),
+            )
+            .with_index(names.index_table.clone());
+            let report = table.reindex().await?;
+            println!(
+                "{} items read; {} given gallery keys; {} labeled items indexed by label",
+                report.items, report.keyed, report.labeled
+            );
         }
         Command::Status => {
             let statuses = status::status(&aws, &names).await?;

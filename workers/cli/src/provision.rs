@@ -379,10 +379,7 @@ async fn ensure_table(
         }
         let existing: Vec<String> = described.into_iter().filter_map(|i| i.index_name).collect();
         // DynamoDB adds one index per UpdateTable call; the next pass adds the next.
-        let Some(missing) = gsis
-            .iter()
-            .find(|g| !existing.iter().any(|e| *e == g.index_name))
-        else {
+        let Some(missing) = gsis.iter().find(|g| !existing.contains(&g.index_name)) else {
             return Ok(());
         };
         aws.dynamodb

@@ -41,6 +41,17 @@ pub struct DynamoImageTable {
     pub(super) created_day: Arc<tokio::sync::OnceCell<String>>,
 }
 
+/// What `reindex` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReindexReport {
+    /// Items read.
+    pub items: usize,
+    /// Items given their gallery keys.
+    pub keyed: usize,
+    /// Labeled items whose label entries were (re)written.
+    pub labeled: usize,
+}
+
 /// The `by_day` index.
 pub const BY_DAY_INDEX: &str = "by_day";
 /// The `by_status` index.
@@ -108,6 +119,64 @@ impl DynamoImageTable {
         records.sort_by(|a, b| b.received_at.cmp(&a.received_at).then(a.key.cmp(&b.key)));
         records.truncate(limit);
         Ok(records)
+    }
+
+    /// Gives items written before the console its index keys and label entries: the one
+    /// operator's pass after upgrading (`imgflow reindex`). Scans the table; idempotent, so it
+    /// can be interrupted and run again.
+    pub async fn reindex(&self) -> Result<ReindexReport, PortError> {
+        let mut report = ReindexReport::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| port_error(format!("dynamodb:Scan {}", self.table), e))?;
+            for item in page.items.unwrap_or_default() {
+                report.items += 1;
+                let has_keys = item.contains_key("status_day") && item.contains_key("day");
+                let record = match item_to_record(item) {
+                    Ok(record) => record,
+                    Err(_) => continue,
+                };
+                if !has_keys {
+                    let mut update = Update::default();
+                    update.set("day", s(day_of(&record.received_at)));
+                    update.set(
+                        "received_key",
+                        s(&received_key(&record.received_at, &record.id)),
+                    );
+                    update.set(
+                        "status_day",
+                        s(&status_day(record.status, &record.received_at)),
+                    );
+                    // Unless a stage moved it on meanwhile (its own write set the keys).
+                    update.condition(
+                        "#status = :status",
+                        &[("status", s(record.status.as_str()))],
+                    );
+                    if self.update(&record.id, update, "reindex").await? == WriteOutcome::Written {
+                        report.keyed += 1;
+                    }
+                }
+                if let (Some(index), Some(labeled_at), Some(labels)) =
+                    (&self.index, &record.labeled_at, &record.labels)
+                {
+                    index
+                        .write_labels(&label_entries(&record.id, labeled_at, labels), &[])
+                        .await?;
+                    report.labeled += 1;
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(report);
+            }
+        }
     }
 
     async fn update(
