@@ -54,10 +54,17 @@ enum Command {
         concurrency: usize,
     },
     /// Recent items as a table.
+    /// Newest first, through the console's indexes (no table scan).
     Results {
         /// Rows to show.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only images with this label or parent (any case).
+        #[arg(long)]
+        label: Option<String>,
+        /// Only images in this status: accepted, labeled, rejected, missing.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<imgflow_messages::ImageStatus>,
         /// Refresh every two seconds until interrupted.
         #[arg(long)]
         watch: bool,
@@ -209,10 +216,22 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Results { limit, watch, json } => {
+        Command::Results {
+            limit,
+            watch,
+            json,
+            label,
+            status,
+        } => {
             let table = aws_table(&aws, &names);
+            let query = imgflow_runtime::ports::ImageQuery {
+                status,
+                label,
+                cursor: None,
+                limit,
+            };
             loop {
-                let records = table.recent(limit).await?;
+                let records = results::newest(&table, &query).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&records)?);
                 } else {
@@ -362,4 +381,10 @@ async fn run_dlq(aws: &AwsClients, names: &Names, action: DlqAction) -> anyhow::
 
 fn aws_table(aws: &AwsClients, names: &Names) -> DynamoImageTable {
     DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
+        .with_index(names.index_table.clone())
+}
+
+fn parse_status(value: &str) -> Result<imgflow_messages::ImageStatus, String> {
+    imgflow_messages::ImageStatus::parse(value)
+        .ok_or_else(|| format!("{value:?} is not one of accepted, labeled, rejected, missing"))
 }

@@ -2,7 +2,29 @@
 use std::time::{Duration, Instant};
 
 use imgflow_messages::ImageRecord;
-use imgflow_runtime::{ports::ImageTable, PortError};
+use imgflow_runtime::{
+    ports::{ImageCatalog, ImageQuery, ImageTable},
+    PortError,
+};
+
+/// Up to `query.limit` images, newest first, reading as many pages as that takes.
+pub async fn newest<C: ImageCatalog>(
+    catalog: &C,
+    query: &ImageQuery,
+) -> Result<Vec<ImageRecord>, PortError> {
+    let mut records = Vec::new();
+    let mut page_query = query.clone();
+    while records.len() < query.limit {
+        page_query.limit = (query.limit - records.len()).min(100);
+        let page = catalog.list(&page_query).await?;
+        records.extend(page.images);
+        match page.next {
+            Some(next) => page_query.cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(records)
+}
 
 /// Renders items as an aligned table: key, status, and top labels or the reason.
 pub fn table(records: &[ImageRecord]) -> String {
