@@ -1,6 +1,6 @@
 //! What the Pipeline page shows: per stage, the queue depths `imgflow status` reads and the
 //! completed messages per minute the workers record in the index table.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Timelike;
 use imgflow_cli::{dlq, status};
@@ -51,17 +51,27 @@ pub struct PipelineView {
 pub struct PipelineProbe {
     aws: AwsClients,
     names: Names,
+    /// Looked up once: queue URLs do not change while the queues exist.
+    urls: Arc<tokio::sync::OnceCell<Vec<(Stage, String, String)>>>,
 }
 
 impl PipelineProbe {
     /// A probe of the resources under `names`.
     pub fn new(aws: AwsClients, names: Names) -> Self {
-        Self { aws, names }
+        Self {
+            aws,
+            names,
+            urls: Arc::default(),
+        }
     }
 
     /// Every stage's depths and throughput.
     pub async fn view(&self) -> Result<PipelineView, PortError> {
-        let depths = status::status(&self.aws, &self.names).await?;
+        let urls = self
+            .urls
+            .get_or_try_init(|| status::queue_urls(&self.aws, &self.names))
+            .await?;
+        let depths = status::status_at(&self.aws, urls).await?;
         let index = self.aws.index_table(&self.names);
         let now = chrono::Utc::now();
         let minutes: Vec<String> = (0..MINUTES)

@@ -21,12 +21,36 @@ pub struct StageStatus {
 
 /// Reads every stage's queue depths.
 pub async fn status(aws: &AwsClients, names: &Names) -> Result<Vec<StageStatus>, PortError> {
-    let mut out = Vec::new();
+    status_at(aws, &queue_urls(aws, names).await?).await
+}
+
+/// Every stage's queue and dead-letter queue URL, in pipeline order.
+pub async fn queue_urls(
+    aws: &AwsClients,
+    names: &Names,
+) -> Result<Vec<(Stage, String, String)>, PortError> {
+    let mut urls = Vec::new();
     for stage in Stage::ALL {
-        let (visible, in_flight) = depth(aws, &names.queue(stage)).await?;
-        let (dead_lettered, _) = depth(aws, &names.dead_letter_queue(stage)).await?;
-        out.push(StageStatus {
+        urls.push((
             stage,
+            queue_url(&aws.sqs, &names.queue(stage)).await?,
+            queue_url(&aws.sqs, &names.dead_letter_queue(stage)).await?,
+        ));
+    }
+    Ok(urls)
+}
+
+/// Reads the depths of queues already looked up with [`queue_urls`].
+pub async fn status_at(
+    aws: &AwsClients,
+    urls: &[(Stage, String, String)],
+) -> Result<Vec<StageStatus>, PortError> {
+    let mut out = Vec::new();
+    for (stage, queue, dead_letters) in urls {
+        let (visible, in_flight) = depth(aws, queue).await?;
+        let (dead_lettered, _) = depth(aws, dead_letters).await?;
+        out.push(StageStatus {
+            stage: *stage,
             visible,
             in_flight,
             dead_lettered,
@@ -35,8 +59,8 @@ pub async fn status(aws: &AwsClients, names: &Names) -> Result<Vec<StageStatus>,
     Ok(out)
 }
 
-async fn depth(aws: &AwsClients, name: &str) -> Result<(u64, u64), PortError> {
-    let url = queue_url(&aws.sqs, name).await?;
+async fn depth(aws: &AwsClients, url: &str) -> Result<(u64, u64), PortError> {
+    let name = url.rsplit('/').next().unwrap_or(url);
     let output = aws
         .sqs
         .get_queue_attributes()
