@@ -67,6 +67,12 @@
     }, Number(grid.dataset.live));
   }
 
+  // An image still in the pipeline: reload until it is final.
+  const pending = document.getElementById("pending");
+  if (pending) {
+    setTimeout(() => location.reload(), Number(pending.dataset.reloadMs) || 2000);
+  }
+
   // Uploads: each file is POSTed to /images as its own bytes, three at a time.
   const drop = document.getElementById("upload");
   if (drop) {

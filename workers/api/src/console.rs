@@ -262,6 +262,13 @@ pub fn image_page(image: &ImageRecord) -> String {
             );
         }
     }
+    if !image.status.is_final() {
+        // Still on its way: the script reloads the page until it is final.
+        body.push_str(
+            "<p class=\"hint\" id=\"pending\" data-reload-ms=\"2000\">In the pipeline: this page \
+             refreshes until the image is labeled.</p>",
+        );
+    }
     let viewable = matches!(image.status, ImageStatus::Accepted | ImageStatus::Labeled);
     if viewable {
         let _ = write!(

@@ -78,11 +78,14 @@ impl PipelineProbe {
             .rev()
             .map(|ago| minute_of(now - chrono::Duration::minutes(ago as i64)))
             .collect();
+        let counts = futures::future::try_join_all(
+            depths
+                .iter()
+                .map(|d| index.completed_since(d.stage.as_str(), &minutes[0])),
+        )
+        .await?;
         let mut stages = Vec::new();
-        for depth in depths {
-            let counts = index
-                .completed_since(depth.stage.as_str(), &minutes[0])
-                .await?;
+        for (depth, counts) in depths.into_iter().zip(counts) {
             let per_minute: Vec<u64> = minutes
                 .iter()
                 .map(|m| {

@@ -227,6 +227,13 @@ async fn pipeline_json<S, T>(
 async fn dead_letters<S, T>(
     State(state): State<Arc<ApiState<S, T>>>,
     Path(stage): Path<String>,
+) -> Response {
+    answer(true, dead_letters_page(&state, &stage).await)
+}
+
+async fn dead_letters_page<S, T>(
+    state: &ApiState<S, T>,
+    stage: &str,
 ) -> Result<Response, ApiError> {
     let stage: Stage = stage
         .parse()
@@ -256,12 +263,31 @@ struct ListParams {
     limit: Option<usize>,
 }
 
+/// Errors as a page for browsers, as JSON for everyone else.
+fn answer(html: bool, result: Result<Response, ApiError>) -> Response {
+    match result {
+        Err(ApiError(status, message)) if html => {
+            let title = status.canonical_reason().unwrap_or("Error");
+            (status, page(console::error_page(title, &message))).into_response()
+        }
+        other => other.into_response(),
+    }
+}
+
 async fn list<S: ObjectStore, T: ImageTable + ImageCatalog>(
     State(state): State<Arc<ApiState<S, T>>>,
     headers: HeaderMap,
     Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
+) -> Response {
     let html = wants_html(&headers);
+    answer(html, list_images(&state, html, params).await)
+}
+
+async fn list_images<S, T: ImageCatalog>(
+    state: &ApiState<S, T>,
+    html: bool,
+    params: ListParams,
+) -> Result<Response, ApiError> {
     let status = match params.status.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(s) => Some(ImageStatus::parse(s).ok_or_else(|| {
@@ -445,16 +471,12 @@ async fn image<S: ObjectStore, T: ImageTable>(
     Query(params): Query<ImageParams>,
 ) -> Result<Response, ApiError> {
     let html = wants_html(&headers) && params.format.as_deref() != Some("json");
-    match record(&state, &id).await {
+    let result = match record(&state, &id).await {
         Ok(record) if html => Ok(page(console::image_page(&record))),
         Ok(record) => Ok(Json(record).into_response()),
-        Err(ApiError(status, message)) if html => Ok((
-            status,
-            page(console::error_page("Image not found", &message)),
-        )
-            .into_response()),
         Err(e) => Err(e),
-    }
+    };
+    Ok(answer(html, result))
 }
 
 /// The stored bytes, when ingest recognised them as an image: anything else in the bucket is

@@ -340,8 +340,20 @@ async fn oversize_is_413_and_not_an_image_is_415_with_the_reason() {
 async fn unknown_ids_are_404() {
     let (app, _) = app(1000);
     let response = app
+        .clone()
         .oneshot(Request::get("/images/nope").body(Body::empty()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let (status, headers, html) = get(&app, "/images/nope", BROWSER).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(html.contains("no image with id"));
+    let (status, _, html) = get(&app, "/images?status=sleeping", BROWSER).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("&quot;sleeping&quot;"), "{html}");
 }
