@@ -382,3 +382,50 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
 
     browser.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_refuses_to_listen_beyond_loopback_without_a_key_and_enforces_one_it_has() {
+    let p = TestPipeline::new("e2e-api-key").await;
+    let logs = log_dir(&p.names.prefix);
+    // Refused before it binds anything.
+    let mut open = spawn_binary(
+        "imgflow-api",
+        &p.names.prefix,
+        &logs,
+        &[("IMGFLOW_API_ADDR", "0.0.0.0:0".into())],
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), open.wait())
+        .await
+        .expect("exits at once")
+        .unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(logs.join("imgflow-api.log")).unwrap();
+    assert!(log.contains("IMGFLOW_API_KEY"), "{log}");
+
+    let port = free_port();
+    let key = "a-long-enough-test-key";
+    let _api = spawn_binary(
+        "imgflow-api",
+        &p.names.prefix,
+        &logs,
+        &[
+            ("IMGFLOW_API_ADDR", format!("127.0.0.1:{port}")),
+            ("IMGFLOW_API_KEY", key.into()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    until("the API", Duration::from_secs(30), || async {
+        http_ok(&format!("{base}/healthz")).await.then_some(())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let without = http.get(format!("{base}/images")).send().await.unwrap();
+    assert_eq!(without.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let with = http
+        .get(format!("{base}/images"))
+        .basic_auth("anyone", Some(key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), reqwest::StatusCode::OK);
+}

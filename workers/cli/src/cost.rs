@@ -107,8 +107,16 @@ pub struct Line {
 /// other write 1 unit;
 /// Fargate memory at 2 GB per vCPU; the Step Functions design as in the tutorial: API Gateway →
 /// a Lambda that starts the execution → 4 state transitions → 3 Lambdas of 128 MB running
-/// 300 ms each, then DetectLabels and one PutItem.
-pub fn table(p: &Prices, plumbing: &Measured, local: Option<&Measured>, images: f64) -> Vec<Line> {
+/// 300 ms each, then DetectLabels and one PutItem. The web console's indexes cost
+/// `index_entries` label entries per image (one write unit each) plus four index writes (the
+/// gallery's keys at ingest, the status partition moved at store).
+pub fn table(
+    p: &Prices,
+    plumbing: &Measured,
+    local: Option<&Measured>,
+    images: f64,
+    index_entries: f64,
+) -> Vec<Line> {
     let per = |unit_price: f64, per_unit: f64| images * unit_price / per_unit;
     let queueing = per(p.sqs_per_million_requests, 1e6) * plumbing.sqs
         + per(p.sns_per_million_publishes, 1e6) * plumbing.sns;
@@ -119,6 +127,7 @@ pub fn table(p: &Prices, plumbing: &Measured, local: Option<&Measured>, images: 
         |cpu: f64| images * cpu / 3600.0 * (p.fargate_per_vcpu_hour + 2.0 * p.fargate_per_gb_hour);
     let local_cpu = local.map_or(0.0, |m| m.cpu_seconds);
     let lambda_gb_seconds = 4.0 * 0.3 * 0.128;
+    let console = per(p.dynamodb_per_million_write_units, 1e6) * (index_entries + 4.0);
     vec![
         Line {
             item: "SQS + SNS requests",
@@ -162,6 +171,12 @@ pub fn table(p: &Prices, plumbing: &Measured, local: Option<&Measured>, images: 
             rekognition: per(p.api_gateway_rest_per_million, 1e6),
             local: per(p.api_gateway_rest_per_million, 1e6),
             step_functions: per(p.api_gateway_rest_per_million, 1e6),
+        },
+        Line {
+            item: "Web console indexes (label entries, gallery keys)",
+            rekognition: console,
+            local: console,
+            step_functions: 0.0,
         },
     ]
 }
@@ -207,7 +222,11 @@ mod tests {
             cpu_seconds: 0.1,
             ..Measured::default()
         };
-        let lines = table(&prices, &plumbing, Some(&local), 1e6);
+        let lines = table(&prices, &plumbing, Some(&local), 1e6, 15.0);
+        assert!(
+            (lines[7].local - 19.0 * 0.625).abs() < 1e-9,
+            "15 entries + 4 index writes at $0.625/M write units"
+        );
         let total = |f: fn(&Line) -> f64| lines.iter().map(f).sum::<f64>();
         assert!(
             (lines[3].rekognition - 1000.0).abs() < 1e-6,

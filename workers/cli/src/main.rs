@@ -85,6 +85,10 @@ enum Command {
         /// The benchmark summary (`scripts/bench pipeline` writes it).
         #[arg(long, default_value = "target/bench/pipeline-summary.json")]
         report: PathBuf,
+        /// Label-index entries per image: its label and parent names (Rekognition's default
+        /// 10 labels with their parents come to about 15).
+        #[arg(long, default_value_t = 15.0)]
+        index_entries: f64,
     },
     /// Inspect, replay or purge a stage's dead-letter queue.
     Dlq {
@@ -263,7 +267,11 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", status::table(&statuses));
         }
         Command::Dlq { action } => run_dlq(&aws, &names, action).await?,
-        Command::Cost { images, report } => {
+        Command::Cost {
+            images,
+            report,
+            index_entries,
+        } => {
             let text = std::fs::read_to_string(&report).with_context(|| {
                 format!(
                     "reading {} (run scripts/bench pipeline first)",
@@ -275,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
             print!(
                 "{}",
                 cost::markdown(
-                    &cost::table(&prices, &plumbing, local.as_ref(), images),
+                    &cost::table(&prices, &plumbing, local.as_ref(), images, index_entries),
                     images,
                     &prices
                 )
