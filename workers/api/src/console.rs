@@ -183,6 +183,14 @@ pub fn gallery_page(page: &ImagePage, filter: &GalleryFilter) -> String {
          <ul id=\"uploads\"></ul></section>",
         label = esc(filter.label.as_deref().unwrap_or("")),
     );
+    if let Some(label) = &filter.label {
+        let _ = write!(
+            body,
+            "<p class=\"hint\">Images labeled <strong>{}</strong>, or with a label under it, \
+             in any case.</p>",
+            esc(label)
+        );
+    }
     let live = if filter.paged {
         ""
     } else {

@@ -5,11 +5,13 @@
 //!
 //! # Layout
 //! - [`ports`]: the small traits handlers depend on (`Queue`, `Publisher`, `ObjectStore`,
-//!   `LabelDetector`, `ImageTable`), with our own types in and out.
+//!   `LabelDetector`, `ImageTable`, and the console's `ImageCatalog`), with our own types in
+//!   and out.
 //! - [`error`]: [`PortError`], the one place retry decisions are made from.
 //! - [`consumer`]: the SQS consumer loop: long poll, bounded concurrency, batch delete,
 //!   backoff through visibility, dead-lettering, graceful shutdown.
 //! - [`aws`]: the adapters implementing the ports on the AWS SDK. Only they see `SdkError`.
+//!   `aws::index` and `aws::catalog` hold the console's label index and gallery queries.
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`image_probe`]: format and dimensions from the first bytes of a file, without decoding.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
