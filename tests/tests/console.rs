@@ -92,7 +92,7 @@ async fn open_browser(logs: &Path) -> (Child, Client) {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-                "--window-size=1280,1000",
+                "--window-size=1280,1500",
                 format!("--user-data-dir={}", profile.display()),
             ],
         },
