@@ -141,6 +141,15 @@ pub fn send_signal(child: &tokio::process::Child, signal: &str) {
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
+/// A loopback port free a moment ago, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Where a test's worker logs go: `target/e2e-logs/<prefix>/`.
 pub fn log_dir(prefix: &str) -> PathBuf {
     bin_dir().join("../e2e-logs").join(prefix)

@@ -212,8 +212,19 @@ async fn the_gallery_pages_newest_first_and_filters_by_status() {
         all_pages(&p, by_status(ImageStatus::Accepted)).await,
         [id(6), id(2)]
     );
-    let every: HashSet<_> = newest_first.iter().collect();
-    assert_eq!(every.len(), 7);
+    // Every image is under exactly one status: the status partitions add up to the gallery.
+    let mut under_a_status = Vec::new();
+    for status in [
+        ImageStatus::Accepted,
+        ImageStatus::Labeled,
+        ImageStatus::Rejected,
+        ImageStatus::Missing,
+    ] {
+        under_a_status.extend(all_pages(&p, by_status(status)).await);
+    }
+    let every: HashSet<_> = newest_first.iter().cloned().collect();
+    assert_eq!(under_a_status.len(), 7);
+    assert_eq!(under_a_status.into_iter().collect::<HashSet<_>>(), every);
 
     // A cursor is checked, not trusted.
     let first = p

@@ -9,21 +9,13 @@ use std::{
 
 use base64::Engine;
 use fantoccini::{Client, ClientBuilder, Locator};
-use imgflow_e2e::{log_dir, photo, spawn_binary, spawn_worker, TestPipeline};
+use imgflow_e2e::{free_port, log_dir, photo, spawn_binary, spawn_worker, TestPipeline};
 use imgflow_runtime::config::Stage;
 use serde_json::json;
 use tokio::process::Child;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn screenshots() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console");

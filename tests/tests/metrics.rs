@@ -1,16 +1,8 @@
 //! Every worker serves /metrics, /healthz and /readyz; the counts match the work done.
 use std::time::Duration;
 
-use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, TestPipeline};
+use imgflow_e2e::{free_port, log_dir, photo, send_signal, spawn_worker, TestPipeline};
 use imgflow_runtime::config::Stage;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The value of the first sample of `name` whose labels include every `k="v"` in `labels`.
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {

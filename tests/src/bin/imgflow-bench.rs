@@ -9,7 +9,7 @@ use std::{
 };
 
 use clap::Parser;
-use imgflow_e2e::{photo, send_signal, spawn_worker, TestPipeline};
+use imgflow_e2e::{free_port, photo, send_signal, spawn_worker, TestPipeline};
 use imgflow_messages::{ImageStored, StageMessage};
 use imgflow_runtime::config::Stage;
 use serde_json::{json, Value};
@@ -133,17 +133,7 @@ async fn main() {
         .await
         .unwrap();
 
-    let ports: HashMap<Stage, u16> = Stage::ALL
-        .iter()
-        .map(|s| {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            (*s, port)
-        })
-        .collect();
+    let ports: HashMap<Stage, u16> = Stage::ALL.iter().map(|s| (*s, free_port())).collect();
     let mut workers: HashMap<Stage, tokio::process::Child> = Stage::ALL
         .iter()
         .map(|stage| {

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Timelike;
 use imgflow_cli::{dlq, status};
 use imgflow_runtime::{
-    aws::{index::minute_of, sqs::queue_url, sqs::QueueAdmin, AwsClients},
+    aws::{index::minute_of, sqs::QueueAdmin, AwsClients},
     config::{Names, Stage},
     PortError,
 };
@@ -65,13 +65,18 @@ impl PipelineProbe {
         }
     }
 
-    /// Every stage's depths and throughput.
-    pub async fn view(&self) -> Result<PipelineView, PortError> {
+    /// Every stage's queue and dead-letter queue URL, looked up on first use.
+    async fn urls(&self) -> Result<&[(Stage, String, String)], PortError> {
         let urls = self
             .urls
             .get_or_try_init(|| status::queue_urls(&self.aws, &self.names))
             .await?;
-        let depths = status::status_at(&self.aws, urls).await?;
+        Ok(urls)
+    }
+
+    /// Every stage's depths and throughput.
+    pub async fn view(&self) -> Result<PipelineView, PortError> {
+        let depths = status::status_at(&self.aws, self.urls().await?).await?;
         let index = self.aws.index_table(&self.names);
         let now = chrono::Utc::now();
         let minutes: Vec<String> = (0..MINUTES)
@@ -117,8 +122,13 @@ impl PipelineProbe {
 
     /// What `imgflow dlq inspect` shows for `stage`: every message stays in the queue.
     pub async fn dead_letters(&self, stage: Stage) -> Result<dlq::Inspection, PortError> {
-        let name = self.names.dead_letter_queue(stage);
-        let url = queue_url(&self.aws.sqs, &name).await?;
+        let url = self
+            .urls()
+            .await?
+            .iter()
+            .find(|(s, _, _)| *s == stage)
+            .map(|(_, _, dead_letters)| dead_letters.clone())
+            .expect("every stage has its URLs");
         let admin = QueueAdmin::new(self.aws.sqs.clone(), url);
         let now_ms = chrono::Utc::now().timestamp_millis();
         dlq::inspect(&admin, 10, now_ms).await

@@ -195,9 +195,7 @@ async fn styles() -> Response {
 
 async fn pipeline_page<S, T>(State(state): State<Arc<ApiState<S, T>>>) -> Response {
     let Some(probe) = &state.pipeline else {
-        return page(console::pipeline_unavailable(
-            "this API was started without access to the queues",
-        ));
+        return page(console::pipeline_unavailable(NO_PIPELINE));
     };
     match probe.view().await {
         Ok(view) => page(console::pipeline_page(&view)),
@@ -208,15 +206,19 @@ async fn pipeline_page<S, T>(State(state): State<Arc<ApiState<S, T>>>) -> Respon
     }
 }
 
+const NO_PIPELINE: &str = "this API was started without access to the queues";
+
+fn probe<S, T>(state: &ApiState<S, T>) -> Result<&PipelineProbe, ApiError> {
+    state
+        .pipeline
+        .as_ref()
+        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, NO_PIPELINE.into()))
+}
+
 async fn pipeline_json<S, T>(
     State(state): State<Arc<ApiState<S, T>>>,
 ) -> Result<Response, ApiError> {
-    let probe = state.pipeline.as_ref().ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this API was started without access to the queues".into(),
-        )
-    })?;
+    let probe = probe(state.as_ref())?;
     let view = probe
         .view()
         .await
@@ -238,12 +240,7 @@ async fn dead_letters_page<S, T>(
     let stage: Stage = stage
         .parse()
         .map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))?;
-    let probe = state.pipeline.as_ref().ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this API was started without access to the queues".into(),
-        )
-    })?;
+    let probe = probe(state)?;
     let inspection = probe
         .dead_letters(stage)
         .await

@@ -41,27 +41,25 @@ impl Cursor {
     }
 
     fn decode(text: &str) -> Result<Self, PortError> {
-        let invalid = |detail: String| {
-            PortError::new(PortErrorKind::Invalid, "reading the page cursor", detail)
-        };
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(text.trim())
-            .map_err(|e| invalid(e.to_string()))?;
-        serde_json::from_slice(&json).map_err(|e| invalid(e.to_string()))
+            .map_err(invalid_cursor)?;
+        serde_json::from_slice(&json).map_err(invalid_cursor)
     }
+}
+
+fn invalid_cursor(detail: impl std::fmt::Display) -> PortError {
+    PortError::new(
+        PortErrorKind::Invalid,
+        "reading the page cursor",
+        detail.to_string(),
+    )
 }
 
 impl ImageCatalog for DynamoImageTable {
     async fn list(&self, query: &ImageQuery) -> Result<ImagePage, PortError> {
         let limit = query.limit.clamp(1, MAX_PAGE);
         let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-        let wrong_cursor = || {
-            PortError::new(
-                PortErrorKind::Invalid,
-                "reading the page cursor",
-                "the cursor belongs to a different listing",
-            )
-        };
         match (&query.label, cursor) {
             (Some(label), None) => self.list_label(label, query.status, None, limit).await,
             (Some(label), Some(Cursor::Label { after })) => {
@@ -70,17 +68,11 @@ impl ImageCatalog for DynamoImageTable {
             }
             (None, None) => self.list_days(query.status, None, limit).await,
             (None, Some(Cursor::Day { day, after })) => {
-                let day = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(|e| {
-                    PortError::new(
-                        PortErrorKind::Invalid,
-                        "reading the page cursor",
-                        e.to_string(),
-                    )
-                })?;
+                let day = NaiveDate::parse_from_str(&day, "%Y-%m-%d").map_err(invalid_cursor)?;
                 self.list_days(query.status, Some((day, after)), limit)
                     .await
             }
-            _ => Err(wrong_cursor()),
+            _ => Err(invalid_cursor("the cursor belongs to a different listing")),
         }
     }
 }
@@ -129,73 +121,22 @@ impl DynamoImageTable {
         from: Option<(NaiveDate, Option<String>)>,
         limit: usize,
     ) -> Result<ImagePage, PortError> {
-        let today = chrono::Utc::now().date_naive();
-        let (mut day, mut after) = from.unwrap_or((today, None));
         let oldest = self.created_day().await;
-        let (index, partition) = match status {
-            Some(_) => (BY_STATUS_INDEX, "status_day"),
-            None => (BY_DAY_INDEX, "day"),
-        };
+        // Where to read next: a day, and the sort key to continue after within it.
+        let mut cursor = Some(from.unwrap_or((chrono::Utc::now().date_naive(), None)));
         let mut ids: Vec<String> = Vec::new();
-        let mut next = None;
         for _ in 0..DAYS_PER_REQUEST {
-            let day_text = day.format("%Y-%m-%d").to_string();
-            let partition_value = match status {
-                Some(s) => format!("{s}#{day_text}"),
-                None => day_text.clone(),
-            };
-            let start = after.as_ref().map(|received_key| {
-                let id = received_key.rsplit('#').next().unwrap_or_default();
-                HashMap::from([
-                    (
-                        partition.to_owned(),
-                        AttributeValue::S(partition_value.clone()),
-                    ),
-                    (
-                        "received_key".to_owned(),
-                        AttributeValue::S(received_key.clone()),
-                    ),
-                    ("id".to_owned(), AttributeValue::S(id.to_owned())),
-                ])
-            });
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(index)
-                .key_condition_expression("#p = :p")
-                .expression_attribute_names("#p", partition)
-                .expression_attribute_values(":p", AttributeValue::S(partition_value.clone()))
-                .scan_index_forward(false)
-                .limit((limit - ids.len()) as i32)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error(format!("dynamodb:Query {} {index}", self.table), e))?;
-            ids.extend(
-                output
-                    .items
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|item| item.get("id")?.as_s().ok().cloned()),
-            );
-            let rest_of_day = output
-                .last_evaluated_key
-                .and_then(|k| k.get("received_key")?.as_s().ok().cloned());
-            let previous = day.pred_opt().filter(|d| *d >= oldest);
-            let (next_day, next_after) = match rest_of_day {
-                Some(key) => (Some(day), Some(key)),
-                None => (previous, None),
-            };
-            let Some(next_day) = next_day else {
-                next = None; // nothing older
+            let Some((day, after)) = cursor.take() else {
                 break;
             };
-            (day, after) = (next_day, next_after);
-            next = Some(Cursor::Day {
-                day: day.format("%Y-%m-%d").to_string(),
-                after: after.clone(),
-            });
+            let (found, rest_of_day) = self
+                .query_day(status, day, after, limit - ids.len())
+                .await?;
+            ids.extend(found);
+            cursor = match rest_of_day {
+                Some(key) => Some((day, Some(key))),
+                None => day.pred_opt().filter(|d| *d >= oldest).map(|d| (d, None)),
+            };
             if ids.len() >= limit {
                 break;
             }
@@ -204,8 +145,67 @@ impl DynamoImageTable {
         let images = ids.iter().filter_map(|id| records.remove(id)).collect();
         Ok(ImagePage {
             images,
-            next: next.map(|c| c.encode()),
+            next: cursor.map(|(day, after)| {
+                Cursor::Day {
+                    day: day.format("%Y-%m-%d").to_string(),
+                    after,
+                }
+                .encode()
+            }),
         })
+    }
+
+    /// Up to `limit` ids received on `day` (in `status`, if given), newest first, after the
+    /// sort key `after`; and the sort key to continue after when the day holds more.
+    async fn query_day(
+        &self,
+        status: Option<ImageStatus>,
+        day: NaiveDate,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<String>, Option<String>), PortError> {
+        let day = day.format("%Y-%m-%d").to_string();
+        let (index, partition, value) = match status {
+            Some(s) => (BY_STATUS_INDEX, "status_day", format!("{s}#{day}")),
+            None => (BY_DAY_INDEX, "day", day),
+        };
+        // A secondary index's start key holds the index's keys and the table's.
+        let start = after.map(|received_key| {
+            let id = received_key
+                .rsplit('#')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            HashMap::from([
+                (partition.to_owned(), AttributeValue::S(value.clone())),
+                ("received_key".to_owned(), AttributeValue::S(received_key)),
+                ("id".to_owned(), AttributeValue::S(id)),
+            ])
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .key_condition_expression("#p = :p")
+            .expression_attribute_names("#p", partition)
+            .expression_attribute_values(":p", AttributeValue::S(value))
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:Query {} {index}", self.table), e))?;
+        let ids = output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|item| item.get("id")?.as_s().ok().cloned())
+            .collect();
+        let rest_of_day = output
+            .last_evaluated_key
+            .and_then(|k| k.get("received_key")?.as_s().ok().cloned());
+        Ok((ids, rest_of_day))
     }
 
     /// The table's creation day; on failure, a year ago (the gallery then walks further back

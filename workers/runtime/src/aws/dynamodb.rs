@@ -89,29 +89,44 @@ impl DynamoImageTable {
         self
     }
 
-    /// Up to `limit` items, newest `received_at` first. Scans the table: for operators' tools
-    /// on small tables, not for request paths.
+    /// One page of a Scan from `start`: its records (items that are not records are logged and
+    /// skipped) and where the next page starts, if any.
+    async fn scan_page(
+        &self,
+        start: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<(Vec<ImageRecord>, Option<HashMap<String, AttributeValue>>), PortError> {
+        let page = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:Scan {}", self.table), e))?;
+        let records = page
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|item| {
+                item_to_record(item)
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "skipping an item that is not an image record")
+                    })
+                    .ok()
+            })
+            .collect();
+        Ok((records, page.last_evaluated_key))
+    }
+
+    /// Up to `limit` items, newest `received_at` first. Scans the table: for tests and the
+    /// console benchmark's comparison, not for request paths (the console reads its indexes).
     pub async fn recent(&self, limit: usize) -> Result<Vec<ImageRecord>, PortError> {
         let mut records = Vec::new();
         let mut start = None;
         loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error(format!("dynamodb:Scan {}", self.table), e))?;
-            for item in page.items.unwrap_or_default() {
-                match item_to_record(item) {
-                    Ok(record) => records.push(record),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "skipping an item that is not an image record")
-                    }
-                }
-            }
-            start = page.last_evaluated_key;
+            let (page, next) = self.scan_page(start).await?;
+            records.extend(page);
+            start = next;
             if start.is_none() {
                 break;
             }
@@ -128,40 +143,11 @@ impl DynamoImageTable {
         let mut report = ReindexReport::default();
         let mut start = None;
         loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| port_error(format!("dynamodb:Scan {}", self.table), e))?;
-            for item in page.items.unwrap_or_default() {
+            let (records, next) = self.scan_page(start).await?;
+            for record in records {
                 report.items += 1;
-                let has_keys = item.contains_key("status_day") && item.contains_key("day");
-                let record = match item_to_record(item) {
-                    Ok(record) => record,
-                    Err(_) => continue,
-                };
-                if !has_keys {
-                    let mut update = Update::default();
-                    update.set("day", s(day_of(&record.received_at)));
-                    update.set(
-                        "received_key",
-                        s(&received_key(&record.received_at, &record.id)),
-                    );
-                    update.set(
-                        "status_day",
-                        s(&status_day(record.status, &record.received_at)),
-                    );
-                    // Unless a stage moved it on meanwhile (its own write set the keys).
-                    update.condition(
-                        "#status = :status",
-                        &[("status", s(record.status.as_str()))],
-                    );
-                    if self.update(&record.id, update, "reindex").await? == WriteOutcome::Written {
-                        report.keyed += 1;
-                    }
+                if self.set_index_keys(&record).await? == WriteOutcome::Written {
+                    report.keyed += 1;
                 }
                 if let (Some(index), Some(labeled_at), Some(labels)) =
                     (&self.index, &record.labeled_at, &record.labels)
@@ -172,11 +158,31 @@ impl DynamoImageTable {
                     report.labeled += 1;
                 }
             }
-            start = page.last_evaluated_key;
+            start = next;
             if start.is_none() {
                 return Ok(report);
             }
         }
+    }
+
+    /// Writes the console's index keys of an item that lacks them (an item from before the
+    /// console), unless a stage changed its status meanwhile (its own write set the keys).
+    async fn set_index_keys(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        let mut update = Update::default();
+        update.set("day", s(day_of(&record.received_at)));
+        update.set(
+            "received_key",
+            s(&received_key(&record.received_at, &record.id)),
+        );
+        update.set(
+            "status_day",
+            s(&status_day(record.status, &record.received_at)),
+        );
+        update.condition(
+            "attribute_not_exists(#status_day) AND #status = :status",
+            &[("status", s(record.status.as_str()))],
+        );
+        self.update(&record.id, update, "reindex").await
     }
 
     async fn update(
@@ -185,15 +191,20 @@ impl DynamoImageTable {
         update: Update,
         what: &str,
     ) -> Result<WriteOutcome, PortError> {
-        Ok(self.update_returning_old(id, update, what).await?.0)
+        Ok(self
+            .update_returning(id, update, what, ReturnValue::None)
+            .await?
+            .0)
     }
 
-    /// Like `update`, also answering the updated attributes' previous values.
-    async fn update_returning_old(
+    /// Like `update`, also answering what `returning` asks for (`UpdatedOld`: the updated
+    /// attributes' previous values).
+    async fn update_returning(
         &self,
         id: &str,
         update: Update,
         what: &str,
+        returning: ReturnValue,
     ) -> Result<(WriteOutcome, HashMap<String, AttributeValue>), PortError> {
         let (expression, names, values, condition) = update.build();
         let result = self
@@ -206,7 +217,7 @@ impl DynamoImageTable {
             .set_expression_attribute_names(Some(names))
             // DynamoDB rejects an empty values map.
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
-            .return_values(ReturnValue::UpdatedOld)
+            .return_values(returning)
             .send()
             .await;
         match result {
@@ -343,7 +354,7 @@ impl ImageTable for DynamoImageTable {
             &[("labeled_at", s(&labeled.labeled_at))],
         );
         let (outcome, old) = self
-            .update_returning_old(&image.image_id, update, "labels")
+            .update_returning(&image.image_id, update, "labels", ReturnValue::UpdatedOld)
             .await?;
         if outcome == WriteOutcome::Written {
             // After the item, so a failure here retries the message and the (equal-time)
