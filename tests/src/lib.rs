@@ -42,6 +42,7 @@ pub async fn emulator_clients() -> AwsClients {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
+        .timeout_config(imgflow_runtime::aws::timeouts())
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "testing",
             "testing",
@@ -148,6 +149,44 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Polls `check` every 250 ms until it answers `Some`, or panics naming `what`.
+pub async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Whether a GET of `url` answers 2xx.
+pub async fn http_ok(url: &str) -> bool {
+    reqwest::get(url)
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// A process' peak resident memory (`VmHWM`), in bytes.
+pub fn peak_rss(child: &tokio::process::Child) -> u64 {
+    let pid = child.id().expect("child is running");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb * 1024
 }
 
 /// Where a test's worker logs go: `target/e2e-logs/<prefix>/`.

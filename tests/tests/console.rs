@@ -2,14 +2,15 @@
 //! against the worker binaries (local detector) and `imgflow-api` on the emulator. Screenshots
 //! of every page land in `target/console/`.
 use std::{
-    future::Future,
     path::{Path, PathBuf},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use base64::Engine;
 use fantoccini::{Client, ClientBuilder, Locator};
-use imgflow_e2e::{free_port, log_dir, photo, spawn_binary, spawn_worker, TestPipeline};
+use imgflow_e2e::{
+    free_port, http_ok, log_dir, photo, spawn_binary, spawn_worker, until, TestPipeline,
+};
 use imgflow_runtime::config::Stage;
 use serde_json::json;
 use tokio::process::Child;
@@ -21,31 +22,6 @@ fn screenshots() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Polls `check` every 250 ms until it answers `Some`, or panics naming `what`.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-async fn http_ok(url: &str) -> bool {
-    reqwest::get(url)
-        .await
-        .is_ok_and(|r| r.status().is_success())
 }
 
 /// chromedriver on a loopback port, and a headless Chromium session through it.
@@ -359,16 +335,28 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
         .click()
         .await
         .unwrap();
+    // The GET shows the count only; reading samples is an explicit same-origin POST.
     until("the dead letters page", Duration::from_secs(30), || async {
-        let body = browser
-            .find(Locator::Css("main"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        body.contains("malformed").then_some(())
+        browser.find(Locator::Css("form.sample button")).await.ok()
     })
+    .await
+    .click()
+    .await
+    .unwrap();
+    until(
+        "the dead letters' samples",
+        Duration::from_secs(30),
+        || async {
+            let body = browser
+                .find(Locator::Css("main"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            body.contains("malformed").then_some(())
+        },
+    )
     .await;
     screenshot(&browser, "dead-letters").await;
 

@@ -398,14 +398,21 @@ pub fn dead_letters_page(stage: &str, inspection: &Inspection) -> String {
     let stage = esc(stage);
     let mut body = format!(
         "<h1>Dead letters: {stage}</h1>\
-         <p>{} message(s) in <code>{stage}</code>'s dead-letter queue{}. Reading them here \
-         leaves every one in place.</p>",
+         <p>{} message(s) in <code>{stage}</code>'s dead-letter queue{}.</p>",
         inspection.count,
         inspection
             .oldest_age
             .map(|a| format!("; the oldest read is {} s old", a.as_secs()))
             .unwrap_or_default()
     );
+    if inspection.read == 0 && inspection.count > 0 {
+        let _ = write!(
+            body,
+            "<form class=\"sample\" method=\"post\" action=\"/dlq/{stage}\">\
+             <button type=\"submit\">Read up to 10 and group them by reason</button> \
+             Every message stays in the queue; each read counts as one receive.</form>"
+        );
+    }
     if !inspection.by_reason.is_empty() {
         body.push_str(
             "<table class=\"reasons\"><thead><tr><th>Messages</th><th>Class</th><th>Error</th></tr></thead><tbody>",

@@ -14,10 +14,12 @@
 //! - [`console`]: the pages, rendered on the server; `assets/` holds the one script and the
 //!   styles, compiled in.
 //! - [`pipeline`]: what the Pipeline page reads from SQS and the index table.
+//! - [`serve`]: the HTTP server with header and shutdown deadlines and a connection limit.
 //! - `main.rs`: wiring only.
 
 pub mod console;
 pub mod pipeline;
 pub mod routes;
+pub mod serve;
 
 pub use routes::{router, ApiState};

@@ -1,14 +1,24 @@
 //! `imgflow-api`: HTTP uploads into the pipeline and reads of its results.
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use imgflow_api::{pipeline::PipelineProbe, router, ApiState};
+use axum::http::StatusCode;
+use imgflow_api::{
+    pipeline::PipelineProbe,
+    routes::router_with,
+    serve::{serve, ServeLimits},
+    ApiState,
+};
 use imgflow_runtime::{
     aws::{dynamodb::DynamoImageTable, s3::S3Store, AwsClients},
-    config::{env_in_range, env_opt, env_or, log_format_is_json, Names},
+    config::{
+        env_in_range, env_opt, env_or, log_format_is_json, max_decoded_bytes_from_env, Names,
+    },
     image_probe::Limits,
     observability, shutdown, telemetry,
 };
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -57,22 +67,52 @@ async fn main() -> anyhow::Result<()> {
         format!("{}api/", names.incoming_prefix()),
         Limits {
             max_bytes,
+            max_decoded_bytes: max_decoded_bytes_from_env()?,
             ..Limits::default()
         },
     );
     state.pipeline = Some(PipelineProbe::new(aws.clone(), names.clone()));
     state.api_key = api_key;
+    state.loopback_hosts_only = addr.ip().is_loopback();
+    state.upload_permits = Arc::new(Semaphore::new(env_in_range(
+        "IMGFLOW_API_MAX_UPLOADS",
+        8,
+        1..=1024,
+    )?));
+    let request_timeout = Duration::from_secs(env_in_range(
+        "IMGFLOW_API_REQUEST_TIMEOUT_SECS",
+        60,
+        1..=3600,
+    )?);
+    let limits = ServeLimits {
+        header_read_timeout: Duration::from_secs(env_in_range(
+            "IMGFLOW_API_HEADER_TIMEOUT_SECS",
+            10,
+            1..=300,
+        )?),
+        max_connections: env_in_range("IMGFLOW_API_MAX_CONNECTIONS", 1024, 1..=65_536)?,
+        shutdown_deadline: Duration::from_secs(env_in_range(
+            "IMGFLOW_DRAIN_DEADLINE_SECS",
+            20,
+            0..=3600,
+        )?),
+    };
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr} (IMGFLOW_API_ADDR)"))?;
     tracing::info!(%addr, "api listening");
     let mut shutdown = shutdown::on_signals();
-    // Same port: the API is a web server already.
-    let app = router(state).merge(observability::router(metrics, ready));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.requested().await })
-        .await
-        .context("serving HTTP")?;
+    // Same port: the API is a web server already; `/metrics` and `/readyz` need the key too.
+    let app = router_with(state, observability::router(metrics, ready)).layer(
+        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout),
+    );
+    serve(
+        listener,
+        app,
+        limits,
+        async move { shutdown.requested().await },
+    )
+    .await;
     Ok(())
 }

@@ -120,8 +120,23 @@ impl PipelineProbe {
         })
     }
 
-    /// What `imgflow dlq inspect` shows for `stage`: every message stays in the queue.
+    /// What `imgflow dlq inspect` shows for `stage`: every message stays in the queue, but
+    /// each one read counts a receive.
     pub async fn dead_letters(&self, stage: Stage) -> Result<dlq::Inspection, PortError> {
+        let admin = self.dead_letter_queue(stage).await?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        dlq::inspect(&admin, 10, now_ms).await
+    }
+
+    /// How many messages `stage`'s dead-letter queue holds, reading none of them.
+    pub async fn dead_letter_count(&self, stage: Stage) -> Result<dlq::Inspection, PortError> {
+        Ok(dlq::Inspection {
+            count: self.dead_letter_queue(stage).await?.depth().await?,
+            ..dlq::Inspection::default()
+        })
+    }
+
+    async fn dead_letter_queue(&self, stage: Stage) -> Result<QueueAdmin, PortError> {
         let url = self
             .urls()
             .await?
@@ -129,9 +144,7 @@ impl PipelineProbe {
             .find(|(s, _, _)| *s == stage)
             .map(|(_, _, dead_letters)| dead_letters.clone())
             .expect("every stage has its URLs");
-        let admin = QueueAdmin::new(self.aws.sqs.clone(), url);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        dlq::inspect(&admin, 10, now_ms).await
+        Ok(QueueAdmin::new(self.aws.sqs.clone(), url))
     }
 }
 

@@ -9,7 +9,7 @@ use axum::{
     http::{
         header::{
             ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG,
-            IF_NONE_MATCH, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
+            HOST, IF_NONE_MATCH, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS,
         },
         HeaderMap, HeaderValue, StatusCode,
     },
@@ -60,11 +60,17 @@ pub struct ApiState<S, T> {
     pub limits: Limits,
     /// The queues and throughput behind the Pipeline page; `None` shows it unavailable.
     pub pipeline: Option<PipelineProbe>,
-    /// When set, every request must present it (`x-api-key`, `Authorization: Bearer`, or as
-    /// the password of HTTP Basic, which browsers prompt for).
+    /// When set, every request but `/healthz` must present it (`x-api-key`, `Authorization:
+    /// Bearer`, or as the password of HTTP Basic, which browsers prompt for).
     pub api_key: Option<String>,
-    /// Thumbnails decoding at once; more wait (decoding is CPU-bound).
-    pub thumbnail_permits: Semaphore,
+    /// When set (the API listens on loopback), requests must name a loopback host: a page on
+    /// any site could otherwise reach it through DNS rebinding.
+    pub loopback_hosts_only: bool,
+    /// Uploads being received at once; more are answered 503 before their body is read.
+    pub upload_permits: Arc<Semaphore>,
+    /// Thumbnails fetched and decoding at once; more wait (decoding is CPU-bound, and each
+    /// holds an image of up to `limits.max_bytes`).
+    pub thumbnail_permits: Arc<Semaphore>,
 }
 
 impl<S, T> ApiState<S, T> {
@@ -78,32 +84,55 @@ impl<S, T> ApiState<S, T> {
             limits,
             pipeline: None,
             api_key: None,
-            thumbnail_permits: Semaphore::new(2),
+            loopback_hosts_only: false,
+            upload_permits: Arc::new(Semaphore::new(8)),
+            thumbnail_permits: Arc::new(Semaphore::new(2)),
         }
     }
 }
 
 /// The API's and the console's routes on `state`.
 pub fn router<S: ObjectStore, T: ImageTable + ImageCatalog>(state: Arc<ApiState<S, T>>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] plus `extra` routes (`/metrics`, `/healthz`, `/readyz`), all behind the same
+/// host and key checks; only `/healthz` answers without the key.
+pub fn router_with<S: ObjectStore, T: ImageTable + ImageCatalog>(
+    state: Arc<ApiState<S, T>>,
+    extra: Router,
+) -> Router {
     // Room for the base64 form (4/3 of the image) plus JSON framing; the decoded image is
     // checked against the limit itself.
     let body_limit = (state.limits.max_bytes as usize) * 4 / 3 + 64 * 1024;
+    let uploads = post(upload::<S, T>).layer(middleware::from_fn_with_state(
+        state.clone(),
+        limit_uploads::<S, T>,
+    ));
     Router::new()
         .route("/", get(pipeline_page::<S, T>))
         .route("/api/pipeline", get(pipeline_json::<S, T>))
-        .route("/dlq/{stage}", get(dead_letters::<S, T>))
-        .route("/images", post(upload::<S, T>).get(list::<S, T>))
+        .route(
+            "/dlq/{stage}",
+            get(dead_letters::<S, T>).post(dead_letter_samples::<S, T>),
+        )
+        .route("/images", uploads.get(list::<S, T>))
         .route("/images/{id}", get(image::<S, T>))
         .route("/images/{id}/object", get(object::<S, T>))
         .route("/images/{id}/thumbnail", get(thumbnail::<S, T>))
         .route("/console.js", get(script))
         .route("/console.css", get(styles))
+        .with_state(state.clone())
+        .merge(extra)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             require_key::<S, T>,
         ))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            state,
+            require_loopback_host::<S, T>,
+        ))
 }
 
 /// Whether the client asked for a page rather than data (browsers put `text/html` first).
@@ -122,14 +151,79 @@ fn page(html: String) -> Response {
         .into_response()
 }
 
-/// Keys compared in time independent of where they differ.
+/// Keys compared through their SHA-256 digests, byte for byte without an early exit: the
+/// time taken tells nothing of where, or whether in length, they differ.
 fn same_key(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    use sha2::{Digest, Sha256};
+    Sha256::digest(given)
+        .iter()
+        .zip(Sha256::digest(expected).iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// Whether `host` (a `Host` header: name and optional port) names this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [::1]:8080
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn require_loopback_host<S: Send + Sync + 'static, T: Send + Sync + 'static>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !state.loopback_hosts_only {
+        return next.run(request).await;
+    }
+    let host = request
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if is_loopback_host(host) {
+        return next.run(request).await;
+    }
+    tracing::warn!(
+        host,
+        "refused a request for a host that is not this machine"
+    );
+    ApiError(
+        StatusCode::MISDIRECTED_REQUEST,
+        format!(
+            "this API listens on loopback and answers only for localhost or 127.0.0.1, not {host:?}; \
+             to serve other names, listen beyond loopback with IMGFLOW_API_KEY set"
+        ),
+    )
+    .into_response()
+}
+
+/// Answers 503 at once when [`ApiState::upload_permits`] are all taken, before the body is
+/// read: a flood of uploads queues nowhere and holds no memory.
+async fn limit_uploads<S: Send + Sync + 'static, T: Send + Sync + 'static>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = Arc::clone(&state.upload_permits).try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, HeaderValue::from_static("1"))],
+            Json(json!({"error": "too many uploads at once; try again in a second"})),
+        )
+            .into_response();
+    };
+    next.run(request).await
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<Vec<u8>> {
@@ -157,6 +251,10 @@ async fn require_key<S: Send + Sync + 'static, T: Send + Sync + 'static>(
     let Some(expected) = &state.api_key else {
         return next.run(request).await;
     };
+    // The one open path: load balancers and kubelets probe it without credentials.
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
     match presented_key(request.headers()) {
         Some(given) if same_key(&given, expected.as_bytes()) => next.run(request).await,
         _ => (
@@ -226,25 +324,69 @@ async fn pipeline_json<S, T>(
     Ok(([(CACHE_CONTROL, "no-store")], Json(view)).into_response())
 }
 
+/// `GET /dlq/{stage}`: the count only. Reading samples receives messages (and bumps their
+/// receive counts), which a `GET` must not do: any page could trigger it with an `<img>`.
 async fn dead_letters<S, T>(
     State(state): State<Arc<ApiState<S, T>>>,
     Path(stage): Path<String>,
 ) -> Response {
-    answer(true, dead_letters_page(&state, &stage).await)
+    answer(true, dead_letters_page(&state, &stage, false).await)
+}
+
+/// `POST /dlq/{stage}`: the count and samples, from the console's own form only.
+async fn dead_letter_samples<S, T>(
+    State(state): State<Arc<ApiState<S, T>>>,
+    Path(stage): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !same_origin(&headers) {
+        return answer(
+            true,
+            Err(ApiError(
+                StatusCode::FORBIDDEN,
+                "samples are read only from the console's own page".into(),
+            )),
+        );
+    }
+    answer(true, dead_letters_page(&state, &stage, true).await)
+}
+
+/// Whether a state-changing request comes from this origin: browsers send `Origin` (and
+/// `Sec-Fetch-Site`) with every POST; a client sending neither is not a browser tricked by
+/// another site.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    match (header(ORIGIN.as_str()), header(HOST.as_str())) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority == host),
+        (Some(_), None) => false,
+    }
 }
 
 async fn dead_letters_page<S, T>(
     state: &ApiState<S, T>,
     stage: &str,
+    samples: bool,
 ) -> Result<Response, ApiError> {
     let stage: Stage = stage
         .parse()
         .map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))?;
     let probe = probe(state)?;
-    let inspection = probe
-        .dead_letters(stage)
-        .await
-        .map_err(|e| upstream("reading the dead-letter queue", e))?;
+    let inspection = if samples {
+        probe.dead_letters(stage).await
+    } else {
+        probe.dead_letter_count(stage).await
+    }
+    .map_err(|e| upstream("reading the dead-letter queue", e))?;
     Ok(page(console::dead_letters_page(
         stage.as_str(),
         &inspection,
@@ -339,8 +481,10 @@ impl IntoResponse for ApiError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Base64Upload {
-    base64_image: String,
+struct Base64Upload<'a> {
+    /// Borrowed from the body where it can be (base64 has nothing JSON escapes).
+    #[serde(borrow)]
+    base64_image: std::borrow::Cow<'a, str>,
 }
 
 async fn upload<S: ObjectStore, T: ImageTable + ImageCatalog>(
@@ -359,7 +503,8 @@ async fn upload<S: ObjectStore, T: ImageTable + ImageCatalog>(
         .to_ascii_lowercase();
     let image = match content_type.as_str() {
         "image/png" | "image/jpeg" | "image/jpg" => body,
-        "application/json" => decode_base64(&body)?,
+        // The body is dropped once decoded: one copy of the image at a time.
+        "application/json" => decode_base64(body)?,
         other => {
             return Err(ApiError(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -427,9 +572,9 @@ async fn upload<S: ObjectStore, T: ImageTable + ImageCatalog>(
         .into_response())
 }
 
-fn decode_base64(body: &[u8]) -> Result<Bytes, ApiError> {
+fn decode_base64(body: Bytes) -> Result<Bytes, ApiError> {
     let bad = |reason: String| ApiError(StatusCode::BAD_REQUEST, reason);
-    let upload: Base64Upload = serde_json::from_slice(body)
+    let upload: Base64Upload = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("expected JSON {{\"base64Image\": \"...\"}}: {e}")))?;
     // Accept data URLs (`data:image/png;base64,...`) as browsers produce them.
     let text = upload.base64_image.trim();
@@ -562,16 +707,25 @@ async fn thumbnail<S: ObjectStore, T: ImageTable>(
     if matches!(record.status, ImageStatus::Rejected | ImageStatus::Missing) {
         return Ok(placeholder(record.status.as_str()));
     }
+    // Taken before the fetch, so waiting requests hold no image bytes, and moved into the
+    // decode, so a client that goes away cannot free the slot while its decode still runs.
+    let permit = Arc::clone(&state.thumbnail_permits)
+        .acquire_owned()
+        .await
+        .expect("semaphore is never closed");
     let (bytes, _) = match image_bytes(&state, &record).await {
         Ok(found) => found,
         Err(ApiError(StatusCode::NOT_FOUND, _)) => return Ok(placeholder("not available")),
         Err(e) => return Err(e),
     };
-    let _permit = state.thumbnail_permits.acquire().await;
-    let jpeg = tokio::task::spawn_blocking(move || make_thumbnail(&bytes))
-        .await
-        .ok()
-        .flatten();
+    let budget = state.limits.max_decoded_bytes;
+    let jpeg = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        make_thumbnail(&bytes, budget)
+    })
+    .await
+    .ok()
+    .flatten();
     Ok(match jpeg {
         Some(jpeg) => (
             [
@@ -587,23 +741,12 @@ async fn thumbnail<S: ObjectStore, T: ImageTable>(
     })
 }
 
-/// A JPEG no larger than [`THUMBNAIL_PX`] on its longer side, upright.
-fn make_thumbnail(bytes: &[u8]) -> Option<Vec<u8>> {
-    use image::ImageDecoder;
-    let mut decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .ok()?
-        .into_decoder()
+/// A JPEG no larger than [`THUMBNAIL_PX`] on its longer side, upright, decoded within
+/// `budget`; `None` (the placeholder) for anything that cannot be.
+fn make_thumbnail(bytes: &[u8], budget: u64) -> Option<Vec<u8>> {
+    let small = imgflow_imaging::decode_scaled(bytes, THUMBNAIL_PX, budget)
+        .inspect_err(|e| tracing::info!(error = %e, "no thumbnail"))
         .ok()?;
-    let orientation = decoder.orientation().ok();
-    let mut decoded = image::DynamicImage::from_decoder(decoder).ok()?;
-    if let Some(orientation) = orientation {
-        decoded.apply_orientation(orientation);
-    }
-    if decoded.width() > THUMBNAIL_PX || decoded.height() > THUMBNAIL_PX {
-        decoded = decoded.thumbnail(THUMBNAIL_PX, THUMBNAIL_PX);
-    }
-    let small = decoded.into_rgb8();
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
         .encode_image(&small)

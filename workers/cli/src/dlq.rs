@@ -40,7 +40,7 @@ fn replays(m: &StoredMessage) -> u32 {
 }
 
 /// What `dlq inspect` found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inspection {
     /// Messages in the queue (approximate).
     pub count: u64,

@@ -16,7 +16,7 @@ use imgflow_runtime::{
     aws::{
         dynamodb::DynamoImageTable, s3::S3Store, sns::BatchingPublisher, sqs::SqsQueue, AwsClients,
     },
-    config::{env_in_range, ConfigError, WorkerConfig},
+    config::{env_in_range, max_decoded_bytes_from_env, ConfigError, WorkerConfig},
     consumer::Consumer,
     image_probe::Limits,
     PortError,
@@ -29,13 +29,14 @@ pub type IngestConsumer =
     Consumer<SqsQueue, IngestHandler<S3Store, DynamoImageTable, BatchingPublisher>>;
 
 /// Image limits from `IMGFLOW_MAX_IMAGE_BYTES`, `IMGFLOW_MIN_SIDE_PX`, `IMGFLOW_MAX_SIDE_PX`
-/// (defaults: Rekognition's 15 MiB and 80–10,000 px).
+/// (defaults: Rekognition's 15 MiB and 80–10,000 px) and `IMGFLOW_MAX_DECODED_BYTES`.
 pub fn limits_from_env() -> Result<Limits, ConfigError> {
     let d = Limits::default();
     Ok(Limits {
         max_bytes: env_in_range("IMGFLOW_MAX_IMAGE_BYTES", d.max_bytes, 1..=15 * 1024 * 1024)?,
         min_side: env_in_range("IMGFLOW_MIN_SIDE_PX", d.min_side, 1..=10_000)?,
         max_side: env_in_range("IMGFLOW_MAX_SIDE_PX", d.max_side, 1..=10_000)?,
+        max_decoded_bytes: max_decoded_bytes_from_env()?,
     })
 }
 

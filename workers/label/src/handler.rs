@@ -2,10 +2,12 @@
 use std::{sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
-use imgflow_messages::{ImageAccepted, ImageLabeled, ImageStatus, StageMessage, SCHEMA_VERSION};
+use imgflow_messages::{
+    ImageAccepted, ImageLabeled, ImageRef, ImageStatus, StageMessage, SCHEMA_VERSION,
+};
 use imgflow_runtime::{
     clock,
-    consumer::{Disposition, HandleError, Handler},
+    consumer::{HandleError, Handler},
     ports::{
         DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectLocation, Publisher,
         ReceivedMessage,
@@ -130,30 +132,21 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             .await;
         claim.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not claim the image; calling the detector anyway");
-            LabelClaim::Granted
+            LabelClaim::Granted { pending: None }
         })
     }
-}
 
-impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, T, P> {
-    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
-        let accepted = ImageAccepted::decode(&message.body)?;
-        let image = accepted.image;
-        Span::current().record("image_id", image.image_id.as_str());
-        Span::current().record("trace_id", image.trace_id.as_str());
+    /// A detection kept by an earlier holder of the claim, when it came from this detector.
+    fn kept_detection(&self, pending: Option<String>) -> Option<ImageLabeled> {
+        let labeled = ImageLabeled::decode(&pending?)
+            .inspect_err(|e| tracing::warn!(error = %e, "ignoring an unreadable kept detection"))
+            .ok()?;
+        (labeled.detector == self.detector.name()).then_some(labeled)
+    }
 
-        match self.claim(&image.image_id, message).await {
-            LabelClaim::Granted => {}
-            LabelClaim::AlreadyLabeled => {
-                tracing::info!("labels from this detector are already stored; detector not called");
-                return Ok(());
-            }
-            LabelClaim::HeldByOther => {
-                // Safe to drop: the holder's own message stays on the queue until it succeeds.
-                tracing::info!("a duplicate message is labelling this image; detector not called");
-                return Ok(());
-            }
-        }
+    /// Calls the detector, retrying throttles and outages while the message is still ours,
+    /// and records what the image's own faults mean (`rejected`, `missing`).
+    async fn detect(&self, image: &ImageRef) -> Result<Option<Detection>, HandleError> {
         let request = DetectRequest {
             object: ObjectLocation {
                 bucket: image.bucket.clone(),
@@ -163,8 +156,8 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             max_labels: self.settings.max_labels,
             min_confidence: self.settings.min_confidence,
         };
-        // Throttles and outages are retried here, while the message is still ours, so a brief
-        // throttle does not spend a receive on the way to the dead-letter queue.
+        // Retried here, while the message is still ours, so a brief throttle does not spend
+        // a receive on the way to the dead-letter queue.
         let backoff = ExponentialBuilder::new()
             .with_min_delay(self.settings.retry_min_delay)
             .with_max_delay(Duration::from_secs(10))
@@ -175,54 +168,88 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             .when(|e| e.is_transient())
             .notify(|e, delay| tracing::info!(error = %e, retry_in = ?delay, "detector call failed; retrying"))
             .await;
-        let detection = match detection {
-            Ok(d) => d,
+        match detection {
+            Ok(d) => Ok(Some(d)),
             Err(e) if e.kind == PortErrorKind::Invalid => {
                 let reason = format!("the detector could not read the image: {}", e.message);
                 self.table
-                    .record_failure(&image, ImageStatus::Rejected, &reason)
+                    .record_failure(image, ImageStatus::Rejected, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
-                self.release_claim(&image.image_id, message).await;
                 metrics::counter!("imgflow_images_rejected_total", "stage" => "label", "status" => "rejected")
                     .increment(1);
                 tracing::info!(%reason, "image rejected by the detector");
-                return Ok(());
+                Ok(None)
             }
             Err(e) if e.kind == PortErrorKind::NotFound => {
                 // Gone after ingest accepted it: recorded as missing, and dead-lettered so the
                 // message can be replayed once the object is back.
                 let reason = "object was deleted after it was accepted".to_owned();
                 self.table
-                    .record_failure(&image, ImageStatus::Missing, &reason)
+                    .record_failure(image, ImageStatus::Missing, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
-                self.release_claim(&image.image_id, message).await;
                 metrics::counter!("imgflow_images_rejected_total", "stage" => "label", "status" => "missing")
                     .increment(1);
-                return Err(HandleError::dead_letter("object_missing", e));
+                Err(HandleError::dead_letter("object_missing", e))
             }
             Err(e) if e.kind == PortErrorKind::Throttled => {
-                return Err(HandleError::retry("detector_throttled", e))
+                Err(HandleError::retry("detector_throttled", e))
             }
-            Err(e) => {
-                let error = HandleError::from_port("detector_failed", e);
-                if error.disposition == Disposition::DeadLetter {
-                    self.release_claim(&image.image_id, message).await;
-                }
-                return Err(error);
-            }
-        };
+            Err(e) => Err(HandleError::from_port("detector_failed", e)),
+        }
+    }
 
-        let labeled = ImageLabeled {
-            schema_version: SCHEMA_VERSION,
-            image,
-            labels: detection.labels,
-            detector: self.detector.name().to_owned(),
-            label_model_version: detection.label_model_version,
-            labeled_at: clock::now_rfc3339(),
+    /// The work done while this message holds the claim: detect (or reuse a kept
+    /// detection), keep it, publish it.
+    async fn label_claimed(
+        &self,
+        image: ImageRef,
+        pending: Option<String>,
+        message: &ReceivedMessage,
+    ) -> Result<(), HandleError> {
+        let labeled = match self.kept_detection(pending) {
+            Some(kept) => {
+                tracing::info!("republishing the kept detection; detector not called");
+                kept
+            }
+            None => {
+                let Some(detection) = self.detect(&image).await? else {
+                    // Rejected: nothing to hold off.
+                    self.release_claim(&image.image_id, message).await;
+                    return Ok(());
+                };
+                let labeled = ImageLabeled {
+                    schema_version: SCHEMA_VERSION,
+                    image,
+                    labels: detection.labels,
+                    detector: self.detector.name().to_owned(),
+                    label_model_version: detection.label_model_version,
+                    labeled_at: clock::now_rfc3339(),
+                };
+                // Kept before it is published: a publish that fails now costs a republish
+                // later, not another paid call.
+                if let Err(e) = self
+                    .table
+                    .keep_detection(
+                        &labeled.image.image_id,
+                        &message.message_id,
+                        &labeled.encode(),
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not keep the detection; publishing anyway");
+                }
+                labeled
+            }
         };
         let count = labeled.labels.len();
+        let top: Vec<&str> = labeled
+            .labels
+            .iter()
+            .take(3)
+            .map(|l| l.name.as_str())
+            .collect();
         let labeled_id = labeled.image.image_id.clone();
         self.publisher
             .publish(labeled.encode())
@@ -236,7 +263,43 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             // Only duplicates arriving after the lease ends could then call the detector again.
             tracing::warn!(error = %e, "could not mark the label claim done");
         }
-        tracing::info!(labels = count, "image labeled");
+        tracing::info!(labels = count, top = ?top, "image labeled");
         Ok(())
+    }
+}
+
+impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, T, P> {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        let accepted = ImageAccepted::decode(&message.body)?;
+        let image = accepted.image;
+        Span::current().record("image_id", image.image_id.as_str());
+        Span::current().record("trace_id", image.trace_id.as_str());
+
+        let pending = match self.claim(&image.image_id, message).await {
+            LabelClaim::Granted { pending } => pending,
+            LabelClaim::AlreadyLabeled | LabelClaim::Done => {
+                tracing::info!("labels from this detector are already stored or on their way; detector not called");
+                return Ok(());
+            }
+            LabelClaim::HeldByOther { until } => {
+                // Not dropped: the holder may still fail (and give the claim up), and this copy
+                // may be an operator's replay. It comes back once the holder's lease has ended.
+                let delay = clock::until(&until) + Duration::from_secs(1);
+                tracing::info!(retry_in = ?delay, "another message is labelling this image; detector not called");
+                return Err(HandleError::retry_after(
+                    "label_claim_held",
+                    format!("another message holds the label claim until {until}"),
+                    delay,
+                ));
+            }
+        };
+        let image_id = image.image_id.clone();
+        let result = self.label_claimed(image, pending, message).await;
+        if result.is_err() {
+            // Whatever comes next (a retry, the dead-letter queue, a replay), no claim of a
+            // message that gave up may hold off the copy that will finish the work.
+            self.release_claim(&image_id, message).await;
+        }
+        result
     }
 }

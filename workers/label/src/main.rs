@@ -6,7 +6,7 @@ use imgflow_label::{CallLog, DetectorChoice};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
     aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients},
-    config::{env_in_range, env_opt, Stage, WorkerConfig},
+    config::{env_in_range, env_opt, max_decoded_bytes_from_env, Stage, WorkerConfig},
     observability,
     ports::{FixedLatencyDetector, LabelDetector},
     shutdown, telemetry, throughput,
@@ -35,8 +35,9 @@ async fn main() -> anyhow::Result<()> {
         DetectorChoice::Local => {
             let dir = default_models_dir();
             // Loaded once, before the first receive: a missing model stops the worker at start.
-            let models = Models::load(&dir)
+            let mut models = Models::load(&dir)
                 .with_context(|| format!("loading the local models from {}", dir.display()))?;
+            models.decode_budget = max_decoded_bytes_from_env()?;
             tracing::info!(version = %models.version(), "local models loaded");
             let detector =
                 LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));

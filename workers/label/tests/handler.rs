@@ -8,7 +8,7 @@ use imgflow_messages::{
 use imgflow_runtime::{
     consumer::{Disposition, Handler},
     fakes::{self, FakeDetector, FakePublisher, FakeTable},
-    ports::{ImageTable, ReceivedMessage},
+    ports::{ImageTable, LabelClaim, ReceivedMessage},
     PortErrorKind,
 };
 
@@ -61,9 +61,13 @@ struct Fixture {
 }
 
 fn fixture(detector: FakeDetector) -> Fixture {
+    fixture_with(detector, FakePublisher::default())
+}
+
+fn fixture_with(detector: FakeDetector, publisher: FakePublisher) -> Fixture {
     let detector = Arc::new(detector);
     let table = Arc::new(FakeTable::default());
-    let publisher = Arc::new(FakePublisher::default());
+    let publisher = Arc::new(publisher);
     let handler = LabelHandler::new(
         detector.clone(),
         table.clone(),
@@ -189,20 +193,99 @@ async fn labels_already_stored_by_this_detector_skip_the_detector() {
     assert!(f.publisher.published().is_empty());
 }
 
-#[tokio::test]
-async fn duplicate_messages_for_one_image_cost_one_detector_call() {
-    let f = fixture(FakeDetector::new(vec![cat()]));
-    let mut first = message(accepted("a").encode());
-    first.message_id = "m1".into();
-    let mut duplicate = first.clone();
-    duplicate.message_id = "m2".into();
-    let (a, b) = tokio::join!(f.handler.handle(&first), f.handler.handle(&duplicate));
+fn with_id(message_id: &str) -> ReceivedMessage {
+    let mut m = message(accepted("a").encode());
+    m.message_id = message_id.into();
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_meeting_a_live_claim_comes_back_after_the_lease_and_costs_nothing() {
+    // Slow enough that the duplicate really arrives while the first holds the claim.
+    let f = fixture(FakeDetector::new(vec![cat()]).with_delay(Duration::from_millis(300)));
+    let (first, duplicate) = (with_id("m1"), with_id("m2"));
+    let (a, b) = tokio::join!(f.handler.handle(&first), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        f.handler.handle(&duplicate).await
+    });
     a.unwrap();
-    b.unwrap();
+    let held = b.unwrap_err();
+    assert_eq!(
+        (held.disposition, held.error_class),
+        (Disposition::Retry, "label_claim_held"),
+        "the duplicate is not deleted while the holder may still fail"
+    );
+    let delay = held.retry_after.expect("back after the lease");
+    let lease = settings().claim_lease;
+    assert!(
+        delay > lease - Duration::from_secs(2) && delay <= lease + Duration::from_secs(1),
+        "{delay:?} against a lease of {lease:?}"
+    );
     assert_eq!(f.detector.calls(), 1);
-    // Once its labels are out, not even the holder's own redelivery calls the detector again.
+    // Back after the lease: the labels are out, so it is dropped, still at one call; and not
+    // even the holder's own redelivery calls the detector again.
+    f.handler.handle(&duplicate).await.unwrap();
     f.handler.handle(&first).await.unwrap();
     assert_eq!(f.detector.calls(), 1);
+    assert_eq!(f.publisher.published().len(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_of_a_dead_lettered_message_within_the_lease_labels_the_image_without_paying_again(
+) {
+    let f = fixture_with(
+        FakeDetector::new(vec![cat()]),
+        FakePublisher::default().failing_first([PortErrorKind::Fatal]),
+    );
+    let failed = f.handler.handle(&with_id("m1")).await.unwrap_err();
+    assert_eq!(
+        (failed.disposition, failed.error_class),
+        (Disposition::DeadLetter, "publish_failed")
+    );
+    // `imgflow dlq replay` sends a copy: a new message id, well within the first's lease.
+    f.handler.handle(&with_id("replayed")).await.unwrap();
+    let published = f.publisher.published();
+    assert_eq!(published.len(), 1, "the replay published the labels");
+    assert_eq!(
+        ImageLabeled::decode(&published[0]).unwrap().labels,
+        vec![cat()]
+    );
+    assert_eq!(f.detector.calls(), 1, "the kept detection was republished");
+}
+
+#[tokio::test]
+async fn paid_labels_survive_a_publisher_failing_three_times() {
+    let f = fixture_with(
+        FakeDetector::new(vec![cat()]),
+        FakePublisher::default().failing_first([PortErrorKind::Retryable; 3]),
+    );
+    let message = with_id("m1");
+    for _ in 0..3 {
+        let err = f.handler.handle(&message).await.unwrap_err();
+        assert_eq!(
+            (err.disposition, err.error_class),
+            (Disposition::Retry, "publish_failed")
+        );
+    }
+    f.handler.handle(&message).await.unwrap();
+    assert_eq!(f.detector.calls(), 1);
+    assert_eq!(f.publisher.published().len(), 1);
+}
+
+#[tokio::test]
+async fn a_claim_left_by_a_crashed_holder_is_taken_over_after_its_lease() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    // The holder claimed, then died before detecting: its lease has already ended.
+    let past = "2000-01-01T00:00:00.000000Z";
+    let claim = f
+        .table
+        .claim_labeling("a", "fake", "crashed", past, past)
+        .await
+        .unwrap();
+    assert_eq!(claim, LabelClaim::Granted { pending: None });
+    f.handler.handle(&with_id("redelivered")).await.unwrap();
+    assert_eq!(f.detector.calls(), 1);
+    assert_eq!(f.publisher.published().len(), 1);
 }
 
 #[tokio::test]

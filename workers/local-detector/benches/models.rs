@@ -59,7 +59,7 @@ fn main() {
     let encoded: Vec<Vec<u8>> = PHOTOS.iter().map(|p| photo(&root, p)).collect();
     let prepared: Vec<_> = encoded
         .iter()
-        .map(|e| image_input::decode(e).unwrap())
+        .map(|e| image_input::decode(e, imgflow_imaging::DEFAULT_MAX_DECODED_BYTES).unwrap())
         .collect();
 
     let (mut classifier, mut detector, mut whole) = (Vec::new(), Vec::new(), Vec::new());

@@ -1,5 +1,5 @@
 //! From encoded bytes to the two models' input tensors.
-use image::{imageops::FilterType, DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{imageops::FilterType, RgbImage};
 use tract_onnx::prelude::tract_ndarray::Array4;
 use tract_onnx::prelude::*;
 
@@ -32,20 +32,12 @@ pub struct Prepared {
     pub rgb: RgbImage,
 }
 
-/// Decodes a JPEG or PNG, applies its EXIF orientation (so boxes match the picture as people
-/// see it) and downscales it to at most [`WORKING_SIDE`].
-pub fn decode(encoded: &[u8]) -> Result<Prepared, image::ImageError> {
-    let mut decoder = ImageReader::new(std::io::Cursor::new(encoded))
-        .with_guessed_format()?
-        .into_decoder()?;
-    let orientation = decoder.orientation()?;
-    let mut image = DynamicImage::from_decoder(decoder)?;
-    image.apply_orientation(orientation);
-    if image.width().max(image.height()) > WORKING_SIDE {
-        image = image.thumbnail(WORKING_SIDE, WORKING_SIDE);
-    }
+/// Decodes a JPEG or PNG under `budget` bytes of pixels (see `imgflow_imaging`), applies its
+/// EXIF orientation (so boxes match the picture as people see it) and downscales it to at most
+/// [`WORKING_SIDE`], in the decoder where the format allows.
+pub fn decode(encoded: &[u8], budget: u64) -> Result<Prepared, imgflow_imaging::DecodeError> {
     Ok(Prepared {
-        rgb: image.to_rgb8(),
+        rgb: imgflow_imaging::decode_scaled(encoded, WORKING_SIDE, budget)?,
     })
 }
 
@@ -71,6 +63,8 @@ pub fn tensor(
 mod tests {
     use super::*;
 
+    const BUDGET: u64 = imgflow_imaging::DEFAULT_MAX_DECODED_BYTES;
+
     fn encode(image: &RgbImage, format: image::ImageFormat) -> Vec<u8> {
         let mut out = std::io::Cursor::new(Vec::new());
         image.write_to(&mut out, format).unwrap();
@@ -80,7 +74,7 @@ mod tests {
     #[test]
     fn large_images_are_downscaled_keeping_their_shape() {
         let big = RgbImage::new(2000, 1000);
-        let prepared = decode(&encode(&big, image::ImageFormat::Png)).unwrap();
+        let prepared = decode(&encode(&big, image::ImageFormat::Png), BUDGET).unwrap();
         assert_eq!(prepared.rgb.dimensions(), (832, 416));
     }
 
@@ -101,7 +95,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(decode(b"\x89PNG\r\n\x1a\nnot really").is_err());
-        assert!(decode(b"hello").is_err());
+        assert!(decode(b"\x89PNG\r\n\x1a\nnot really", BUDGET).is_err());
+        assert!(decode(b"hello", BUDGET).is_err());
     }
 }

@@ -78,6 +78,8 @@ pub struct Models {
     pub objects: objects::ObjectDetector,
     /// The label map.
     pub vocabulary: vocabulary::Vocabulary,
+    /// Most bytes of pixels one decode may hold (`IMGFLOW_MAX_DECODED_BYTES`).
+    pub decode_budget: u64,
 }
 
 impl std::fmt::Debug for Models {
@@ -95,6 +97,7 @@ impl Models {
             classifier: classifier::Classifier::load(&dir.join("efficientnet-lite0.onnx"))?,
             objects: objects::ObjectDetector::load(&dir.join("nanodet-m.onnx"))?,
             vocabulary: vocabulary::Vocabulary::load(&dir.join("labels.json"))?,
+            decode_budget: imgflow_imaging::DEFAULT_MAX_DECODED_BYTES,
         })
     }
 
@@ -110,7 +113,7 @@ impl Models {
         max_labels: u32,
         min_confidence: f32,
     ) -> Result<Detection, PortError> {
-        let image = image_input::decode(encoded)
+        let image = image_input::decode(encoded, self.decode_budget)
             .map_err(|e| PortError::new(PortErrorKind::Invalid, "local:decode", e.to_string()))?;
         let model_error = |e: String| PortError::new(PortErrorKind::Fatal, "local:inference", e);
         let probabilities = self.classifier.classify(&image).map_err(model_error)?;
@@ -161,20 +164,22 @@ impl<S: ObjectStore> LabelDetector for LocalDetector<S> {
     }
 
     async fn detect(&self, request: &DetectRequest) -> Result<Detection, PortError> {
-        let encoded = self.store.get(&request.object).await?;
-        // The permit bounds queued blocking work to the cores, so a burst of messages waits
-        // here (cheaply) rather than piling threads onto the blocking pool.
-        let _slot = self
-            .slots
-            .acquire()
+        // The permit bounds work to the cores, so a burst of messages waits here (cheaply,
+        // before its bytes are fetched) rather than piling images into memory and threads onto
+        // the blocking pool. It moves into the blocking task: should this future be dropped,
+        // the slot stays taken until the decode really ends.
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
             .await
             .expect("semaphore is never closed");
+        let encoded = self.store.get(&request.object).await?;
         let models = Arc::clone(&self.models);
         let (max, min) = (request.max_labels, request.min_confidence);
-        tokio::task::spawn_blocking(move || models.label(&encoded, max, min))
-            .await
-            .map_err(|e| {
-                PortError::new(PortErrorKind::Retryable, "local:inference", e.to_string())
-            })?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            models.label(&encoded, max, min)
+        })
+        .await
+        .map_err(|e| PortError::new(PortErrorKind::Retryable, "local:inference", e.to_string()))?
     }
 }

@@ -31,6 +31,14 @@ pub fn seconds_between(earlier: &str, later: &str) -> Option<f64> {
     Some((b - a).num_microseconds()? as f64 / 1e6)
 }
 
+/// How long from now until `time` (RFC 3339); zero when it has passed or does not parse.
+pub fn until(time: &str) -> std::time::Duration {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .ok()
+        .and_then(|t| (t.with_timezone(&Utc) - Utc::now()).to_std().ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +52,10 @@ mod tests {
         assert_eq!(now_rfc3339().len(), a.len());
         assert_eq!(normalize_rfc3339("garbage"), "garbage");
         assert_eq!(seconds_between(&a, &b), Some(0.032));
+        assert_eq!(until(&a), std::time::Duration::ZERO, "in the past");
+        let soon = until(&rfc3339_after(std::time::Duration::from_secs(60)));
+        assert!(
+            soon > std::time::Duration::from_secs(55) && soon <= std::time::Duration::from_secs(60)
+        );
     }
 }

@@ -39,6 +39,17 @@ pub fn env_opt(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// `IMGFLOW_MAX_DECODED_BYTES`: most bytes of pixels one decode may hold (default 400 MB,
+/// 8-bit RGBA at 10,000 × 10,000 px). Ingest rejects images over it; the API's thumbnails and
+/// the local detector never decode more. Set it alike for every process.
+pub fn max_decoded_bytes_from_env() -> Result<u64, ConfigError> {
+    env_in_range(
+        "IMGFLOW_MAX_DECODED_BYTES",
+        crate::image_probe::Limits::default().max_decoded_bytes,
+        1_000_000..=4_000_000_000,
+    )
+}
+
 /// Reads `name` and checks it lies in `range`.
 pub fn env_in_range<T>(
     name: &str,

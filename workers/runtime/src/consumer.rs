@@ -54,6 +54,8 @@ pub struct HandleError {
     /// What went wrong.
     #[source]
     pub source: Box<dyn StdError + Send + Sync>,
+    /// For a retry: when the message should come back, instead of the receive-count backoff.
+    pub retry_after: Option<Duration>,
 }
 
 impl HandleError {
@@ -66,6 +68,19 @@ impl HandleError {
             disposition: Disposition::Retry,
             error_class,
             source: source.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A failure that may succeed once `delay` has passed (a lease held elsewhere ends).
+    pub fn retry_after(
+        error_class: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+        delay: Duration,
+    ) -> Self {
+        Self {
+            retry_after: Some(delay),
+            ..Self::retry(error_class, source)
         }
     }
 
@@ -78,6 +93,7 @@ impl HandleError {
             disposition: Disposition::DeadLetter,
             error_class,
             source: source.into(),
+            retry_after: None,
         }
     }
 
@@ -256,17 +272,20 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         let stage = self.config.stage.clone();
         metrics::counter!("imgflow_messages_received_total", "stage" => stage.clone())
             .increment(messages.len() as u64);
+        // Every message of the batch stays under the heartbeat until the batch is settled:
+        // one finished early waits for its (single) delete call with the others, and must not
+        // become visible meanwhile because a slow neighbour outlived the visibility timeout.
         let in_work = Mutex::new(
             messages
                 .iter()
                 .map(|m| m.receipt_handle.clone())
                 .collect::<Vec<_>>(),
         );
-        let work = join_all(messages.iter().map(|m| async {
-            let outcome = self.handle_one(m, shutdown.clone()).await;
-            in_work.lock().unwrap().retain(|h| *h != m.receipt_handle);
-            outcome
-        }));
+        let work = join_all(
+            messages
+                .iter()
+                .map(|m| self.handle_one(m, shutdown.clone())),
+        );
         let outcomes = tokio::select! {
             outcomes = work => outcomes,
             never = self.heartbeat(&in_work) => match never {},
@@ -288,9 +307,9 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                         report.retried += 1;
                     }
                 }
-                Outcome::Handled(Err(_)) => {
+                Outcome::Handled(Err(e)) => {
                     report.retried += 1;
-                    self.back_off(message).await;
+                    self.back_off(message, e.retry_after).await;
                 }
                 Outcome::Released => {
                     report.released += 1;
@@ -422,10 +441,15 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         }
     }
 
-    /// Delays the next delivery of a failed message by an exponential backoff of its receive
-    /// count, so a struggling dependency is not hammered by immediate redeliveries.
-    async fn back_off(&self, message: &ReceivedMessage) {
-        let delay = retry_delay(&self.config, message.receive_count);
+    /// Delays the next delivery of a failed message by `after`, or else by an exponential
+    /// backoff of its receive count, so a struggling dependency is not hammered by immediate
+    /// redeliveries.
+    async fn back_off(&self, message: &ReceivedMessage, after: Option<Duration>) {
+        // SQS allows a visibility timeout of at most 12 hours.
+        let delay = after.map_or_else(
+            || retry_delay(&self.config, message.receive_count),
+            |d| d.min(Duration::from_secs(12 * 3600)),
+        );
         if let Err(e) = self
             .queue
             .change_visibility(&message.receipt_handle, delay)

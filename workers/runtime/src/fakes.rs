@@ -203,13 +203,20 @@ pub fn delivered(body: impl Into<String>) -> ReceivedMessage {
     }
 }
 
-/// Records what is published.
+/// Records what is published, optionally failing its first calls.
 #[derive(Debug, Default)]
 pub struct FakePublisher {
     published: Mutex<Vec<String>>,
+    failures: Mutex<VecDeque<PortErrorKind>>,
 }
 
 impl FakePublisher {
+    /// Fails the next publishes with these kinds, in order, then publishes normally.
+    pub fn failing_first(self, kinds: impl IntoIterator<Item = PortErrorKind>) -> Self {
+        self.failures.lock().unwrap().extend(kinds);
+        self
+    }
+
     /// Bodies published so far.
     pub fn published(&self) -> Vec<String> {
         self.published.lock().unwrap().clone()
@@ -218,6 +225,13 @@ impl FakePublisher {
 
 impl Publisher for FakePublisher {
     async fn publish(&self, body: String) -> Result<(), PortError> {
+        if let Some(kind) = self.failures.lock().unwrap().pop_front() {
+            return Err(PortError::new(
+                kind,
+                "fake:Publish",
+                format!("injected {}", kind.as_str()),
+            ));
+        }
         self.published.lock().unwrap().push(body);
         Ok(())
     }
@@ -404,6 +418,7 @@ impl LabelDetector for FakeDetector {
 pub struct FakeTable {
     items: Mutex<HashMap<String, ImageRecord>>,
     claims: Mutex<HashMap<String, (String, String)>>,
+    kept: Mutex<HashMap<String, String>>,
 }
 
 impl FakeTable {
@@ -497,19 +512,40 @@ impl ImageTable for FakeTable {
         }
         let mut claims = self.claims.lock().unwrap();
         match claims.get(image_id) {
-            // A live claim of another message, or a completed one (even our own: a redelivery
-            // after the labels went out must not call the detector again).
-            Some((holder, lease))
-                if (holder != token && lease.as_str() >= now)
-                    || lease == crate::ports::CLAIM_DONE =>
-            {
-                Ok(LabelClaim::HeldByOther)
+            // A completed claim, even our own: a redelivery after the labels went out must not
+            // call the detector again.
+            Some((_, lease)) if lease == crate::ports::CLAIM_DONE => Ok(LabelClaim::Done),
+            Some((holder, lease)) if holder != token && lease.as_str() >= now => {
+                Ok(LabelClaim::HeldByOther {
+                    until: lease.clone(),
+                })
             }
             _ => {
                 claims.insert(image_id.to_owned(), (token.to_owned(), until.to_owned()));
-                Ok(LabelClaim::Granted)
+                Ok(LabelClaim::Granted {
+                    pending: self.kept.lock().unwrap().get(image_id).cloned(),
+                })
             }
         }
+    }
+
+    async fn keep_detection(
+        &self,
+        image_id: &str,
+        token: &str,
+        labeled: &str,
+    ) -> Result<(), PortError> {
+        let claims = self.claims.lock().unwrap();
+        if claims
+            .get(image_id)
+            .is_some_and(|(holder, _)| holder == token)
+        {
+            self.kept
+                .lock()
+                .unwrap()
+                .insert(image_id.to_owned(), labeled.to_owned());
+        }
+        Ok(())
     }
 
     async fn complete_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
@@ -517,6 +553,7 @@ impl ImageTable for FakeTable {
         if let Some((holder, lease)) = claims.get_mut(image_id) {
             if holder == token {
                 *lease = crate::ports::CLAIM_DONE.to_owned();
+                self.kept.lock().unwrap().remove(image_id);
             }
         }
         Ok(())

@@ -47,6 +47,9 @@ pub struct ImageInfo {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+    /// Bytes a decoder holds for it: width × height × channels × bytes per sample (two for
+    /// 16-bit samples and for a progressive JPEG's coefficients; palette PNGs count as RGBA).
+    pub decoded_bytes: u64,
 }
 
 /// Why a header could not be read.
@@ -69,6 +72,8 @@ pub struct Limits {
     pub min_side: u32,
     /// Longest side in pixels.
     pub max_side: u32,
+    /// Most bytes a decoder may hold for one image (see [`ImageInfo::decoded_bytes`]).
+    pub max_decoded_bytes: u64,
 }
 
 impl Default for Limits {
@@ -78,6 +83,9 @@ impl Default for Limits {
             max_bytes: 15 * 1024 * 1024,
             min_side: 80,
             max_side: 10_000,
+            // What an 8-bit RGBA image at the largest size decodes to: the thumbnail and the
+            // local detector decode under this budget, so anything larger is refused here.
+            max_decoded_bytes: 400_000_000,
         }
     }
 }
@@ -99,21 +107,38 @@ impl Limits {
         Ok(())
     }
 
-    /// Checks the dimensions from the header.
+    /// Checks the dimensions and the decoded size from the header.
     pub fn check_dimensions(&self, info: &ImageInfo) -> Result<(), String> {
         let ok = |side: u32| (self.min_side..=self.max_side).contains(&side);
-        if ok(info.width) && ok(info.height) {
-            Ok(())
-        } else {
-            Err(format!(
+        if !(ok(info.width) && ok(info.height)) {
+            return Err(format!(
                 "image is {}×{} px; each side must be {}–{} px",
                 info.width, info.height, self.min_side, self.max_side
-            ))
+            ));
         }
+        if info.decoded_bytes > self.max_decoded_bytes {
+            return Err(format!(
+                "image is {}×{} px and would decode to {} MB; the limit is {} MB (use 8-bit colour or fewer pixels)",
+                info.width,
+                info.height,
+                info.decoded_bytes / 1_000_000,
+                self.max_decoded_bytes / 1_000_000
+            ));
+        }
+        Ok(())
     }
 }
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// width × height × channels × bytes per sample, saturating (a forged header is simply over
+/// any limit). The same arithmetic as `imgflow_imaging::decoded_bytes`.
+fn decoded_bytes(width: u32, height: u32, channels: u32, per_sample: u32) -> u64 {
+    u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(u64::from(channels.max(1)))
+        .saturating_mul(u64::from(per_sample))
+}
 
 /// Reads format and dimensions from the first bytes of a file.
 pub fn probe(head: &[u8]) -> Result<ImageInfo, ProbeError> {
@@ -127,9 +152,9 @@ pub fn probe(head: &[u8]) -> Result<ImageInfo, ProbeError> {
 }
 
 fn probe_png(head: &[u8]) -> Result<ImageInfo, ProbeError> {
-    // The first chunk must be IHDR: length (4) "IHDR" width (4) height (4).
-    if head.len() < 24 {
-        return Err(ProbeError::NeedMore(24));
+    // The first chunk must be IHDR: length (4) "IHDR" width (4) height (4) depth (1) colour (1).
+    if head.len() < 26 {
+        return Err(ProbeError::NeedMore(26));
     }
     if &head[12..16] != b"IHDR" {
         return Err(ProbeError::Rejected(
@@ -138,10 +163,19 @@ fn probe_png(head: &[u8]) -> Result<ImageInfo, ProbeError> {
     }
     let width = u32::from_be_bytes([head[16], head[17], head[18], head[19]]);
     let height = u32::from_be_bytes([head[20], head[21], head[22], head[23]]);
+    let per_sample = if head[24] == 16 { 2 } else { 1 };
+    let channels = match head[25] {
+        0 => 1,
+        2 => 3,
+        4 => 2,
+        // Palette images (3) expand to RGBA when decoded; RGBA is 6.
+        _ => 4,
+    };
     Ok(ImageInfo {
         format: ImageFormat::Png,
         width,
         height,
+        decoded_bytes: decoded_bytes(width, height, channels, per_sample),
     })
 }
 
@@ -182,15 +216,21 @@ fn probe_jpeg(head: &[u8]) -> Result<ImageInfo, ProbeError> {
         }
         // Start-of-frame markers (all but DHT C4, JPG C8, DAC CC): precision, height, width.
         if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            if at + 9 > head.len() {
-                return Err(ProbeError::NeedMore(at + 9));
+            if at + 10 > head.len() {
+                return Err(ProbeError::NeedMore(at + 10));
             }
+            let precision = head[at + 4];
             let height = u32::from(u16::from_be_bytes([head[at + 5], head[at + 6]]));
             let width = u32::from(u16::from_be_bytes([head[at + 7], head[at + 8]]));
+            let channels = u32::from(head[at + 9]);
+            // Progressive frames (SOF2, 6, 10, 14) keep two-byte coefficients until the end.
+            let progressive = marker & 0x03 == 0x02;
+            let per_sample = if precision > 8 || progressive { 2 } else { 1 };
             return Ok(ImageInfo {
                 format: ImageFormat::Jpeg,
                 width,
                 height,
+                decoded_bytes: decoded_bytes(width, height, channels, per_sample),
             });
         }
         at += 2 + length;
@@ -296,7 +336,7 @@ mod tests {
         }
         assert_eq!(
             probe(&png_header(1, 1)[..10]),
-            Err(ProbeError::NeedMore(24))
+            Err(ProbeError::NeedMore(26))
         );
     }
 
@@ -316,10 +356,11 @@ mod tests {
     #[test]
     fn limits_follow_rekognition() {
         let limits = Limits::default();
-        let info = |width, height| ImageInfo {
+        let info = |width: u32, height: u32| ImageInfo {
             format: ImageFormat::Png,
             width,
             height,
+            decoded_bytes: u64::from(width) * u64::from(height) * 4,
         };
         assert!(limits.check_dimensions(&info(80, 10_000)).is_ok());
         assert!(limits
@@ -330,6 +371,31 @@ mod tests {
         assert!(limits.check_size(15 * 1024 * 1024).is_ok());
         assert!(limits.check_size(15 * 1024 * 1024 + 1).is_err());
         assert_eq!(limits.check_size(0).unwrap_err(), "file is empty");
+    }
+
+    #[test]
+    fn deep_colour_at_the_largest_size_is_over_the_decode_limit() {
+        let mut header = png_header(10_000, 10_000);
+        assert_eq!(probe(&header).unwrap().decoded_bytes, 300_000_000);
+        header[24..26].copy_from_slice(&[16, 6]); // 16-bit RGBA
+        let info = probe(&header).unwrap();
+        assert_eq!(info.decoded_bytes, 800_000_000);
+        let reason = Limits::default().check_dimensions(&info).unwrap_err();
+        assert!(
+            reason.contains("would decode to 800 MB; the limit is 400 MB"),
+            "{reason}"
+        );
+        header[24..26].copy_from_slice(&[8, 6]); // 8-bit RGBA: exactly the limit
+        assert!(Limits::default()
+            .check_dimensions(&probe(&header).unwrap())
+            .is_ok());
+        let mut progressive = jpeg_header(10_000, 10_000, 100);
+        let sof = progressive
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .unwrap();
+        progressive[sof + 1] = 0xC2;
+        assert_eq!(probe(&progressive).unwrap().decoded_bytes, 600_000_000);
     }
 
     #[test]

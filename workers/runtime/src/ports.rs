@@ -215,13 +215,24 @@ pub enum WriteOutcome {
 pub const CLAIM_DONE: &str = "9999-12-31T23:59:59.999999Z";
 
 /// The answer to a request to label an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelClaim {
-    /// Go ahead: this message holds the image until the lease ends.
-    Granted,
-    /// Another message (a duplicate) holds a live claim; that one will finish the work, or
-    /// its redelivery will after the lease ends.
-    HeldByOther,
+    /// Go ahead: this message holds the image until the lease ends. `pending` is an
+    /// `ImageLabeled` body a detector already paid for ([`ImageTable::keep_detection`]) but
+    /// that never reached the store stage: publish it instead of calling the detector again.
+    Granted {
+        /// The kept detection, if any.
+        pending: Option<String>,
+    },
+    /// Another message (a duplicate) holds a live claim until `until` (RFC 3339); it will
+    /// finish the work, or give the claim up when it fails. Try again after `until`.
+    HeldByOther {
+        /// When the holder's lease ends.
+        until: String,
+    },
+    /// The labels were published (the claim was completed): they are on their way to the
+    /// store stage, durably, in its queue.
+    Done,
     /// Labels from this detector are already stored.
     AlreadyLabeled,
 }
@@ -264,15 +275,26 @@ pub trait ImageTable: Send + Sync + 'static {
         until: &str,
     ) -> impl Future<Output = Result<LabelClaim, PortError>> + Send;
 
-    /// Marks the claim held by `token` as done: the labels are on their way to the store
-    /// stage (durably, in its queue), so later duplicates are dropped for good.
+    /// Keeps a paid detection (an `ImageLabeled` body) on the item while `token` holds the
+    /// claim, before it is published: should the publish fail, a redelivery or a replay
+    /// republishes it instead of paying the detector again.
+    fn keep_detection(
+        &self,
+        image_id: &str,
+        token: &str,
+        labeled: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Marks the claim held by `token` as done and drops its kept detection: the labels are
+    /// on their way to the store stage (durably, in its queue), so later duplicates are
+    /// dropped for good.
     fn complete_claim(
         &self,
         image_id: &str,
         token: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Gives up the claim held by `token`, if it still holds it.
+    /// Gives up the claim held by `token`, if it still holds it (a kept detection stays).
     fn release_claim(
         &self,
         image_id: &str,

@@ -173,6 +173,42 @@ async fn a_handler_slower_than_the_visibility_timeout_keeps_its_message_invisibl
     assert_eq!(queue.in_flight(), 0);
 }
 
+/// Finishes "fast" at once and anything else after ten seconds.
+struct FastAndSlow;
+
+impl Handler for FastAndSlow {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        if message.body != "fast" {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_finished_early_stays_invisible_until_its_batch_is_deleted() {
+    let queue = Arc::new(FakeQueue::new());
+    queue.send("fast");
+    queue.send("slow");
+    let consumer = Consumer::new(
+        queue.clone(),
+        Arc::new(FastAndSlow),
+        ConsumerConfig {
+            visibility_timeout: Duration::from_secs(3),
+            ..config()
+        },
+    );
+    let batch = consumer.process_batch().await.unwrap();
+    assert!(matches!(batch, Batch::Processed(r) if r.succeeded == 2));
+    let beats = queue.extensions();
+    assert!(beats.len() >= 9, "{beats:?}");
+    assert!(
+        beats.iter().all(|(n, _)| *n == 2),
+        "the finished message is renewed with the slow one: {beats:?}"
+    );
+    assert_eq!((queue.in_flight(), queue.visible()), (0, 0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn shutdown_releases_unstarted_work_and_work_past_the_drain_deadline() {
     let queue = Arc::new(FakeQueue::new());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::{
     error::SdkError,
-    operation::{put_item::PutItemError, update_item::UpdateItemError},
+    operation::update_item::UpdateItemError,
     types::{AttributeValue, ReturnValue},
     Client,
 };
@@ -266,36 +266,39 @@ fn is_condition_failure_update(
     )
 }
 
-fn is_condition_failure_put(
-    e: &SdkError<PutItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> bool {
-    matches!(
-        e.as_service_error(),
-        Some(PutItemError::ConditionalCheckFailedException(_))
-    )
-}
+/// Ingest's attributes that a record may lack: removed when absent, so a re-ingested image
+/// (a new verdict for the same version) keeps no stale reason or size from the last one.
+const INGEST_OPTIONAL: [&str; 7] = [
+    "version_id",
+    "content_type",
+    "size",
+    "width",
+    "height",
+    "reason",
+    "accepted_at",
+];
 
 impl ImageTable for DynamoImageTable {
     async fn record_ingest(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
-        let item = record_to_item(record)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(id) OR #status <> :labeled")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":labeled",
-                AttributeValue::S(ImageStatus::Labeled.as_str().into()),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(WriteOutcome::Written),
-            Err(e) if is_condition_failure_put(&e) => Ok(WriteOutcome::Superseded),
-            Err(e) => Err(port_error(format!("dynamodb:PutItem {}", record.id), e)),
+        // An update of ingest's own attributes, not a PutItem: a duplicate event arriving while
+        // the image is being labelled must not wipe the label claim (or a kept detection), which
+        // would grant a second claim and a second paid detector call.
+        let mut update = Update::default();
+        for (attribute, value) in record_to_item(record)? {
+            if attribute != "id" {
+                update.set(&attribute, value);
+            }
         }
+        for attribute in INGEST_OPTIONAL {
+            if !update.names.contains_key(&format!("#{attribute}")) {
+                update.remove(attribute);
+            }
+        }
+        update.condition(
+            "attribute_not_exists(#id) OR #status <> :labeled",
+            &[("labeled", s(ImageStatus::Labeled.as_str()))],
+        );
+        self.update(&record.id, update, "ingest").await
     }
 
     async fn record_failure(
@@ -387,24 +390,45 @@ impl ImageTable for DynamoImageTable {
                 ("done", s(CLAIM_DONE)),
             ],
         );
-        if self.update(image_id, update, "label claim").await? == WriteOutcome::Written {
-            return Ok(LabelClaim::Granted);
+        let (outcome, item) = self
+            .update_returning(image_id, update, "label claim", ReturnValue::AllNew)
+            .await?;
+        if outcome == WriteOutcome::Written {
+            return Ok(LabelClaim::Granted {
+                pending: text(&item, "label_pending"),
+            });
         }
         // The condition failed; one read tells which part (a rare path: duplicates only).
-        Ok(match self.get(image_id).await? {
-            None => LabelClaim::Granted,
-            Some(r)
-                if r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector) =>
-            {
-                LabelClaim::AlreadyLabeled
-            }
-            Some(_) => LabelClaim::HeldByOther,
+        Ok(match self.get_item(image_id).await? {
+            Some(item) => claim_refusal(&item, detector),
+            // No item: ingest's write was lost. The store stage's write creates it.
+            None => LabelClaim::Granted { pending: None },
         })
+    }
+
+    async fn keep_detection(
+        &self,
+        image_id: &str,
+        token: &str,
+        labeled: &str,
+    ) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.set("label_pending", s(labeled));
+        update.condition("#label_claim = :token", &[("token", s(token))]);
+        if self.update(image_id, update, "kept detection").await? == WriteOutcome::Superseded {
+            // The lease ran out and a duplicate holds the image now; publishing still works,
+            // only the safety net for a failed publish is missing.
+            tracing::warn!(
+                "the label claim passed to another message before the detection was kept"
+            );
+        }
+        Ok(())
     }
 
     async fn complete_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
         let mut update = Update::default();
         update.set("label_claim_until", s(CLAIM_DONE));
+        update.remove("label_pending");
         update.condition("#label_claim = :token", &[("token", s(token))]);
         self.update(image_id, update, "label claim completion")
             .await?;
@@ -422,6 +446,19 @@ impl ImageTable for DynamoImageTable {
     }
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
+        self.get_item(image_id)
+            .await?
+            .map(item_to_record)
+            .transpose()
+    }
+}
+
+impl DynamoImageTable {
+    /// One item with every attribute, read consistently.
+    async fn get_item(
+        &self,
+        image_id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
         let output = self
             .client
             .get_item()
@@ -431,7 +468,26 @@ impl ImageTable for DynamoImageTable {
             .send()
             .await
             .map_err(|e| port_error(format!("dynamodb:GetItem {image_id}"), e))?;
-        output.item.map(item_to_record).transpose()
+        Ok(output.item)
+    }
+}
+
+fn text(item: &HashMap<String, AttributeValue>, attribute: &str) -> Option<String> {
+    item.get(attribute)?.as_s().ok().cloned()
+}
+
+/// Why a claim's condition failed, from the item as it is now.
+fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> LabelClaim {
+    let labeled = text(item, "status").as_deref() == Some(ImageStatus::Labeled.as_str())
+        && text(item, "detector").as_deref() == Some(detector);
+    match text(item, "label_claim_until") {
+        _ if labeled => LabelClaim::AlreadyLabeled,
+        Some(until) if until == CLAIM_DONE => LabelClaim::Done,
+        Some(until) => LabelClaim::HeldByOther { until },
+        // The claim was released between the write and the read: the next try takes it.
+        None => LabelClaim::HeldByOther {
+            until: crate::clock::now_rfc3339(),
+        },
     }
 }
 

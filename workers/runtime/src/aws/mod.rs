@@ -38,9 +38,12 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// Loads the standard configuration chain (environment, profile, container or instance
-    /// credentials; `AWS_ENDPOINT_URL`) and builds every client from it.
+    /// credentials; `AWS_ENDPOINT_URL`) and builds every client from it, with [`timeouts`].
     pub async fn from_env() -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts())
+            .load()
+            .await;
         Self::new(&config)
     }
 
@@ -128,6 +131,24 @@ impl AwsClients {
     }
 }
 
+/// Every AWS call's time limits. The SDK sets none by default beyond connecting, so a peer
+/// that accepts a connection and never answers would hold a message invisible, and its
+/// handler busy, for ever; with these it ends as a retryable error, then the queue's backoff
+/// and finally the dead-letter queue. An attempt may take 30 s (over SQS' 20 s long poll and a
+/// 15 MB GET on a slow link); an operation, retries included, 60 s.
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    timeouts_of(std::time::Duration::from_secs(30))
+}
+
+/// [`timeouts`] with attempts of `attempt` (connect at most 3 s, an operation two attempts).
+pub fn timeouts_of(attempt: std::time::Duration) -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(attempt.min(std::time::Duration::from_secs(3)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt * 2)
+        .build()
+}
+
 /// Maps any SDK error to a [`PortError`] from its error code and HTTP status.
 pub fn port_error<E>(operation: impl Into<String>, error: SdkError<E, HttpResponse>) -> PortError
 where
@@ -192,6 +213,49 @@ pub(crate) fn classify_code(code: Option<&str>, status: StatusCode) -> PortError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that accepts connections and never answers: the call must still end, as a
+    /// retryable error, within its timeouts.
+    #[tokio::test]
+    async fn a_peer_that_never_answers_ends_in_a_retryable_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://{addr}"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .timeout_config(timeouts_of(std::time::Duration::from_millis(300)))
+            .load()
+            .await;
+        let clients = AwsClients::new(&config);
+        let queue = sqs::SqsQueue::new(clients.sqs, "http://q".into(), "http://dlq".into());
+        use crate::ports::Queue;
+        // Bounded only so that a regression fails instead of hanging the suite.
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            queue.receive(10, std::time::Duration::from_secs(20)),
+        )
+        .await
+        .expect("the call ended on its own timeouts");
+        let error = result.unwrap_err();
+        assert_eq!(error.kind, PortErrorKind::Retryable, "{error}");
+        assert!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "the request reached the silent peer"
+        );
+        silent.abort();
+    }
 
     fn status(code: u16) -> StatusCode {
         StatusCode::try_from(code).unwrap()

@@ -44,23 +44,64 @@ impl Publisher for BatchingPublisher {
     }
 }
 
+/// SNS' limit on one message, and on the sum of a PublishBatch's messages.
+/// <https://docs.aws.amazon.com/sns/latest/api/API_PublishBatch.html>
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
 async fn run(
     client: Client,
     topic_arn: String,
     window: Duration,
     mut receiver: mpsc::Receiver<Pending>,
 ) {
-    while let Some(first) = receiver.recv().await {
-        let mut batch = vec![first];
-        let deadline = tokio::time::Instant::now() + window;
-        while batch.len() < 10 {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(next)) => batch.push(next),
-                Ok(None) | Err(_) => break,
-            }
-        }
+    let mut carry = None;
+    while let Some(batch) = next_batch(&mut receiver, &mut carry, window).await {
         send(&client, &topic_arn, batch).await;
     }
+}
+
+/// The next request's messages: up to ten arriving within `window` of the first, together
+/// within [`MAX_BATCH_BYTES`]. A message that would overflow the batch waits in `carry` to
+/// open the next one; one too large on its own is failed here (it can never be published).
+async fn next_batch(
+    receiver: &mut mpsc::Receiver<Pending>,
+    carry: &mut Option<Pending>,
+    window: Duration,
+) -> Option<Vec<Pending>> {
+    let first = loop {
+        let next = match carry.take() {
+            Some(p) => p,
+            None => receiver.recv().await?,
+        };
+        if next.0.len() <= MAX_BATCH_BYTES {
+            break next;
+        }
+        let _ = next.1.send(Err(PortError::new(
+            PortErrorKind::Fatal,
+            "sns:PublishBatch",
+            format!(
+                "message of {} bytes is over SNS' limit of {MAX_BATCH_BYTES}",
+                next.0.len()
+            ),
+        )));
+    };
+    let mut bytes = first.0.len();
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + window;
+    while batch.len() < 10 {
+        match tokio::time::timeout_at(deadline, receiver.recv()).await {
+            Ok(Some(next)) if bytes + next.0.len() > MAX_BATCH_BYTES => {
+                *carry = Some(next);
+                break;
+            }
+            Ok(Some(next)) => {
+                bytes += next.0.len();
+                batch.push(next);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 async fn send(client: &Client, topic_arn: &str, batch: Vec<Pending>) {
@@ -145,5 +186,36 @@ pub async fn topic_arn(client: &Client, name: &str) -> Result<String, PortError>
                 ))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_stay_within_the_request_size_limit() {
+        let (sender, mut receiver) = mpsc::channel(64);
+        let mut results = Vec::new();
+        for size in [40 * 1024; 10].into_iter().chain([300 * 1024, 10]) {
+            let (done, result) = oneshot::channel();
+            sender.send(("x".repeat(size), done)).await.unwrap();
+            results.push(result);
+        }
+        drop(sender);
+        let mut carry = None;
+        let mut sizes = Vec::new();
+        while let Some(batch) = next_batch(&mut receiver, &mut carry, Duration::ZERO).await {
+            assert!(batch.iter().map(|(b, _)| b.len()).sum::<usize>() <= MAX_BATCH_BYTES);
+            sizes.push(batch.len());
+        }
+        assert_eq!(
+            sizes,
+            vec![6, 4, 1],
+            "10 × 40 KB in two requests; the 10-byte one alone"
+        );
+        let too_large = results.remove(10).await.unwrap().unwrap_err();
+        assert_eq!(too_large.kind, PortErrorKind::Fatal);
+        assert!(too_large.message.contains("over SNS' limit"));
     }
 }
