@@ -1,0 +1,80 @@
+//! Random and mutated image headers at the probe ingest and the API run before anything is
+//! decoded: an answer, a rejection with a reason, or a request for more bytes that makes
+//! progress, never a panic.
+use imgflow_runtime::image_probe::{check_tail, probe, ImageFormat, Limits, ProbeError};
+use proptest::prelude::*;
+
+fn png_header(width: u32, height: u32, depth: u8, colour: u8) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    v.extend_from_slice(&width.to_be_bytes());
+    v.extend_from_slice(&height.to_be_bytes());
+    v.extend_from_slice(&[depth, colour, 0, 0, 0, 0, 0, 0, 0]);
+    v
+}
+
+fn jpeg_header(width: u16, height: u16, marker: u8, components: u8, app_len: u16) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    v.extend_from_slice(&app_len.max(2).to_be_bytes());
+    v.extend(std::iter::repeat_n(0u8, usize::from(app_len.max(2)) - 2));
+    v.extend_from_slice(&[0xFF, marker, 0x00, 0x11, 0x08]);
+    v.extend_from_slice(&height.to_be_bytes());
+    v.extend_from_slice(&width.to_be_bytes());
+    v.push(components);
+    v.extend_from_slice(&[1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+    v
+}
+
+fn check(head: &[u8]) {
+    match probe(head) {
+        Ok(info) => {
+            // The limits check is total too, and refuses anything over the decode budget.
+            let verdict = Limits::default().check_dimensions(&info);
+            if info.decoded_bytes > Limits::default().max_decoded_bytes {
+                assert!(verdict.is_err());
+            }
+        }
+        Err(ProbeError::NeedMore(n)) => assert!(n > head.len(), "asks for more: {n}"),
+        Err(ProbeError::Rejected(reason)) => assert!(!reason.is_empty()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn random_bytes(head in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        check(&head);
+        let _ = check_tail(ImageFormat::Jpeg, &head);
+        let _ = check_tail(ImageFormat::Png, &head);
+    }
+
+    #[test]
+    fn pngs_declaring_anything(width in any::<u32>(), height in any::<u32>(), depth in any::<u8>(), colour in any::<u8>(), cut in 0usize..40) {
+        let header = png_header(width, height, depth, colour);
+        check(&header[..cut.min(header.len())]);
+        check(&header);
+    }
+
+    #[test]
+    fn jpegs_declaring_anything(
+        width in any::<u16>(), height in any::<u16>(), marker in 0xC0u8..=0xCF,
+        components in any::<u8>(), app_len in any::<u16>(), cut in 0usize..70_000,
+    ) {
+        let header = jpeg_header(width, height, marker, components, app_len);
+        check(&header[..cut.min(header.len())]);
+        check(&header);
+    }
+
+    #[test]
+    fn mutated_headers(
+        seed in prop_oneof![Just(png_header(640, 480, 8, 2)), Just(jpeg_header(640, 480, 0xC0, 3, 100))],
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..12),
+    ) {
+        let mut head = seed;
+        for (at, value) in edits {
+            let len = head.len();
+            head[at % len] = value;
+        }
+        check(&head);
+    }
+}
