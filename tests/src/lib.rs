@@ -330,6 +330,15 @@ impl TestPipeline {
             retry_min_delay: Duration::from_millis(50),
             ..LabelSettings::default()
         };
+        self.start_label_with(detector, settings).await;
+    }
+
+    /// Starts the label stage with `detector` and `settings`.
+    pub async fn start_label_with<D: LabelDetector>(
+        &mut self,
+        detector: D,
+        settings: LabelSettings,
+    ) {
         let consumer = imgflow_label::build(
             &self.aws,
             &self.worker_config(Stage::Label),

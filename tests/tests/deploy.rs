@@ -56,10 +56,17 @@ fn grants(template: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
     for policy in policies {
         for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
             assert_eq!(statement["Effect"], "Allow");
+            // A condition narrows (or, removed, widens) a grant: it is part of what is compared.
+            let when = statement
+                .get("Condition")
+                .map(|c| format!(" when {c}"))
+                .unwrap_or_default();
             for action in strings(&statement["Action"]) {
-                out.entry(action)
-                    .or_default()
-                    .extend(strings(&statement["Resource"]));
+                out.entry(action).or_default().extend(
+                    strings(&statement["Resource"])
+                        .into_iter()
+                        .map(|r| format!("{r}{when}")),
+                );
             }
         }
     }
@@ -96,8 +103,10 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         ("s3:GetObjectVersion", vec![INCOMING]),
         ("sqs:SendMessage", vec!["IngestDeadLetterQueue.Arn"]),
         ("sns:Publish", vec!["ImageAcceptedTopic"]),
-        ("dynamodb:PutItem", vec!["ImagesTable.Arn"]),
-        ("dynamodb:UpdateItem", vec!["IndexTable.Arn"]),
+        (
+            "dynamodb:UpdateItem",
+            vec!["ImagesTable.Arn", "IndexTable.Arn"],
+        ),
     ]);
     let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
     label.extend([
@@ -158,6 +167,47 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         let wanted: Vec<(&str, &[&str])> = wanted.iter().map(|(a, r)| (*a, r.as_slice())).collect();
         assert_eq!(grants(&t, role), expect(&wanted), "{role}");
     }
+}
+
+const TASK_ROLES: [&str; 4] = [
+    "IngestTaskRole",
+    "LabelTaskRole",
+    "StoreTaskRole",
+    "ApiTaskRole",
+];
+
+#[test]
+fn task_roles_have_no_managed_policies_and_trust_only_this_accounts_tasks() {
+    let t = template();
+    for role in TASK_ROLES {
+        let properties = &t["Resources"][role]["Properties"];
+        assert!(
+            properties.get("ManagedPolicyArns").is_none(),
+            "{role}: a managed policy would widen it past the grants checked above"
+        );
+        let trust = &properties["AssumeRolePolicyDocument"]["Statement"];
+        assert_eq!(trust.as_array().unwrap().len(), 1, "{role}");
+        assert_eq!(trust[0]["Principal"]["Service"], "ecs-tasks.amazonaws.com");
+        assert_eq!(
+            render(&trust[0]["Condition"]["StringEquals"]["aws:SourceAccount"]),
+            "AWS::AccountId",
+            "{role}: only this account's tasks may assume it"
+        );
+    }
+}
+
+#[test]
+fn the_execution_role_only_pulls_images_writes_logs_and_injects_the_key() {
+    let t = template();
+    let properties = &t["Resources"]["ExecutionRole"]["Properties"];
+    assert_eq!(
+        strings(&properties["ManagedPolicyArns"]),
+        vec!["arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"]
+    );
+    assert_eq!(
+        grants(&t, "ExecutionRole"),
+        expect(&[("secretsmanager:GetSecretValue", &["ApiKeySecret"])])
+    );
 }
 
 #[test]
@@ -269,6 +319,27 @@ async fn provisioned_resources_match_the_template() {
             .unwrap();
         assert_eq!(attrs["RawMessageDelivery"], "true");
     }
+
+    // Versioned like the template's bucket. Checked by behaviour: moto answers
+    // GetBucketVersioning with an XML root the SDK cannot parse.
+    assert_eq!(
+        t["Resources"]["ImagesBucket"]["Properties"]["VersioningConfiguration"]["Status"],
+        "Enabled"
+    );
+    let put = p
+        .aws
+        .s3
+        .put_object()
+        .bucket(&p.names.bucket)
+        .key("outside-the-prefix/versioning-check")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        put.version_id().is_some(),
+        "provisioned bucket is versioned"
+    );
 
     // The bucket notification: ObjectCreated under incoming/ to the ingest queue.
     let queue_config = &t["Resources"]["ImagesBucket"]["Properties"]["NotificationConfiguration"]

@@ -14,10 +14,13 @@ use imgflow_runtime::{
     aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin},
     config::Stage,
     fakes::FakeDetector,
+    ports::ImageTable,
 };
 use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(180);
+/// Images in the kill test: enough work to outlast the nine kills.
+const IMAGES: usize = 100;
 
 fn short_visibility() -> ProvisionSettings {
     ProvisionSettings {
@@ -59,9 +62,10 @@ async fn wait_for_dead_letters(p: &TestPipeline, stage: Stage, count: u64) {
     }
 }
 
-/// 1. Each worker is SIGKILLed three times at random moments and restarted: every image ends
-/// labeled, one item each, no dead letters, and the detector ran at most once per image plus
-/// once per kill of the label worker.
+/// 1. Each worker is SIGKILLed three times at random moments, once the pipeline is busy, and
+/// restarted: every image ends labeled, one item each, no dead letters, and the detector ran
+/// once per image plus once per detector call a kill interrupted (at least one: the kills
+/// met work in progress, with a detector slow enough to be interrupted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_three_times_each_lose_nothing() {
     let p = TestPipeline::with_settings("e2e-kill", short_visibility()).await;
@@ -70,7 +74,8 @@ async fn workers_killed_three_times_each_lose_nothing() {
     std::fs::create_dir_all(&logs).unwrap();
     // One message in work per process, so a kill interrupts at most one detector call.
     let env = [
-        ("IMGFLOW_DETECTOR", "rekognition".to_owned()),
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        ("IMGFLOW_FIXED_LATENCY_MS", "300".to_owned()),
         ("IMGFLOW_VISIBILITY_TIMEOUT_SECS", "6".to_owned()),
         ("IMGFLOW_CONCURRENCY", "1".to_owned()),
         ("IMGFLOW_DETECTOR_CALL_LOG", call_log.display().to_string()),
@@ -81,7 +86,7 @@ async fn workers_killed_three_times_each_lose_nothing() {
     let (png, jpg) = (photo("chelsea.png"), photo("rocket.jpg"));
     let uploads = async {
         let mut ids = Vec::new();
-        for i in 0..200 {
+        for i in 0..IMAGES {
             let (body, ext) = if i % 2 == 0 {
                 (&png, "png")
             } else {
@@ -94,8 +99,17 @@ async fn workers_killed_three_times_each_lose_nothing() {
         }
         ids
     };
-    // Nine kills at pseudo-random moments (a fixed seed keeps failures reproducible).
+    // Nine kills at pseudo-random moments (a fixed seed keeps failures reproducible), from the
+    // first detector call on, so none lands while the workers are still starting.
     let kills = async {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while calls_logged(&call_log).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no detector call began"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let mut seed: u64 = 0x5eed;
         for round in 0..3 {
             for stage in Stage::ALL {
@@ -104,6 +118,15 @@ async fn workers_killed_three_times_each_lose_nothing() {
                     .wrapping_add(1442695040888963407);
                 let pause = 200 + (seed >> 33) % 900;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
+                if stage == Stage::Label {
+                    // Right after a call begins: the kill interrupts a paid call in progress.
+                    let before: usize = calls_logged(&call_log).values().sum();
+                    let deadline = tokio::time::Instant::now() + WAIT;
+                    while calls_logged(&call_log).values().sum::<usize>() == before {
+                        assert!(tokio::time::Instant::now() < deadline, "label stalled");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
                 let child = workers.get_mut(&stage).unwrap();
                 send_signal(child, "KILL");
                 child.wait().await.unwrap();
@@ -117,7 +140,7 @@ async fn workers_killed_three_times_each_lose_nothing() {
     let records = p.wait_final(&ids, WAIT).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
     let items = p.items().await;
-    assert_eq!(items.len(), 200, "exactly one item per image");
+    assert_eq!(items.len(), IMAGES, "exactly one item per image");
     for (_, mut child) in workers {
         send_signal(&child, "TERM");
         assert!(child.wait().await.unwrap().success());
@@ -125,10 +148,11 @@ async fn workers_killed_three_times_each_lose_nothing() {
     assert_no_dead_letters(&p).await;
     let calls = calls_logged(&call_log);
     let total: usize = calls.values().sum();
-    assert_eq!(calls.len(), 200, "every image reached the detector");
-    assert!(
-        total <= 200 + 3,
-        "{total} detector calls for 200 images and 3 label kills"
+    assert_eq!(calls.len(), IMAGES, "every image reached the detector");
+    assert_eq!(
+        total,
+        IMAGES + 3,
+        "one call per image, and one more for each of the 3 label kills mid-call"
     );
 }
 
@@ -150,9 +174,13 @@ async fn a_throttling_detector_slows_the_stage_but_dead_letters_nothing() {
     }
     let records = p.wait_final(&ids, WAIT).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
-    assert!(
-        detector.calls() > 20,
-        "some calls were throttled and retried"
+    p.wait_idle(WAIT).await;
+    let throttled = detector.throttled();
+    assert!(throttled >= 5, "the throttle met real work: {throttled}");
+    assert_eq!(
+        detector.calls() - throttled,
+        20,
+        "every throttled call was retried, and each image succeeded exactly once"
     );
     assert_no_dead_letters(&p).await;
     p.stop().await;
@@ -200,7 +228,8 @@ async fn five_copies_of_one_event_cost_one_detector_call() {
     p.start_ingest().await;
     p.start_label(detector.clone()).await;
     p.start_store().await;
-    p.wait_final(&[id], WAIT).await;
+    let records = p.wait_final(&[id], WAIT).await;
+    assert_eq!(records[0].status, ImageStatus::Labeled);
     p.wait_idle(WAIT).await;
     assert_eq!(p.items().await.len(), 1);
     assert_eq!(detector.calls(), 1);
@@ -354,8 +383,10 @@ async fn sigterm_under_load_exits_in_time_and_repeats_nothing() {
     let logs = log_dir(&p.names.prefix);
     let call_log = logs.join("detector-calls.log");
     std::fs::create_dir_all(&logs).unwrap();
+    // A detector slow enough that the signal meets calls in progress, which must finish.
     let env = [
-        ("IMGFLOW_DETECTOR", "rekognition".to_owned()),
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        ("IMGFLOW_FIXED_LATENCY_MS", "2000".to_owned()),
         ("IMGFLOW_VISIBILITY_TIMEOUT_SECS", "6".to_owned()),
         ("IMGFLOW_DRAIN_DEADLINE_SECS", "10".to_owned()),
         ("IMGFLOW_DETECTOR_CALL_LOG", call_log.display().to_string()),
@@ -368,26 +399,52 @@ async fn sigterm_under_load_exits_in_time_and_repeats_nothing() {
     };
     let mut workers = start();
     let mut ids = Vec::new();
-    for i in 0..40 {
+    for i in 0..30 {
         ids.push(
             p.put(&format!("incoming/drain/{i}.png"), photo("chelsea.png"))
                 .await,
         );
-        if i == 20 {
-            for w in &workers {
-                send_signal(w, "TERM");
-            }
-        }
     }
-    let stopping = tokio::time::Instant::now();
-    for w in &mut workers {
-        let status = tokio::time::timeout(Duration::from_secs(25), w.wait())
+    // The signal goes out right after a call begins, so it meets one with ~2 s to run.
+    let before: usize = calls_logged(&call_log).values().sum();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while calls_logged(&call_log).values().sum::<usize>() == before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no detector call began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for w in &workers {
+        send_signal(w, "TERM");
+    }
+    let signalled = tokio::time::Instant::now();
+    for i in 30..40 {
+        ids.push(
+            p.put(&format!("incoming/drain/{i}.png"), photo("chelsea.png"))
+                .await,
+        );
+    }
+    let exit_times = futures::future::join_all(workers.iter_mut().map(|w| async move {
+        let status = tokio::time::timeout(Duration::from_secs(30), w.wait())
             .await
-            .expect("exits within the drain deadline")
+            .expect("exits")
             .unwrap();
         assert!(status.success(), "{status}");
-    }
-    assert!(stopping.elapsed() < Duration::from_secs(25));
+        signalled.elapsed()
+    }))
+    .await;
+    // Timed from the signal: the 10 s drain deadline, plus a last long poll and start-up.
+    assert!(
+        exit_times.iter().all(|t| *t <= Duration::from_secs(14)),
+        "{exit_times:?}"
+    );
+    assert!(
+        exit_times[Stage::ALL.iter().position(|s| *s == Stage::Label).unwrap()]
+            >= Duration::from_millis(1500),
+        "the label worker finished the 2 s detector call in progress (a 1 s long poll \
+         alone would not hold it this long): {exit_times:?}"
+    );
     let mut workers = start();
     let records = p.wait_final(&ids, WAIT).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
@@ -405,4 +462,61 @@ async fn sigterm_under_load_exits_in_time_and_repeats_nothing() {
         "an image was labelled twice: {calls:?}"
     );
     assert_no_dead_letters(&p).await;
+}
+
+/// 7. A message that fails on every delivery is moved by the queue's RedrivePolicy after
+/// `maxReceiveCount` (5) receives, one detector call each, and `dlq inspect` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_failing_every_time_is_redriven_after_five_receives() {
+    let mut p = TestPipeline::new("e2e-redrive").await;
+    let detector = Arc::new(
+        FakeDetector::new(vec![]).failing_first([imgflow_runtime::PortErrorKind::Retryable; 100]),
+    );
+    p.start_ingest().await;
+    let settings = imgflow_label::LabelSettings {
+        attempts: 1,
+        ..imgflow_label::LabelSettings::default()
+    };
+    p.start_label_with(detector.clone(), settings).await;
+    let id = p
+        .put("incoming/redrive/cat.png", photo("chelsea.png"))
+        .await;
+    wait_for_dead_letters(&p, Stage::Label, 1).await;
+    p.stop().await;
+    assert_eq!(detector.calls(), 5, "one call per receive, five receives");
+    let report = dlq::inspect(&dlq(&p, Stage::Label), 10, i64::MAX / 2)
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = report.by_reason.keys().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(reasons, vec!["redriven (maxReceiveCount reached)"]);
+    let item = p.table().get(&id).await.unwrap().unwrap();
+    assert_eq!(item.status, ImageStatus::Accepted, "waiting for a replay");
+}
+
+/// 8. A versioned bucket (as the template's is): each version is its own image, read by its
+/// version id, so an overwrite labels the new picture without losing the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_version_of_an_object_is_its_own_image() {
+    // `imgflow provision` versions the bucket, as the template does.
+    let mut p = TestPipeline::new("e2e-versions").await;
+    p.start_all().await;
+    let key = "incoming/versions/photo";
+    let first = p.put(key, photo("chelsea.png")).await;
+    let records = p.wait_final(std::slice::from_ref(&first), WAIT).await;
+    let second = p.put(key, photo("rocket.jpg")).await;
+    assert_ne!(first, second, "a new version is a new image");
+    let records = [records, p.wait_final(&[second], WAIT).await].concat();
+    p.stop().await;
+    assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    let versions: Vec<_> = records.iter().map(|r| r.version_id.clone()).collect();
+    assert!(versions.iter().all(Option::is_some), "{versions:?}");
+    assert_ne!(versions[0], versions[1]);
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| r.content_type.clone())
+            .collect::<Vec<_>>(),
+        vec![Some("image/png".into()), Some("image/jpeg".into())],
+        "each read its own version's bytes"
+    );
 }

@@ -31,8 +31,22 @@ async fn wait_all_exit_zero(workers: &mut [Child]) {
 async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
     let p = TestPipeline::new("e2e-sigterm").await;
     let logs = log_dir(&p.names.prefix);
-    // The emulator's Rekognition keeps this test about signals, not about model speed.
-    let env = [("IMGFLOW_DETECTOR", "rekognition".to_owned())];
+    // A fixed one-second detector keeps this test about signals, not model speed, and makes
+    // sure the signal meets a call in progress.
+    let call_log = logs.join("detector-calls.log");
+    std::fs::create_dir_all(&logs).unwrap();
+    let env = [
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        ("IMGFLOW_FIXED_LATENCY_MS", "1000".to_owned()),
+        ("IMGFLOW_DETECTOR_CALL_LOG", call_log.display().to_string()),
+    ];
+    let calls = || {
+        std::fs::read_to_string(&call_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     let start = |p: &TestPipeline| -> Vec<Child> {
         Stage::ALL
             .iter()
@@ -54,9 +68,16 @@ async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
         let (key, body) = upload(i);
         ids.push(p.put(&key, body).await);
     }
-    // SIGTERM while the first images are moving through the stages, and keep uploading while
-    // the workers drain, so some images are done, some in flight, some not yet received.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // SIGTERM once a detector call is in progress, and keep uploading while the workers
+    // drain, so some images are done, some in flight, some not yet received.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while calls().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no detector call began"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for w in &workers {
         sigterm(w);
     }
@@ -65,17 +86,10 @@ async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
         ids.push(p.put(&key, body).await);
     }
     wait_all_exit_zero(&mut workers).await;
-    let table = p.table();
-    let (before_restart, _) = imgflow_cli::results::wait_for_final(&table, &ids, Duration::ZERO)
-        .await
-        .unwrap();
-    let labeled = before_restart
-        .iter()
-        .filter(|r| r.status == ImageStatus::Labeled)
-        .count();
+    let in_flight_at_signal = calls();
     assert!(
-        labeled < ids.len(),
-        "the stop must leave work for the restart"
+        !in_flight_at_signal.is_empty() && in_flight_at_signal.len() < ids.len(),
+        "the stop met a call in progress and left work for the restart: {in_flight_at_signal:?}"
     );
 
     let mut workers = start(&p);
@@ -89,6 +103,14 @@ async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
             .collect::<Vec<_>>()
     );
     terminate_all(&mut workers).await;
+    let mut all = calls();
+    all.sort();
+    all.dedup();
+    assert_eq!(
+        (all.len(), calls().len()),
+        (ids.len(), ids.len()),
+        "the calls in progress at the signal were finished, not repeated after the restart"
+    );
     for stage in Stage::ALL {
         assert!(
             p.dead_letters(stage).await.is_empty(),

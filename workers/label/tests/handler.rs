@@ -273,6 +273,21 @@ async fn paid_labels_survive_a_publisher_failing_three_times() {
 }
 
 #[tokio::test]
+async fn a_permission_error_goes_to_the_dead_letter_queue_and_frees_the_image_for_its_replay() {
+    // AccessDenied: a person must fix the deployment; the message waits for them.
+    let f = fixture(FakeDetector::new(vec![cat()]).failing_first([PortErrorKind::Fatal]));
+    let err = f.handler.handle(&with_id("m1")).await.unwrap_err();
+    assert_eq!(
+        (err.disposition, err.error_class),
+        (Disposition::DeadLetter, "detector_failed")
+    );
+    assert!(f.publisher.published().is_empty());
+    f.handler.handle(&with_id("replayed")).await.unwrap();
+    assert_eq!(f.publisher.published().len(), 1);
+    assert_eq!(f.detector.calls(), 2);
+}
+
+#[tokio::test]
 async fn a_claim_left_by_a_crashed_holder_is_taken_over_after_its_lease() {
     let f = fixture(FakeDetector::new(vec![cat()]));
     // The holder claimed, then died before detecting: its lease has already ended.

@@ -45,6 +45,8 @@ struct QueueState {
     dead_letters: Vec<(String, DeadLetter)>,
     receipts: usize,
     extensions: Vec<(usize, Duration)>,
+    failing_deletes: usize,
+    failing_dead_letters: usize,
 }
 
 impl FakeQueue {
@@ -64,6 +66,23 @@ impl FakeQueue {
             receive_count: 0,
             attributes: HashMap::new(),
         });
+    }
+
+    /// The next `n` entries of delete batches fail (as SQS reports per-entry failures).
+    pub fn fail_deletes(&self, n: usize) {
+        self.state.lock().unwrap().failing_deletes = n;
+    }
+
+    /// The next `n` dead-letter sends fail.
+    pub fn fail_dead_letters(&self, n: usize) {
+        self.state.lock().unwrap().failing_dead_letters = n;
+    }
+
+    /// Makes every message in flight visible again (their visibility timeout ending).
+    pub fn expire_in_flight(&self) {
+        let mut s = self.state.lock().unwrap();
+        let in_flight: Vec<_> = s.in_flight.drain().map(|(_, m)| m).collect();
+        s.visible.extend(in_flight);
     }
 
     /// Messages waiting to be received.
@@ -130,10 +149,16 @@ impl Queue for FakeQueue {
 
     async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<String>, PortError> {
         let mut s = self.state.lock().unwrap();
-        Ok(receipt_handles
-            .into_iter()
-            .filter(|h| s.in_flight.remove(h).is_none())
-            .collect())
+        let mut failed = Vec::new();
+        for handle in receipt_handles {
+            if s.failing_deletes > 0 {
+                s.failing_deletes -= 1;
+                failed.push(handle);
+            } else if s.in_flight.remove(&handle).is_none() {
+                failed.push(handle);
+            }
+        }
+        Ok(failed)
     }
 
     async fn change_visibility(
@@ -183,11 +208,16 @@ impl Queue for FakeQueue {
         message: &ReceivedMessage,
         why: &DeadLetter,
     ) -> Result<(), PortError> {
-        self.state
-            .lock()
-            .unwrap()
-            .dead_letters
-            .push((message.body.clone(), why.clone()));
+        let mut s = self.state.lock().unwrap();
+        if s.failing_dead_letters > 0 {
+            s.failing_dead_letters -= 1;
+            return Err(PortError::new(
+                PortErrorKind::Retryable,
+                "fake:SendMessage",
+                "injected dead-letter failure",
+            ));
+        }
+        s.dead_letters.push((message.body.clone(), why.clone()));
         Ok(())
     }
 }
@@ -333,6 +363,7 @@ pub struct FakeDetector {
     labels: Vec<Label>,
     failures: Mutex<VecDeque<PortErrorKind>>,
     calls: AtomicUsize,
+    throttled: AtomicUsize,
     delay: Duration,
     throttle_window: Option<Duration>,
     first_call: Mutex<Option<tokio::time::Instant>>,
@@ -345,6 +376,7 @@ impl FakeDetector {
             labels,
             failures: Mutex::new(VecDeque::new()),
             calls: AtomicUsize::new(0),
+            throttled: AtomicUsize::new(0),
             delay: Duration::ZERO,
             throttle_window: None,
             first_call: Mutex::new(None),
@@ -373,6 +405,11 @@ impl FakeDetector {
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }
+
+    /// Calls answered with an injected throttle.
+    pub fn throttled(&self) -> usize {
+        self.throttled.load(Ordering::SeqCst)
+    }
 }
 
 impl LabelDetector for FakeDetector {
@@ -389,6 +426,7 @@ impl LabelDetector for FakeDetector {
                 .unwrap()
                 .get_or_insert_with(tokio::time::Instant::now);
             if started.elapsed() < window && call % 2 == 1 {
+                self.throttled.fetch_add(1, Ordering::SeqCst);
                 return Err(PortError::new(
                     PortErrorKind::Throttled,
                     "fake:DetectLabels",
@@ -419,17 +457,36 @@ pub struct FakeTable {
     items: Mutex<HashMap<String, ImageRecord>>,
     claims: Mutex<HashMap<String, (String, String)>>,
     kept: Mutex<HashMap<String, String>>,
+    failures: Mutex<VecDeque<PortErrorKind>>,
 }
 
 impl FakeTable {
+    /// Fails the next item writes (`record_*`) with these kinds, in order.
+    pub fn failing_writes(self, kinds: impl IntoIterator<Item = PortErrorKind>) -> Self {
+        self.failures.lock().unwrap().extend(kinds);
+        self
+    }
+
     /// Every item.
     pub fn items(&self) -> HashMap<String, ImageRecord> {
         self.items.lock().unwrap().clone()
+    }
+
+    fn injected_failure(&self) -> Result<(), PortError> {
+        match self.failures.lock().unwrap().pop_front() {
+            Some(kind) => Err(PortError::new(
+                kind,
+                "fake:UpdateItem",
+                format!("injected {}", kind.as_str()),
+            )),
+            None => Ok(()),
+        }
     }
 }
 
 impl ImageTable for FakeTable {
     async fn record_ingest(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         if items
             .get(&record.id)
@@ -447,6 +504,7 @@ impl ImageTable for FakeTable {
         status: ImageStatus,
         reason: &str,
     ) -> Result<WriteOutcome, PortError> {
+        self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         match items.get_mut(&image.image_id) {
             Some(r) if r.status != ImageStatus::Labeled => {
@@ -463,6 +521,7 @@ impl ImageTable for FakeTable {
         labeled: &ImageLabeled,
         stored_at: &str,
     ) -> Result<WriteOutcome, PortError> {
+        self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         let image = &labeled.image;
         let record = items.entry(image.image_id.clone()).or_insert_with(|| {

@@ -83,6 +83,31 @@ async fn successes_are_deleted_failures_retried_with_backoff_poison_dead_lettere
     assert!(second >= Duration::from_secs(4), "{second:?}");
 }
 
+#[tokio::test]
+async fn a_failed_delete_or_dead_letter_send_loses_nothing_and_repeats_harmlessly() {
+    let queue = Arc::new(FakeQueue::new());
+    for body in ["ok", "ok", "poison"] {
+        queue.send(body);
+    }
+    queue.fail_deletes(1);
+    queue.fail_dead_letters(1);
+    let consumer = Consumer::new(queue.clone(), Arc::new(Scripted::default()), config());
+    let first = consumer.process_batch().await.unwrap();
+    assert!(matches!(first, Batch::Processed(r) if r.succeeded == 2 && r.retried == 1));
+    assert_eq!(
+        queue.in_flight(),
+        2,
+        "the undeleted success and the poison whose copy failed both stay on the queue"
+    );
+    assert!(queue.dead_letters().is_empty());
+    // Their visibility ends: the success is handled again (idempotently), the poison lands.
+    queue.expire_in_flight();
+    let second = consumer.process_batch().await.unwrap();
+    assert!(matches!(second, Batch::Processed(r) if r.succeeded == 1 && r.dead_lettered == 1));
+    assert_eq!((queue.in_flight(), queue.visible()), (0, 0));
+    assert_eq!(queue.dead_letters().len(), 1);
+}
+
 #[test]
 fn retry_delays_grow_and_are_capped() {
     let c = ConsumerConfig::new("x");

@@ -6,6 +6,7 @@ use imgflow_runtime::{
     consumer::{Disposition, Handler},
     fakes::{self, FakePublisher, FakeTable},
     ports::ReceivedMessage,
+    PortErrorKind,
 };
 use imgflow_store::StoreHandler;
 
@@ -97,4 +98,35 @@ async fn a_malformed_message_is_dead_lettered() {
         .await
         .unwrap_err();
     assert_eq!(err.disposition, Disposition::DeadLetter);
+}
+
+#[tokio::test]
+async fn table_and_publisher_failures_retry_or_dead_letter_and_a_redelivery_finishes_once() {
+    let table = Arc::new(
+        FakeTable::default().failing_writes([PortErrorKind::Throttled, PortErrorKind::Fatal]),
+    );
+    let publisher = Arc::new(FakePublisher::default().failing_first([PortErrorKind::Retryable]));
+    let handler = StoreHandler::new(table.clone(), publisher.clone());
+    let body = message(labeled("Cat", "2026-11-27T03:40:12.000000Z").encode());
+    let outcomes: Vec<_> = [
+        handler.handle(&body).await.unwrap_err(),
+        handler.handle(&body).await.unwrap_err(),
+        handler.handle(&body).await.unwrap_err(),
+    ]
+    .iter()
+    .map(|e| (e.disposition, e.error_class))
+    .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (Disposition::Retry, "table_write_failed"),
+            (Disposition::DeadLetter, "table_write_failed"),
+            (Disposition::Retry, "publish_failed"),
+        ]
+    );
+    // The labels were written before the publish failed; the redelivery writes the same
+    // (equal-time) labels again and announces them once.
+    handler.handle(&body).await.unwrap();
+    assert_eq!(publisher.published().len(), 1);
+    assert_eq!(table.items()["a"].labels.as_ref().unwrap().len(), 2);
 }
