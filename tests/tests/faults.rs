@@ -497,8 +497,20 @@ async fn a_message_failing_every_time_is_redriven_after_five_receives() {
 /// version id, so an overwrite labels the new picture without losing the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_version_of_an_object_is_its_own_image() {
-    // `imgflow provision` versions the bucket, as the template does.
+    // Versioned as the stack's bucket is (`imgflow provision` leaves it unversioned).
     let mut p = TestPipeline::new("e2e-versions").await;
+    p.aws
+        .s3
+        .put_bucket_versioning()
+        .bucket(&p.names.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     p.start_all().await;
     let key = "incoming/versions/photo";
     let first = p.put(key, photo("chelsea.png")).await;
@@ -519,4 +531,37 @@ async fn each_version_of_an_object_is_its_own_image() {
         vec![Some("image/png".into()), Some("image/jpeg".into())],
         "each read its own version's bytes"
     );
+}
+
+/// 9. The same S3 event again while its image is being labelled: ingest's second write keeps
+/// the label claim, so the duplicate waits for it instead of paying a second detector call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_event_during_labelling_costs_no_second_detector_call() {
+    let mut p = TestPipeline::with_settings("e2e-dup-mid", short_visibility()).await;
+    let detector = Arc::new(FakeDetector::new(vec![]).with_delay(Duration::from_secs(3)));
+    p.start_ingest().await;
+    p.start_label(detector.clone()).await;
+    p.start_store().await;
+    let key = "incoming/dup-mid/cat.png";
+    let id = p.put(key, photo("chelsea.png")).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while detector.calls() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no detector call began"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let event = serde_json::json!({"Records": [{
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-27T03:40:11.532Z",
+        "s3": {"bucket": {"name": p.names.bucket}, "object": {"key": "incoming%2Fdup-mid%2Fcat.png"}}
+    }]});
+    p.send(Stage::Ingest, &event.to_string()).await;
+    let records = p.wait_final(&[id], WAIT).await;
+    assert_eq!(records[0].status, ImageStatus::Labeled);
+    p.wait_idle(WAIT).await;
+    assert_eq!(detector.calls(), 1, "the duplicate met the live claim");
+    assert_no_dead_letters(&p).await;
+    p.stop().await;
 }

@@ -97,7 +97,7 @@ async fn workers_report_their_work_in_prometheus_format() {
         sample(
             &ingest,
             "imgflow_aws_calls_total",
-            &[r#"operation="PutItem""#]
+            &[r#"service="DynamoDB""#, r#"operation="UpdateItem""#]
         ) >= Some(6.0),
         "{ingest}"
     );

@@ -8,11 +8,10 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, Event, FilterRule,
-    FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
-    PublicAccessBlockConfiguration, QueueConfiguration, S3KeyFilter, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
+    NotificationConfiguration, NotificationConfigurationFilter, PublicAccessBlockConfiguration,
+    QueueConfiguration, S3KeyFilter, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use imgflow_runtime::aws::dynamodb::{BY_DAY_INDEX, BY_STATUS_INDEX};
@@ -257,19 +256,6 @@ async fn ensure_bucket(aws: &AwsClients, bucket: &str, region: &str) -> Result<(
                 .rules(rule)
                 .build()
                 .map_err(|e| failed(resource.clone(), e))?,
-        )
-        .send()
-        .await
-        .map_err(|e| failed(resource.clone(), e))?;
-    // Versioned, as the stack's bucket is: an overwrite is a new image with its own id, and
-    // every stage reads exactly the version its event named.
-    aws.s3
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
         )
         .send()
         .await

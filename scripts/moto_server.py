@@ -1,0 +1,43 @@
+"""moto's server, with DynamoDB requests taken one at a time.
+
+moto serves requests on threads and does not lock its DynamoDB backend, so two conditional
+writes to one item can interleave: each checks its condition against the item as it was,
+and both write. On AWS a conditional write is atomic, and imgflow's effectively-once results
+rest on that (ingest may not turn a `labeled` item back to `accepted`; one label claim wins).
+Serializing DynamoDB calls, which are quick in moto, makes the emulator keep that promise;
+everything else (SQS long polls above all) stays concurrent.
+
+Usage: moto_server.py HOST PORT
+"""
+
+import signal
+import sys
+import threading
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import run_simple
+
+DYNAMODB = threading.Lock()
+
+
+def main() -> None:
+    host, port = sys.argv[1], int(sys.argv[2])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    moto = DomainDispatcherApplication(create_backend_app)
+
+    def app(environ, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with DYNAMODB:
+                # The whole response is produced under the lock.
+                return list(moto(environ, start_response))
+        return moto(environ, start_response)
+
+    run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
