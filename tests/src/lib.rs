@@ -362,6 +362,7 @@ impl TestPipeline {
     pub async fn start_all(&mut self) -> Arc<Counting<RekognitionDetector>> {
         let detector = Arc::new(Counting::new(RekognitionDetector::new(
             self.aws.rekognition.clone(),
+            self.aws.s3.clone(),
         )));
         self.start_ingest().await;
         self.start_label(detector.clone()).await;

@@ -214,6 +214,7 @@ async fn five_copies_of_one_event_cost_one_detector_call() {
     let mut p = TestPipeline::new("e2e-five").await;
     let detector = Arc::new(Counting::new(RekognitionDetector::new(
         p.aws.rekognition.clone(),
+        p.aws.s3.clone(),
     )));
     let key = "incoming/five/cat.png";
     let id = p.put(key, photo("chelsea.png")).await;

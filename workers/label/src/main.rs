@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(prefix = %config.names.prefix, detector = ?choice, "label stage starting");
     match choice {
         DetectorChoice::Rekognition => {
-            let detector = RekognitionDetector::new(aws.rekognition.clone());
+            let detector = RekognitionDetector::new(aws.rekognition.clone(), aws.s3.clone());
             run(&aws, &config, settings, detector, shutdown).await
         }
         DetectorChoice::Fixed => {

@@ -149,6 +149,21 @@ pub fn timeouts_of(attempt: std::time::Duration) -> aws_config::timeout::Timeout
         .build()
 }
 
+/// Clients for a test server at `endpoint` with dummy credentials and `attempt` timeouts.
+#[cfg(test)]
+pub(crate) async fn clients_at(endpoint: &str, attempt: std::time::Duration) -> AwsClients {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "k", "s", None, None, "test",
+        ))
+        .timeout_config(timeouts_of(attempt))
+        .load()
+        .await;
+    AwsClients::new(&config)
+}
+
 /// Maps any SDK error to a [`PortError`] from its error code and HTTP status.
 pub fn port_error<E>(operation: impl Into<String>, error: SdkError<E, HttpResponse>) -> PortError
 where
@@ -229,16 +244,11 @@ mod tests {
                 held.push(socket);
             }
         });
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(format!("http://{addr}"))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "k", "s", None, None, "test",
-            ))
-            .timeout_config(timeouts_of(std::time::Duration::from_millis(300)))
-            .load()
-            .await;
-        let clients = AwsClients::new(&config);
+        let clients = clients_at(
+            &format!("http://{addr}"),
+            std::time::Duration::from_millis(300),
+        )
+        .await;
         let queue = sqs::SqsQueue::new(clients.sqs, "http://q".into(), "http://dlq".into());
         use crate::ports::Queue;
         // Bounded only so that a regression fails instead of hanging the suite.

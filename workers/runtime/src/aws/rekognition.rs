@@ -1,14 +1,15 @@
 //! The `LabelDetector` port on Rekognition DetectLabels.
 //! <https://docs.aws.amazon.com/rekognition/latest/APIReference/API_DetectLabels.html>
 use aws_sdk_rekognition::{
+    operation::detect_labels::DetectLabelsError,
     types::{Image, S3Object},
     Client,
 };
 use imgflow_messages::{BoundingBox, Instance, Label, NamedRef};
 
-use super::port_error;
+use super::{port_error, s3::S3Store};
 use crate::{
-    ports::{DetectRequest, Detection, LabelDetector},
+    ports::{DetectRequest, Detection, LabelDetector, ObjectStore},
     PortError, PortErrorKind,
 };
 
@@ -16,22 +17,43 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct RekognitionDetector {
     client: Client,
+    /// Asked, when Rekognition cannot read an object, whether the object is there at all.
+    objects: S3Store,
 }
 
 impl RekognitionDetector {
-    /// A detector on `client`.
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    /// A detector on `client`, checking objects Rekognition cannot read with `s3`.
+    pub fn new(client: Client, s3: aws_sdk_s3::Client) -> Self {
+        Self {
+            client,
+            objects: S3Store::new(s3),
+        }
+    }
+
+    /// What an `InvalidS3ObjectException` means. Rekognition answers it both for an object
+    /// that is gone and for one it may not read (bucket policy, KMS key, another region,
+    /// IRSA): never the image's fault, so never `rejected`. Gone (`NotFound`: the image is
+    /// recorded `missing`) when a HEAD says so; otherwise a configuration error for a person
+    /// (`Fatal`: the dead-letter queue, where `imgflow dlq replay` picks it up once fixed).
+    async fn unreadable(&self, request: &DetectRequest, error: PortError) -> PortError {
+        match self.objects.head(&request.object).await {
+            Err(e) if e.kind == PortErrorKind::NotFound => e,
+            _ => {
+                metrics::counter!("imgflow_detector_access_errors_total").increment(1);
+                PortError::new(
+                    PortErrorKind::Fatal,
+                    error.operation,
+                    format!(
+                        "Rekognition cannot read the object (InvalidS3ObjectException): check \
+                         the bucket policy, the KMS key policy, that the bucket is in the \
+                         detector's region, and the task role; {}",
+                        error.message
+                    ),
+                )
+            }
+        }
     }
 }
-
-/// Errors that mean the image itself can never be labelled, as opposed to throttling,
-/// outages or permissions.
-const INVALID_IMAGE_CODES: &[&str] = &[
-    "InvalidImageFormatException",
-    "ImageTooLargeException",
-    "InvalidS3ObjectException",
-];
 
 impl LabelDetector for RekognitionDetector {
     fn name(&self) -> &str {
@@ -56,24 +78,35 @@ impl LabelDetector for RekognitionDetector {
             .max_labels(request.max_labels as i32)
             .min_confidence(request.min_confidence)
             .send()
-            .await
-            .map_err(|e| {
-                let invalid = e
-                    .as_service_error()
-                    .and_then(|s| aws_smithy_types::error::metadata::ProvideErrorMetadata::code(s))
-                    .is_some_and(|c| INVALID_IMAGE_CODES.contains(&c));
-                let mut error = port_error(
-                    format!(
-                        "rekognition:DetectLabels s3://{}/{}",
-                        object.bucket, object.key
-                    ),
-                    e,
+            .await;
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => {
+                let operation = format!(
+                    "rekognition:DetectLabels s3://{}/{}",
+                    object.bucket, object.key
                 );
-                if invalid {
+                let unreadable = matches!(
+                    e.as_service_error(),
+                    Some(DetectLabelsError::InvalidS3ObjectException(_))
+                );
+                let invalid_image = matches!(
+                    e.as_service_error(),
+                    Some(
+                        DetectLabelsError::InvalidImageFormatException(_)
+                            | DetectLabelsError::ImageTooLargeException(_)
+                    )
+                );
+                let mut error = port_error(operation, e);
+                if unreadable {
+                    return Err(self.unreadable(request, error).await);
+                }
+                if invalid_image {
                     error.kind = PortErrorKind::Invalid;
                 }
-                error
-            })?;
+                return Err(error);
+            }
+        };
         let labels = output
             .labels
             .unwrap_or_default()
@@ -120,5 +153,63 @@ fn to_label(label: aws_sdk_rekognition::types::Label) -> Label {
             .into_iter()
             .filter_map(|c| c.name.map(NamedRef::new))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{
+        extract::Request,
+        http::StatusCode,
+        response::{IntoResponse, Response},
+    };
+
+    use super::*;
+    use crate::ports::ObjectLocation;
+
+    /// A loopback stand-in for Rekognition (answering DetectLabels with the error `code`)
+    /// and S3 (answering HEAD as the object is or is not there).
+    async fn detect_against(code: &'static str, object_exists: bool) -> PortError {
+        let app = axum::Router::new().fallback(move |request: Request| async move {
+            let response: Response = if request.headers().contains_key("x-amz-target") {
+                (
+                    StatusCode::BAD_REQUEST,
+                    [("content-type", "application/x-amz-json-1.1")],
+                    format!("{{\"__type\":\"{code}\",\"Message\":\"from the test\"}}"),
+                )
+                    .into_response()
+            } else if object_exists {
+                (StatusCode::OK, [("etag", "\"abc\"")]).into_response()
+            } else {
+                StatusCode::NOT_FOUND.into_response()
+            };
+            response
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let clients = super::super::clients_at(&endpoint, std::time::Duration::from_secs(10)).await;
+        let detector = RekognitionDetector::new(clients.rekognition, clients.s3);
+        let request = DetectRequest {
+            object: ObjectLocation {
+                bucket: "b".into(),
+                key: "incoming/cat.png".into(),
+                version_id: None,
+            },
+            max_labels: 10,
+            min_confidence: 55.0,
+        };
+        detector.detect(&request).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn an_object_rekognition_may_not_read_is_a_configuration_error_not_a_bad_image() {
+        let denied = detect_against("InvalidS3ObjectException", true).await;
+        assert_eq!(denied.kind, PortErrorKind::Fatal, "{denied}");
+        assert!(denied.message.contains("KMS key policy"), "{denied}");
+        let gone = detect_against("InvalidS3ObjectException", false).await;
+        assert_eq!(gone.kind, PortErrorKind::NotFound, "{gone}");
+        let bad = detect_against("InvalidImageFormatException", true).await;
+        assert_eq!(bad.kind, PortErrorKind::Invalid, "{bad}");
     }
 }
