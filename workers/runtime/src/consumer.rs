@@ -17,7 +17,7 @@ use std::{
     error::Error as StdError,
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc,
     },
     time::Duration,
 };
@@ -275,12 +275,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         // Every message of the batch stays under the heartbeat until the batch is settled:
         // one finished early waits for its (single) delete call with the others, and must not
         // become visible meanwhile because a slow neighbour outlived the visibility timeout.
-        let in_work = Mutex::new(
-            messages
-                .iter()
-                .map(|m| m.receipt_handle.clone())
-                .collect::<Vec<_>>(),
-        );
+        let batch: Vec<String> = messages.iter().map(|m| m.receipt_handle.clone()).collect();
         let work = join_all(
             messages
                 .iter()
@@ -288,7 +283,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         );
         let outcomes = tokio::select! {
             outcomes = work => outcomes,
-            never = self.heartbeat(&in_work) => match never {},
+            never = self.heartbeat(&batch) => match never {},
         };
 
         let mut to_delete = Vec::with_capacity(messages.len());
@@ -331,18 +326,14 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         Batch::Processed(report)
     }
 
-    /// Keeps the messages still in work invisible, renewing before their timeout ends, so
-    /// work slower than the visibility timeout is not handed to a second worker. Never ends.
-    async fn heartbeat(&self, in_work: &Mutex<Vec<String>>) -> std::convert::Infallible {
+    /// Keeps a batch's messages invisible, renewing before their timeout ends, so work slower
+    /// than the visibility timeout is not handed to a second worker. Never ends.
+    async fn heartbeat(&self, batch: &[String]) -> std::convert::Infallible {
         let timeout = self.config.visibility_timeout.max(Duration::from_secs(3));
         let interval = timeout / 3;
         loop {
             tokio::time::sleep(interval).await;
-            let handles = in_work.lock().unwrap().clone();
-            if handles.is_empty() {
-                continue;
-            }
-            match self.queue.extend_visibility(handles, timeout).await {
+            match self.queue.extend_visibility(batch.to_vec(), timeout).await {
                 Ok(failed) if failed.is_empty() => {}
                 Ok(failed) => tracing::warn!(
                     failed = failed.len(),
