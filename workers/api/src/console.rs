@@ -232,9 +232,11 @@ fn card(image: &ImageRecord) -> String {
     )
 }
 
-/// The key without the `incoming/` every upload shares.
+/// The key without its first folder (`incoming/`, or the `IMGFLOW_INCOMING_PREFIX` folder),
+/// which every upload shares.
 fn short_key(key: &str) -> &str {
-    key.strip_prefix("incoming/")
+    key.split_once('/')
+        .map(|(_, rest)| rest)
         .filter(|k| !k.is_empty())
         .unwrap_or(key)
 }

@@ -1,5 +1,5 @@
 //! `imgflow-api`: HTTP uploads into the pipeline and reads of its results.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::http::StatusCode;
@@ -21,9 +21,12 @@ use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let names = Names::from_env()?;
     let addr: SocketAddr = env_or("IMGFLOW_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+    if observability::healthcheck_requested() {
+        return Ok(observability::healthcheck(Some(addr)));
+    }
     let max_bytes = env_in_range(
         "IMGFLOW_MAX_IMAGE_BYTES",
         Limits::default().max_bytes,
@@ -52,11 +55,15 @@ async fn main() -> anyhow::Result<()> {
             let key = aws_sdk_dynamodb::types::AttributeValue::S("readyz".into());
             client
                 .get_item()
-                .table_name(table)
+                .table_name(&table)
                 .key("id", key)
                 .send()
                 .await
-                .is_ok()
+                .map(|_| ())
+                .map_err(|e| {
+                    let e = imgflow_runtime::aws::port_error(format!("dynamodb:GetItem {table}"), e);
+                    e.to_string()
+                })
         })
     });
     let mut state = ApiState::new(
@@ -114,5 +121,5 @@ async fn main() -> anyhow::Result<()> {
         async move { shutdown.requested().await },
     )
     .await;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

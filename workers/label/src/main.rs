@@ -1,5 +1,5 @@
 //! `imgflow-label`: consumes `<prefix>-label`, publishes to `<prefix>-image-labeled`.
-use std::sync::Arc;
+use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use imgflow_label::{CallLog, DetectorChoice};
@@ -13,14 +13,16 @@ use imgflow_runtime::{
 };
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let config = WorkerConfig::from_env(Stage::Label)?;
+    if observability::healthcheck_requested() {
+        return Ok(observability::healthcheck(config.metrics_addr));
+    }
     let settings = imgflow_label::settings_from_env()?;
     let choice = imgflow_label::detector_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
     let aws = AwsClients::from_env().await;
-    observability::start_for_worker(&aws, &config).await;
     tracing::info!(prefix = %config.names.prefix, detector = ?choice, "label stage starting");
     match choice {
         DetectorChoice::Rekognition => {
@@ -43,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
                 LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
             run(&aws, &config, settings, detector, shutdown).await
         }
-    }
+    }?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run<D: LabelDetector>(
@@ -84,6 +87,7 @@ async fn start<D: LabelDetector>(
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let consumer = consumer.context("connecting the label stage to its queue and topic")?;
+    observability::start_for_worker(config, consumer.health()).await;
     tracing::info!("label stage running");
     let index = aws.index_table(&config.names);
     throughput::run_recorded(Arc::new(consumer), shutdown, index, config.stage.as_str()).await;

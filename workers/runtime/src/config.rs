@@ -166,6 +166,9 @@ pub struct Names {
     /// The console's index table (images by label, per-stage throughput): `<prefix>-index`,
     /// or `IMGFLOW_INDEX_TABLE`.
     pub index_table: String,
+    /// Key prefix under which uploads start the pipeline: `incoming/`, or
+    /// `IMGFLOW_INCOMING_PREFIX` (the template's `IncomingPrefix`).
+    pub incoming: String,
 }
 
 impl Names {
@@ -176,6 +179,7 @@ impl Names {
             bucket: format!("{prefix}-images"),
             table: format!("{prefix}-images"),
             index_table: format!("{prefix}-index"),
+            incoming: DEFAULT_INCOMING_PREFIX.to_owned(),
             prefix,
         }
     }
@@ -207,12 +211,15 @@ impl Names {
         if let Some(table) = env_opt("IMGFLOW_INDEX_TABLE") {
             names.index_table = table;
         }
+        if let Some(incoming) = env_opt("IMGFLOW_INCOMING_PREFIX") {
+            names.incoming = valid_incoming_prefix(incoming)?;
+        }
         Ok(names)
     }
 
     /// Key prefix under which uploads start the pipeline.
-    pub fn incoming_prefix(&self) -> &'static str {
-        "incoming/"
+    pub fn incoming_prefix(&self) -> &str {
+        &self.incoming
     }
 
     /// A stage's source queue.
@@ -228,6 +235,32 @@ impl Names {
     /// A topic, by its short name (`image-accepted`, ...).
     pub fn topic(&self, short: &str) -> String {
         format!("{}-{short}", self.prefix)
+    }
+}
+
+/// Where uploads start the pipeline unless `IMGFLOW_INCOMING_PREFIX` says otherwise.
+pub const DEFAULT_INCOMING_PREFIX: &str = "incoming/";
+
+/// A key prefix the S3 notification filter, the IAM grants and the code can all share: a
+/// folder (ends with `/`), not the bucket root, printable ASCII without `*` (a wildcard in an
+/// IAM resource would widen the grants).
+fn valid_incoming_prefix(prefix: String) -> Result<String, ConfigError> {
+    let valid = prefix.len() >= 2
+        && prefix.len() <= 200
+        && prefix.ends_with('/')
+        && !prefix.starts_with('/')
+        && !prefix.contains("//")
+        && prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?');
+    if valid {
+        Ok(prefix)
+    } else {
+        Err(ConfigError {
+            name: "IMGFLOW_INCOMING_PREFIX".into(),
+            value: prefix,
+            reason: "must be a folder such as incoming/ (2–200 printable characters, ending with \
+                     '/', not starting with '/', no '*' or '?')"
+                .into(),
+        })
     }
 }
 
@@ -364,6 +397,18 @@ mod tests {
         ] {
             std::env::remove_var(name);
         }
+    }
+
+    #[test]
+    fn incoming_prefix_must_be_a_folder_that_cannot_widen_a_grant() {
+        for good in ["incoming/", "uploads/2026/", "a/"] {
+            assert_eq!(valid_incoming_prefix(good.into()).unwrap(), good);
+        }
+        for bad in ["", "/", "incoming", "/incoming/", "in*/", "a//b/", "with space/"] {
+            let err = valid_incoming_prefix(bad.into()).unwrap_err();
+            assert_eq!(err.name, "IMGFLOW_INCOMING_PREFIX", "{bad:?}");
+        }
+        assert_eq!(Names::new("p").incoming_prefix(), "incoming/");
     }
 
     #[test]

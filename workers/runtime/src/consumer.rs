@@ -215,6 +215,30 @@ enum Outcome {
     Released,
 }
 
+/// The outcome of the consumer's latest receive, which `/readyz` reports: ready once a
+/// receive has succeeded and for as long as receives keep succeeding. It needs no permission
+/// beyond the `sqs:ReceiveMessage` the worker needs anyway, and it fails where the work fails
+/// (a missing grant, an unreachable or deleted queue) rather than where a separate probe would.
+#[derive(Debug, Default)]
+pub struct ReceiveHealth {
+    latest: std::sync::Mutex<Option<Result<(), String>>>,
+}
+
+impl ReceiveHealth {
+    fn record<T>(&self, result: &Result<T, PortError>) {
+        let outcome = result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+    }
+
+    /// `Ok` when the latest receive succeeded; otherwise why the worker is not ready.
+    pub fn status(&self) -> Result<(), String> {
+        match &*self.latest.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(outcome) => outcome.clone(),
+            None => Err("no receive has completed yet".into()),
+        }
+    }
+}
+
 /// Consumes one queue with one handler.
 pub struct Consumer<Q, H> {
     queue: Arc<Q>,
@@ -222,6 +246,7 @@ pub struct Consumer<Q, H> {
     config: ConsumerConfig,
     permits: Arc<Semaphore>,
     completed: Arc<AtomicU64>,
+    health: Arc<ReceiveHealth>,
 }
 
 impl<Q, H> std::fmt::Debug for Consumer<Q, H> {
@@ -242,7 +267,13 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             config,
             permits,
             completed: Arc::default(),
+            health: Arc::default(),
         }
+    }
+
+    /// The latest receive's outcome, for `/readyz`.
+    pub fn health(&self) -> Arc<ReceiveHealth> {
+        self.health.clone()
     }
 
     /// Messages handled successfully so far (for [`crate::throughput`]).
@@ -258,7 +289,9 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
 
     async fn receive(&self) -> Result<Vec<ReceivedMessage>, PortError> {
         let max = self.config.max_messages.clamp(1, 10);
-        self.queue.receive(max, self.config.wait_time).await
+        let received = self.queue.receive(max, self.config.wait_time).await;
+        self.health.record(&received);
+        received
     }
 
     async fn process(&self, messages: Vec<ReceivedMessage>, shutdown: &Shutdown) -> Batch {

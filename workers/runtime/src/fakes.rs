@@ -47,6 +47,7 @@ struct QueueState {
     extensions: Vec<(usize, Duration)>,
     failing_deletes: usize,
     failing_dead_letters: usize,
+    failing_receives: usize,
 }
 
 impl FakeQueue {
@@ -71,6 +72,11 @@ impl FakeQueue {
     /// The next `n` entries of delete batches fail (as SQS reports per-entry failures).
     pub fn fail_deletes(&self, n: usize) {
         self.state.lock().unwrap().failing_deletes = n;
+    }
+
+    /// The next `n` receives fail as a missing `sqs:ReceiveMessage` grant does.
+    pub fn fail_receives(&self, n: usize) {
+        self.state.lock().unwrap().failing_receives = n;
     }
 
     /// The next `n` dead-letter sends fail.
@@ -127,6 +133,14 @@ impl FakeQueue {
 impl Queue for FakeQueue {
     async fn receive(&self, max: u32, _wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
         let mut s = self.state.lock().unwrap();
+        if s.failing_receives > 0 {
+            s.failing_receives -= 1;
+            return Err(PortError::new(
+                PortErrorKind::Fatal,
+                "sqs:ReceiveMessage",
+                "AccessDenied: not authorized to perform sqs:ReceiveMessage",
+            ));
+        }
         let mut out = Vec::new();
         while out.len() < max as usize {
             let Some(mut m) = s.visible.pop_front() else {

@@ -1,6 +1,8 @@
 //! Metrics and health: every process serves, on a loopback-by-default port,
-//! `/metrics` (Prometheus text format), `/healthz` (the process is alive) and `/readyz` (it can
-//! reach its queue).
+//! `/metrics` (Prometheus text format), `/healthz` (the process is alive) and `/readyz` (a
+//! worker's latest receive from its queue succeeded; 503 with the reason otherwise).
+//! `--healthcheck` on any binary probes its own `/healthz` and exits 0 or 1, for container
+//! health checks in an image with no shell tools.
 //!
 //! Metric names (all labelled by `stage`):
 //! - `imgflow_messages_received_total`, `_succeeded_total`, `_retried_total`,
@@ -66,8 +68,9 @@ impl Intercept for CountAwsCalls {
     }
 }
 
-/// A readiness check: resolves to whether the process can do its work now.
-pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+/// A readiness check: resolves to `Ok` when the process can do its work now, or why not.
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 /// The routes `/metrics`, `/healthz`, `/readyz`.
 pub fn router(handle: PrometheusHandle, ready: ReadyCheck) -> Router {
@@ -79,10 +82,9 @@ pub fn router(handle: PrometheusHandle, ready: ReadyCheck) -> Router {
             get(move || {
                 let ready = Arc::clone(&ready);
                 async move {
-                    if ready().await {
-                        (StatusCode::OK, "ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "cannot reach the queue")
+                    match ready().await {
+                        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
                     }
                 }
             }),
@@ -107,8 +109,11 @@ pub async fn serve(addr: SocketAddr, router: Router) {
     }
 }
 
-/// Installs metrics and serves them for a worker, ready while its queue answers.
-pub async fn start_for_worker(aws: &crate::aws::AwsClients, config: &crate::config::WorkerConfig) {
+/// Installs metrics and serves them for a worker, ready while its receives succeed.
+pub async fn start_for_worker(
+    config: &crate::config::WorkerConfig,
+    health: Arc<crate::consumer::ReceiveHealth>,
+) {
     let handle = match install() {
         Ok(handle) => handle,
         Err(e) => {
@@ -119,11 +124,57 @@ pub async fn start_for_worker(aws: &crate::aws::AwsClients, config: &crate::conf
     let Some(addr) = config.metrics_addr else {
         return;
     };
-    let sqs = aws.sqs.clone();
-    let queue = config.names.queue(config.stage);
     let ready: ReadyCheck = Arc::new(move || {
-        let (sqs, queue) = (sqs.clone(), queue.clone());
-        Box::pin(async move { crate::aws::sqs::queue_url(&sqs, &queue).await.is_ok() })
+        let status = health.status();
+        Box::pin(std::future::ready(status))
     });
     serve(addr, router(handle, ready)).await;
+}
+
+/// Whether the command line asks for [`healthcheck`].
+pub fn healthcheck_requested() -> bool {
+    std::env::args().skip(1).any(|a| a == "--healthcheck")
+}
+
+/// Probes `GET /healthz` of a process serving on `addr` (this binary's own, started with the
+/// same environment) and returns the exit code for a container health check: 0 when it answers
+/// 200 within two seconds, 1 otherwise. Plain blocking TCP: no runtime, no shell tools.
+pub fn healthcheck(addr: Option<SocketAddr>) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let Some(mut addr) = addr else {
+        eprintln!("healthcheck: the health port is off (IMGFLOW_METRICS_ADDR=off)");
+        return std::process::ExitCode::FAILURE;
+    };
+    // A server on the wildcard address is reached on loopback.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let timeout = std::time::Duration::from_secs(2);
+    let probe = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        write!(
+            stream,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head)?;
+        Ok(String::from_utf8_lossy(&head[..n]).into_owned())
+    };
+    match probe() {
+        Ok(head) if head.starts_with("HTTP/1.1 200") => std::process::ExitCode::SUCCESS,
+        Ok(head) => {
+            eprintln!("healthcheck: http://{addr}/healthz answered {:?}", head.lines().next());
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: http://{addr}/healthz: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

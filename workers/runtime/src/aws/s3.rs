@@ -32,6 +32,29 @@ fn version(raw: Option<String>) -> Option<String> {
     raw.filter(|v| v != "null")
 }
 
+/// A read refused with 403. On AWS this is also S3's answer for a key that does not exist
+/// when the caller lacks `s3:ListBucket` (it must not learn which keys exist), so the message
+/// names both causes; the templates grant `s3:ListBucket` for the incoming prefix so that a
+/// deleted object reads as 404 (`missing`), and a 403 is then a real permission error.
+fn read_error<E>(
+    operation: String,
+    error: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> PortError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let forbidden = error.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+    let mut e = port_error(operation, error);
+    if forbidden {
+        e.message = format!(
+            "access denied: grant s3:GetObject on the key and s3:ListBucket on the bucket for its \
+             prefix (without s3:ListBucket S3 answers 403 for a missing key); {}",
+            e.message
+        );
+    }
+    e
+}
+
 fn describe(op: &str, o: &ObjectLocation) -> String {
     match &o.version_id {
         Some(v) => format!("s3:{op} s3://{}/{}?versionId={v}", o.bucket, o.key),
@@ -55,7 +78,7 @@ impl S3Store {
             .set_range(range)
             .send()
             .await
-            .map_err(|e| port_error(operation.clone(), e))?;
+            .map_err(|e| read_error(operation.clone(), e))?;
         let body = output
             .body
             .collect()
@@ -75,7 +98,7 @@ impl ObjectStore for S3Store {
             .set_version_id(object.version_id.clone())
             .send()
             .await
-            .map_err(|e| port_error(describe("HeadObject", object), e))?;
+            .map_err(|e| read_error(describe("HeadObject", object), e))?;
         Ok(ObjectHead {
             size: output.content_length.unwrap_or(0).max(0) as u64,
             etag: etag(output.e_tag.as_deref()),
@@ -118,5 +141,37 @@ impl ObjectStore for S3Store {
             etag: etag(output.e_tag.as_deref()),
             version_id: version(output.version_id),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+
+    use super::*;
+
+    /// A loopback stand-in for S3 answering every request with `status`, as AWS does for a
+    /// missing key: 404 with `s3:ListBucket`, 403 without it.
+    async fn head_against(status: StatusCode) -> PortError {
+        let app = axum::Router::new().fallback(move || async move { status });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let clients = super::super::clients_at(&endpoint, std::time::Duration::from_secs(10)).await;
+        let object = ObjectLocation {
+            bucket: "b".into(),
+            key: "incoming/gone.png".into(),
+            version_id: None,
+        };
+        S3Store::new(clients.s3).head(&object).await.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_is_not_found_and_a_refusal_names_the_grants_it_needs() {
+        let missing = head_against(StatusCode::NOT_FOUND).await;
+        assert_eq!(missing.kind, PortErrorKind::NotFound, "{missing}");
+        let denied = head_against(StatusCode::FORBIDDEN).await;
+        assert_eq!(denied.kind, PortErrorKind::Fatal, "{denied}");
+        assert!(denied.message.contains("s3:ListBucket"), "{denied}");
     }
 }
