@@ -21,6 +21,9 @@ pub struct RekognitionDetector {
     objects: S3Store,
 }
 
+/// The `error_code` logged when the detector may not read an object that exists.
+pub const DETECTOR_ACCESS_DENIED: &str = "detector_access_denied";
+
 impl RekognitionDetector {
     /// A detector on `client`, checking objects Rekognition cannot read with `s3`.
     pub fn new(client: Client, s3: aws_sdk_s3::Client) -> Self {
@@ -40,6 +43,14 @@ impl RekognitionDetector {
             Err(e) if e.kind == PortErrorKind::NotFound => e,
             _ => {
                 metrics::counter!("imgflow_detector_access_errors_total").increment(1);
+                // A fixed code the deployments' log metric filters count for their alarm
+                // (`DetectorAccessErrorAlarm` in deploy/cloudformation/imgflow.yaml).
+                tracing::error!(
+                    error_code = DETECTOR_ACCESS_DENIED,
+                    bucket = %request.object.bucket,
+                    key = %request.object.key,
+                    "the detector may not read the object: a permission or configuration error"
+                );
                 PortError::new(
                     PortErrorKind::Fatal,
                     error.operation,
