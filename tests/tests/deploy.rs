@@ -47,14 +47,39 @@ fn strings(value: &Value) -> Vec<String> {
     }
 }
 
+/// The policy documents a role gets: its inline policies and the template's managed
+/// policies that list it (directly or under `Fn::If`) in `Roles`.
+fn policy_documents<'a>(template: &'a Value, role: &str) -> Vec<&'a Value> {
+    let resources = template["Resources"].as_object().unwrap();
+    let inline = resources[role]["Properties"]["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| &p["PolicyDocument"]);
+    let managed = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::IAM::ManagedPolicy")
+        .filter(|r| {
+            r["Properties"]["Roles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|entry| entry.to_string().contains(&format!("{{\"Ref\":\"{role}\"}}")))
+        })
+        .map(|r| &r["Properties"]["PolicyDocument"]);
+    inline.chain(managed).collect()
+}
+
 /// Action → resources granted by one role.
 fn grants(template: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
+    grants_of(&policy_documents(template, role))
+}
+
+/// Action → resources (with their condition) granted by policy documents.
+fn grants_of(documents: &[&Value]) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let policies = template["Resources"][role]["Properties"]["Policies"]
-        .as_array()
-        .unwrap();
-    for policy in policies {
-        for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+    for document in documents {
+        for statement in document["Statement"].as_array().unwrap() {
             assert_eq!(statement["Effect"], "Allow");
             // A condition narrows (or, removed, widens) a grant: it is part of what is compared.
             let when = statement
@@ -85,7 +110,14 @@ fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/incoming/*";
+const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IncomingPrefix}*";
+
+/// `s3:ListBucket` on the bucket for the incoming prefix only: S3 then answers 404 (not 403)
+/// for a deleted object, and nothing else of the bucket can be listed.
+fn list_incoming() -> String {
+    let condition = serde_json::json!({"StringLike": {"s3:prefix": [{"Fn::Sub": "${IncomingPrefix}*"}]}});
+    format!("arn:${{AWS::Partition}}:s3:::${{ImagesBucket}} when {condition}")
+}
 
 #[test]
 fn each_task_role_has_exactly_the_calls_its_stage_makes() {
@@ -97,8 +129,13 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
             ("sqs:ChangeMessageVisibility", vec![queue]),
         ]
     };
+    let list = list_incoming();
+    let list = list.as_str();
     let mut ingest: Vec<(&str, Vec<&str>)> = consume("IngestQueue.Arn").into();
     ingest.extend([
+        // KEDA reads the queue depth with the stage's own role (identityOwner: workload).
+        ("sqs:GetQueueAttributes", vec!["IngestQueue.Arn"]),
+        ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
         ("sqs:SendMessage", vec!["IngestDeadLetterQueue.Arn"]),
@@ -110,6 +147,8 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     ]);
     let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
     label.extend([
+        ("sqs:GetQueueAttributes", vec!["LabelQueue.Arn"]),
+        ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
         ("sqs:SendMessage", vec!["LabelDeadLetterQueue.Arn"]),
@@ -124,6 +163,7 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     ]);
     let mut store: Vec<(&str, Vec<&str>)> = consume("StoreQueue.Arn").into();
     store.extend([
+        ("sqs:GetQueueAttributes", vec!["StoreQueue.Arn"]),
         ("sqs:SendMessage", vec!["StoreDeadLetterQueue.Arn"]),
         ("sns:Publish", vec!["ImageStoredTopic"]),
         (
@@ -143,6 +183,7 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     let dead_letter_queues = queues[3..].to_vec();
     let api = vec![
         ("s3:PutObject", vec![INCOMING]),
+        ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
         ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
@@ -166,6 +207,9 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     ] {
         let wanted: Vec<(&str, &[&str])> = wanted.iter().map(|(a, r)| (*a, r.as_slice())).collect();
         assert_eq!(grants(&t, role), expect(&wanted), "{role}");
+        // Kubernetes' service-account role gets the very same grants.
+        let pod_role = role.replace("TaskRole", "PodRole");
+        assert_eq!(grants(&t, &pod_role), expect(&wanted), "{pod_role}");
     }
 }
 
@@ -214,14 +258,202 @@ fn the_execution_role_only_pulls_images_writes_logs_and_injects_the_key() {
 fn no_policy_grants_wildcard_actions() {
     let t = template();
     for (name, resource) in t["Resources"].as_object().unwrap() {
-        if resource["Type"] != "AWS::IAM::Role" || resource["Properties"].get("Policies").is_none()
-        {
-            continue;
-        }
-        for action in grants(&t, name).keys() {
+        let documents: Vec<&Value> = match resource["Type"].as_str() {
+            Some("AWS::IAM::Role") => policy_documents(&t, name),
+            Some("AWS::IAM::ManagedPolicy") => vec![&resource["Properties"]["PolicyDocument"]],
+            _ => continue,
+        };
+        for action in grants_of(&documents).keys() {
             assert!(!action.contains('*'), "{name} grants {action}");
         }
     }
+}
+
+fn resources_of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    t["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
+}
+
+#[test]
+fn every_alarm_for_people_notifies_the_alarm_topic_and_says_when_it_clears() {
+    let t = template();
+    let alarms = resources_of_type(&t, "AWS::CloudWatch::Alarm");
+    let mut for_people = 0;
+    for (name, alarm) in alarms {
+        let props = &alarm["Properties"];
+        let actions = strings(&props["AlarmActions"]);
+        // The wake-from-zero alarms act on a scaling policy, not on a person.
+        if name.ends_with("WakeFromZeroAlarm") {
+            assert_eq!(actions, [name.replace("Alarm", "")], "{name}");
+            continue;
+        }
+        for_people += 1;
+        assert_eq!(actions, ["AlarmTopic"], "{name}");
+        assert_eq!(strings(&props["OKActions"]), ["AlarmTopic"], "{name}");
+    }
+    // Dead letters and oldest message per stage, detector throttling and access denied.
+    assert_eq!(for_people, 8);
+    let topic = &t["Resources"]["AlarmTopic"]["Properties"];
+    assert_eq!(
+        render(&topic["KmsMasterKeyId"]),
+        "AlarmTopicKey",
+        "CloudWatch cannot publish to a topic under the aws/sns key"
+    );
+    let subscription = &t["Resources"]["AlarmEmailSubscription"];
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(render(&subscription["Properties"]["Endpoint"]), "AlarmEmail");
+    // The access-denied alarm counts what the label stage logs for it.
+    let filter = &t["Resources"]["DetectorAccessErrorFilter"]["Properties"];
+    assert!(filter["FilterPattern"]
+        .as_str()
+        .unwrap()
+        .contains(imgflow_runtime::aws::rekognition::DETECTOR_ACCESS_DENIED));
+}
+
+#[test]
+fn the_console_is_reachable_over_https_only_through_the_load_balancer() {
+    let t = template();
+    let r = &t["Resources"];
+    let https = &r["HttpsListener"]["Properties"];
+    assert_eq!(https["Protocol"], "HTTPS");
+    assert_eq!(render(&https["Certificates"][0]["CertificateArn"]), "CertificateArn");
+    let redirect = &r["HttpRedirectListener"]["Properties"]["DefaultActions"][0];
+    assert_eq!(redirect["Type"], "redirect");
+    assert_eq!(redirect["RedirectConfig"]["Protocol"], "HTTPS");
+    for rule in r["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(render(&rule["CidrIp"]), "AllowedCidr");
+    }
+    let api_ingress = r["ApiTaskSecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        .as_array()
+        .unwrap();
+    assert_eq!(api_ingress.len(), 1);
+    assert_eq!(render(&api_ingress[0]["SourceSecurityGroupId"]), "LoadBalancerSecurityGroup");
+    assert!(r["TaskSecurityGroup"]["Properties"]
+        .get("SecurityGroupIngress")
+        .is_none());
+    let target = &r["ApiTargetGroup"]["Properties"];
+    assert_eq!(target["HealthCheckPath"], "/healthz");
+    assert_eq!(target["Port"], 8080);
+    let service = &r["ApiService"]["Properties"];
+    assert_eq!(service["LoadBalancers"][0]["ContainerPort"], 8080);
+    assert_eq!(render(&service["LoadBalancers"][0]["TargetGroupArn"]), "ApiTargetGroup");
+    let container = &r["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(container["PortMappings"][0]["ContainerPort"], 8080);
+    let outputs = t["Outputs"].as_object().unwrap();
+    for output in [
+        "ConsoleUrl",
+        "ApiKeySecret",
+        "IngestQueueUrl",
+        "LabelDeadLetterQueueUrl",
+        "ImageAcceptedTopicArn",
+        "Table",
+        "IndexTable",
+        "IngestTaskRoleArn",
+        "AlarmTopic",
+        "OperatorPolicy",
+    ] {
+        assert!(outputs.contains_key(output), "output {output}");
+    }
+}
+
+#[test]
+fn deployments_roll_back_probe_themselves_and_keep_the_data() {
+    let t = template();
+    let r = &t["Resources"];
+    for stage in ["Ingest", "Label", "Store", "Api"] {
+        let service = &r[format!("{stage}Service")]["Properties"];
+        let breaker = &service["DeploymentConfiguration"]["DeploymentCircuitBreaker"];
+        assert_eq!((&breaker["Enable"], &breaker["Rollback"]), (&Value::Bool(true), &Value::Bool(true)), "{stage}");
+        let task = &r[format!("{stage}TaskDefinition")]["Properties"];
+        assert_eq!(render(&task["RuntimePlatform"]["CpuArchitecture"]), "CpuArchitecture");
+        let container = &task["ContainerDefinitions"][0];
+        let binary = format!("/usr/local/bin/imgflow-{}", stage.to_lowercase());
+        assert_eq!(
+            container["HealthCheck"]["Command"],
+            serde_json::json!(["CMD", binary, "--healthcheck"]),
+            "{stage}"
+        );
+        let env: BTreeMap<String, String> = container["Environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (render(&e["Name"]), render(&e["Value"])))
+            .collect();
+        assert_eq!(env["IMGFLOW_INCOMING_PREFIX"], "IncomingPrefix", "{stage}");
+        if stage != "Api" {
+            assert!(env["IMGFLOW_METRICS_ADDR"].starts_with("0.0.0.0:"), "{stage}");
+        }
+    }
+    for data in ["ImagesBucket", "ImagesTable", "IndexTable", "ApiKeySecret"] {
+        assert_eq!(r[data]["DeletionPolicy"], "Retain", "{data}");
+        assert_eq!(r[data]["UpdateReplacePolicy"], "Retain", "{data}");
+    }
+    let rules = r["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .unwrap();
+    assert!(rules
+        .iter()
+        .any(|rule| rule.get("NoncurrentVersionExpiration").is_some()));
+    let notification = &r["ImagesBucket"]["Properties"]["NotificationConfiguration"];
+    assert_eq!(
+        render(&notification["QueueConfigurations"][0]["Filter"]["S3Key"]["Rules"][0]["Value"]),
+        "IncomingPrefix"
+    );
+    // Scaling math survives a missing RunningTaskCount (no task has run for a while).
+    let text = std::fs::read_to_string(format!(
+        "{}/../deploy/cloudformation/imgflow.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    assert!(!text.contains("MAX([tasks") && !text.contains("IF(tasks"));
+    assert_eq!(text.matches("FILL(tasks, 0)").count(), 6);
+}
+
+#[test]
+fn kubernetes_roles_trust_only_their_service_account_and_keda() {
+    let t = template();
+    for stage in Stage::ALL.iter().map(|s| s.as_str()).chain(["api"]) {
+        let logical = format!("{}{}PodRole", &stage[..1].to_uppercase(), &stage[1..]);
+        let role = &t["Resources"][&logical];
+        assert_eq!(role["Condition"], "OnKubernetes");
+        let trust = role["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][0]
+            .as_str()
+            .unwrap();
+        let trust: Value = serde_json::from_str(trust).unwrap();
+        let web = &trust["Statement"][0];
+        assert_eq!(web["Action"], "sts:AssumeRoleWithWebIdentity");
+        assert_eq!(
+            web["Condition"]["StringEquals"]["${Issuer}:sub"],
+            format!("system:serviceaccount:${{KubernetesNamespace}}:imgflow-{stage}")
+        );
+        let keda = trust["Statement"].get(1);
+        if stage == "api" {
+            assert!(keda.is_none(), "KEDA does not scale the API");
+        } else {
+            assert_eq!(keda.unwrap()["Principal"]["AWS"], "${KedaOperatorRoleArn}");
+        }
+    }
+}
+
+#[test]
+fn the_operator_policy_covers_the_cli_and_nothing_that_provisions() {
+    let t = template();
+    let operator = grants_of(&[&t["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]]);
+    for action in operator.keys() {
+        assert!(
+            !action.contains("Create") && !action.contains("Delete") || action == "sqs:DeleteMessage",
+            "operator policy grants {action}"
+        );
+    }
+    assert!(operator.contains_key("sqs:PurgeQueue"));
+    assert!(operator.contains_key("s3:PutObject"));
 }
 
 fn template_queue(t: &Value, stage: Stage) -> (String, u64, String) {
