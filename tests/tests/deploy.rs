@@ -721,5 +721,39 @@ fn kubernetes_manifests_parse_and_name_the_templates_queues() {
             docs[1]["metadata"]["name"]
         );
         assert_eq!(container["command"][0], format!("imgflow-{stage}"));
+        // Credentials: the template's pod role for this stage, used by KEDA too.
+        let role = docs[0]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .unwrap();
+        let logical = format!("{}{}PodRole", &stage.as_str()[..1].to_uppercase(), &stage.as_str()[1..]);
+        let role_name = render(&t["Resources"][&logical]["Properties"]["RoleName"]);
+        assert!(role.ends_with(&format!(":role/{}", role_name.replace("${Prefix}", prefix))), "{role}");
+        assert_eq!(docs[2]["spec"]["podIdentity"]["identityOwner"], "workload");
+        // Probes on the metrics port, which listens beyond loopback.
+        let port = container["ports"][0]["containerPort"].as_u64().unwrap();
+        assert_eq!(env["IMGFLOW_METRICS_ADDR"], format!("0.0.0.0:{port}"));
+        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     }
+    let api = read_yaml_documents("k8s/api.yaml");
+    let kinds: Vec<&str> = api.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Deployment", "Service"]);
+    let kustomization = &read_yaml_documents("k8s/kustomization.yaml")[0];
+    let listed: BTreeSet<&str> = kustomization["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    let dir = format!("{}/../deploy/k8s", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name != "kustomization.yaml" {
+            assert!(listed.contains(name.as_str()), "{name} is not in kustomization.yaml");
+        }
+    }
+    // The label pod can hold the local detector, as the ECS task (2 GiB) can.
+    let label = read_yaml_documents("k8s/label.yaml");
+    let memory = &label[1]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"];
+    assert_eq!(memory, "2Gi");
 }

@@ -427,7 +427,8 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
         loop {
             match get(url.clone()).await {
                 Ok(_) => break,
-                Err(e) if tokio::time::Instant::now() > deadline => {
+                // A refusal will not heal by waiting.
+                Err(e) if e.contains("AccessDenied") || tokio::time::Instant::now() > deadline => {
                     return Err(format!("{who} never became ready: {e}"))
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
