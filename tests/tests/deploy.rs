@@ -757,3 +757,75 @@ fn kubernetes_manifests_parse_and_name_the_templates_queues() {
     let memory = &label[1]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"];
     assert_eq!(memory, "2Gi");
 }
+
+fn run_deploy_script(args: &[&str]) -> (i32, String) {
+    let script = format!("{}/../scripts/deploy", env!("CARGO_MANIFEST_DIR"));
+    // No aws or docker on this PATH: a dry run must not need them.
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter() {
+    let (code, out) = run_deploy_script(&[
+        "--dry-run",
+        "--region",
+        "eu-west-1",
+        "--vpc",
+        "vpc-1",
+        "--subnets",
+        "subnet-a,subnet-b",
+        "--public-subnets",
+        "subnet-c,subnet-d",
+        "--certificate",
+        "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
+        "--allowed-cidr",
+        "203.0.113.0/24",
+        "--tag",
+        "v1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("+ ")).collect();
+    let expected_order = [
+        "+ aws sts get-caller-identity",
+        "+ aws ecr create-repository",
+        "+ aws ecr get-login-password",
+        "+ docker build",
+        "+ docker push",
+        "+ aws cloudformation deploy",
+        "+ aws cloudformation describe-stacks",
+    ];
+    assert_eq!(steps.len(), expected_order.len(), "{out}");
+    for (step, expected) in steps.iter().zip(expected_order) {
+        assert!(step.starts_with(expected), "{step} (expected {expected})");
+    }
+    let image = "ACCOUNT_ID.dkr.ecr.eu-west-1.amazonaws.com/imgflow:v1";
+    assert!(steps[3].ends_with(&format!("-t {image} .")), "{}", steps[3]);
+    assert!(steps[4].ends_with(image));
+    let deploy = steps[5];
+    assert!(deploy.contains("--template-file deploy/cloudformation/imgflow.yaml"));
+    assert!(deploy.contains("CAPABILITY_NAMED_IAM"));
+    assert!(deploy.contains(&format!("Image={image}")));
+    // Every parameter without a default is given.
+    let t = template();
+    for (name, parameter) in t["Parameters"].as_object().unwrap() {
+        if parameter.get("Default").is_none() {
+            assert!(deploy.contains(&format!(" {name}=")), "{name} is not passed: {deploy}");
+        }
+    }
+    assert!(out.contains("dry run: nothing was built, pushed or deployed"));
+
+    let (code, out) = run_deploy_script(&["--dry-run", "--region", "eu-west-1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("missing --vpc --subnets --public-subnets --certificate --allowed-cidr"));
+}
