@@ -829,3 +829,32 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("missing --vpc --subnets --public-subnets --certificate --allowed-cidr"));
 }
+
+#[test]
+fn the_readmes_grants_match_the_template() {
+    let readme = std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    let start = readme.find("## Deploy to AWS").unwrap();
+    let end = start + readme[start..].find("\n## Pointing").unwrap();
+    let section = &readme[start..end];
+    let t = template();
+    let mut granted = BTreeSet::new();
+    for (_, policy) in resources_of_type(&t, "AWS::IAM::ManagedPolicy") {
+        granted.extend(grants_of(&[&policy["Properties"]["PolicyDocument"]]).into_keys());
+    }
+    // Every action the stage and operator policies grant is named there...
+    for action in &granted {
+        let name = action.split_once(':').unwrap().1;
+        assert!(section.contains(name), "README's Deploy section does not mention {action}");
+    }
+    // ...and every action it names in full is one the template grants (or KEDA's AssumeRole).
+    for token in section.split('`').skip(1).step_by(2) {
+        let is_action = token.split_once(':').is_some_and(|(service, name)| {
+            ["s3", "sqs", "sns", "dynamodb", "rekognition"].contains(&service)
+                && name.chars().all(|c| c.is_ascii_alphabetic())
+        });
+        if is_action {
+            assert!(granted.contains(token), "README names {token}, which the template does not grant");
+        }
+    }
+}

@@ -77,6 +77,21 @@ async fn workers_report_their_work_in_prometheus_format() {
             assert_eq!(status, 200, "{path} on {port}");
         }
     }
+    // The container health check: each binary probes the process its environment names.
+    for (stage, port) in Stage::ALL.iter().zip(&ports) {
+        let healthcheck = |port: u16| {
+            std::process::Command::new(imgflow_e2e::bin_dir().join(format!("imgflow-{stage}")))
+                .arg("--healthcheck")
+                .env("IMGFLOW_METRICS_ADDR", format!("0.0.0.0:{port}"))
+                .output()
+                .unwrap()
+        };
+        let alive = healthcheck(*port);
+        assert!(alive.status.success(), "{stage}: {alive:?}");
+        let nobody = healthcheck(free_port());
+        assert_eq!(nobody.status.code(), Some(1), "{stage}: {nobody:?}");
+        assert!(String::from_utf8_lossy(&nobody.stderr).contains("/healthz"));
+    }
     let ingest = metrics_when(&http, ports[0], |t| {
         sample(
             t,
