@@ -64,7 +64,11 @@ fn policy_documents<'a>(template: &'a Value, role: &str) -> Vec<&'a Value> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|entry| entry.to_string().contains(&format!("{{\"Ref\":\"{role}\"}}")))
+                .any(|entry| {
+                    entry
+                        .to_string()
+                        .contains(&format!("{{\"Ref\":\"{role}\"}}"))
+                })
         })
         .map(|r| &r["Properties"]["PolicyDocument"]);
     inline.chain(managed).collect()
@@ -115,7 +119,8 @@ const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IncomingPre
 /// `s3:ListBucket` on the bucket for the incoming prefix only: S3 then answers 404 (not 403)
 /// for a deleted object, and nothing else of the bucket can be listed.
 fn list_incoming() -> String {
-    let condition = serde_json::json!({"StringLike": {"s3:prefix": [{"Fn::Sub": "${IncomingPrefix}*"}]}});
+    let condition =
+        serde_json::json!({"StringLike": {"s3:prefix": [{"Fn::Sub": "${IncomingPrefix}*"}]}});
     format!("arn:${{AWS::Partition}}:s3:::${{ImagesBucket}} when {condition}")
 }
 
@@ -305,7 +310,10 @@ fn every_alarm_for_people_notifies_the_alarm_topic_and_says_when_it_clears() {
     );
     let subscription = &t["Resources"]["AlarmEmailSubscription"];
     assert_eq!(subscription["Condition"], "HasAlarmEmail");
-    assert_eq!(render(&subscription["Properties"]["Endpoint"]), "AlarmEmail");
+    assert_eq!(
+        render(&subscription["Properties"]["Endpoint"]),
+        "AlarmEmail"
+    );
     // The access-denied alarm counts what the label stage logs for it.
     let filter = &t["Resources"]["DetectorAccessErrorFilter"]["Properties"];
     assert!(filter["FilterPattern"]
@@ -320,7 +328,10 @@ fn the_console_is_reachable_over_https_only_through_the_load_balancer() {
     let r = &t["Resources"];
     let https = &r["HttpsListener"]["Properties"];
     assert_eq!(https["Protocol"], "HTTPS");
-    assert_eq!(render(&https["Certificates"][0]["CertificateArn"]), "CertificateArn");
+    assert_eq!(
+        render(&https["Certificates"][0]["CertificateArn"]),
+        "CertificateArn"
+    );
     let redirect = &r["HttpRedirectListener"]["Properties"]["DefaultActions"][0];
     assert_eq!(redirect["Type"], "redirect");
     assert_eq!(redirect["RedirectConfig"]["Protocol"], "HTTPS");
@@ -334,7 +345,10 @@ fn the_console_is_reachable_over_https_only_through_the_load_balancer() {
         .as_array()
         .unwrap();
     assert_eq!(api_ingress.len(), 1);
-    assert_eq!(render(&api_ingress[0]["SourceSecurityGroupId"]), "LoadBalancerSecurityGroup");
+    assert_eq!(
+        render(&api_ingress[0]["SourceSecurityGroupId"]),
+        "LoadBalancerSecurityGroup"
+    );
     assert!(r["TaskSecurityGroup"]["Properties"]
         .get("SecurityGroupIngress")
         .is_none());
@@ -343,7 +357,10 @@ fn the_console_is_reachable_over_https_only_through_the_load_balancer() {
     assert_eq!(target["Port"], 8080);
     let service = &r["ApiService"]["Properties"];
     assert_eq!(service["LoadBalancers"][0]["ContainerPort"], 8080);
-    assert_eq!(render(&service["LoadBalancers"][0]["TargetGroupArn"]), "ApiTargetGroup");
+    assert_eq!(
+        render(&service["LoadBalancers"][0]["TargetGroupArn"]),
+        "ApiTargetGroup"
+    );
     let container = &r["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
     assert_eq!(container["PortMappings"][0]["ContainerPort"], 8080);
     let outputs = t["Outputs"].as_object().unwrap();
@@ -370,9 +387,16 @@ fn deployments_roll_back_probe_themselves_and_keep_the_data() {
     for stage in ["Ingest", "Label", "Store", "Api"] {
         let service = &r[format!("{stage}Service")]["Properties"];
         let breaker = &service["DeploymentConfiguration"]["DeploymentCircuitBreaker"];
-        assert_eq!((&breaker["Enable"], &breaker["Rollback"]), (&Value::Bool(true), &Value::Bool(true)), "{stage}");
+        assert_eq!(
+            (&breaker["Enable"], &breaker["Rollback"]),
+            (&Value::Bool(true), &Value::Bool(true)),
+            "{stage}"
+        );
         let task = &r[format!("{stage}TaskDefinition")]["Properties"];
-        assert_eq!(render(&task["RuntimePlatform"]["CpuArchitecture"]), "CpuArchitecture");
+        assert_eq!(
+            render(&task["RuntimePlatform"]["CpuArchitecture"]),
+            "CpuArchitecture"
+        );
         let container = &task["ContainerDefinitions"][0];
         let binary = format!("/usr/local/bin/imgflow-{}", stage.to_lowercase());
         assert_eq!(
@@ -388,7 +412,10 @@ fn deployments_roll_back_probe_themselves_and_keep_the_data() {
             .collect();
         assert_eq!(env["IMGFLOW_INCOMING_PREFIX"], "IncomingPrefix", "{stage}");
         if stage != "Api" {
-            assert!(env["IMGFLOW_METRICS_ADDR"].starts_with("0.0.0.0:"), "{stage}");
+            assert!(
+                env["IMGFLOW_METRICS_ADDR"].starts_with("0.0.0.0:"),
+                "{stage}"
+            );
         }
     }
     for data in ["ImagesBucket", "ImagesTable", "IndexTable", "ApiKeySecret"] {
@@ -448,7 +475,8 @@ fn the_operator_policy_covers_the_cli_and_nothing_that_provisions() {
     let operator = grants_of(&[&t["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]]);
     for action in operator.keys() {
         assert!(
-            !action.contains("Create") && !action.contains("Delete") || action == "sqs:DeleteMessage",
+            !action.contains("Create") && !action.contains("Delete")
+                || action == "sqs:DeleteMessage",
             "operator policy grants {action}"
         );
     }
@@ -725,9 +753,16 @@ fn kubernetes_manifests_parse_and_name_the_templates_queues() {
         let role = docs[0]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
             .as_str()
             .unwrap();
-        let logical = format!("{}{}PodRole", &stage.as_str()[..1].to_uppercase(), &stage.as_str()[1..]);
+        let logical = format!(
+            "{}{}PodRole",
+            &stage.as_str()[..1].to_uppercase(),
+            &stage.as_str()[1..]
+        );
         let role_name = render(&t["Resources"][&logical]["Properties"]["RoleName"]);
-        assert!(role.ends_with(&format!(":role/{}", role_name.replace("${Prefix}", prefix))), "{role}");
+        assert!(
+            role.ends_with(&format!(":role/{}", role_name.replace("${Prefix}", prefix))),
+            "{role}"
+        );
         assert_eq!(docs[2]["spec"]["podIdentity"]["identityOwner"], "workload");
         // Probes on the metrics port, which listens beyond loopback.
         let port = container["ports"][0]["containerPort"].as_u64().unwrap();
@@ -749,12 +784,16 @@ fn kubernetes_manifests_parse_and_name_the_templates_queues() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         if name != "kustomization.yaml" {
-            assert!(listed.contains(name.as_str()), "{name} is not in kustomization.yaml");
+            assert!(
+                listed.contains(name.as_str()),
+                "{name} is not in kustomization.yaml"
+            );
         }
     }
     // The label pod can hold the local detector, as the ECS task (2 GiB) can.
     let label = read_yaml_documents("k8s/label.yaml");
-    let memory = &label[1]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"];
+    let memory =
+        &label[1]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"];
     assert_eq!(memory, "2Gi");
 }
 
@@ -820,7 +859,10 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
     let t = template();
     for (name, parameter) in t["Parameters"].as_object().unwrap() {
         if parameter.get("Default").is_none() {
-            assert!(deploy.contains(&format!(" {name}=")), "{name} is not passed: {deploy}");
+            assert!(
+                deploy.contains(&format!(" {name}=")),
+                "{name} is not passed: {deploy}"
+            );
         }
     }
     assert!(out.contains("dry run: nothing was built, pushed or deployed"));
@@ -832,8 +874,8 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
 
 #[test]
 fn the_readmes_grants_match_the_template() {
-    let readme = std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR")))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(format!("{}/../README.md", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let start = readme.find("## Deploy to AWS").unwrap();
     let end = start + readme[start..].find("\n## Pointing").unwrap();
     let section = &readme[start..end];
@@ -845,7 +887,10 @@ fn the_readmes_grants_match_the_template() {
     // Every action the stage and operator policies grant is named there...
     for action in &granted {
         let name = action.split_once(':').unwrap().1;
-        assert!(section.contains(name), "README's Deploy section does not mention {action}");
+        assert!(
+            section.contains(name),
+            "README's Deploy section does not mention {action}"
+        );
     }
     // ...and every action it names in full is one the template grants (or KEDA's AssumeRole).
     for token in section.split('`').skip(1).step_by(2) {
@@ -854,7 +899,10 @@ fn the_readmes_grants_match_the_template() {
                 && name.chars().all(|c| c.is_ascii_alphabetic())
         });
         if is_action {
-            assert!(granted.contains(token), "README names {token}, which the template does not grant");
+            assert!(
+                granted.contains(token),
+                "README names {token}, which the template does not grant"
+            );
         }
     }
 }

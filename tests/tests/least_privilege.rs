@@ -76,7 +76,11 @@ impl PrivateEmulator {
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                &key.id, &key.secret, None, None, "least-privilege",
+                &key.id,
+                &key.secret,
+                None,
+                None,
+                "least-privilege",
             ))
             .load()
             .await;
@@ -269,7 +273,10 @@ impl Stack {
 /// AWS authorizes each batch call with its single-message action; moto asks for its own.
 const BATCH_ALIASES: &[(&str, &str)] = &[
     ("sqs:DeleteMessage", "sqs:DeleteMessageBatch"),
-    ("sqs:ChangeMessageVisibility", "sqs:ChangeMessageVisibilityBatch"),
+    (
+        "sqs:ChangeMessageVisibility",
+        "sqs:ChangeMessageVisibilityBatch",
+    ),
     ("sqs:SendMessage", "sqs:SendMessageBatch"),
     ("sns:Publish", "sns:PublishBatch"),
 ];
@@ -341,7 +348,10 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
     ] {
         let without = removal.filter(|(p, _)| *p == policy).map(|(_, a)| a);
         let document = stack.policy(policy, without);
-        keys.insert(user, create_user(&iam, &format!("{prefix}-{user}"), &document).await);
+        keys.insert(
+            user,
+            create_user(&iam, &format!("{prefix}-{user}"), &document).await,
+        );
     }
     let admin = create_user(
         &iam,
@@ -389,7 +399,10 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
             &logs,
             &env,
         ));
-        ready_urls.push((stage.as_str().to_owned(), format!("http://127.0.0.1:{port}/readyz")));
+        ready_urls.push((
+            stage.as_str().to_owned(),
+            format!("http://127.0.0.1:{port}/readyz"),
+        ));
     }
     let api_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
@@ -570,7 +583,9 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
     let replayed = cli(&["dlq", "replay", "--stage", "ingest"])?;
     let status = cli(&["status"])?;
     if !status.contains("ingest") {
-        return Err(format!("imgflow status: {status} (after replay: {replayed})"));
+        return Err(format!(
+            "imgflow status: {status} (after replay: {replayed})"
+        ));
     }
 
     // Still ready after all of it.

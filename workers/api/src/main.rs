@@ -61,7 +61,8 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .await
                 .map(|_| ())
                 .map_err(|e| {
-                    let e = imgflow_runtime::aws::port_error(format!("dynamodb:GetItem {table}"), e);
+                    let e =
+                        imgflow_runtime::aws::port_error(format!("dynamodb:GetItem {table}"), e);
                     e.to_string()
                 })
         })

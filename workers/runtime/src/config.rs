@@ -250,7 +250,9 @@ fn valid_incoming_prefix(prefix: String) -> Result<String, ConfigError> {
         && prefix.ends_with('/')
         && !prefix.starts_with('/')
         && !prefix.contains("//")
-        && prefix.bytes().all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?');
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?');
     if valid {
         Ok(prefix)
     } else {
@@ -404,7 +406,15 @@ mod tests {
         for good in ["incoming/", "uploads/2026/", "a/"] {
             assert_eq!(valid_incoming_prefix(good.into()).unwrap(), good);
         }
-        for bad in ["", "/", "incoming", "/incoming/", "in*/", "a//b/", "with space/"] {
+        for bad in [
+            "",
+            "/",
+            "incoming",
+            "/incoming/",
+            "in*/",
+            "a//b/",
+            "with space/",
+        ] {
             let err = valid_incoming_prefix(bad.into()).unwrap_err();
             assert_eq!(err.name, "IMGFLOW_INCOMING_PREFIX", "{bad:?}");
         }

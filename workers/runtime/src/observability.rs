@@ -169,7 +169,10 @@ pub fn healthcheck(addr: Option<SocketAddr>) -> std::process::ExitCode {
     match probe() {
         Ok(head) if head.starts_with("HTTP/1.1 200") => std::process::ExitCode::SUCCESS,
         Ok(head) => {
-            eprintln!("healthcheck: http://{addr}/healthz answered {:?}", head.lines().next());
+            eprintln!(
+                "healthcheck: http://{addr}/healthz answered {:?}",
+                head.lines().next()
+            );
             std::process::ExitCode::FAILURE
         }
         Err(e) => {

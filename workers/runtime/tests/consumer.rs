@@ -276,15 +276,15 @@ async fn readiness_follows_the_latest_receive_and_names_why_not() {
     let queue = Arc::new(FakeQueue::new());
     let consumer = Consumer::new(queue.clone(), Arc::new(Scripted::default()), config());
     let health = consumer.health();
-    assert_eq!(
-        health.status().unwrap_err(),
-        "no receive has completed yet"
-    );
+    assert_eq!(health.status().unwrap_err(), "no receive has completed yet");
 
     queue.fail_receives(1);
     assert!(consumer.process_batch().await.is_err());
     let why = health.status().unwrap_err();
-    assert!(why.contains("sqs:ReceiveMessage") && why.contains("AccessDenied"), "{why}");
+    assert!(
+        why.contains("sqs:ReceiveMessage") && why.contains("AccessDenied"),
+        "{why}"
+    );
 
     // An empty receive is a successful one: the queue answers and the grant holds.
     assert_eq!(consumer.process_batch().await.unwrap(), Batch::Empty);

@@ -43,7 +43,9 @@ fn read_error<E>(
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let forbidden = error.raw_response().is_some_and(|r| r.status().as_u16() == 403);
+    let forbidden = error
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 403);
     let mut e = port_error(operation, error);
     if forbidden {
         e.message = format!(
