@@ -523,7 +523,6 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
 
     // The posted image ends labeled, the deleted object missing, read through the API.
     let status_of = |id: String| {
-        let get = get.clone();
         let api = api.clone();
         async move {
             let body = get(format!("{api}/images/{id}?format=json")).await.ok()?;
