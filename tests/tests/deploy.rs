@@ -621,7 +621,12 @@ async fn provisioned_resources_match_the_template() {
         .queue_arn()
         .ends_with(&format!(":{}", p.names.queue(Stage::Ingest))));
     let filter = provisioned.filter().unwrap().key().unwrap().filter_rules();
-    assert_eq!(filter[0].value().unwrap(), rule["Value"].as_str().unwrap());
+    // The template's filter is the IncomingPrefix parameter; provision uses its default.
+    assert_eq!(render(&rule["Value"]), "IncomingPrefix");
+    assert_eq!(
+        filter[0].value().unwrap(),
+        t["Parameters"]["IncomingPrefix"]["Default"].as_str().unwrap()
+    );
     assert_eq!(
         filter[0].name().unwrap().as_str().to_lowercase(),
         rule["Name"].as_str().unwrap()
