@@ -625,7 +625,9 @@ async fn provisioned_resources_match_the_template() {
     assert_eq!(render(&rule["Value"]), "IncomingPrefix");
     assert_eq!(
         filter[0].value().unwrap(),
-        t["Parameters"]["IncomingPrefix"]["Default"].as_str().unwrap()
+        t["Parameters"]["IncomingPrefix"]["Default"]
+            .as_str()
+            .unwrap()
     );
     assert_eq!(
         filter[0].name().unwrap().as_str().to_lowercase(),
