@@ -18,9 +18,9 @@ use std::{
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use bytes::Bytes;
-use imgflow_cli::provision::{provision, ProvisionSettings, Provisioned};
 use imgflow_label::LabelSettings;
 use imgflow_messages::ImageRecord;
+use imgflow_operations::provision::{provision, ProvisionSettings, Provisioned};
 use imgflow_runtime::{
     aws::{dynamodb::DynamoImageTable, rekognition::RekognitionDetector, s3::S3Store, AwsClients},
     config::{Names, Stage, WorkerConfig},
@@ -408,9 +408,10 @@ impl TestPipeline {
 
     /// Waits until every id is final; panics naming the stragglers after `timeout`.
     pub async fn wait_final(&self, ids: &[String], timeout: Duration) -> Vec<ImageRecord> {
-        let (records, done) = imgflow_cli::results::wait_for_final(&self.table(), ids, timeout)
-            .await
-            .expect("reading the table");
+        let (records, done) =
+            imgflow_operations::results::wait_for_final(&self.table(), ids, timeout)
+                .await
+                .expect("reading the table");
         assert!(
             done,
             "not every image finished within {timeout:?}: {:?}",
@@ -436,7 +437,7 @@ impl TestPipeline {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut quiet = 0;
         while quiet < 2 {
-            let statuses = imgflow_cli::status::status(&self.aws, &self.names)
+            let statuses = imgflow_operations::status::status(&self.aws, &self.names)
                 .await
                 .expect("reading queue depths");
             if statuses.iter().all(|s| s.visible == 0 && s.in_flight == 0) {

@@ -283,7 +283,7 @@ async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
         .send()
         .await
         .unwrap();
-    imgflow_cli::provision::provision(&aws, &names, &Default::default())
+    imgflow_operations::provision::provision(&aws, &names, &Default::default())
         .await
         .unwrap();
     let table = aws

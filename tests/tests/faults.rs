@@ -3,13 +3,13 @@
 //! counted by a counting wrapper (in-process) or the detector call log (across processes).
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use imgflow_cli::{
-    dlq::{self, ReplayOptions},
-    provision::ProvisionSettings,
-};
 use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, Counting, TestPipeline};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_messages::ImageStatus;
+use imgflow_operations::{
+    dlq::{self, ReplayOptions},
+    provision::ProvisionSettings,
+};
 use imgflow_runtime::{
     aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin},
     config::Stage,

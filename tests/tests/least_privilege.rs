@@ -15,8 +15,8 @@
 //! those aliases are added to the loaded policy.
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
-use imgflow_cli::provision::{provision, ProvisionSettings};
 use imgflow_e2e::{free_port, log_dir, photo, spawn_binary, until};
+use imgflow_operations::provision::{provision, ProvisionSettings};
 use imgflow_runtime::{
     aws::AwsClients,
     config::{Names, Stage},

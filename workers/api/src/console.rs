@@ -3,8 +3,8 @@
 //! [`esc`]; the pages load one script, `/console.js`, and the CSP forbids any other.
 use std::fmt::Write;
 
-use imgflow_cli::dlq::Inspection;
 use imgflow_messages::{ImageRecord, ImageStatus};
+use imgflow_operations::dlq::Inspection;
 use imgflow_runtime::{clock, ports::ImagePage};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 

@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Timelike;
-use imgflow_cli::{dlq, status};
+use imgflow_operations::{dlq, status};
 use imgflow_runtime::{
     aws::{index::minute_of, sqs::QueueAdmin, AwsClients},
     config::{Names, Stage},

@@ -3,7 +3,8 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use imgflow_cli::{cost, dlq, provision, results, status, submit};
+use imgflow_cli::{cost, submit};
+use imgflow_operations::{dlq, provision, results, status};
 use imgflow_runtime::{
     aws::{
         dynamodb::DynamoImageTable,
