@@ -46,26 +46,10 @@ async fn main() -> anyhow::Result<ExitCode> {
     telemetry::init(log_format_is_json()?);
     let aws = AwsClients::from_env().await;
     let metrics = observability::install().map_err(anyhow::Error::msg)?;
-    let ready_client = aws.dynamodb.clone();
-    let ready_table = names.table.clone();
+    let ready_table = DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone());
     let ready: observability::ReadyCheck = Arc::new(move || {
-        let (client, table) = (ready_client.clone(), ready_table.clone());
-        // A read of a key that never exists: needs only the dynamodb:GetItem the API has.
-        Box::pin(async move {
-            let key = aws_sdk_dynamodb::types::AttributeValue::S("readyz".into());
-            client
-                .get_item()
-                .table_name(&table)
-                .key("id", key)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    let e =
-                        imgflow_runtime::aws::port_error(format!("dynamodb:GetItem {table}"), e);
-                    e.to_string()
-                })
-        })
+        let table = ready_table.clone();
+        Box::pin(async move { table.reachable().await.map_err(|e| e.to_string()) })
     });
     let mut state = ApiState::new(
         S3Store::new(aws.s3.clone()),

@@ -1,7 +1,9 @@
 //! `imgflow status`: per stage, messages waiting, in flight and dead-lettered.
-use aws_sdk_sqs::types::QueueAttributeName;
 use imgflow_runtime::{
-    aws::{port_error, sqs::queue_url, AwsClients},
+    aws::{
+        sqs::{queue_depth, queue_url},
+        AwsClients,
+    },
     config::{Names, Stage},
     PortError,
 };
@@ -47,40 +49,18 @@ pub async fn status_at(
 ) -> Result<Vec<StageStatus>, PortError> {
     // All at once: the console asks every two seconds.
     let reads = urls.iter().map(|(stage, queue, dead_letters)| async move {
-        let ((visible, in_flight), (dead_lettered, _)) =
-            futures::try_join!(depth(aws, queue), depth(aws, dead_letters))?;
+        let (queue, dead_letters) = futures::try_join!(
+            queue_depth(&aws.sqs, queue),
+            queue_depth(&aws.sqs, dead_letters)
+        )?;
         Ok::<_, PortError>(StageStatus {
             stage: *stage,
-            visible,
-            in_flight,
-            dead_lettered,
+            visible: queue.visible,
+            in_flight: queue.in_flight,
+            dead_lettered: dead_letters.visible,
         })
     });
     futures::future::try_join_all(reads).await
-}
-
-async fn depth(aws: &AwsClients, url: &str) -> Result<(u64, u64), PortError> {
-    let name = url.rsplit('/').next().unwrap_or(url);
-    let output = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(|e| port_error(format!("sqs:GetQueueAttributes {name}"), e))?;
-    let attributes = output.attributes.unwrap_or_default();
-    let read = |name: QueueAttributeName| {
-        attributes
-            .get(&name)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    Ok((
-        read(QueueAttributeName::ApproximateNumberOfMessages),
-        read(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-    ))
 }
 
 /// Renders the depths as a table.

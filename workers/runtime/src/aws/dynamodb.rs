@@ -89,6 +89,19 @@ impl DynamoImageTable {
         self
     }
 
+    /// Whether the table answers this caller: a read of a key that never exists, so it needs
+    /// only the `dynamodb:GetItem` every reader has. For readiness checks.
+    pub async fn reachable(&self) -> Result<(), PortError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S("readyz".into()))
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:GetItem {}", self.table), e))?;
+        Ok(())
+    }
+
     /// One page of a Scan from `start`: its records (items that are not records are logged and
     /// skipped) and where the next page starts, if any.
     async fn scan_page(

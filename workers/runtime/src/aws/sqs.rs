@@ -72,6 +72,42 @@ async fn change_visibility_batch(
     Ok(failed)
 }
 
+/// A queue's approximate message counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Messages waiting to be received.
+    pub visible: u64,
+    /// Messages received and not yet deleted (or their visibility timeout not yet over).
+    pub in_flight: u64,
+}
+
+/// Reads a queue's depth: one `GetQueueAttributes` for both counts.
+pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortError> {
+    use aws_sdk_sqs::types::QueueAttributeName::{
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+    };
+    let name = url.rsplit('/').next().unwrap_or(url);
+    let output = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(ApproximateNumberOfMessages)
+        .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| port_error(format!("sqs:GetQueueAttributes {name}"), e))?;
+    let attributes = output.attributes.unwrap_or_default();
+    let count = |attribute| {
+        attributes
+            .get(&attribute)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueDepth {
+        visible: count(ApproximateNumberOfMessages),
+        in_flight: count(ApproximateNumberOfMessagesNotVisible),
+    })
+}
+
 /// Looks a queue's URL up by name.
 pub async fn queue_url(client: &Client, name: &str) -> Result<String, PortError> {
     let operation = format!("sqs:GetQueueUrl {name}");
@@ -270,21 +306,7 @@ impl QueueAdmin {
 
     /// Messages visible now (SQS' approximate count).
     pub async fn depth(&self) -> Result<u64, PortError> {
-        let output = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await
-            .map_err(|e| port_error("sqs:GetQueueAttributes", e))?;
-        Ok(output
-            .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                    .and_then(|v| v.parse().ok())
-            })
-            .unwrap_or(0))
+        Ok(queue_depth(&self.client, &self.url).await?.visible)
     }
 
     /// Receives up to `max` distinct messages, hiding each for `hold` so one pass sees each
