@@ -18,11 +18,13 @@ use std::{
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use bytes::Bytes;
+use imgflow_aws::{
+    dynamodb::DynamoImageTable, rekognition::RekognitionDetector, s3::S3Store, AwsClients,
+};
 use imgflow_label::LabelSettings;
 use imgflow_messages::ImageRecord;
 use imgflow_operations::provision::{provision, ProvisionSettings, Provisioned};
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, rekognition::RekognitionDetector, s3::S3Store, AwsClients},
     config::{Names, Stage, WorkerConfig},
     consumer::ConsumerConfig,
     image_probe::Limits,
@@ -42,7 +44,7 @@ pub async fn emulator_clients() -> AwsClients {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
-        .timeout_config(imgflow_runtime::aws::timeouts())
+        .timeout_config(imgflow_aws::timeouts())
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "testing",
             "testing",

@@ -316,7 +316,7 @@ async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
     old.labeled_at = Some(clock::now_rfc3339());
     old.labels = Some(vec![label("Horse", &["Animal"])]);
     let aws_sdk_dynamodb::types::AttributeValue::M(item) =
-        imgflow_runtime::aws::dynamodb::to_attribute(&old).unwrap()
+        imgflow_aws::dynamodb::to_attribute(&old).unwrap()
     else {
         unreachable!()
     };
@@ -327,11 +327,9 @@ async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
         .send()
         .await
         .unwrap();
-    let table = imgflow_runtime::aws::dynamodb::DynamoImageTable::new(
-        aws.dynamodb.clone(),
-        names.table.clone(),
-    )
-    .with_index(names.index_table.clone());
+    let table =
+        imgflow_aws::dynamodb::DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
+            .with_index(names.index_table.clone());
     let everything = ImageQuery {
         limit: 10,
         ..ImageQuery::default()

@@ -319,7 +319,7 @@ fn every_alarm_for_people_notifies_the_alarm_topic_and_says_when_it_clears() {
     assert!(filter["FilterPattern"]
         .as_str()
         .unwrap()
-        .contains(imgflow_runtime::aws::rekognition::DETECTOR_ACCESS_DENIED));
+        .contains(imgflow_aws::rekognition::DETECTOR_ACCESS_DENIED));
 }
 
 #[test]

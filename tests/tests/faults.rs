@@ -3,6 +3,7 @@
 //! counted by a counting wrapper (in-process) or the detector call log (across processes).
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use imgflow_aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin};
 use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, Counting, TestPipeline};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_messages::ImageStatus;
@@ -10,12 +11,7 @@ use imgflow_operations::{
     dlq::{self, ReplayOptions},
     provision::ProvisionSettings,
 };
-use imgflow_runtime::{
-    aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin},
-    config::Stage,
-    fakes::FakeDetector,
-    ports::ImageTable,
-};
+use imgflow_runtime::{config::Stage, fakes::FakeDetector, ports::ImageTable};
 use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(180);

@@ -5,13 +5,13 @@
 use std::{path::PathBuf, time::Duration};
 
 use bytes::Bytes;
+use imgflow_aws::s3::S3Store;
 use imgflow_e2e::{
     free_port, http_ok, log_dir, peak_rss, send_signal, spawn_binary, spawn_worker, until,
     TestPipeline,
 };
 use imgflow_messages::{ImageAccepted, ImageRecord, ImageRef, ImageStatus, StageMessage};
 use imgflow_runtime::{
-    aws::s3::S3Store,
     clock,
     config::Stage,
     ports::{ImageTable, LabelClaim, ObjectStore},

@@ -15,12 +15,10 @@
 //! those aliases are added to the loaded policy.
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use imgflow_aws::AwsClients;
 use imgflow_e2e::{free_port, log_dir, photo, spawn_binary, until};
 use imgflow_operations::provision::{provision, ProvisionSettings};
-use imgflow_runtime::{
-    aws::AwsClients,
-    config::{Names, Stage},
-};
+use imgflow_runtime::config::{Names, Stage};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "123456789012";

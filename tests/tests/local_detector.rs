@@ -2,10 +2,11 @@
 //! SNS and DynamoDB get the labels a person would give them.
 use std::{sync::Arc, time::Duration};
 
+use imgflow_aws::s3::S3Store;
 use imgflow_e2e::{photo, TestPipeline};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_messages::ImageStatus;
-use imgflow_runtime::{aws::s3::S3Store, config::Stage};
+use imgflow_runtime::config::Stage;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_photos_get_real_labels_end_to_end() {

@@ -212,7 +212,7 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
     let mut p = TestPipeline::new("e2e-http").await;
     p.start_all().await;
     let state = Arc::new(imgflow_api::ApiState::new(
-        imgflow_runtime::aws::s3::S3Store::new(p.aws.s3.clone()),
+        imgflow_aws::s3::S3Store::new(p.aws.s3.clone()),
         p.table(),
         p.names.bucket.clone(),
         "incoming/api/".into(),

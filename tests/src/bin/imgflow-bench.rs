@@ -199,7 +199,7 @@ async fn main() {
         })
         .collect();
     let upload_task = {
-        let store = imgflow_runtime::aws::s3::S3Store::new(p.aws.s3.clone());
+        let store = imgflow_aws::s3::S3Store::new(p.aws.s3.clone());
         let bucket = p.names.bucket.clone();
         let (mode, rate) = (args.mode.clone(), args.rate);
         tokio::spawn(async move {

@@ -7,14 +7,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use clap::Parser;
 use futures::StreamExt;
 use imgflow_api::{pipeline::PipelineProbe, router, ApiState};
+use imgflow_aws::s3::S3Store;
 use imgflow_e2e::{photo, TestPipeline};
 use imgflow_messages::{
     BoundingBox, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Instance, Label, NamedRef,
     SCHEMA_VERSION,
 };
-use imgflow_runtime::{
-    aws::s3::S3Store, clock, image_probe::Limits, observability, ports::ImageTable,
-};
+use imgflow_runtime::{clock, image_probe::Limits, observability, ports::ImageTable};
 use serde_json::json;
 
 #[derive(Debug, Parser)]

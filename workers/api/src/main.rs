@@ -9,8 +9,8 @@ use imgflow_api::{
     serve::{serve, ServeLimits},
     ApiState,
 };
+use imgflow_aws::{dynamodb::DynamoImageTable, s3::S3Store, AwsClients};
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, s3::S3Store, AwsClients},
     config::{
         env_in_range, env_opt, env_or, log_format_is_json, max_decoded_bytes_from_env, Names,
     },

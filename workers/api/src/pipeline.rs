@@ -3,10 +3,11 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Timelike;
+use imgflow_aws::{sqs::QueueAdmin, AwsClients};
 use imgflow_operations::{dlq, status};
 use imgflow_runtime::{
-    aws::{index::minute_of, sqs::QueueAdmin, AwsClients},
     config::{Names, Stage},
+    throughput::minute_of,
     PortError,
 };
 use serde::Serialize;

@@ -3,15 +3,15 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use imgflow_aws::{
+    dynamodb::DynamoImageTable,
+    s3::S3Store,
+    sqs::{queue_url, QueueAdmin},
+    AwsClients,
+};
 use imgflow_cli::{cost, submit};
 use imgflow_operations::{dlq, provision, results, status};
 use imgflow_runtime::{
-    aws::{
-        dynamodb::DynamoImageTable,
-        s3::S3Store,
-        sqs::{queue_url, QueueAdmin},
-        AwsClients,
-    },
     config::{Names, Stage},
     telemetry,
 };
@@ -252,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Reindex => {
-            let table = imgflow_runtime::aws::dynamodb::DynamoImageTable::new(
+            let table = imgflow_aws::dynamodb::DynamoImageTable::new(
                 aws.dynamodb.clone(),
                 names.table.clone(),
             )

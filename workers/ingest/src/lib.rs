@@ -12,10 +12,10 @@ pub mod handler;
 
 use std::sync::Arc;
 
+use imgflow_aws::{
+    dynamodb::DynamoImageTable, s3::S3Store, sns::BatchingPublisher, sqs::SqsQueue, AwsClients,
+};
 use imgflow_runtime::{
-    aws::{
-        dynamodb::DynamoImageTable, s3::S3Store, sns::BatchingPublisher, sqs::SqsQueue, AwsClients,
-    },
     config::{env_in_range, max_decoded_bytes_from_env, ConfigError, WorkerConfig},
     consumer::Consumer,
     image_probe::Limits,

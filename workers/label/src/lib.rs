@@ -12,8 +12,8 @@ pub mod handler;
 
 use std::{sync::Arc, time::Duration};
 
+use imgflow_aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients};
 use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients},
     config::{env_in_range, env_opt, env_or, ConfigError, WorkerConfig},
     consumer::Consumer,
     ports::LabelDetector,

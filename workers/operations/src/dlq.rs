@@ -10,10 +10,8 @@ use std::{
     time::Duration,
 };
 
-use imgflow_runtime::{
-    aws::sqs::{QueueAdmin, StoredMessage},
-    PortError,
-};
+use imgflow_aws::sqs::{QueueAdmin, StoredMessage};
+use imgflow_runtime::PortError;
 
 /// Attribute counting how often a message was replayed; a message past `--max-replays` stays.
 pub const REPLAYS: &str = "imgflow.replays";

@@ -14,11 +14,9 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use imgflow_runtime::aws::dynamodb::{BY_DAY_INDEX, BY_STATUS_INDEX};
-use imgflow_runtime::{
-    aws::AwsClients,
-    config::{Names, Stage},
-};
+use imgflow_aws::dynamodb::{BY_DAY_INDEX, BY_STATUS_INDEX};
+use imgflow_aws::AwsClients;
+use imgflow_runtime::config::{Names, Stage};
 use serde_json::json;
 
 /// Settings that are not names.

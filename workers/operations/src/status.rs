@@ -1,9 +1,9 @@
 //! `imgflow status`: per stage, messages waiting, in flight and dead-lettered.
+use imgflow_aws::{
+    sqs::{queue_depth, queue_url},
+    AwsClients,
+};
 use imgflow_runtime::{
-    aws::{
-        sqs::{queue_depth, queue_url},
-        AwsClients,
-    },
     config::{Names, Stage},
     PortError,
 };

@@ -10,8 +10,7 @@
 //! - [`error`]: [`PortError`], the one place retry decisions are made from.
 //! - [`consumer`]: the SQS consumer loop: long poll, bounded concurrency, batch delete,
 //!   backoff through visibility, dead-lettering, graceful shutdown.
-//! - [`aws`]: the adapters implementing the ports on the AWS SDK. Only they see `SdkError`.
-//!   `aws::index` and `aws::catalog` hold the console's label index and gallery queries.
+//! - The AWS adapters implementing the ports are in `imgflow-aws` (`workers/aws`).
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`image_probe`]: format and dimensions from the first bytes of a file, without decoding.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
@@ -19,7 +18,6 @@
 //! - [`telemetry`], [`shutdown`], [`clock`].
 //! - `fakes` (feature `test-util`): in-memory ports for handler tests.
 
-pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod consumer;

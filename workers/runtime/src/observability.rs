@@ -12,18 +12,10 @@
 //! - `imgflow_end_to_end_seconds` (histogram, store stage): S3 event time → labels stored
 //! - `imgflow_detector_calls_total{detector, outcome}`
 //! - `imgflow_aws_calls_total{service, operation}`: every HTTP request to AWS, retries included,
-//!   counted by an SDK interceptor so no call site can be forgotten.
+//!   counted by an SDK interceptor (`imgflow_aws::CountAwsCalls`) so no call site can be
+//!   forgotten.
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 
-use aws_smithy_runtime_api::{
-    box_error::BoxError,
-    client::{
-        interceptors::{context::BeforeTransmitInterceptorContextRef, Intercept},
-        orchestrator::Metadata,
-        runtime_components::RuntimeComponents,
-    },
-};
-use aws_smithy_types::config_bag::ConfigBag;
 use axum::{http::StatusCode, routing::get, Router};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -39,33 +31,6 @@ pub fn install() -> Result<PrometheusHandle, String> {
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())
-}
-
-/// Counts every request the SDK sends, by service and operation.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CountAwsCalls;
-
-impl Intercept for CountAwsCalls {
-    fn name(&self) -> &'static str {
-        "imgflow.count-aws-calls"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let Some(metadata) = cfg.load::<Metadata>() {
-            metrics::counter!(
-                "imgflow_aws_calls_total",
-                "service" => metadata.service().to_owned(),
-                "operation" => metadata.name().to_owned()
-            )
-            .increment(1);
-        }
-        Ok(())
-    }
 }
 
 /// A readiness check: resolves to `Ok` when the process can do its work now, or why not.

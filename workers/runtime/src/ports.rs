@@ -387,3 +387,16 @@ impl LabelDetector for FixedLatencyDetector {
         })
     }
 }
+
+/// Where a stage's completed-message counts per minute go (the console's throughput); the
+/// counts of all replicas add up.
+pub trait ThroughputLog: Send + Sync + 'static {
+    /// Adds `count` completed messages to `stage`'s `minute` (`YYYY-MM-DDTHH:MM`, see
+    /// [`crate::throughput::minute_of`]).
+    fn add_completed(
+        &self,
+        stage: &str,
+        minute: &str,
+        count: u64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+}

@@ -10,19 +10,23 @@ use std::{
 };
 
 use crate::{
-    aws::index::{minute_of, IndexTable},
     consumer::{Consumer, Handler},
-    ports::Queue,
+    ports::{Queue, ThroughputLog},
     shutdown::Shutdown,
 };
+
+/// The minute a count belongs to, as the throughput log keys it: `YYYY-MM-DDTHH:MM` (UTC).
+pub fn minute_of(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M").to_string()
+}
 
 /// How often a replica writes its count.
 pub const PERIOD: Duration = Duration::from_secs(5);
 
 /// Writes `completed`'s growth under `stage` every `period` until `shutdown`, then once more.
 /// A failed write keeps its count for the next period; a crash loses at most one period.
-pub async fn record(
-    index: IndexTable,
+pub async fn record<L: ThroughputLog>(
+    log: L,
     stage: String,
     completed: Arc<AtomicU64>,
     period: Duration,
@@ -37,7 +41,7 @@ pub async fn record(
         let now = completed.load(Ordering::Relaxed);
         if now > written {
             let minute = minute_of(chrono::Utc::now());
-            match index.add_completed(&stage, &minute, now - written).await {
+            match log.add_completed(&stage, &minute, now - written).await {
                 Ok(()) => written = now,
                 Err(e) => tracing::warn!(error = %e, "recording throughput failed; will retry"),
             }
@@ -48,17 +52,17 @@ pub async fn record(
     }
 }
 
-/// Runs `consumer` until `shutdown`, recording its throughput in `index` meanwhile, and the
+/// Runs `consumer` until `shutdown`, recording its throughput in `log` meanwhile, and the
 /// last count once it has drained.
-pub async fn run_recorded<Q: Queue, H: Handler>(
+pub async fn run_recorded<Q: Queue, H: Handler, L: ThroughputLog>(
     consumer: Arc<Consumer<Q, H>>,
     shutdown: Shutdown,
-    index: IndexTable,
+    log: L,
     stage: &str,
 ) {
     let (stop, stopped) = crate::shutdown::channel();
     let recorder = tokio::spawn(record(
-        index,
+        log,
         stage.to_owned(),
         consumer.completed(),
         PERIOD,

@@ -11,12 +11,8 @@ pub mod handler;
 
 use std::sync::Arc;
 
-use imgflow_runtime::{
-    aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients},
-    config::WorkerConfig,
-    consumer::Consumer,
-    PortError,
-};
+use imgflow_aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients};
+use imgflow_runtime::{config::WorkerConfig, consumer::Consumer, PortError};
 
 pub use handler::StoreHandler;
 

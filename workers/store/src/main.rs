@@ -2,8 +2,8 @@
 use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
+use imgflow_aws::AwsClients;
 use imgflow_runtime::{
-    aws::AwsClients,
     config::{Stage, WorkerConfig},
     observability, shutdown, telemetry, throughput,
 };

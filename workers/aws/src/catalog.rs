@@ -14,7 +14,7 @@ use super::{
     dynamodb::{item_to_record, DynamoImageTable, BY_DAY_INDEX, BY_STATUS_INDEX},
     port_error,
 };
-use crate::{
+use imgflow_runtime::{
     ports::{ImageCatalog, ImagePage, ImageQuery},
     PortError, PortErrorKind,
 };

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::{
 use imgflow_messages::Label;
 
 use super::port_error;
-use crate::{PortError, PortErrorKind};
+use imgflow_runtime::{ports::ThroughputLog, PortError, PortErrorKind};
 
 /// Entries per BatchWriteItem call (DynamoDB's limit).
 const BATCH_WRITE_MAX: usize = 25;
@@ -211,29 +211,6 @@ impl IndexTable {
         Ok(LabelHits { hits, next })
     }
 
-    /// Adds `count` completed messages to `stage`'s `minute` (`YYYY-MM-DDTHH:MM`).
-    pub async fn add_completed(
-        &self,
-        stage: &str,
-        minute: &str,
-        count: u64,
-    ) -> Result<(), PortError> {
-        let expires = chrono::Utc::now().timestamp() + RATE_TTL.as_secs() as i64;
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("rate#{stage}"), minute.to_owned())))
-            .update_expression("ADD #count :n SET #expires_at = :expires")
-            .expression_attribute_names("#count", "count")
-            .expression_attribute_names("#expires_at", "expires_at")
-            .expression_attribute_values(":n", AttributeValue::N(count.to_string()))
-            .expression_attribute_values(":expires", AttributeValue::N(expires.to_string()))
-            .send()
-            .await
-            .map_err(|e| port_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
-        Ok(())
-    }
-
     /// `stage`'s completed messages per minute from `since` (`YYYY-MM-DDTHH:MM`) on, oldest
     /// first; minutes without any are absent.
     pub async fn completed_since(
@@ -266,10 +243,6 @@ impl IndexTable {
 }
 
 /// The minute `t` falls in, as the throughput items' sort key.
-pub fn minute_of(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M").to_string()
-}
-
 fn s(value: String) -> AttributeValue {
     AttributeValue::S(value)
 }
@@ -280,6 +253,25 @@ fn key(pk: String, sk: String) -> std::collections::HashMap<String, AttributeVal
 
 fn string(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name)?.as_s().ok().cloned()
+}
+
+impl ThroughputLog for IndexTable {
+    async fn add_completed(&self, stage: &str, minute: &str, count: u64) -> Result<(), PortError> {
+        let expires = chrono::Utc::now().timestamp() + RATE_TTL.as_secs() as i64;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("rate#{stage}"), minute.to_owned())))
+            .update_expression("ADD #count :n SET #expires_at = :expires")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#expires_at", "expires_at")
+            .expression_attribute_values(":n", AttributeValue::N(count.to_string()))
+            .expression_attribute_values(":expires", AttributeValue::N(expires.to_string()))
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use super::{
     index::{label_entries, IndexTable},
     port_error,
 };
-use crate::{
+use imgflow_runtime::{
     ports::{ImageTable, LabelClaim, WriteOutcome, CLAIM_DONE},
     PortError, PortErrorKind,
 };
@@ -499,7 +499,7 @@ fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> Labe
         Some(until) => LabelClaim::HeldByOther { until },
         // The claim was released between the write and the read: the next try takes it.
         None => LabelClaim::HeldByOther {
-            until: crate::clock::now_rfc3339(),
+            until: imgflow_runtime::clock::now_rfc3339(),
         },
     }
 }

@@ -8,7 +8,7 @@ use aws_sdk_rekognition::{
 use imgflow_messages::{BoundingBox, Instance, Label, NamedRef};
 
 use super::{port_error, s3::S3Store};
-use crate::{
+use imgflow_runtime::{
     ports::{DetectRequest, Detection, LabelDetector, ObjectStore},
     PortError, PortErrorKind,
 };
@@ -176,7 +176,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::ports::ObjectLocation;
+    use imgflow_runtime::ports::ObjectLocation;
 
     /// A loopback stand-in for Rekognition (answering DetectLabels with the error `code`)
     /// and S3 (answering HEAD as the object is or is not there).

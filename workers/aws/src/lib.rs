@@ -11,7 +11,7 @@ use aws_smithy_runtime_api::{
 };
 use aws_smithy_types::error::{display::DisplayErrorContext, metadata::ProvideErrorMetadata};
 
-use crate::{config::WorkerConfig, PortError, PortErrorKind};
+use imgflow_runtime::{config::WorkerConfig, PortError, PortErrorKind};
 
 pub mod catalog;
 pub mod dynamodb;
@@ -20,6 +20,46 @@ pub mod rekognition;
 pub mod s3;
 pub mod sns;
 pub mod sqs;
+
+mod interceptor {
+    use aws_smithy_runtime_api::{
+        box_error::BoxError,
+        client::{
+            interceptors::{context::BeforeTransmitInterceptorContextRef, Intercept},
+            orchestrator::Metadata,
+            runtime_components::RuntimeComponents,
+        },
+    };
+    use aws_smithy_types::config_bag::ConfigBag;
+
+    /// Counts every request the SDK sends, by service and operation.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct CountAwsCalls;
+
+    impl Intercept for CountAwsCalls {
+        fn name(&self) -> &'static str {
+            "imgflow.count-aws-calls"
+        }
+
+        fn read_before_transmit(
+            &self,
+            _context: &BeforeTransmitInterceptorContextRef<'_>,
+            _runtime_components: &RuntimeComponents,
+            cfg: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            if let Some(metadata) = cfg.load::<Metadata>() {
+                metrics::counter!(
+                    "imgflow_aws_calls_total",
+                    "service" => metadata.service().to_owned(),
+                    "operation" => metadata.name().to_owned()
+                )
+                .increment(1);
+            }
+            Ok(())
+        }
+    }
+}
+pub use interceptor::CountAwsCalls;
 
 /// Every client imgflow uses, from one `SdkConfig`. Clients are cheap to clone.
 #[derive(Debug, Clone)]
@@ -49,7 +89,6 @@ impl AwsClients {
 
     /// Builds every client from `config`.
     pub fn new(config: &SdkConfig) -> Self {
-        use crate::observability::CountAwsCalls;
         let s3_config = aws_sdk_s3::config::Builder::from(config)
             .force_path_style(config.endpoint_url().is_some())
             .interceptor(CountAwsCalls)
@@ -120,7 +159,7 @@ impl AwsClients {
     }
 
     /// The console's index table.
-    pub fn index_table(&self, names: &crate::config::Names) -> index::IndexTable {
+    pub fn index_table(&self, names: &imgflow_runtime::config::Names) -> index::IndexTable {
         index::IndexTable::new(self.dynamodb.clone(), names.index_table.clone())
     }
 
@@ -250,7 +289,7 @@ mod tests {
         )
         .await;
         let queue = sqs::SqsQueue::new(clients.sqs, "http://q".into(), "http://dlq".into());
-        use crate::ports::Queue;
+        use imgflow_runtime::ports::Queue;
         // Bounded only so that a regression fails instead of hanging the suite.
         let result = tokio::time::timeout(
             std::time::Duration::from_secs(30),

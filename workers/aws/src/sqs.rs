@@ -10,7 +10,7 @@ use aws_sdk_sqs::{
 };
 
 use super::port_error;
-use crate::{
+use imgflow_runtime::{
     ports::{DeadLetter, Queue, ReceivedMessage},
     PortError, PortErrorKind,
 };

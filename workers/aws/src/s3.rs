@@ -4,7 +4,7 @@ use bytes::Bytes;
 use imgflow_messages::id::normalize_etag;
 
 use super::port_error;
-use crate::{
+use imgflow_runtime::{
     ports::{ObjectHead, ObjectLocation, ObjectStore, PutResult},
     PortError, PortErrorKind,
 };

@@ -10,7 +10,7 @@ use aws_sdk_sns::{types::PublishBatchRequestEntry, Client};
 use tokio::sync::{mpsc, oneshot};
 
 use super::port_error;
-use crate::{ports::Publisher, PortError, PortErrorKind};
+use imgflow_runtime::{ports::Publisher, PortError, PortErrorKind};
 
 type Pending = (String, oneshot::Sender<Result<(), PortError>>);
 
