@@ -41,20 +41,28 @@ pub fn endpoint() -> String {
 
 /// Clients pointed at the emulator with dummy credentials.
 pub async fn emulator_clients() -> AwsClients {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+    AwsClients::new(&sdk_config_at(&endpoint(), "testing", "testing").await)
+}
+
+/// One `SdkConfig` for an emulator at `endpoint` (us-east-1) with these static credentials.
+pub async fn sdk_config_at(
+    endpoint: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .timeout_config(imgflow_aws::timeouts())
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing",
-            "testing",
+            access_key_id,
+            secret_access_key,
             None,
             None,
             "imgflow-e2e",
         ))
         .load()
-        .await;
-    AwsClients::new(&config)
+        .await
 }
 
 /// Environment variables for a worker process talking to the emulator under `prefix`.

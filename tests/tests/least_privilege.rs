@@ -16,7 +16,7 @@
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use imgflow_aws::AwsClients;
-use imgflow_e2e::{free_port, log_dir, photo, spawn_binary, until};
+use imgflow_e2e::{free_port, log_dir, photo, sdk_config_at, spawn_binary, until};
 use imgflow_operations::provision::{provision, ProvisionSettings};
 use imgflow_runtime::config::{Names, Stage};
 use serde_json::{json, Value};
@@ -69,20 +69,12 @@ impl PrivateEmulator {
         }
     }
 
+    async fn config(&self, key: &AccessKey) -> aws_config::SdkConfig {
+        sdk_config_at(&self.endpoint, &key.id, &key.secret).await
+    }
+
     async fn clients(&self, key: &AccessKey) -> AwsClients {
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                &key.id,
-                &key.secret,
-                None,
-                None,
-                "least-privilege",
-            ))
-            .load()
-            .await;
-        AwsClients::new(&config)
+        AwsClients::new(&self.config(key).await)
     }
 
     /// From now on every request needs a known access key whose policy allows it.
@@ -327,15 +319,7 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
     let provisioned = provision(&admin_clients, &names, &ProvisionSettings::default())
         .await
         .map_err(|e| format!("provisioning: {e}"))?;
-    let iam_config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&emulator.endpoint)
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "setup",
-        ))
-        .load()
-        .await;
-    let iam = aws_sdk_iam::Client::new(&iam_config);
+    let iam = aws_sdk_iam::Client::new(&emulator.config(&setup).await);
     let mut keys = BTreeMap::new();
     for (user, policy) in [
         ("ingest", "IngestPolicy"),

@@ -46,15 +46,16 @@ async fn main() -> anyhow::Result<ExitCode> {
     telemetry::init(log_format_is_json()?);
     let aws = AwsClients::from_env().await;
     let metrics = observability::install().map_err(anyhow::Error::msg)?;
-    let ready_table = DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone());
+    let table = DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
+        .with_index(names.index_table.clone());
+    let ready_table = table.clone();
     let ready: observability::ReadyCheck = Arc::new(move || {
         let table = ready_table.clone();
         Box::pin(async move { table.reachable().await.map_err(|e| e.to_string()) })
     });
     let mut state = ApiState::new(
         S3Store::new(aws.s3.clone()),
-        DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
-            .with_index(names.index_table.clone()),
+        table,
         names.bucket.clone(),
         format!("{}api/", names.incoming_prefix()),
         Limits {

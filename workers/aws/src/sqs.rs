@@ -108,6 +108,16 @@ pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortE
     })
 }
 
+/// A String message attribute (the only kind imgflow sends: Binary ones break raw delivery on
+/// the emulator).
+fn string_attribute(value: impl Into<String>) -> MessageAttributeValue {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .expect("data type is set")
+}
+
 /// Looks a queue's URL up by name.
 pub async fn queue_url(client: &Client, name: &str) -> Result<String, PortError> {
     let operation = format!("sqs:GetQueueUrl {name}");
@@ -259,12 +269,7 @@ impl Queue for SqsQueue {
             .map(|(k, v)| (k.as_str(), v.clone()));
         let reason = why.attributes().into_iter();
         for (name, value) in original.chain(reason) {
-            let value = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .expect("data type is set");
-            request = request.message_attributes(name, value);
+            request = request.message_attributes(name, string_attribute(value));
         }
         request
             .send()
@@ -389,12 +394,7 @@ impl QueueAdmin {
             .queue_url(queue_url)
             .message_body(body);
         for (name, value) in attributes {
-            let value = MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(value)
-                .build()
-                .expect("data type is set");
-            request = request.message_attributes(name, value);
+            request = request.message_attributes(name, string_attribute(value));
         }
         request
             .send()
