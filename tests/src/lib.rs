@@ -19,16 +19,22 @@ use std::{
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use bytes::Bytes;
 use imgflow_aws::{
-    dynamodb::DynamoImageTable, rekognition::RekognitionDetector, s3::S3Store, AwsClients,
+    dynamodb::{catalog::DynamoCatalog, index::IndexTable, DynamoImageTable},
+    rekognition::RekognitionDetector,
+    s3::S3Store,
+    AwsClients,
 };
+use imgflow_catalog::ports::LabelIndex;
+use imgflow_imaging::probe::Limits;
 use imgflow_label::LabelSettings;
-use imgflow_messages::ImageRecord;
+use imgflow_messages::{ImageLabeled, ImageRecord};
 use imgflow_operations::provision::{provision, ProvisionSettings, Provisioned};
 use imgflow_runtime::{
     config::{Names, Stage, WorkerConfig},
     consumer::ConsumerConfig,
-    image_probe::Limits,
-    ports::{DetectRequest, Detection, LabelDetector, ObjectStore},
+    ports::{
+        DetectRequest, Detection, ImageTable, LabelDetector, LabelsWrite, ObjectStore, StoredLabels,
+    },
     shutdown::{self, ShutdownTrigger},
     PortError,
 };
@@ -412,8 +418,37 @@ impl TestPipeline {
 
     /// The images table.
     pub fn table(&self) -> DynamoImageTable {
-        DynamoImageTable::new(self.aws.dynamodb.clone(), self.names.table.clone())
-            .with_index(self.names.index_table.clone())
+        self.aws.image_table(&self.names)
+    }
+
+    /// The console's label index (and throughput).
+    pub fn index(&self) -> IndexTable {
+        self.aws.index_table(&self.names)
+    }
+
+    /// The console's catalog over both tables.
+    pub fn catalog(&self) -> DynamoCatalog {
+        self.aws.catalog(&self.names)
+    }
+
+    /// Stores labels as the store stage does: the item, then the label index.
+    pub async fn store_labels(&self, labeled: &ImageLabeled) -> LabelsWrite {
+        let write = self
+            .table()
+            .write_labels(labeled, &imgflow_runtime::clock::now_rfc3339())
+            .await
+            .expect("writing labels");
+        if let LabelsWrite::Written { replaced } = &write {
+            let current = StoredLabels {
+                labeled_at: labeled.labeled_at.clone(),
+                labels: labeled.labels.clone(),
+            };
+            self.index()
+                .index_labels(&labeled.image.image_id, &current, replaced.as_ref())
+                .await
+                .expect("indexing labels");
+        }
+        write
     }
 
     /// Waits until every id is final; panics naming the stragglers after `timeout`.

@@ -2,15 +2,12 @@
 //! case, paged, idempotent, cleaned up on relabel) and the gallery through the day indexes.
 use std::collections::HashSet;
 
+use imgflow_catalog::ports::{ImageCatalog, ImagePage, ImageQuery};
 use imgflow_e2e::TestPipeline;
 use imgflow_messages::{
     ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, NamedRef, SCHEMA_VERSION,
 };
-use imgflow_runtime::{
-    clock,
-    ports::{ImageCatalog, ImageQuery, ImageTable},
-    PortErrorKind,
-};
+use imgflow_runtime::{clock, ports::ImageTable, PortErrorKind};
 
 fn label(name: &str, parents: &[&str]) -> Label {
     Label {
@@ -43,7 +40,7 @@ async fn ingest(p: &TestPipeline, image: &ImageRef, status: ImageStatus) {
         image.received_at.clone(),
         status,
     );
-    p.table().record_ingest(&record).await.unwrap();
+    p.table().write_verdict(&record).await.unwrap();
 }
 
 fn labeled(image: &ImageRef, labels: Vec<Label>) -> ImageLabeled {
@@ -61,7 +58,7 @@ fn labeled(image: &ImageRef, labels: Vec<Label>) -> ImageLabeled {
 async fn all_pages(p: &TestPipeline, mut query: ImageQuery) -> Vec<String> {
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let page = p.table().list(&query).await.unwrap();
+        let page = p.catalog().list(&query).await.unwrap();
         assert!(page.images.len() <= query.limit);
         ids.extend(page.images.into_iter().map(|r| r.id));
         match page.next {
@@ -83,7 +80,7 @@ fn search(label: &str, limit: usize) -> ImageQuery {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labels_are_searchable_by_any_case_and_by_parent_newest_first_and_paged() {
     let p = TestPipeline::new("e2e-catalog-labels").await;
-    let table = p.table();
+
     let images: Vec<ImageRef> = (0..5).map(|n| image_ref(&p, n)).collect();
     let kinds = [
         vec![label("Cat", &["Animal", "Pet"])],
@@ -95,15 +92,9 @@ async fn labels_are_searchable_by_any_case_and_by_parent_newest_first_and_paged(
     for (image, labels) in images.iter().zip(kinds) {
         ingest(&p, image, ImageStatus::Accepted).await;
         let labeled = labeled(image, labels);
-        table
-            .record_labels(&labeled, &clock::now_rfc3339())
-            .await
-            .unwrap();
+        p.store_labels(&labeled).await;
         // A redelivery writes the same entries again, adding none.
-        table
-            .record_labels(&labeled, &clock::now_rfc3339())
-            .await
-            .unwrap();
+        p.store_labels(&labeled).await;
     }
     let id = |n: usize| images[n].image_id.clone();
 
@@ -128,10 +119,7 @@ async fn labels_are_searchable_by_any_case_and_by_parent_newest_first_and_paged(
 
     // Relabeled (a replay with a newer model, say): the old labels leave the index.
     let relabel = labeled(&images[0], vec![label("Car", &["Vehicle"])]);
-    table
-        .record_labels(&relabel, &clock::now_rfc3339())
-        .await
-        .unwrap();
+    p.store_labels(&relabel).await;
     assert_eq!(all_pages(&p, search("cat", 10)).await, [id(2)]);
     assert_eq!(all_pages(&p, search("vehicle", 10)).await, [id(0), id(3)]);
     let raw = index.images_with_label("cat", None, 100).await.unwrap();
@@ -144,10 +132,7 @@ async fn labels_are_searchable_by_any_case_and_by_parent_newest_first_and_paged(
     // An older message arriving late changes nothing, in the item or the index.
     let mut late = labeled(&images[1], vec![label("Cat", &[])]);
     late.labeled_at = "2000-01-01T00:00:00.000000Z".into();
-    table
-        .record_labels(&late, &clock::now_rfc3339())
-        .await
-        .unwrap();
+    p.store_labels(&late).await;
     assert_eq!(all_pages(&p, search("cat", 10)).await, [id(2)]);
 
     let only_labeled = ImageQuery {
@@ -160,7 +145,7 @@ async fn labels_are_searchable_by_any_case_and_by_parent_newest_first_and_paged(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gallery_pages_newest_first_and_filters_by_status() {
     let p = TestPipeline::new("e2e-catalog-gallery").await;
-    let table = p.table();
+
     let images: Vec<ImageRef> = (0..7).map(|n| image_ref(&p, n)).collect();
     for (n, image) in images.iter().enumerate() {
         let status = if n == 3 {
@@ -172,13 +157,10 @@ async fn the_gallery_pages_newest_first_and_filters_by_status() {
     }
     for n in [0, 1, 4] {
         let labeled = labeled(&images[n], vec![label("Kite", &[])]);
-        table
-            .record_labels(&labeled, &clock::now_rfc3339())
-            .await
-            .unwrap();
+        p.store_labels(&labeled).await;
     }
-    table
-        .record_failure(&images[5], ImageStatus::Missing, "deleted")
+    p.table()
+        .write_failure(&images[5], ImageStatus::Missing, "deleted")
         .await
         .unwrap();
     let id = |n: usize| images[n].image_id.clone();
@@ -228,7 +210,7 @@ async fn the_gallery_pages_newest_first_and_filters_by_status() {
 
     // A cursor is checked, not trusted.
     let first = p
-        .table()
+        .catalog()
         .list(&ImageQuery {
             label: Some("kite".into()),
             limit: 1,
@@ -241,7 +223,7 @@ async fn the_gallery_pages_newest_first_and_filters_by_status() {
         limit: 1,
         ..ImageQuery::default()
     };
-    let error = p.table().list(&wrong).await.unwrap_err();
+    let error = p.catalog().list(&wrong).await.unwrap_err();
     assert_eq!(error.kind, PortErrorKind::Invalid);
     let garbage = ImageQuery {
         cursor: Some("%%%".into()),
@@ -249,7 +231,7 @@ async fn the_gallery_pages_newest_first_and_filters_by_status() {
         ..ImageQuery::default()
     };
     assert_eq!(
-        p.table().list(&garbage).await.unwrap_err().kind,
+        p.catalog().list(&garbage).await.unwrap_err().kind,
         PortErrorKind::Invalid
     );
 }
@@ -316,7 +298,7 @@ async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
     old.labeled_at = Some(clock::now_rfc3339());
     old.labels = Some(vec![label("Horse", &["Animal"])]);
     let aws_sdk_dynamodb::types::AttributeValue::M(item) =
-        imgflow_aws::dynamodb::to_attribute(&old).unwrap()
+        imgflow_aws::dynamodb::codec::to_attribute(&old).unwrap()
     else {
         unreachable!()
     };
@@ -327,32 +309,29 @@ async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
         .send()
         .await
         .unwrap();
-    let table =
-        imgflow_aws::dynamodb::DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
-            .with_index(names.index_table.clone());
+    let table = aws.image_table(&names);
+    let catalog = aws.catalog(&names);
     let everything = ImageQuery {
         limit: 10,
         ..ImageQuery::default()
     };
-    assert!(table.list(&everything).await.unwrap().images.is_empty());
+    assert!(catalog.list(&everything).await.unwrap().images.is_empty());
     for _ in 0..2 {
-        let report = table.reindex().await.unwrap();
+        let report = table.reindex(&aws.index_table(&names)).await.unwrap();
         assert_eq!((report.items, report.labeled), (1, 1));
     }
-    let ids = |page: imgflow_runtime::ports::ImagePage| -> Vec<String> {
-        page.images.into_iter().map(|r| r.id).collect()
-    };
+    let ids = |page: ImagePage| -> Vec<String> { page.images.into_iter().map(|r| r.id).collect() };
     assert_eq!(
-        ids(table.list(&everything).await.unwrap()),
+        ids(catalog.list(&everything).await.unwrap()),
         [old.id.clone()]
     );
     assert_eq!(
-        ids(table.list(&search("animal", 10)).await.unwrap()),
+        ids(catalog.list(&search("animal", 10)).await.unwrap()),
         [old.id.clone()]
     );
     let labeled = ImageQuery {
         status: Some(ImageStatus::Labeled),
         ..everything
     };
-    assert_eq!(ids(table.list(&labeled).await.unwrap()), [old.id]);
+    assert_eq!(ids(catalog.list(&labeled).await.unwrap()), [old.id]);
 }

@@ -145,7 +145,7 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         ImageStatus::Accepted,
     );
     record.content_type = Some("image/png".into());
-    p.table().record_ingest(&record).await.unwrap();
+    p.table().write_verdict(&record).await.unwrap();
     let thumbnails = futures::future::join_all((0..4).map(|_| {
         http.get(format!("http://127.0.0.1:{port}/images/{id}/thumbnail"))
             .send()
@@ -404,7 +404,7 @@ async fn the_label_claim_survives_a_duplicate_ingest_and_a_replay_reuses_the_pai
         ImageStatus::Accepted,
     );
     record.content_type = Some("image/png".into());
-    table.record_ingest(&record).await.unwrap();
+    table.write_verdict(&record).await.unwrap();
     let claim = |token: &'static str| {
         let table = table.clone();
         async move {
@@ -423,7 +423,7 @@ async fn the_label_claim_survives_a_duplicate_ingest_and_a_replay_reuses_the_pai
         .unwrap();
 
     // The same S3 event again while m1 labels: ingest's write must leave the claim alone.
-    table.record_ingest(&record).await.unwrap();
+    table.write_verdict(&record).await.unwrap();
     assert!(
         matches!(claim("m2").await, LabelClaim::HeldByOther { .. }),
         "a duplicate gets no second claim (and no second paid call)"
@@ -444,10 +444,10 @@ async fn the_label_claim_survives_a_duplicate_ingest_and_a_replay_reuses_the_pai
     // A re-ingest with a new verdict keeps no stale reason from the last one.
     record.status = ImageStatus::Rejected;
     record.reason = Some("corrupt".into());
-    table.record_ingest(&record).await.unwrap();
+    table.write_verdict(&record).await.unwrap();
     record.status = ImageStatus::Accepted;
     record.reason = None;
-    table.record_ingest(&record).await.unwrap();
+    table.write_verdict(&record).await.unwrap();
     let item = table.get("claimed").await.unwrap().unwrap();
     assert_eq!((item.status, item.reason), (ImageStatus::Accepted, None));
 }

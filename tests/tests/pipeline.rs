@@ -3,8 +3,9 @@ use std::{sync::Arc, time::Duration};
 
 use base64::Engine;
 use imgflow_e2e::{photo, png_with_dimensions, TestPipeline};
+use imgflow_imaging::probe::Limits;
 use imgflow_messages::{ImageAccepted, ImageRef, ImageStatus, StageMessage};
-use imgflow_runtime::{config::Stage, fakes::FakeDetector, image_probe::Limits, PortErrorKind};
+use imgflow_runtime::{config::Stage, fakes::FakeDetector, PortErrorKind};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -214,6 +215,7 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
     let state = Arc::new(imgflow_api::ApiState::new(
         imgflow_aws::s3::S3Store::new(p.aws.s3.clone()),
         p.table(),
+        p.catalog(),
         p.names.bucket.clone(),
         "incoming/api/".into(),
         Limits {

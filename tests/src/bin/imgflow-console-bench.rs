@@ -9,11 +9,12 @@ use futures::StreamExt;
 use imgflow_api::{pipeline::PipelineProbe, router, ApiState};
 use imgflow_aws::s3::S3Store;
 use imgflow_e2e::{photo, TestPipeline};
+use imgflow_imaging::probe::Limits;
 use imgflow_messages::{
     BoundingBox, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Instance, Label, NamedRef,
     SCHEMA_VERSION,
 };
-use imgflow_runtime::{clock, image_probe::Limits, observability, ports::ImageTable};
+use imgflow_runtime::{clock, observability, ports::ImageTable};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -80,7 +81,7 @@ async fn main() {
     let args = Args::parse();
     let metrics = observability::install().expect("metrics recorder");
     let p = TestPipeline::new("bench-console").await;
-    let table = Arc::new(p.table());
+    let p = Arc::new(p);
 
     // One real photo behind every item, so thumbnails and pages decode real bytes.
     let key = "incoming/bench/rocket.jpg";
@@ -89,7 +90,7 @@ async fn main() {
     let seeded = Instant::now();
     futures::stream::iter(0..args.images)
         .for_each_concurrent(16, |n| {
-            let (table, bucket) = (table.clone(), p.names.bucket.clone());
+            let (p, bucket) = (p.clone(), p.names.bucket.clone());
             let etag = etag.clone();
             async move {
                 let id = format!("{n:032x}");
@@ -103,7 +104,7 @@ async fn main() {
                     ImageStatus::Accepted,
                 );
                 record.content_type = Some("image/jpeg".into());
-                table.record_ingest(&record).await.unwrap();
+                p.table().write_verdict(&record).await.unwrap();
                 let labeled = ImageLabeled {
                     schema_version: SCHEMA_VERSION,
                     image: ImageRef {
@@ -123,10 +124,7 @@ async fn main() {
                     label_model_version: "1".into(),
                     labeled_at: clock::now_rfc3339(),
                 };
-                table
-                    .record_labels(&labeled, &clock::now_rfc3339())
-                    .await
-                    .unwrap();
+                p.store_labels(&labeled).await;
             }
         })
         .await;
@@ -135,6 +133,7 @@ async fn main() {
     let mut state = ApiState::new(
         S3Store::new(p.aws.s3.clone()),
         p.table(),
+        p.catalog(),
         p.names.bucket.clone(),
         "incoming/api/".into(),
         Limits::default(),

@@ -3,9 +3,10 @@
 //! [`esc`]; the pages load one script, `/console.js`, and the CSP forbids any other.
 use std::fmt::Write;
 
+use imgflow_catalog::ports::ImagePage;
 use imgflow_messages::{ImageRecord, ImageStatus};
 use imgflow_operations::dlq::Inspection;
-use imgflow_runtime::{clock, ports::ImagePage};
+use imgflow_runtime::clock;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 use crate::pipeline::{PipelineView, REFRESH};

@@ -9,17 +9,25 @@
 //! and uploads by drag and drop.
 //!
 //! # Layout
-//! - [`routes`]: the router and handlers, generic over the ports; content negotiation; the
-//!   API key check.
+//! - [`routes`]: the router, the state, the read handlers and content negotiation; all
+//!   generic over the ports.
+//! - [`auth`]: the API key, loopback host names, same-origin posts.
+//! - [`upload`]: `POST /images`, with ingest's image check.
+//! - [`thumbnail`]: an image's bytes and its thumbnail.
+//! - [`errors`]: the one error shape.
 //! - [`console`]: the pages, rendered on the server; `assets/` holds the one script and the
 //!   styles, compiled in.
 //! - [`pipeline`]: what the Pipeline page reads from SQS and the index table.
 //! - [`serve`]: the HTTP server with header and shutdown deadlines and a connection limit.
 //! - `main.rs`: wiring only.
 
+pub mod auth;
 pub mod console;
+pub mod errors;
 pub mod pipeline;
 pub mod routes;
 pub mod serve;
+pub mod thumbnail;
+pub mod upload;
 
 pub use routes::{router, ApiState};

@@ -9,12 +9,12 @@ use imgflow_api::{
     serve::{serve, ServeLimits},
     ApiState,
 };
-use imgflow_aws::{dynamodb::DynamoImageTable, s3::S3Store, AwsClients};
+use imgflow_aws::{s3::S3Store, AwsClients};
+use imgflow_imaging::probe::Limits;
 use imgflow_runtime::{
     config::{
         env_in_range, env_opt, env_or, log_format_is_json, max_decoded_bytes_from_env, Names,
     },
-    image_probe::Limits,
     observability, shutdown, telemetry,
 };
 use tokio::sync::Semaphore;
@@ -46,8 +46,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     telemetry::init(log_format_is_json()?);
     let aws = AwsClients::from_env().await;
     let metrics = observability::install().map_err(anyhow::Error::msg)?;
-    let table = DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
-        .with_index(names.index_table.clone());
+    let table = aws.image_table(&names);
     let ready_table = table.clone();
     let ready: observability::ReadyCheck = Arc::new(move || {
         let table = ready_table.clone();
@@ -56,6 +55,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let mut state = ApiState::new(
         S3Store::new(aws.s3.clone()),
         table,
+        aws.catalog(&names),
         names.bucket.clone(),
         format!("{}api/", names.incoming_prefix()),
         Limits {

@@ -4,10 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::Timelike;
 use imgflow_aws::{sqs::QueueAdmin, AwsClients};
+use imgflow_catalog::keys::minute_of;
 use imgflow_operations::{dlq, status};
 use imgflow_runtime::{
     config::{Names, Stage},
-    throughput::minute_of,
     PortError,
 };
 use serde::Serialize;

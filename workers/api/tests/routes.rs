@@ -9,14 +9,18 @@ use axum::{
 };
 use base64::Engine;
 use imgflow_api::{router, ApiState};
+use imgflow_catalog::{
+    fakes::{FakeCatalog, FakeLabelIndex},
+    ports::LabelIndex,
+};
+use imgflow_imaging::probe::Limits;
 use imgflow_messages::{
     BoundingBox, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Instance, Label, NamedRef,
     SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     fakes::{FakeObjectStore, FakeTable},
-    image_probe::Limits,
-    ports::ImageTable,
+    ports::{ImageTable, LabelsWrite, StoredLabels},
 };
 use tower::ServiceExt;
 
@@ -29,10 +33,24 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     v
 }
 
-fn app(max_bytes: u64) -> (Router, Arc<ApiState<FakeObjectStore, FakeTable>>) {
+type State = ApiState<FakeObjectStore, FakeTable, FakeCatalog>;
+
+/// A table and the catalog over it, with its label index.
+fn tables() -> (FakeTable, FakeCatalog) {
+    let table = FakeTable::default();
+    let catalog = FakeCatalog {
+        table: table.clone(),
+        index: Arc::new(FakeLabelIndex::default()),
+    };
+    (table, catalog)
+}
+
+fn app(max_bytes: u64) -> (Router, Arc<State>) {
+    let (table, catalog) = tables();
     let state = Arc::new(ApiState::new(
         FakeObjectStore::default(),
-        FakeTable::default(),
+        table,
+        catalog,
         "b".into(),
         "incoming/api/".into(),
         Limits {
@@ -53,11 +71,7 @@ fn decodable_png() -> Vec<u8> {
 }
 
 /// An image in the store and labeled in the table, as the pipeline leaves it.
-async fn labeled_image(
-    state: &ApiState<FakeObjectStore, FakeTable>,
-    key: &str,
-    label: &str,
-) -> String {
+async fn labeled_image(state: &State, key: &str, label: &str) -> String {
     let etag = state.store.insert("b", key, decodable_png());
     let id = imgflow_messages::image_id("b", key, &etag);
     let received_at = imgflow_runtime::clock::now_rfc3339();
@@ -70,7 +84,7 @@ async fn labeled_image(
         ImageStatus::Accepted,
     );
     record.content_type = Some("image/png".into());
-    state.table.record_ingest(&record).await.unwrap();
+    state.table.write_verdict(&record).await.unwrap();
     let labeled = ImageLabeled {
         schema_version: SCHEMA_VERSION,
         image: ImageRef {
@@ -101,9 +115,22 @@ async fn labeled_image(
         label_model_version: "1".into(),
         labeled_at: imgflow_runtime::clock::now_rfc3339(),
     };
-    state
+    let write = state
         .table
-        .record_labels(&labeled, &imgflow_runtime::clock::now_rfc3339())
+        .write_labels(&labeled, &imgflow_runtime::clock::now_rfc3339())
+        .await
+        .unwrap();
+    let LabelsWrite::Written { replaced } = write else {
+        panic!("fresh labels are written")
+    };
+    let current = StoredLabels {
+        labeled_at: labeled.labeled_at.clone(),
+        labels: labeled.labels.clone(),
+    };
+    state
+        .catalog
+        .index
+        .index_labels(&id, &current, replaced.as_ref())
         .await
         .unwrap();
     id
@@ -231,7 +258,7 @@ async fn images_and_thumbnails_are_served_through_the_api() {
         imgflow_runtime::clock::now_rfc3339(),
         ImageStatus::Rejected,
     );
-    state.table.record_ingest(&other).await.unwrap();
+    state.table.write_verdict(&other).await.unwrap();
     let (status, _, _) = get(&app, &format!("/images/{}/object", other.id), "*/*").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, headers, svg) = get(&app, &format!("/images/{}/thumbnail", other.id), "*/*").await;
@@ -242,9 +269,11 @@ async fn images_and_thumbnails_are_served_through_the_api() {
 
 #[tokio::test]
 async fn with_a_key_configured_every_request_must_present_it() {
+    let (table, catalog) = tables();
     let mut state = ApiState::new(
         FakeObjectStore::default(),
-        FakeTable::default(),
+        table,
+        catalog,
         "b".into(),
         "incoming/api/".into(),
         Limits::default(),

@@ -11,11 +11,12 @@ use aws_smithy_runtime_api::{
 };
 use aws_smithy_types::error::{display::DisplayErrorContext, metadata::ProvideErrorMetadata};
 
-use imgflow_runtime::{config::WorkerConfig, PortError, PortErrorKind};
+use imgflow_runtime::{
+    config::{Names, WorkerConfig},
+    PortError, PortErrorKind,
+};
 
-pub mod catalog;
 pub mod dynamodb;
-pub mod index;
 pub mod rekognition;
 pub mod s3;
 pub mod sns;
@@ -158,15 +159,24 @@ impl AwsClients {
         ))
     }
 
-    /// The console's index table.
-    pub fn index_table(&self, names: &imgflow_runtime::config::Names) -> index::IndexTable {
-        index::IndexTable::new(self.dynamodb.clone(), names.index_table.clone())
+    /// The console's index table: the label index and throughput.
+    pub fn index_table(&self, names: &Names) -> dynamodb::index::IndexTable {
+        dynamodb::index::IndexTable::new(self.dynamodb.clone(), names.index_table.clone())
     }
 
-    /// The images table, maintaining the label index.
-    pub fn image_table(&self, config: &WorkerConfig) -> dynamodb::DynamoImageTable {
-        dynamodb::DynamoImageTable::new(self.dynamodb.clone(), config.names.table.clone())
-            .with_index(config.names.index_table.clone())
+    /// Where a stage counts its completed messages for the console.
+    pub fn throughput_log(&self, names: &Names) -> impl imgflow_catalog::ports::ThroughputLog {
+        self.index_table(names)
+    }
+
+    /// The images table.
+    pub fn image_table(&self, names: &Names) -> dynamodb::DynamoImageTable {
+        dynamodb::DynamoImageTable::new(self.dynamodb.clone(), names.table.clone())
+    }
+
+    /// The console's catalog over both tables.
+    pub fn catalog(&self, names: &Names) -> dynamodb::catalog::DynamoCatalog {
+        dynamodb::catalog::DynamoCatalog::new(self.image_table(names), self.index_table(names))
     }
 }
 

@@ -4,7 +4,6 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use imgflow_aws::{
-    dynamodb::DynamoImageTable,
     s3::S3Store,
     sqs::{queue_url, QueueAdmin},
     AwsClients,
@@ -207,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
                 names.incoming_prefix()
             );
             if wait {
-                let table = aws_table(&aws, &names);
+                let table = aws.image_table(&names);
                 let ids: Vec<String> = submitted.iter().map(|s| s.image_id.clone()).collect();
                 let (records, done) =
                     results::wait_for_final(&table, &ids, Duration::from_secs(timeout_secs))
@@ -228,15 +227,15 @@ async fn main() -> anyhow::Result<()> {
             label,
             status,
         } => {
-            let table = aws_table(&aws, &names);
-            let query = imgflow_runtime::ports::ImageQuery {
+            let catalog = aws.catalog(&names);
+            let query = imgflow_catalog::ports::ImageQuery {
                 status,
                 label,
                 cursor: None,
                 limit,
             };
             loop {
-                let records = results::newest(&table, &query).await?;
+                let records = results::newest(&catalog, &query).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&records)?);
                 } else {
@@ -252,12 +251,8 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Reindex => {
-            let table = imgflow_aws::dynamodb::DynamoImageTable::new(
-                aws.dynamodb.clone(),
-                names.table.clone(),
-            )
-            .with_index(names.index_table.clone());
-            let report = table.reindex().await?;
+            let index = aws.index_table(&names);
+            let report = aws.image_table(&names).reindex(&index).await?;
             println!(
                 "{} items read; {} given gallery keys; {} labeled items indexed by label",
                 report.items, report.keyed, report.labeled
@@ -386,11 +381,6 @@ async fn run_dlq(aws: &AwsClients, names: &Names, action: DlqAction) -> anyhow::
         }
     }
     Ok(())
-}
-
-fn aws_table(aws: &AwsClients, names: &Names) -> DynamoImageTable {
-    DynamoImageTable::new(aws.dynamodb.clone(), names.table.clone())
-        .with_index(names.index_table.clone())
 }
 
 fn parse_status(value: &str) -> Result<imgflow_messages::ImageStatus, String> {

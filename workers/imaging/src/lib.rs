@@ -13,9 +13,15 @@
 //!   arrive in seven passes, are decoded whole within the budget);
 //! - the EXIF orientation (JPEG APP1, PNG eXIf) is applied to the small image.
 //!
+//! It also checks images without decoding them ([`probe`]): ingest and the upload route
+//! read format and size from the first bytes and refuse what Rekognition would.
+//!
 //! # Layout
-//! - [`decode_scaled`]: the one entry point.
+//! - [`decode_scaled`]: the one decoding entry point.
+//! - [`probe`]: format and dimensions from the first bytes, truncation from the last.
 //! - [`decoded_bytes`]: the budget's arithmetic, shared with ingest's header check.
+
+pub mod probe;
 
 use std::io::Cursor;
 

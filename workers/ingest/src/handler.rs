@@ -1,6 +1,7 @@
 //! Ingest: S3 event → `accepted`, `rejected` or `missing` item (+ `ImageAccepted`).
 use std::sync::Arc;
 
+use imgflow_imaging::probe::{Check, ImageInfo, Limits, HEAD_BYTES, TAIL_BYTES};
 use imgflow_messages::{
     image_id, parse_notification, ImageAccepted, ImageRecord, ImageRef, ImageStatus, Notification,
     ObjectEvent, StageMessage, SCHEMA_VERSION,
@@ -8,7 +9,6 @@ use imgflow_messages::{
 use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
-    image_probe::{self, ImageInfo, Limits, ProbeError, HEAD_BYTES, MAX_HEADER_BYTES, TAIL_BYTES},
     ports::{
         ImageTable, ObjectHead, ObjectLocation, ObjectStore, Publisher, ReceivedMessage,
         WriteOutcome,
@@ -131,7 +131,7 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
 
         let written = self
             .table
-            .record_ingest(&record)
+            .write_verdict(&record)
             .await
             .map_err(|e| HandleError::from_port("table_write_failed", e))?;
         if written == WriteOutcome::Superseded {
@@ -196,50 +196,33 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
             info,
             reason,
         };
+        // Refused before any read: an empty or oversized object costs no GET.
         if let Err(reason) = self.limits.check_size(head.size) {
             return Ok(reject(&head, None, reason));
         }
         let read = |first, last| self.read(location, first, last);
-
-        let mut want = HEAD_BYTES.min(head.size);
-        let (info, bytes) = loop {
-            let Some(bytes) = read(0, want - 1).await? else {
-                return Ok(missing());
-            };
-            match image_probe::probe(&bytes) {
-                Ok(info) => break (info, bytes),
-                Err(ProbeError::Rejected(reason)) => return Ok(reject(&head, None, reason)),
-                Err(ProbeError::NeedMore(n)) => {
-                    let n = n as u64;
-                    if n > head.size || bytes.len() as u64 >= head.size {
-                        let reason =
-                            "image is truncated: the file ends inside its header".to_owned();
-                        return Ok(reject(&head, None, reason));
+        let mut first = match read(0, HEAD_BYTES.min(head.size) - 1).await? {
+            Some(bytes) => bytes,
+            None => return Ok(missing()),
+        };
+        let mut last = None;
+        let info = loop {
+            match self.limits.check(head.size, &first, last.as_deref()) {
+                Check::Valid(info) => break info,
+                Check::Invalid { info, reason } => return Ok(reject(&head, info, reason)),
+                Check::NeedHead(n) => match read(0, n as u64 - 1).await? {
+                    Some(bytes) => first = bytes,
+                    None => return Ok(missing()),
+                },
+                Check::NeedTail => {
+                    let from = head.size.saturating_sub(TAIL_BYTES);
+                    match read(from, head.size - 1).await? {
+                        Some(bytes) => last = Some(bytes),
+                        None => return Ok(missing()),
                     }
-                    if want >= MAX_HEADER_BYTES {
-                        let reason =
-                            format!("image header is larger than {MAX_HEADER_BYTES} bytes");
-                        return Ok(reject(&head, None, reason));
-                    }
-                    want = n.max(want * 2).min(MAX_HEADER_BYTES).min(head.size);
                 }
             }
         };
-        if let Err(reason) = self.limits.check_dimensions(&info) {
-            return Ok(reject(&head, Some(info), reason));
-        }
-        let tail = if (bytes.len() as u64) < head.size {
-            let first = head.size.saturating_sub(TAIL_BYTES);
-            match read(first, head.size - 1).await? {
-                Some(tail) => tail,
-                None => return Ok(missing()),
-            }
-        } else {
-            bytes.slice(bytes.len().saturating_sub(TAIL_BYTES as usize)..)
-        };
-        if let Err(reason) = image_probe::check_tail(info.format, &tail) {
-            return Ok(reject(&head, Some(info), reason));
-        }
         Ok(Verdict::Accepted { head, info })
     }
 

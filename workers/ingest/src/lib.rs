@@ -15,10 +15,10 @@ use std::sync::Arc;
 use imgflow_aws::{
     dynamodb::DynamoImageTable, s3::S3Store, sns::BatchingPublisher, sqs::SqsQueue, AwsClients,
 };
+use imgflow_imaging::probe::Limits;
 use imgflow_runtime::{
     config::{env_in_range, max_decoded_bytes_from_env, ConfigError, WorkerConfig},
     consumer::Consumer,
-    image_probe::Limits,
     PortError,
 };
 
@@ -48,7 +48,7 @@ pub async fn build(
 ) -> Result<IngestConsumer, PortError> {
     let handler = IngestHandler::new(
         Arc::new(S3Store::new(aws.s3.clone())),
-        Arc::new(aws.image_table(config)),
+        Arc::new(aws.image_table(&config.names)),
         Arc::new(aws.stage_publisher(config).await?),
         limits,
         config.names.incoming_prefix(),

@@ -1,11 +1,12 @@
 //! `imgflow-ingest`: consumes `<prefix>-ingest`, publishes to `<prefix>-image-accepted`.
-use std::{process::ExitCode, sync::Arc};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use imgflow_aws::AwsClients;
+use imgflow_catalog::throughput;
 use imgflow_runtime::{
     config::{Stage, WorkerConfig},
-    observability, shutdown, telemetry, throughput,
+    observability, shutdown, telemetry,
 };
 
 #[tokio::main]
@@ -21,9 +22,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let consumer = imgflow_ingest::build(&aws, &config, limits)
         .await
         .context("connecting the ingest stage to its queue and topic")?;
-    observability::start_for_worker(&config, consumer.health()).await;
-    tracing::info!(prefix = %config.names.prefix, "ingest stage running");
-    let index = aws.index_table(&config.names);
-    throughput::run_recorded(Arc::new(consumer), shutdown, index, config.stage.as_str()).await;
+    let log = aws.throughput_log(&config.names);
+    throughput::run_stage(consumer, &config, log, shutdown).await;
     Ok(ExitCode::SUCCESS)
 }

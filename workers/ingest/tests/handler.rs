@@ -1,12 +1,12 @@
 //! Ingest's decisions against in-memory ports.
 use std::sync::Arc;
 
+use imgflow_imaging::probe::Limits;
 use imgflow_ingest::IngestHandler;
 use imgflow_messages::{ImageAccepted, ImageStatus, StageMessage};
 use imgflow_runtime::{
     consumer::{Batch, Consumer, ConsumerConfig, Disposition, Handler},
     fakes::{self, FakeObjectStore, FakePublisher, FakeQueue, FakeTable},
-    image_probe::Limits,
     ports::{ImageTable, ReceivedMessage},
 };
 
@@ -226,7 +226,7 @@ async fn a_duplicate_event_maps_to_the_same_item_and_never_undoes_labels() {
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
     f.table
-        .record_labels(&labeled, "2026-11-27T05:00:00.000000Z")
+        .write_labels(&labeled, "2026-11-27T05:00:00.000000Z")
         .await
         .unwrap();
     f.handler

@@ -173,7 +173,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             Err(e) if e.kind == PortErrorKind::Invalid => {
                 let reason = format!("the detector could not read the image: {}", e.message);
                 self.table
-                    .record_failure(image, ImageStatus::Rejected, &reason)
+                    .write_failure(image, ImageStatus::Rejected, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
                 metrics::counter!("imgflow_images_rejected_total", "stage" => "label", "status" => "rejected")
@@ -186,7 +186,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
                 // message can be replayed once the object is back.
                 let reason = "object was deleted after it was accepted".to_owned();
                 self.table
-                    .record_failure(image, ImageStatus::Missing, &reason)
+                    .write_failure(image, ImageStatus::Missing, &reason)
                     .await
                     .map_err(|e| HandleError::from_port("table_write_failed", e))?;
                 metrics::counter!("imgflow_images_rejected_total", "stage" => "label", "status" => "missing")

@@ -91,19 +91,23 @@ pub fn settings_from_env() -> Result<LabelSettings, ConfigError> {
 #[derive(Debug)]
 pub struct CallLog<D> {
     inner: D,
-    file: std::sync::Mutex<std::fs::File>,
+    file: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 impl<D> CallLog<D> {
-    /// Appends to `path`, creating it.
-    pub fn new(inner: D, path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+    /// Appends to `path`, creating it; with no path, calls `inner` and logs nothing.
+    pub fn new(inner: D, path: Option<&std::path::Path>) -> std::io::Result<Self> {
+        let file = path
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+            })
+            .transpose()?;
         Ok(Self {
             inner,
-            file: std::sync::Mutex::new(file),
+            file: file.map(std::sync::Mutex::new),
         })
     }
 }
@@ -117,11 +121,11 @@ impl<D: LabelDetector> LabelDetector for CallLog<D> {
         &self,
         request: &imgflow_runtime::ports::DetectRequest,
     ) -> Result<imgflow_runtime::ports::Detection, PortError> {
-        {
+        if let Some(file) = &self.file {
             use std::io::Write;
             // One short write per line with O_APPEND: lines from several processes never mix.
             let line = format!("{}\n", request.object.key);
-            if let Err(e) = self.file.lock().unwrap().write_all(line.as_bytes()) {
+            if let Err(e) = file.lock().unwrap().write_all(line.as_bytes()) {
                 tracing::warn!(error = %e, "could not write the detector call log");
             }
         }
@@ -143,7 +147,7 @@ pub async fn build<D: LabelDetector>(
     };
     let handler = LabelHandler::new(
         Arc::new(detector),
-        Arc::new(aws.image_table(config)),
+        Arc::new(aws.image_table(&config.names)),
         Arc::new(aws.stage_publisher(config).await?),
         settings,
     );

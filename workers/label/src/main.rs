@@ -3,13 +3,14 @@ use std::{process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use imgflow_aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients};
+use imgflow_catalog::throughput;
 use imgflow_label::{CallLog, DetectorChoice};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
     config::{env_in_range, env_opt, max_decoded_bytes_from_env, Stage, WorkerConfig},
     observability,
     ports::{FixedLatencyDetector, LabelDetector},
-    shutdown, telemetry, throughput,
+    shutdown, telemetry,
 };
 
 #[tokio::main]
@@ -56,40 +57,13 @@ async fn run<D: LabelDetector>(
     detector: D,
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<()> {
-    match env_opt("IMGFLOW_DETECTOR_CALL_LOG") {
-        Some(path) => {
-            let logged =
-                CallLog::new(detector, path.as_ref()).with_context(|| format!("opening {path}"))?;
-            start(
-                aws,
-                config,
-                imgflow_label::build(aws, config, settings, logged).await,
-                shutdown,
-            )
-            .await
-        }
-        None => {
-            start(
-                aws,
-                config,
-                imgflow_label::build(aws, config, settings, detector).await,
-                shutdown,
-            )
-            .await
-        }
-    }
-}
-
-async fn start<D: LabelDetector>(
-    aws: &AwsClients,
-    config: &WorkerConfig,
-    consumer: Result<imgflow_label::LabelConsumer<D>, imgflow_runtime::PortError>,
-    shutdown: shutdown::Shutdown,
-) -> anyhow::Result<()> {
-    let consumer = consumer.context("connecting the label stage to its queue and topic")?;
-    observability::start_for_worker(config, consumer.health()).await;
-    tracing::info!("label stage running");
-    let index = aws.index_table(&config.names);
-    throughput::run_recorded(Arc::new(consumer), shutdown, index, config.stage.as_str()).await;
+    let call_log = env_opt("IMGFLOW_DETECTOR_CALL_LOG");
+    let detector = CallLog::new(detector, call_log.as_deref().map(std::path::Path::new))
+        .with_context(|| format!("opening {}", call_log.unwrap_or_default()))?;
+    let consumer = imgflow_label::build(aws, config, settings, detector)
+        .await
+        .context("connecting the label stage to its queue and topic")?;
+    let log = aws.throughput_log(&config.names);
+    throughput::run_stage(consumer, config, log, shutdown).await;
     Ok(())
 }

@@ -159,7 +159,7 @@ async fn an_image_the_detector_refuses_is_recorded_rejected_not_retried() {
         "t".into(),
         ImageStatus::Accepted,
     );
-    f.table.record_ingest(&record).await.unwrap();
+    f.table.write_verdict(&record).await.unwrap();
     f.handler
         .handle(&message(accepted("a").encode()))
         .await
@@ -182,7 +182,7 @@ async fn labels_already_stored_by_this_detector_skip_the_detector() {
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
     f.table
-        .record_labels(&labeled, "2026-11-27T05:00:00.000000Z")
+        .write_labels(&labeled, "2026-11-27T05:00:00.000000Z")
         .await
         .unwrap();
     f.handler

@@ -14,8 +14,8 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use imgflow_aws::dynamodb::{BY_DAY_INDEX, BY_STATUS_INDEX};
 use imgflow_aws::AwsClients;
+use imgflow_catalog::keys::{BY_DAY_INDEX, BY_STATUS_INDEX};
 use imgflow_runtime::config::{Names, Stage};
 use serde_json::json;
 

@@ -1,11 +1,9 @@
 //! `imgflow results`: items as a table, and waiting for submitted images to finish.
 use std::time::{Duration, Instant};
 
+use imgflow_catalog::ports::{ImageCatalog, ImageQuery};
 use imgflow_messages::ImageRecord;
-use imgflow_runtime::{
-    ports::{ImageCatalog, ImageQuery, ImageTable},
-    PortError,
-};
+use imgflow_runtime::{ports::ImageTable, PortError};
 
 /// Up to `query.limit` images, newest first, reading as many pages as that takes.
 pub async fn newest<C: ImageCatalog>(

@@ -45,7 +45,7 @@ pub fn env_opt(name: &str) -> Option<String> {
 pub fn max_decoded_bytes_from_env() -> Result<u64, ConfigError> {
     env_in_range(
         "IMGFLOW_MAX_DECODED_BYTES",
-        crate::image_probe::Limits::default().max_decoded_bytes,
+        imgflow_imaging::DEFAULT_MAX_DECODED_BYTES,
         1_000_000..=4_000_000_000,
     )
 }

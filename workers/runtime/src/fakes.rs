@@ -5,7 +5,7 @@ use std::{
     collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -15,9 +15,9 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
 use crate::{
     ports::{
-        DeadLetter, DetectRequest, Detection, ImageCatalog, ImagePage, ImageQuery, ImageTable,
-        LabelClaim, LabelDetector, ObjectHead, ObjectLocation, ObjectStore, Publisher, PutResult,
-        Queue, ReceivedMessage, WriteOutcome,
+        DeadLetter, DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, LabelsWrite,
+        ObjectHead, ObjectLocation, ObjectStore, Publisher, PutResult, Queue, ReceivedMessage,
+        StoredLabels, WriteOutcome,
     },
     PortError, PortErrorKind,
 };
@@ -465,13 +465,14 @@ impl LabelDetector for FakeDetector {
     }
 }
 
-/// The images table in memory, with the same conditions as DynamoDB's.
-#[derive(Debug, Default)]
+/// The images table in memory, with the same conditions as DynamoDB's. Clones share one
+/// table, as clients of one DynamoDB table do.
+#[derive(Debug, Default, Clone)]
 pub struct FakeTable {
-    items: Mutex<HashMap<String, ImageRecord>>,
-    claims: Mutex<HashMap<String, (String, String)>>,
-    kept: Mutex<HashMap<String, String>>,
-    failures: Mutex<VecDeque<PortErrorKind>>,
+    items: Arc<Mutex<HashMap<String, ImageRecord>>>,
+    claims: Arc<Mutex<HashMap<String, (String, String)>>>,
+    kept: Arc<Mutex<HashMap<String, String>>>,
+    failures: Arc<Mutex<VecDeque<PortErrorKind>>>,
 }
 
 impl FakeTable {
@@ -499,7 +500,7 @@ impl FakeTable {
 }
 
 impl ImageTable for FakeTable {
-    async fn record_ingest(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+    async fn write_verdict(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         if items
@@ -512,7 +513,7 @@ impl ImageTable for FakeTable {
         Ok(WriteOutcome::Written)
     }
 
-    async fn record_failure(
+    async fn write_failure(
         &self,
         image: &ImageRef,
         status: ImageStatus,
@@ -530,11 +531,11 @@ impl ImageTable for FakeTable {
         }
     }
 
-    async fn record_labels(
+    async fn write_labels(
         &self,
         labeled: &ImageLabeled,
         stored_at: &str,
-    ) -> Result<WriteOutcome, PortError> {
+    ) -> Result<LabelsWrite, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         let image = &labeled.image;
@@ -556,8 +557,13 @@ impl ImageTable for FakeTable {
             .as_ref()
             .is_some_and(|t| *t > labeled.labeled_at)
         {
-            return Ok(WriteOutcome::Superseded);
+            return Ok(LabelsWrite::Superseded);
         }
+        let replaced = record
+            .labeled_at
+            .clone()
+            .zip(record.labels.clone())
+            .map(|(labeled_at, labels)| StoredLabels { labeled_at, labels });
         record.status = ImageStatus::Labeled;
         record.reason = None;
         record.labels = Some(labeled.labels.clone());
@@ -565,7 +571,7 @@ impl ImageTable for FakeTable {
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
         record.stored_at = Some(stored_at.to_owned());
-        Ok(WriteOutcome::Written)
+        Ok(LabelsWrite::Written { replaced })
     }
 
     async fn claim_labeling(
@@ -645,42 +651,5 @@ impl ImageTable for FakeTable {
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
-    }
-}
-
-/// Lists by sorting every item: the fake's stand-in for the indexes. The cursor is the number
-/// of images already shown.
-impl ImageCatalog for FakeTable {
-    async fn list(&self, query: &ImageQuery) -> Result<ImagePage, PortError> {
-        let skip = match &query.cursor {
-            Some(c) => c.parse().map_err(|_| {
-                PortError::new(PortErrorKind::Invalid, "reading the page cursor", c.clone())
-            })?,
-            None => 0,
-        };
-        let wanted = query.label.as_deref().map(|l| l.trim().to_lowercase());
-        let has_label = |r: &ImageRecord| {
-            let Some(wanted) = &wanted else { return true };
-            r.labels.iter().flatten().any(|l| {
-                std::iter::once(&l.name)
-                    .chain(l.parents.iter().map(|p| &p.name))
-                    .any(|n| n.to_lowercase() == *wanted)
-            })
-        };
-        let mut matching: Vec<ImageRecord> = self
-            .items
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|r| query.status.is_none_or(|s| s == r.status) && has_label(r))
-            .cloned()
-            .collect();
-        matching.sort_by(|a, b| (&b.received_at, &b.id).cmp(&(&a.received_at, &a.id)));
-        let limit = query.limit.max(1);
-        let more = matching.len() > skip + limit;
-        Ok(ImagePage {
-            images: matching.into_iter().skip(skip).take(limit).collect(),
-            next: more.then(|| (skip + limit).to_string()),
-        })
     }
 }

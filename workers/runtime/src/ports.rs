@@ -211,6 +211,28 @@ pub enum WriteOutcome {
     Superseded,
 }
 
+/// Labels as the images table holds them: what the label index is keyed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredLabels {
+    /// When the detector produced them.
+    pub labeled_at: String,
+    /// The labels.
+    pub labels: Vec<Label>,
+}
+
+/// How a labels write ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelsWrite {
+    /// The item now holds the labels; `replaced` are the labels it held before, if any, so
+    /// the label index can drop their entries.
+    Written {
+        /// The previous labels.
+        replaced: Option<StoredLabels>,
+    },
+    /// The item holds labels produced later; nothing changed.
+    Superseded,
+}
+
 /// The lease of a completed claim: later than any real time, so it never expires.
 pub const CLAIM_DONE: &str = "9999-12-31T23:59:59.999999Z";
 
@@ -241,14 +263,14 @@ pub enum LabelClaim {
 pub trait ImageTable: Send + Sync + 'static {
     /// Writes ingest's verdict (`accepted`, `rejected` or `missing`) unless the image is
     /// already `labeled`: a redelivered or late event never undoes labels.
-    fn record_ingest(
+    fn write_verdict(
         &self,
         record: &ImageRecord,
     ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
 
     /// Marks an image `rejected` or `missing` after ingest (the detector refused it, or the
     /// object vanished), unless it is `labeled`.
-    fn record_failure(
+    fn write_failure(
         &self,
         image: &ImageRef,
         status: ImageStatus,
@@ -256,12 +278,12 @@ pub trait ImageTable: Send + Sync + 'static {
     ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
 
     /// Writes labels, status `labeled` and `stored_at` unless the item holds labels produced
-    /// later, and indexes the image under each label and parent name (see [`ImageCatalog`]).
-    fn record_labels(
+    /// later. Equal times are the same message again and are rewritten.
+    fn write_labels(
         &self,
         labeled: &ImageLabeled,
         stored_at: &str,
-    ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
+    ) -> impl Future<Output = Result<LabelsWrite, PortError>> + Send;
 
     /// Claims the right to call `detector` for an image until `until` (RFC 3339), for the
     /// message `token`, so duplicates of one image cost one detector call. The same token may
@@ -306,37 +328,6 @@ pub trait ImageTable: Send + Sync + 'static {
         &self,
         image_id: &str,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
-}
-
-/// What the gallery (or an API client) asks for: newest first, optionally only one status
-/// and only images with a label (matched case-insensitively, parents included).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageQuery {
-    /// Only images in this status.
-    pub status: Option<ImageStatus>,
-    /// Only images with this label or a label whose parent it is.
-    pub label: Option<String>,
-    /// Where the previous page ended ([`ImagePage::next`]).
-    pub cursor: Option<String>,
-    /// At most this many images.
-    pub limit: usize,
-}
-
-/// One page of images, newest first.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ImagePage {
-    /// The images.
-    pub images: Vec<ImageRecord>,
-    /// Pass as [`ImageQuery::cursor`] for the next page; `None` on the last page.
-    pub next: Option<String>,
-}
-
-/// Lists images through indexes, never by scanning the table. An unreadable cursor is a
-/// [`crate::PortErrorKind::Invalid`] error.
-pub trait ImageCatalog: Send + Sync + 'static {
-    /// One page of images matching `query`.
-    fn list(&self, query: &ImageQuery)
-        -> impl Future<Output = Result<ImagePage, PortError>> + Send;
 }
 
 /// A shared detector is a detector, so tests can keep a handle on a counting fake.
@@ -386,17 +377,4 @@ impl LabelDetector for FixedLatencyDetector {
             label_model_version: format!("fixed-{}ms", self.latency.as_millis()),
         })
     }
-}
-
-/// Where a stage's completed-message counts per minute go (the console's throughput); the
-/// counts of all replicas add up.
-pub trait ThroughputLog: Send + Sync + 'static {
-    /// Adds `count` completed messages to `stage`'s `minute` (`YYYY-MM-DDTHH:MM`, see
-    /// [`crate::throughput::minute_of`]).
-    fn add_completed(
-        &self,
-        stage: &str,
-        minute: &str,
-        count: u64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
 }

@@ -1,43 +1,59 @@
-//! Store: `ImageLabeled` → conditional UpdateItem → `ImageStored`.
+//! Store: `ImageLabeled` → conditional write of the item → label index → `ImageStored`.
 use std::sync::Arc;
 
+use imgflow_catalog::ports::LabelIndex;
 use imgflow_messages::{ImageLabeled, ImageStored, StageMessage, SCHEMA_VERSION};
 use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
-    ports::{ImageTable, Publisher, ReceivedMessage, WriteOutcome},
+    ports::{ImageTable, LabelsWrite, Publisher, ReceivedMessage, StoredLabels},
 };
 use tracing::Span;
 
 /// The store stage's logic.
-pub struct StoreHandler<T, P> {
+pub struct StoreHandler<T, I, P> {
     table: Arc<T>,
+    index: Arc<I>,
     publisher: Arc<P>,
 }
 
-impl<T: ImageTable, P: Publisher> StoreHandler<T, P> {
-    /// A handler writing `table` and publishing to `publisher`.
-    pub fn new(table: Arc<T>, publisher: Arc<P>) -> Self {
-        Self { table, publisher }
+impl<T: ImageTable, I: LabelIndex, P: Publisher> StoreHandler<T, I, P> {
+    /// A handler writing `table` and `index`, and publishing to `publisher`.
+    pub fn new(table: Arc<T>, index: Arc<I>, publisher: Arc<P>) -> Self {
+        Self {
+            table,
+            index,
+            publisher,
+        }
     }
 }
 
-impl<T: ImageTable, P: Publisher> Handler for StoreHandler<T, P> {
+impl<T: ImageTable, I: LabelIndex, P: Publisher> Handler for StoreHandler<T, I, P> {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let labeled = ImageLabeled::decode(&message.body)?;
         Span::current().record("image_id", labeled.image.image_id.as_str());
         Span::current().record("trace_id", labeled.image.trace_id.as_str());
 
         let stored_at = clock::now_rfc3339();
-        let outcome = self
+        let write = self
             .table
-            .record_labels(&labeled, &stored_at)
+            .write_labels(&labeled, &stored_at)
             .await
             .map_err(|e| HandleError::from_port("table_write_failed", e))?;
-        if outcome == WriteOutcome::Superseded {
+        let LabelsWrite::Written { replaced } = write else {
             tracing::info!(labeled_at = %labeled.labeled_at, "newer labels are already stored; message dropped");
             return Ok(());
-        }
+        };
+        // After the item, so a failure here retries the message and the (equal-time) item
+        // write again; entries never point at labels the item does not hold yet.
+        let current = StoredLabels {
+            labeled_at: labeled.labeled_at.clone(),
+            labels: labeled.labels.clone(),
+        };
+        self.index
+            .index_labels(&labeled.image.image_id, &current, replaced.as_ref())
+            .await
+            .map_err(|e| HandleError::from_port("index_write_failed", e))?;
         let mut by_confidence: Vec<_> = labeled.labels.iter().collect();
         by_confidence.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
         let stored = ImageStored {

@@ -1,6 +1,7 @@
 //! The store stage against in-memory ports.
 use std::sync::Arc;
 
+use imgflow_catalog::fakes::FakeLabelIndex;
 use imgflow_messages::{ImageLabeled, ImageRef, ImageStored, Label, StageMessage};
 use imgflow_runtime::{
     consumer::{Disposition, Handler},
@@ -52,7 +53,8 @@ fn message(body: String) -> ReceivedMessage {
 async fn labels_are_stored_and_announced_most_confident_first() {
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
-    let handler = StoreHandler::new(table.clone(), publisher.clone());
+    let index = Arc::new(FakeLabelIndex::default());
+    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
     handler
         .handle(&message(
             labeled("Cat", "2026-11-27T03:40:12.000000Z").encode(),
@@ -63,18 +65,47 @@ async fn labels_are_stored_and_announced_most_confident_first() {
     assert_eq!(item.top_labels(1), vec!["Cat"]);
     let stored = ImageStored::decode(&publisher.published()[0]).unwrap();
     assert_eq!(stored.label_names, vec!["Cat", "Low"]);
+    assert_eq!(index.images_with_label("CAT"), ["a"]);
+    assert_eq!(index.len(), 2, "one entry per label");
+}
+
+#[tokio::test]
+async fn newer_labels_replace_the_old_ones_in_the_label_index() {
+    let table = Arc::new(FakeTable::default());
+    let publisher = Arc::new(FakePublisher::default());
+    let index = Arc::new(FakeLabelIndex::default());
+    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
+    let first = labeled("Cat", "2026-11-27T03:40:12.000000Z");
+    handler.handle(&message(first.encode())).await.unwrap();
+    // A redelivery adds no entry.
+    handler.handle(&message(first.encode())).await.unwrap();
+    assert_eq!(index.len(), 2);
+    let relabeled = labeled("Dog", "2026-11-27T03:41:00.000000Z");
+    handler.handle(&message(relabeled.encode())).await.unwrap();
+    assert!(index.images_with_label("cat").is_empty());
+    assert_eq!(index.images_with_label("dog"), ["a"]);
+    assert_eq!(
+        index.len(),
+        2,
+        "the old entries were deleted, not only hidden"
+    );
 }
 
 #[tokio::test]
 async fn an_older_message_never_overwrites_newer_labels() {
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
-    let handler = StoreHandler::new(table.clone(), publisher.clone());
+    let index = Arc::new(FakeLabelIndex::default());
+    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
     let newer = labeled("Dog", "2026-11-27T03:40:13.000000Z");
     let older = labeled("Cat", "2026-11-27T03:40:12.000000Z");
     handler.handle(&message(newer.encode())).await.unwrap();
     handler.handle(&message(older.encode())).await.unwrap();
     assert_eq!(table.items()["a"].top_labels(1), vec!["Dog"]);
+    assert!(
+        index.images_with_label("cat").is_empty(),
+        "the stale labels were not indexed"
+    );
     assert_eq!(
         publisher.published().len(),
         1,
@@ -91,6 +122,7 @@ async fn an_older_message_never_overwrites_newer_labels() {
 async fn a_malformed_message_is_dead_lettered() {
     let handler = StoreHandler::new(
         Arc::new(FakeTable::default()),
+        Arc::new(FakeLabelIndex::default()),
         Arc::new(FakePublisher::default()),
     );
     let err = handler
@@ -106,7 +138,8 @@ async fn table_and_publisher_failures_retry_or_dead_letter_and_a_redelivery_fini
         FakeTable::default().failing_writes([PortErrorKind::Throttled, PortErrorKind::Fatal]),
     );
     let publisher = Arc::new(FakePublisher::default().failing_first([PortErrorKind::Retryable]));
-    let handler = StoreHandler::new(table.clone(), publisher.clone());
+    let index = Arc::new(FakeLabelIndex::default());
+    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
     let body = message(labeled("Cat", "2026-11-27T03:40:12.000000Z").encode());
     let outcomes: Vec<_> = [
         handler.handle(&body).await.unwrap_err(),

@@ -4,49 +4,22 @@
 //! they cost one small write per status change rather than a copy of every item).
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use base64::Engine;
-use chrono::NaiveDate;
-use imgflow_messages::{ImageRecord, ImageStatus};
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use super::{
-    dynamodb::{item_to_record, DynamoImageTable, BY_DAY_INDEX, BY_STATUS_INDEX},
-    port_error,
-};
-use imgflow_runtime::{
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use chrono::NaiveDate;
+use imgflow_catalog::{
+    keys::{status_day, Cursor, BY_DAY_INDEX, BY_STATUS_INDEX, MAX_PAGE},
     ports::{ImageCatalog, ImagePage, ImageQuery},
-    PortError, PortErrorKind,
 };
+use imgflow_messages::{ImageRecord, ImageStatus};
+use imgflow_runtime::{PortError, PortErrorKind};
+
+use super::{codec::item_to_record, index::IndexTable, DynamoImageTable};
+use crate::port_error;
 
 /// Days one page request may walk back through before it answers (with a cursor to go on).
 const DAYS_PER_REQUEST: usize = 31;
-/// Images per page at most (BatchGetItem's limit).
-pub const MAX_PAGE: usize = 100;
-
-/// Where a page ended. Opaque to clients: base64url of this as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum Cursor {
-    /// The gallery: continue in `day`, after `received_key` `after` (from its start if none).
-    Day { day: String, after: Option<String> },
-    /// A label search: continue after the index sort key `after`.
-    Label { after: String },
-}
-
-impl Cursor {
-    fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).expect("cursors serialize");
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-    }
-
-    fn decode(text: &str) -> Result<Self, PortError> {
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text.trim())
-            .map_err(invalid_cursor)?;
-        serde_json::from_slice(&json).map_err(invalid_cursor)
-    }
-}
 
 fn invalid_cursor(detail: impl std::fmt::Display) -> PortError {
     PortError::new(
@@ -56,10 +29,36 @@ fn invalid_cursor(detail: impl std::fmt::Display) -> PortError {
     )
 }
 
-impl ImageCatalog for DynamoImageTable {
+/// The console's catalog: the images table for the gallery, the index table for labels.
+#[derive(Debug, Clone)]
+pub struct DynamoCatalog {
+    images: DynamoImageTable,
+    index: IndexTable,
+    /// When the images table was created (`YYYY-MM-DD`): the gallery never walks back
+    /// before it.
+    created_day: Arc<tokio::sync::OnceCell<String>>,
+}
+
+impl DynamoCatalog {
+    /// Lists `images`, searching labels in `index`.
+    pub fn new(images: DynamoImageTable, index: IndexTable) -> Self {
+        Self {
+            images,
+            index,
+            created_day: Arc::default(),
+        }
+    }
+}
+
+impl ImageCatalog for DynamoCatalog {
     async fn list(&self, query: &ImageQuery) -> Result<ImagePage, PortError> {
         let limit = query.limit.clamp(1, MAX_PAGE);
-        let cursor = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let cursor = query
+            .cursor
+            .as_deref()
+            .map(Cursor::decode)
+            .transpose()
+            .map_err(invalid_cursor)?;
         match (&query.label, cursor) {
             (Some(label), None) => self.list_label(label, query.status, None, limit).await,
             (Some(label), Some(Cursor::Label { after })) => {
@@ -77,7 +76,7 @@ impl ImageCatalog for DynamoImageTable {
     }
 }
 
-impl DynamoImageTable {
+impl DynamoCatalog {
     async fn list_label(
         &self,
         label: &str,
@@ -85,14 +84,8 @@ impl DynamoImageTable {
         after: Option<String>,
         limit: usize,
     ) -> Result<ImagePage, PortError> {
-        let Some(index) = &self.index else {
-            return Err(PortError::new(
-                PortErrorKind::Fatal,
-                "searching by label",
-                "no index table is configured",
-            ));
-        };
-        let hits = index
+        let hits = self
+            .index
             .images_with_label(label, after.as_deref(), limit)
             .await?;
         let ids: Vec<String> = hits.hits.iter().map(|(id, _)| id.clone()).collect();
@@ -166,7 +159,7 @@ impl DynamoImageTable {
     ) -> Result<(Vec<String>, Option<String>), PortError> {
         let day = day.format("%Y-%m-%d").to_string();
         let (index, partition, value) = match status {
-            Some(s) => (BY_STATUS_INDEX, "status_day", format!("{s}#{day}")),
+            Some(s) => (BY_STATUS_INDEX, "status_day", status_day(s, &day)),
             None => (BY_DAY_INDEX, "day", day),
         };
         // A secondary index's start key holds the index's keys and the table's.
@@ -183,9 +176,10 @@ impl DynamoImageTable {
             ])
         });
         let output = self
+            .images
             .client
             .query()
-            .table_name(&self.table)
+            .table_name(&self.images.table)
             .index_name(index)
             .key_condition_expression("#p = :p")
             .expression_attribute_names("#p", partition)
@@ -195,7 +189,7 @@ impl DynamoImageTable {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:Query {} {index}", self.table), e))?;
+            .map_err(|e| port_error(format!("dynamodb:Query {} {index}", self.images.table), e))?;
         let ids = output
             .items
             .unwrap_or_default()
@@ -215,12 +209,15 @@ impl DynamoImageTable {
             .created_day
             .get_or_try_init(|| async {
                 let output = self
+                    .images
                     .client
                     .describe_table()
-                    .table_name(&self.table)
+                    .table_name(&self.images.table)
                     .send()
                     .await
-                    .map_err(|e| port_error(format!("dynamodb:DescribeTable {}", self.table), e))?;
+                    .map_err(|e| {
+                        port_error(format!("dynamodb:DescribeTable {}", self.images.table), e)
+                    })?;
                 let seconds = output
                     .table
                     .and_then(|t| t.creation_date_time)
@@ -265,15 +262,18 @@ impl DynamoImageTable {
                 break;
             };
             let output = self
+                .images
                 .client
                 .batch_get_item()
-                .request_items(&self.table, keys)
+                .request_items(&self.images.table, keys)
                 .send()
                 .await
-                .map_err(|e| port_error(format!("dynamodb:BatchGetItem {}", self.table), e))?;
+                .map_err(|e| {
+                    port_error(format!("dynamodb:BatchGetItem {}", self.images.table), e)
+                })?;
             for item in output
                 .responses
-                .and_then(|mut r| r.remove(&self.table))
+                .and_then(|mut r| r.remove(&self.images.table))
                 .unwrap_or_default()
             {
                 let record = item_to_record(item)?;
@@ -281,7 +281,7 @@ impl DynamoImageTable {
             }
             request = output
                 .unprocessed_keys
-                .and_then(|mut u| u.remove(&self.table))
+                .and_then(|mut u| u.remove(&self.images.table))
                 .filter(|k| !k.keys.is_empty());
             if request.is_some() {
                 tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
@@ -290,26 +290,10 @@ impl DynamoImageTable {
         if request.is_some() {
             return Err(PortError::new(
                 PortErrorKind::Throttled,
-                format!("dynamodb:BatchGetItem {}", self.table),
+                format!("dynamodb:BatchGetItem {}", self.images.table),
                 "keys still unprocessed after retries",
             ));
         }
         Ok(records)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_reject_garbage() {
-        let c = Cursor::Day {
-            day: "2026-11-27".into(),
-            after: Some("2026-11-27T05:00:00.000000Z#abc".into()),
-        };
-        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
-        let e = Cursor::decode("not a cursor").unwrap_err();
-        assert_eq!(e.kind, PortErrorKind::Invalid);
     }
 }

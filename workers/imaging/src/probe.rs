@@ -85,12 +85,73 @@ impl Default for Limits {
             max_side: 10_000,
             // What an 8-bit RGBA image at the largest size decodes to: the thumbnail and the
             // local detector decode under this budget, so anything larger is refused here.
-            max_decoded_bytes: 400_000_000,
+            max_decoded_bytes: crate::DEFAULT_MAX_DECODED_BYTES,
         }
     }
 }
 
+/// Where [`Limits::check`] stands with the bytes it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// An image within every limit.
+    Valid(ImageInfo),
+    /// Read the first `n` bytes (more than given) and check again.
+    NeedHead(usize),
+    /// The header is fine; read the last [`TAIL_BYTES`] and check again.
+    NeedTail,
+    /// Not an image imgflow can label; `info` when the header was readable.
+    Invalid {
+        /// What the header said, if it was read.
+        info: Option<ImageInfo>,
+        /// The user-facing reason.
+        reason: String,
+    },
+}
+
 impl Limits {
+    /// The one image check, shared by ingest (which reads objects by ranges, so asks for
+    /// more when told to) and the upload route (which has the whole file): size, header,
+    /// dimensions and decoded size, then the end of the file. `head` is the file's first
+    /// bytes, `tail` its last ones when read; a `head` of `size` bytes is the whole file.
+    pub fn check(&self, size: u64, head: &[u8], tail: Option<&[u8]>) -> Check {
+        let invalid = |info, reason| Check::Invalid { info, reason };
+        if let Err(reason) = self.check_size(size) {
+            return invalid(None, reason);
+        }
+        let whole = head.len() as u64 >= size;
+        let info = match probe(head) {
+            Ok(info) => info,
+            Err(ProbeError::Rejected(reason)) => return invalid(None, reason),
+            Err(ProbeError::NeedMore(n)) if whole || n as u64 > size => {
+                let reason = "image is truncated: the file ends inside its header".to_owned();
+                return invalid(None, reason);
+            }
+            Err(ProbeError::NeedMore(_)) if head.len() as u64 >= MAX_HEADER_BYTES => {
+                let reason = format!("image header is larger than {MAX_HEADER_BYTES} bytes");
+                return invalid(None, reason);
+            }
+            Err(ProbeError::NeedMore(n)) => {
+                let want = (n as u64)
+                    .max(head.len() as u64 * 2)
+                    .min(MAX_HEADER_BYTES)
+                    .min(size);
+                return Check::NeedHead(want as usize);
+            }
+        };
+        if let Err(reason) = self.check_dimensions(&info) {
+            return invalid(Some(info), reason);
+        }
+        let tail = match tail {
+            Some(tail) => tail,
+            None if whole => &head[head.len().saturating_sub(TAIL_BYTES as usize)..],
+            None => return Check::NeedTail,
+        };
+        match check_tail(info.format, tail) {
+            Ok(()) => Check::Valid(info),
+            Err(reason) => invalid(Some(info), reason),
+        }
+    }
+
     /// Checks the file size before anything is read.
     pub fn check_size(&self, size: u64) -> Result<(), String> {
         if size == 0 {
@@ -131,15 +192,6 @@ impl Limits {
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
-/// width × height × channels × bytes per sample, saturating (a forged header is simply over
-/// any limit). The same arithmetic as `imgflow_imaging::decoded_bytes`.
-fn decoded_bytes(width: u32, height: u32, channels: u32, per_sample: u32) -> u64 {
-    u64::from(width)
-        .saturating_mul(u64::from(height))
-        .saturating_mul(u64::from(channels.max(1)))
-        .saturating_mul(u64::from(per_sample))
-}
-
 /// Reads format and dimensions from the first bytes of a file.
 pub fn probe(head: &[u8]) -> Result<ImageInfo, ProbeError> {
     if head.starts_with(PNG_SIGNATURE) {
@@ -175,7 +227,7 @@ fn probe_png(head: &[u8]) -> Result<ImageInfo, ProbeError> {
         format: ImageFormat::Png,
         width,
         height,
-        decoded_bytes: decoded_bytes(width, height, channels, per_sample),
+        decoded_bytes: crate::decoded_bytes(width, height, channels.max(1), per_sample),
     })
 }
 
@@ -230,7 +282,7 @@ fn probe_jpeg(head: &[u8]) -> Result<ImageInfo, ProbeError> {
                 format: ImageFormat::Jpeg,
                 width,
                 height,
-                decoded_bytes: decoded_bytes(width, height, channels, per_sample),
+                decoded_bytes: crate::decoded_bytes(width, height, channels.max(1), per_sample),
             });
         }
         at += 2 + length;

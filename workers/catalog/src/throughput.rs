@@ -9,23 +9,22 @@ use std::{
     time::Duration,
 };
 
-use crate::{
+use imgflow_runtime::{
+    config::WorkerConfig,
     consumer::{Consumer, Handler},
-    ports::{Queue, ThroughputLog},
-    shutdown::Shutdown,
+    observability,
+    ports::Queue,
+    shutdown::{self, Shutdown},
 };
 
-/// The minute a count belongs to, as the throughput log keys it: `YYYY-MM-DDTHH:MM` (UTC).
-pub fn minute_of(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M").to_string()
-}
+use crate::{keys::minute_of, ports::ThroughputLog};
 
 /// How often a replica writes its count.
 pub const PERIOD: Duration = Duration::from_secs(5);
 
 /// Writes `completed`'s growth under `stage` every `period` until `shutdown`, then once more.
 /// A failed write keeps its count for the next period; a crash loses at most one period.
-pub async fn record<L: ThroughputLog>(
+pub async fn write_periodically<L: ThroughputLog>(
     log: L,
     stage: String,
     completed: Arc<AtomicU64>,
@@ -60,8 +59,8 @@ pub async fn run_recorded<Q: Queue, H: Handler, L: ThroughputLog>(
     log: L,
     stage: &str,
 ) {
-    let (stop, stopped) = crate::shutdown::channel();
-    let recorder = tokio::spawn(record(
+    let (stop, stopped) = shutdown::channel();
+    let recorder = tokio::spawn(write_periodically(
         log,
         stage.to_owned(),
         consumer.completed(),
@@ -71,4 +70,17 @@ pub async fn run_recorded<Q: Queue, H: Handler, L: ThroughputLog>(
     consumer.run(shutdown).await;
     stop.trigger();
     let _ = recorder.await;
+}
+
+/// Runs a built stage until `shutdown`: its probes and metrics served, its throughput
+/// recorded in `log`. What every worker's `main` does once it is wired.
+pub async fn run_stage<Q: Queue, H: Handler, L: ThroughputLog>(
+    consumer: Consumer<Q, H>,
+    config: &WorkerConfig,
+    log: L,
+    shutdown: Shutdown,
+) {
+    observability::start_for_worker(config, consumer.health()).await;
+    tracing::info!(prefix = %config.names.prefix, stage = config.stage.as_str(), "stage running");
+    run_recorded(Arc::new(consumer), shutdown, log, config.stage.as_str()).await;
 }

@@ -1,7 +1,7 @@
 //! Random and mutated image headers at the probe ingest and the API run before anything is
 //! decoded: an answer, a rejection with a reason, or a request for more bytes that makes
 //! progress, never a panic.
-use imgflow_runtime::image_probe::{check_tail, probe, ImageFormat, Limits, ProbeError};
+use imgflow_imaging::probe::{check_tail, probe, ImageFormat, Limits, ProbeError};
 use proptest::prelude::*;
 
 fn png_header(width: u32, height: u32, depth: u8, colour: u8) -> Vec<u8> {

@@ -6,89 +6,35 @@
 //!   items rather than adding any.
 //! - Completed messages per stage and minute: `pk = rate#<stage>`, `sk = <YYYY-MM-DDTHH:MM>`,
 //!   `count` added to by every replica; `expires_at` lets DynamoDB's TTL drop old minutes.
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::{
     types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
     Client,
 };
-use imgflow_messages::Label;
+use imgflow_catalog::{
+    keys::{label_changes, label_pk, rate_pk, LabelEntry},
+    ports::{LabelIndex, ThroughputLog},
+};
+use imgflow_runtime::{ports::StoredLabels, PortError, PortErrorKind};
 
-use super::port_error;
-use imgflow_runtime::{ports::ThroughputLog, PortError, PortErrorKind};
+use crate::port_error;
 
 /// Entries per BatchWriteItem call (DynamoDB's limit).
 const BATCH_WRITE_MAX: usize = 25;
 /// How long a per-minute throughput item lives.
 const RATE_TTL: Duration = Duration::from_secs(2 * 24 * 3600);
 
-/// One image under one label (or parent) name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LabelEntry {
-    /// The name as the detector wrote it (`Cat`).
-    pub name: String,
-    /// The image.
-    pub image_id: String,
-    /// When the labels were produced.
-    pub labeled_at: String,
-    /// The label's confidence, or for a parent its most confident child's.
-    pub confidence: f32,
-}
-
-impl LabelEntry {
-    /// Its item's `(pk, sk)`.
-    pub fn key(&self) -> (String, String) {
-        (
-            label_pk(&self.name),
-            sort_key(&self.labeled_at, &self.image_id),
-        )
-    }
-}
-
-/// The partition holding images with label `name`, whatever its case.
-pub fn label_pk(name: &str) -> String {
-    format!("label#{}", name.trim().to_lowercase())
-}
-
-fn sort_key(labeled_at: &str, image_id: &str) -> String {
-    format!("{labeled_at}#{image_id}")
-}
-
-/// The entries one image's labels produce: each label and each parent name once.
-pub fn label_entries(image_id: &str, labeled_at: &str, labels: &[Label]) -> Vec<LabelEntry> {
-    let mut by_name: BTreeMap<String, LabelEntry> = BTreeMap::new();
-    let names = labels.iter().flat_map(|label| {
-        std::iter::once(label.name.as_str())
-            .chain(label.parents.iter().map(|p| p.name.as_str()))
-            .map(move |name| (name, label.confidence))
-    });
-    for (name, confidence) in names {
-        if name.trim().is_empty() {
-            continue;
-        }
-        let entry = by_name
-            .entry(name.trim().to_lowercase())
-            .or_insert_with(|| LabelEntry {
-                name: name.trim().to_owned(),
-                image_id: image_id.to_owned(),
-                labeled_at: labeled_at.to_owned(),
-                confidence,
-            });
-        entry.confidence = entry.confidence.max(confidence);
-    }
-    by_name.into_values().collect()
-}
-
 /// Images under a label, newest first: `(image id, labeled_at)` pairs.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelHits {
-    /// The hits.
+    /// `(image id, labeled_at)`, newest first.
     pub hits: Vec<(String, String)>,
     /// The sort key to continue after, when there may be more.
     pub next: Option<String>,
 }
 
-/// The index table.
+/// The index table `<prefix>-index`.
 #[derive(Debug, Clone)]
 pub struct IndexTable {
     client: Client,
@@ -106,7 +52,7 @@ impl IndexTable {
 
     /// Writes `put` and deletes `delete` (entries of labels an image no longer has). Both are
     /// idempotent, so a failed call is simply retried with the message.
-    pub async fn write_labels(
+    async fn write_entries(
         &self,
         put: &[LabelEntry],
         delete: &[LabelEntry],
@@ -225,7 +171,7 @@ impl IndexTable {
             .key_condition_expression("#pk = :pk AND #sk >= :since")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#sk", "sk")
-            .expression_attribute_values(":pk", s(format!("rate#{stage}")))
+            .expression_attribute_values(":pk", s(rate_pk(stage)))
             .expression_attribute_values(":since", s(since.to_owned()))
             .send()
             .await
@@ -242,17 +188,28 @@ impl IndexTable {
     }
 }
 
-/// The minute `t` falls in, as the throughput items' sort key.
 fn s(value: String) -> AttributeValue {
     AttributeValue::S(value)
 }
 
-fn key(pk: String, sk: String) -> std::collections::HashMap<String, AttributeValue> {
+fn key(pk: String, sk: String) -> HashMap<String, AttributeValue> {
     [("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))].into()
 }
 
-fn string(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+fn string(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     item.get(name)?.as_s().ok().cloned()
+}
+
+impl LabelIndex for IndexTable {
+    async fn index_labels(
+        &self,
+        image_id: &str,
+        current: &StoredLabels,
+        replaced: Option<&StoredLabels>,
+    ) -> Result<(), PortError> {
+        let (put, delete) = label_changes(image_id, current, replaced);
+        self.write_entries(&put, &delete).await
+    }
 }
 
 impl ThroughputLog for IndexTable {
@@ -261,7 +218,7 @@ impl ThroughputLog for IndexTable {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("rate#{stage}"), minute.to_owned())))
+            .set_key(Some(key(rate_pk(stage), minute.to_owned())))
             .update_expression("ADD #count :n SET #expires_at = :expires")
             .expression_attribute_names("#count", "count")
             .expression_attribute_names("#expires_at", "expires_at")
@@ -271,53 +228,5 @@ impl ThroughputLog for IndexTable {
             .await
             .map_err(|e| port_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use imgflow_messages::NamedRef;
-
-    fn label(name: &str, confidence: f32, parents: &[&str]) -> Label {
-        Label {
-            name: name.into(),
-            confidence,
-            instances: vec![],
-            parents: parents.iter().map(|p| NamedRef::new(*p)).collect(),
-            categories: vec![],
-        }
-    }
-
-    #[test]
-    fn every_label_and_parent_is_indexed_once_case_insensitively() {
-        let labels = [
-            label("Cat", 91.0, &["Animal", "Pet"]),
-            label("Dog", 97.0, &["animal"]),
-            label("Animal", 80.0, &[]),
-        ];
-        let entries = label_entries("id1", "2026-11-27T05:00:00.000000Z", &labels);
-        let names: Vec<_> = entries.iter().map(|e| e.key().0).collect();
-        assert_eq!(
-            names,
-            ["label#animal", "label#cat", "label#dog", "label#pet"]
-        );
-        let animal = &entries[0];
-        assert_eq!(animal.name, "Animal");
-        assert_eq!(
-            animal.confidence, 97.0,
-            "a parent is as likely as its likeliest child"
-        );
-        assert_eq!(
-            animal.key().1,
-            "2026-11-27T05:00:00.000000Z#id1",
-            "sorts by labeled time, then id"
-        );
-    }
-
-    #[test]
-    fn label_partitions_ignore_case_and_surrounding_space() {
-        assert_eq!(label_pk(" CAT "), label_pk("cat"));
-        assert_ne!(label_pk("cat"), label_pk("cats"));
     }
 }

@@ -1,0 +1,347 @@
+//! The DynamoDB adapters: the images table (here), the console's label index and
+//! throughput ([`index`]), the gallery's reads ([`catalog`]), the operator's `reindex` and
+//! full-table reads ([`reindex`]), and the item codec they share ([`codec`]).
+//!
+//! Every write is conditional, so redelivered and out-of-order messages are harmless.
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::{
+    error::SdkError,
+    operation::update_item::UpdateItemError,
+    types::{AttributeValue, ReturnValue},
+    Client,
+};
+use imgflow_catalog::keys::{day_of, received_key, status_day};
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
+
+use super::port_error;
+use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
+use imgflow_runtime::{
+    ports::{ImageTable, LabelClaim, LabelsWrite, StoredLabels, WriteOutcome, CLAIM_DONE},
+    PortError,
+};
+
+pub mod catalog;
+pub mod codec;
+pub mod index;
+pub mod reindex;
+
+/// Table `<prefix>-images`, partition key `id` (S), with two keys-only global secondary
+/// indexes for the console, both sorted by `received_key` (`<received_at>#<id>`):
+/// `by_day` (partition `day`, `YYYY-MM-DD` of `received_at`) and `by_status` (partition
+/// `status_day`, `<status>#<day>`). Partitioning by day keeps any one index partition to a
+/// day's images; the key attributes are derived on every write, so they never disagree with
+/// `status`.
+#[derive(Debug, Clone)]
+pub struct DynamoImageTable {
+    pub(crate) client: Client,
+    pub(crate) table: String,
+}
+
+impl DynamoImageTable {
+    /// The table `table` on `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Whether the table answers this caller: a read of a key that never exists, so it needs
+    /// only the `dynamodb:GetItem` every reader has. For readiness checks.
+    pub async fn reachable(&self) -> Result<(), PortError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S("readyz".into()))
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:GetItem {}", self.table), e))?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        update: Update,
+        what: &str,
+    ) -> Result<WriteOutcome, PortError> {
+        Ok(self
+            .update_returning(id, update, what, ReturnValue::None)
+            .await?
+            .0)
+    }
+
+    /// Like `update`, also answering what `returning` asks for (`UpdatedOld`: the updated
+    /// attributes' previous values).
+    async fn update_returning(
+        &self,
+        id: &str,
+        update: Update,
+        what: &str,
+        returning: ReturnValue,
+    ) -> Result<(WriteOutcome, HashMap<String, AttributeValue>), PortError> {
+        let (expression, names, values, condition) = update.build();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(id.to_owned()))
+            .update_expression(expression)
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            // DynamoDB rejects an empty values map.
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .return_values(returning)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok((WriteOutcome::Written, output.attributes.unwrap_or_default())),
+            Err(e) if is_condition_failure_update(&e) => {
+                Ok((WriteOutcome::Superseded, HashMap::new()))
+            }
+            Err(e) => Err(port_error(format!("dynamodb:UpdateItem {what} {id}"), e)),
+        }
+    }
+}
+
+/// The labels an item held before a write, from its `UPDATED_OLD` attributes.
+fn replaced_labels(mut old: HashMap<String, AttributeValue>) -> Option<StoredLabels> {
+    let labeled_at = old.remove("labeled_at")?.as_s().ok()?.clone();
+    let labels: Vec<Label> = serde_json::from_value(to_json(old.remove("labels")?)).ok()?;
+    Some(StoredLabels { labeled_at, labels })
+}
+
+fn is_condition_failure_update(
+    e: &SdkError<UpdateItemError, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+/// Ingest's attributes that a record may lack: removed when absent, so a re-ingested image
+/// (a new verdict for the same version) keeps no stale reason or size from the last one.
+const INGEST_OPTIONAL: [&str; 7] = [
+    "version_id",
+    "content_type",
+    "size",
+    "width",
+    "height",
+    "reason",
+    "accepted_at",
+];
+
+impl ImageTable for DynamoImageTable {
+    async fn write_verdict(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        // An update of ingest's own attributes, not a PutItem: a duplicate event arriving while
+        // the image is being labelled must not wipe the label claim (or a kept detection), which
+        // would grant a second claim and a second paid detector call.
+        let mut update = Update::default();
+        for (attribute, value) in record_to_item(record)? {
+            if attribute != "id" {
+                update.set(&attribute, value);
+            }
+        }
+        for attribute in INGEST_OPTIONAL {
+            if !update.mentions(attribute) {
+                update.remove(attribute);
+            }
+        }
+        update.condition(
+            "attribute_not_exists(#id) OR #status <> :labeled",
+            &[("labeled", s(ImageStatus::Labeled.as_str()))],
+        );
+        self.update(&record.id, update, "ingest").await
+    }
+
+    async fn write_failure(
+        &self,
+        image: &ImageRef,
+        status: ImageStatus,
+        reason: &str,
+    ) -> Result<WriteOutcome, PortError> {
+        let mut update = Update::default();
+        update.set("status", s(status.as_str()));
+        update.set("status_day", s(&status_day(status, &image.received_at)));
+        update.set("reason", s(reason));
+        update.condition(
+            "attribute_exists(#id) AND #status <> :labeled",
+            &[("labeled", s(ImageStatus::Labeled.as_str()))],
+        );
+        self.update(&image.image_id, update, status.as_str()).await
+    }
+
+    async fn write_labels(
+        &self,
+        labeled: &ImageLabeled,
+        stored_at: &str,
+    ) -> Result<LabelsWrite, PortError> {
+        let image = &labeled.image;
+        let mut update = Update::default();
+        update.set("status", s(ImageStatus::Labeled.as_str()));
+        update.set(
+            "status_day",
+            s(&status_day(ImageStatus::Labeled, &image.received_at)),
+        );
+        update.set_if_not_exists("day", s(day_of(&image.received_at)));
+        update.set_if_not_exists(
+            "received_key",
+            s(&received_key(&image.received_at, &image.image_id)),
+        );
+        update.set("stored_at", s(stored_at));
+        update.set("labels", to_attribute(&labeled.labels)?);
+        update.set("detector", s(&labeled.detector));
+        update.set("label_model_version", s(&labeled.label_model_version));
+        update.set("labeled_at", s(&labeled.labeled_at));
+        // Should the ingest write have been lost, the item still names its object.
+        update.set_if_not_exists("bucket", s(&image.bucket));
+        update.set_if_not_exists("key", s(&image.key));
+        update.set_if_not_exists("etag", s(&image.etag));
+        update.set_if_not_exists("received_at", s(&image.received_at));
+        update.set_if_not_exists("trace_id", s(&image.trace_id));
+        if let Some(version) = &image.version_id {
+            update.set_if_not_exists("version_id", s(version));
+        }
+        update.remove("reason");
+        // Equal timestamps are the same message again: rewriting it is harmless and lets a
+        // redelivery after a crash still publish downstream.
+        update.condition(
+            "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
+            &[("labeled_at", s(&labeled.labeled_at))],
+        );
+        let (outcome, old) = self
+            .update_returning(&image.image_id, update, "labels", ReturnValue::UpdatedOld)
+            .await?;
+        Ok(match outcome {
+            WriteOutcome::Superseded => LabelsWrite::Superseded,
+            WriteOutcome::Written => LabelsWrite::Written {
+                replaced: replaced_labels(old),
+            },
+        })
+    }
+
+    async fn claim_labeling(
+        &self,
+        image_id: &str,
+        detector: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<LabelClaim, PortError> {
+        let mut update = Update::default();
+        update.set("label_claim", s(token));
+        update.set("label_claim_until", s(until));
+        update.condition(
+            "attribute_exists(#id) \
+             AND NOT (#status = :labeled AND #detector = :detector) \
+             AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
+                  OR (#label_claim = :label_claim AND #label_claim_until <> :done))",
+            &[
+                ("labeled", s(ImageStatus::Labeled.as_str())),
+                ("detector", s(detector)),
+                ("now", s(now)),
+                ("done", s(CLAIM_DONE)),
+            ],
+        );
+        let (outcome, item) = self
+            .update_returning(image_id, update, "label claim", ReturnValue::AllNew)
+            .await?;
+        if outcome == WriteOutcome::Written {
+            return Ok(LabelClaim::Granted {
+                pending: text(&item, "label_pending"),
+            });
+        }
+        // The condition failed; one read tells which part (a rare path: duplicates only).
+        Ok(match self.get_item(image_id).await? {
+            Some(item) => claim_refusal(&item, detector),
+            // No item: ingest's write was lost. The store stage's write creates it.
+            None => LabelClaim::Granted { pending: None },
+        })
+    }
+
+    async fn keep_detection(
+        &self,
+        image_id: &str,
+        token: &str,
+        labeled: &str,
+    ) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.set("label_pending", s(labeled));
+        update.condition("#label_claim = :token", &[("token", s(token))]);
+        if self.update(image_id, update, "kept detection").await? == WriteOutcome::Superseded {
+            // The lease ran out and a duplicate holds the image now; publishing still works,
+            // only the safety net for a failed publish is missing.
+            tracing::warn!(
+                "the label claim passed to another message before the detection was kept"
+            );
+        }
+        Ok(())
+    }
+
+    async fn complete_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.set("label_claim_until", s(CLAIM_DONE));
+        update.remove("label_pending");
+        update.condition("#label_claim = :token", &[("token", s(token))]);
+        self.update(image_id, update, "label claim completion")
+            .await?;
+        Ok(())
+    }
+
+    async fn release_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.remove("label_claim");
+        update.remove("label_claim_until");
+        update.condition("#label_claim = :token", &[("token", s(token))]);
+        // Superseded means another message holds the claim now: nothing of ours to release.
+        self.update(image_id, update, "label claim release").await?;
+        Ok(())
+    }
+
+    async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
+        self.get_item(image_id)
+            .await?
+            .map(item_to_record)
+            .transpose()
+    }
+}
+
+impl DynamoImageTable {
+    /// One item with every attribute, read consistently.
+    async fn get_item(
+        &self,
+        image_id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", AttributeValue::S(image_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| port_error(format!("dynamodb:GetItem {image_id}"), e))?;
+        Ok(output.item)
+    }
+}
+
+fn text(item: &HashMap<String, AttributeValue>, attribute: &str) -> Option<String> {
+    item.get(attribute)?.as_s().ok().cloned()
+}
+
+/// Why a claim's condition failed, from the item as it is now.
+fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> LabelClaim {
+    let labeled = text(item, "status").as_deref() == Some(ImageStatus::Labeled.as_str())
+        && text(item, "detector").as_deref() == Some(detector);
+    match text(item, "label_claim_until") {
+        _ if labeled => LabelClaim::AlreadyLabeled,
+        Some(until) if until == CLAIM_DONE => LabelClaim::Done,
+        Some(until) => LabelClaim::HeldByOther { until },
+        // The claim was released between the write and the read: the next try takes it.
+        None => LabelClaim::HeldByOther {
+            until: imgflow_runtime::clock::now_rfc3339(),
+        },
+    }
+}

@@ -1,0 +1,103 @@
+//! The read model in memory: a label index and a catalog over the runtime's `FakeTable`, with
+//! the key rules of [`crate::keys`], so handler and route tests see what DynamoDB would hold.
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use imgflow_messages::ImageRecord;
+use imgflow_runtime::{fakes::FakeTable, ports::StoredLabels, PortError, PortErrorKind};
+
+use crate::{
+    keys::{label_changes, label_pk, received_key, LabelEntry},
+    ports::{ImageCatalog, ImagePage, ImageQuery, LabelIndex},
+};
+
+/// The label index: entries by `(pk, sk)`, as the index table holds them.
+#[derive(Debug, Default)]
+pub struct FakeLabelIndex {
+    entries: Mutex<BTreeMap<(String, String), LabelEntry>>,
+}
+
+impl FakeLabelIndex {
+    /// The ids of the images under label (or parent) `name`, newest labels first.
+    pub fn images_with_label(&self, name: &str) -> Vec<String> {
+        let pk = label_pk(name);
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .filter(|((p, _), _)| *p == pk)
+            .map(|(_, e)| e.image_id.clone())
+            .collect()
+    }
+
+    /// How many entries the index holds.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap().len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl LabelIndex for FakeLabelIndex {
+    async fn index_labels(
+        &self,
+        image_id: &str,
+        current: &StoredLabels,
+        replaced: Option<&StoredLabels>,
+    ) -> Result<(), PortError> {
+        let (put, delete) = label_changes(image_id, current, replaced);
+        let mut entries = self.entries.lock().unwrap();
+        for entry in delete {
+            entries.remove(&entry.key());
+        }
+        for entry in put {
+            entries.insert(entry.key(), entry);
+        }
+        Ok(())
+    }
+}
+
+/// Lists a `FakeTable` by sorting every item on its `received_key`; a label search goes
+/// through the label index. The cursor is the number of images already shown.
+#[derive(Debug, Clone)]
+pub struct FakeCatalog {
+    /// The images (a clone shares them).
+    pub table: FakeTable,
+    /// The label index the store stage wrote.
+    pub index: Arc<FakeLabelIndex>,
+}
+
+impl ImageCatalog for FakeCatalog {
+    async fn list(&self, query: &ImageQuery) -> Result<ImagePage, PortError> {
+        let skip = match &query.cursor {
+            Some(c) => c.parse().map_err(|_| {
+                PortError::new(PortErrorKind::Invalid, "reading the page cursor", c.clone())
+            })?,
+            None => 0,
+        };
+        let labeled: Option<Vec<String>> = query
+            .label
+            .as_deref()
+            .map(|l| self.index.images_with_label(l));
+        let mut matching: Vec<ImageRecord> = self
+            .table
+            .items()
+            .into_values()
+            .filter(|r| query.status.is_none_or(|s| s == r.status))
+            .filter(|r| labeled.as_ref().is_none_or(|ids| ids.contains(&r.id)))
+            .collect();
+        matching.sort_by_key(|r| std::cmp::Reverse(received_key(&r.received_at, &r.id)));
+        let limit = query.limit.max(1);
+        let more = matching.len() > skip + limit;
+        Ok(ImagePage {
+            images: matching.into_iter().skip(skip).take(limit).collect(),
+            next: more.then(|| (skip + limit).to_string()),
+        })
+    }
+}
