@@ -213,13 +213,52 @@ pub(crate) async fn clients_at(endpoint: &str, attempt: std::time::Duration) -> 
     AwsClients::new(&config)
 }
 
-/// Maps any SDK error to a [`PortError`] from its error code and HTTP status.
-pub fn port_error<E>(operation: impl Into<String>, error: SdkError<E, HttpResponse>) -> PortError
+/// Maps an SDK error of any operation to a [`PortError`]: first by the service's modeled
+/// error (`S`, the service-wide enum every operation error converts into, as
+/// `into_service_error` would), then, for what the service does not model for the operation
+/// (throttling often arrives as a bare code), by error code and HTTP status. The service's
+/// error stays as the source.
+pub(crate) fn service_error<E, S>(
+    operation: impl Into<String>,
+    error: SdkError<E, HttpResponse>,
+) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    S: From<SdkError<E, HttpResponse>> + ModeledKind + std::error::Error + Send + Sync + 'static,
+{
+    let by_code = classify(&error);
+    let summary = summary(&error);
+    let modeled = S::from(error);
+    let kind = modeled.modeled_kind().unwrap_or(by_code);
+    PortError::new(kind, operation, summary).caused_by(modeled)
+}
+
+/// How a service's modeled errors are treated; `None` leaves it to the code and status.
+pub(crate) trait ModeledKind {
+    fn modeled_kind(&self) -> Option<PortErrorKind>;
+}
+
+/// One line for people: the service's code and message, or what failed on the way there.
+/// The full error (request id, raw response) stays in [`PortError::source`].
+fn summary<E>(error: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let kind = classify(&error);
-    PortError::new(kind, operation, DisplayErrorContext(&error).to_string())
+    match error {
+        SdkError::ServiceError(context) => {
+            let status = context.raw().status().as_u16();
+            match (context.err().code(), context.err().message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ => format!("{} (HTTP {status})", DisplayErrorContext(context.err())),
+            }
+        }
+        SdkError::TimeoutError(_) => "timed out".into(),
+        SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+            format!("cannot reach the service ({})", DisplayErrorContext(error))
+        }
+        _ => DisplayErrorContext(error).to_string(),
+    }
 }
 
 /// How an SDK error should be treated. Service errors go by their code (the SDKs' own

@@ -7,7 +7,7 @@ use aws_sdk_rekognition::{
 };
 use imgflow_messages::{BoundingBox, Instance, Label, NamedRef};
 
-use super::{port_error, s3::S3Store};
+use super::{s3::S3Store, service_error, ModeledKind};
 use imgflow_runtime::{
     ports::{DetectRequest, Detection, LabelDetector, ObjectStore},
     PortError, PortErrorKind,
@@ -101,19 +101,10 @@ impl LabelDetector for RekognitionDetector {
                     e.as_service_error(),
                     Some(DetectLabelsError::InvalidS3ObjectException(_))
                 );
-                let invalid_image = matches!(
-                    e.as_service_error(),
-                    Some(
-                        DetectLabelsError::InvalidImageFormatException(_)
-                            | DetectLabelsError::ImageTooLargeException(_)
-                    )
-                );
-                let mut error = port_error(operation, e);
+                // A refused image is `Invalid` by its modeled error (see `ModeledKind`).
+                let error = rekognition_error(operation, e);
                 if unreadable {
                     return Err(self.unreadable(request, error).await);
-                }
-                if invalid_image {
-                    error.kind = PortErrorKind::Invalid;
                 }
                 return Err(error);
             }
@@ -165,6 +156,39 @@ fn to_label(label: aws_sdk_rekognition::types::Label) -> Label {
             .filter_map(|c| c.name.map(NamedRef::new))
             .collect(),
     }
+}
+
+/// Rekognition's modeled errors: an image it refuses can never be labelled there.
+impl ModeledKind for aws_sdk_rekognition::Error {
+    fn modeled_kind(&self) -> Option<PortErrorKind> {
+        use aws_sdk_rekognition::Error as E;
+        Some(match self {
+            E::ThrottlingException(_)
+            | E::ProvisionedThroughputExceededException(_)
+            | E::LimitExceededException(_) => PortErrorKind::Throttled,
+            E::InternalServerError(_) => PortErrorKind::Retryable,
+            E::InvalidImageFormatException(_) | E::ImageTooLargeException(_) => {
+                PortErrorKind::Invalid
+            }
+            E::ResourceNotFoundException(_) => PortErrorKind::NotFound,
+            E::AccessDeniedException(_) => PortErrorKind::Fatal,
+            _ => return None,
+        })
+    }
+}
+
+/// A Rekognition call's error as a [`PortError`].
+pub(crate) fn rekognition_error<E>(
+    operation: impl Into<String>,
+    error: aws_sdk_rekognition::error::SdkError<E, aws_sdk_rekognition::config::http::HttpResponse>,
+) -> PortError
+where
+    E: aws_sdk_rekognition::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    aws_sdk_rekognition::Error: From<
+        aws_sdk_rekognition::error::SdkError<E, aws_sdk_rekognition::config::http::HttpResponse>,
+    >,
+{
+    service_error::<E, aws_sdk_rekognition::Error>(operation, error)
 }
 
 #[cfg(test)]

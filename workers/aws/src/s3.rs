@@ -3,7 +3,7 @@ use aws_sdk_s3::{primitives::ByteStream, Client};
 use bytes::Bytes;
 use imgflow_messages::id::normalize_etag;
 
-use super::port_error;
+use super::{service_error, ModeledKind};
 use imgflow_runtime::{
     ports::{ObjectHead, ObjectLocation, ObjectStore, PutResult},
     PortError, PortErrorKind,
@@ -38,15 +38,16 @@ fn version(raw: Option<String>) -> Option<String> {
 /// deleted object reads as 404 (`missing`), and a 403 is then a real permission error.
 fn read_error<E>(
     operation: String,
-    error: aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+    error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> PortError
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    aws_sdk_s3::Error: From<aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
 {
     let forbidden = error
         .raw_response()
         .is_some_and(|r| r.status().as_u16() == 403);
-    let mut e = port_error(operation, error);
+    let mut e = s3_error(operation, error);
     if forbidden {
         e.message = format!(
             "access denied: grant s3:GetObject on the key and s3:ListBucket on the bucket for its \
@@ -138,12 +139,36 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| port_error(format!("s3:PutObject s3://{bucket}/{key}"), e))?;
+            .map_err(|e| s3_error(format!("s3:PutObject s3://{bucket}/{key}"), e))?;
         Ok(PutResult {
             etag: etag(output.e_tag.as_deref()),
             version_id: version(output.version_id),
         })
     }
+}
+
+/// S3's modeled errors.
+impl ModeledKind for aws_sdk_s3::Error {
+    fn modeled_kind(&self) -> Option<PortErrorKind> {
+        use aws_sdk_s3::Error as E;
+        Some(match self {
+            E::NoSuchKey(_) | E::NoSuchBucket(_) | E::NotFound(_) => PortErrorKind::NotFound,
+            E::AccessDenied(_) => PortErrorKind::Fatal,
+            _ => return None,
+        })
+    }
+}
+
+/// An S3 call's error as a [`PortError`].
+pub(crate) fn s3_error<E>(
+    operation: impl Into<String>,
+    error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> PortError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    aws_sdk_s3::Error: From<aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+{
+    service_error::<E, aws_sdk_s3::Error>(operation, error)
 }
 
 #[cfg(test)]

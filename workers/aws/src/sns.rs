@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sns::{types::PublishBatchRequestEntry, Client};
 use tokio::sync::{mpsc, oneshot};
 
-use super::port_error;
+use super::{service_error, ModeledKind};
 use imgflow_runtime::{ports::Publisher, PortError, PortErrorKind};
 
 type Pending = (String, oneshot::Sender<Result<(), PortError>>);
@@ -144,7 +144,7 @@ async fn send(client: &Client, topic_arn: &str, batch: Vec<Pending>) {
             }
         }
         Err(e) => {
-            let error = port_error(operation, e);
+            let error = sns_error(operation, e);
             for (_, done) in batch {
                 let _ = done.send(Err(PortError::new(
                     error.kind,
@@ -167,7 +167,7 @@ pub async fn topic_arn(client: &Client, name: &str) -> Result<String, PortError>
             .set_next_token(next_token)
             .send()
             .await
-            .map_err(|e| port_error("sns:ListTopics", e))?;
+            .map_err(|e| sns_error("sns:ListTopics", e))?;
         if let Some(arn) = page
             .topics()
             .iter()
@@ -187,6 +187,32 @@ pub async fn topic_arn(client: &Client, name: &str) -> Result<String, PortError>
             }
         }
     }
+}
+
+/// SNS' modeled errors.
+impl ModeledKind for aws_sdk_sns::Error {
+    fn modeled_kind(&self) -> Option<PortErrorKind> {
+        use aws_sdk_sns::Error as E;
+        Some(match self {
+            E::NotFoundException(_) | E::ResourceNotFoundException(_) => PortErrorKind::NotFound,
+            E::ThrottledException(_) | E::KmsThrottlingException(_) => PortErrorKind::Throttled,
+            E::InternalErrorException(_) => PortErrorKind::Retryable,
+            _ => return None,
+        })
+    }
+}
+
+/// An SNS call's error as a [`PortError`].
+pub(crate) fn sns_error<E>(
+    operation: impl Into<String>,
+    error: aws_sdk_sns::error::SdkError<E, aws_sdk_sns::config::http::HttpResponse>,
+) -> PortError
+where
+    E: aws_sdk_sns::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    aws_sdk_sns::Error:
+        From<aws_sdk_sns::error::SdkError<E, aws_sdk_sns::config::http::HttpResponse>>,
+{
+    service_error::<E, aws_sdk_sns::Error>(operation, error)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use aws_sdk_sqs::{
     Client,
 };
 
-use super::port_error;
+use super::{service_error, ModeledKind};
 use imgflow_runtime::{
     ports::{DeadLetter, Queue, ReceivedMessage},
     PortError, PortErrorKind,
@@ -62,7 +62,7 @@ async fn change_visibility_batch(
             .set_entries(Some(entries))
             .send()
             .await
-            .map_err(|e| port_error("sqs:ChangeMessageVisibilityBatch", e))?;
+            .map_err(|e| sqs_error("sqs:ChangeMessageVisibilityBatch", e))?;
         failed.extend(failed_handles(
             chunk,
             output.failed.iter().map(|e| (&e.id, &e.code)),
@@ -94,7 +94,7 @@ pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortE
         .attribute_names(ApproximateNumberOfMessagesNotVisible)
         .send()
         .await
-        .map_err(|e| port_error(format!("sqs:GetQueueAttributes {name}"), e))?;
+        .map_err(|e| sqs_error(format!("sqs:GetQueueAttributes {name}"), e))?;
     let attributes = output.attributes.unwrap_or_default();
     let count = |attribute| {
         attributes
@@ -126,7 +126,7 @@ pub async fn queue_url(client: &Client, name: &str) -> Result<String, PortError>
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| port_error(operation.clone(), e))?;
+        .map_err(|e| sqs_error(operation.clone(), e))?;
     output.queue_url.ok_or_else(|| {
         PortError::new(
             PortErrorKind::NotFound,
@@ -168,7 +168,7 @@ impl Queue for SqsQueue {
             .message_attribute_names("All")
             .send()
             .await
-            .map_err(|e| port_error("sqs:ReceiveMessage", e))?;
+            .map_err(|e| sqs_error("sqs:ReceiveMessage", e))?;
         Ok(output
             .messages
             .unwrap_or_default()
@@ -218,7 +218,7 @@ impl Queue for SqsQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| port_error("sqs:DeleteMessageBatch", e))?;
+                .map_err(|e| sqs_error("sqs:DeleteMessageBatch", e))?;
             failed.extend(failed_handles(
                 chunk,
                 output.failed.iter().map(|e| (&e.id, &e.code)),
@@ -240,7 +240,7 @@ impl Queue for SqsQueue {
             .visibility_timeout(whole_seconds(timeout))
             .send()
             .await
-            .map_err(|e| port_error("sqs:ChangeMessageVisibility", e))?;
+            .map_err(|e| sqs_error("sqs:ChangeMessageVisibility", e))?;
         Ok(())
     }
 
@@ -274,7 +274,7 @@ impl Queue for SqsQueue {
         request
             .send()
             .await
-            .map_err(|e| port_error("sqs:SendMessage (dead-letter queue)", e))?;
+            .map_err(|e| sqs_error("sqs:SendMessage (dead-letter queue)", e))?;
         Ok(())
     }
 }
@@ -331,7 +331,7 @@ impl QueueAdmin {
                 .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .send()
                 .await
-                .map_err(|e| port_error("sqs:ReceiveMessage", e))?;
+                .map_err(|e| sqs_error("sqs:ReceiveMessage", e))?;
             let messages = output.messages.unwrap_or_default();
             if messages.is_empty() {
                 break;
@@ -377,7 +377,7 @@ impl QueueAdmin {
             .receipt_handle(&message.receipt_handle)
             .send()
             .await
-            .map_err(|e| port_error("sqs:DeleteMessage", e))?;
+            .map_err(|e| sqs_error("sqs:DeleteMessage", e))?;
         Ok(())
     }
 
@@ -399,7 +399,7 @@ impl QueueAdmin {
         request
             .send()
             .await
-            .map_err(|e| port_error("sqs:SendMessage", e))?;
+            .map_err(|e| sqs_error("sqs:SendMessage", e))?;
         Ok(())
     }
 
@@ -410,7 +410,34 @@ impl QueueAdmin {
             .queue_url(&self.url)
             .send()
             .await
-            .map_err(|e| port_error("sqs:PurgeQueue", e))?;
+            .map_err(|e| sqs_error("sqs:PurgeQueue", e))?;
         Ok(())
     }
+}
+
+/// SQS' modeled errors.
+impl ModeledKind for aws_sdk_sqs::Error {
+    fn modeled_kind(&self) -> Option<PortErrorKind> {
+        use aws_sdk_sqs::Error as E;
+        Some(match self {
+            E::QueueDoesNotExist(_) | E::ResourceNotFoundException(_) => PortErrorKind::NotFound,
+            E::RequestThrottled(_) | E::KmsThrottled(_) | E::OverLimit(_) => {
+                PortErrorKind::Throttled
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// An SQS call's error as a [`PortError`].
+pub(crate) fn sqs_error<E>(
+    operation: impl Into<String>,
+    error: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
+) -> PortError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    aws_sdk_sqs::Error:
+        From<aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
+{
+    service_error::<E, aws_sdk_sqs::Error>(operation, error)
 }

@@ -34,7 +34,8 @@ impl PortErrorKind {
     }
 }
 
-/// A failed port call: what was being done, how to treat it, and the service's words.
+/// A failed port call: what was being done, how to treat it, the service's words, and the
+/// underlying error (the SDK's, with its request id and raw response) as the source.
 #[derive(Debug, thiserror::Error)]
 #[error("{operation}: {message}")]
 pub struct PortError {
@@ -42,8 +43,11 @@ pub struct PortError {
     pub kind: PortErrorKind,
     /// What was being done, for example `s3:HeadObject s3://bucket/key`.
     pub operation: String,
-    /// The service's error code and message, or the transport failure.
+    /// The service's error code and message, or the transport failure, in one line.
     pub message: String,
+    /// The error this one was classified from, for `-v` and debug logs.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl PortError {
@@ -57,7 +61,14 @@ impl PortError {
             kind,
             operation: operation.into(),
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// The same error, caused by `source`.
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 
     /// Whether the same call may succeed later.

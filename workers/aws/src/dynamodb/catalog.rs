@@ -15,8 +15,8 @@ use imgflow_catalog::{
 use imgflow_messages::{ImageRecord, ImageStatus};
 use imgflow_runtime::{PortError, PortErrorKind};
 
+use super::dynamodb_error;
 use super::{codec::item_to_record, index::IndexTable, DynamoImageTable};
-use crate::port_error;
 
 /// Days one page request may walk back through before it answers (with a cursor to go on).
 const DAYS_PER_REQUEST: usize = 31;
@@ -189,7 +189,9 @@ impl DynamoCatalog {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:Query {} {index}", self.images.table), e))?;
+            .map_err(|e| {
+                dynamodb_error(format!("dynamodb:Query {} {index}", self.images.table), e)
+            })?;
         let ids = output
             .items
             .unwrap_or_default()
@@ -216,7 +218,7 @@ impl DynamoCatalog {
                     .send()
                     .await
                     .map_err(|e| {
-                        port_error(format!("dynamodb:DescribeTable {}", self.images.table), e)
+                        dynamodb_error(format!("dynamodb:DescribeTable {}", self.images.table), e)
                     })?;
                 let seconds = output
                     .table
@@ -269,7 +271,7 @@ impl DynamoCatalog {
                 .send()
                 .await
                 .map_err(|e| {
-                    port_error(format!("dynamodb:BatchGetItem {}", self.images.table), e)
+                    dynamodb_error(format!("dynamodb:BatchGetItem {}", self.images.table), e)
                 })?;
             for item in output
                 .responses

@@ -18,7 +18,7 @@ use imgflow_catalog::{
 };
 use imgflow_runtime::{ports::StoredLabels, PortError, PortErrorKind};
 
-use crate::port_error;
+use super::dynamodb_error;
 
 /// Entries per BatchWriteItem call (DynamoDB's limit).
 const BATCH_WRITE_MAX: usize = 25;
@@ -106,7 +106,9 @@ impl IndexTable {
                 .request_items(&self.table, requests)
                 .send()
                 .await
-                .map_err(|e| port_error(format!("dynamodb:BatchWriteItem {}", self.table), e))?;
+                .map_err(|e| {
+                    dynamodb_error(format!("dynamodb:BatchWriteItem {}", self.table), e)
+                })?;
             requests = output
                 .unprocessed_items
                 .and_then(|mut m| m.remove(&self.table))
@@ -144,7 +146,7 @@ impl IndexTable {
             .set_exclusive_start_key(after.map(|sk| key(pk, sk.to_owned())))
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:Query {} label", self.table), e))?;
+            .map_err(|e| dynamodb_error(format!("dynamodb:Query {} label", self.table), e))?;
         let hits = output
             .items
             .unwrap_or_default()
@@ -175,7 +177,7 @@ impl IndexTable {
             .expression_attribute_values(":since", s(since.to_owned()))
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:Query {} rate", self.table), e))?;
+            .map_err(|e| dynamodb_error(format!("dynamodb:Query {} rate", self.table), e))?;
         Ok(output
             .items
             .unwrap_or_default()
@@ -226,7 +228,7 @@ impl ThroughputLog for IndexTable {
             .expression_attribute_values(":expires", AttributeValue::N(expires.to_string()))
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
+            .map_err(|e| dynamodb_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
         Ok(())
     }
 }

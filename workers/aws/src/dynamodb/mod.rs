@@ -14,11 +14,11 @@ use aws_sdk_dynamodb::{
 use imgflow_catalog::keys::{day_of, received_key, status_day};
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
-use super::port_error;
+use super::{service_error, ModeledKind};
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{ImageTable, LabelClaim, LabelsWrite, StoredLabels, WriteOutcome, CLAIM_DONE},
-    PortError,
+    PortError, PortErrorKind,
 };
 
 pub mod catalog;
@@ -56,7 +56,7 @@ impl DynamoImageTable {
             .key("id", AttributeValue::S("readyz".into()))
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:GetItem {}", self.table), e))?;
+            .map_err(|e| dynamodb_error(format!("dynamodb:GetItem {}", self.table), e))?;
         Ok(())
     }
 
@@ -100,7 +100,10 @@ impl DynamoImageTable {
             Err(e) if is_condition_failure_update(&e) => {
                 Ok((WriteOutcome::Superseded, HashMap::new()))
             }
-            Err(e) => Err(port_error(format!("dynamodb:UpdateItem {what} {id}"), e)),
+            Err(e) => Err(dynamodb_error(
+                format!("dynamodb:UpdateItem {what} {id}"),
+                e,
+            )),
         }
     }
 }
@@ -322,7 +325,7 @@ impl DynamoImageTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:GetItem {image_id}"), e))?;
+            .map_err(|e| dynamodb_error(format!("dynamodb:GetItem {image_id}"), e))?;
         Ok(output.item)
     }
 }
@@ -344,4 +347,37 @@ fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> Labe
             until: imgflow_runtime::clock::now_rfc3339(),
         },
     }
+}
+
+/// DynamoDB's modeled errors. A failed condition is not here: each write decides what it means.
+impl ModeledKind for aws_sdk_dynamodb::Error {
+    fn modeled_kind(&self) -> Option<PortErrorKind> {
+        use aws_sdk_dynamodb::Error as E;
+        Some(match self {
+            E::ProvisionedThroughputExceededException(_)
+            | E::RequestLimitExceeded(_)
+            | E::ThrottlingException(_)
+            | E::LimitExceededException(_) => PortErrorKind::Throttled,
+            E::ResourceNotFoundException(_)
+            | E::TableNotFoundException(_)
+            | E::IndexNotFoundException(_) => PortErrorKind::NotFound,
+            E::InternalServerError(_)
+            | E::TransactionConflictException(_)
+            | E::ReplicatedWriteConflictException(_) => PortErrorKind::Retryable,
+            _ => return None,
+        })
+    }
+}
+
+/// A DynamoDB call's error as a [`PortError`].
+pub(crate) fn dynamodb_error<E>(
+    operation: impl Into<String>,
+    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+) -> PortError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    aws_sdk_dynamodb::Error:
+        From<aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
+{
+    service_error::<E, aws_sdk_dynamodb::Error>(operation, error)
 }

@@ -13,12 +13,12 @@ use imgflow_runtime::{
     PortError,
 };
 
+use super::dynamodb_error;
 use super::{
     codec::{item_to_record, s, Update},
     index::IndexTable,
     DynamoImageTable,
 };
-use crate::port_error;
 
 /// What `reindex` did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,7 +45,7 @@ impl DynamoImageTable {
             .set_exclusive_start_key(start)
             .send()
             .await
-            .map_err(|e| port_error(format!("dynamodb:Scan {}", self.table), e))?;
+            .map_err(|e| dynamodb_error(format!("dynamodb:Scan {}", self.table), e))?;
         let records = page
             .items
             .unwrap_or_default()
