@@ -1,5 +1,20 @@
-//! AWS adapters: the only code that sees `SdkError`. Each maps the SDK's errors into
-//! [`PortError`] once, so retry decisions elsewhere read one enum.
+//! # imgflow-aws: the AWS adapters
+//!
+//! Every SDK call of the project, and the only code that sees `SdkError`. Each adapter maps
+//! the SDK's errors into [`PortError`] once, by the service's modeled errors first
+//! ([`ModeledKind`]) and then by code and status, so retry decisions elsewhere read one enum.
+//!
+//! # Layout
+//! - [`s3`]: `ObjectStore` (head, ranged reads, put).
+//! - [`sqs`]: `Queue` for the consumer; queue depth and dead-letter administration.
+//! - [`sns`]: `Publisher`, batching concurrent publishes into `PublishBatch`.
+//! - [`rekognition`]: `LabelDetector` on DetectLabels.
+//! - [`dynamodb`]: `ImageTable` (the images table), and in `dynamodb::{index, catalog,
+//!   reindex, codec}` the console's label index and throughput, its gallery reads, the
+//!   operator's reindex and the item codec.
+//! - [`provision`]: the SDK calls `imgflow provision` is made of.
+//! - here: [`AwsClients`] (one config, every client), timeouts, error classification, and
+//!   the call-counting interceptor behind `imgflow_aws_calls_total`.
 //!
 //! One `SdkConfig` builds every client; `AWS_ENDPOINT_URL` (the standard variable) points all
 //! of them at an emulator, and S3 then uses path-style addressing, since an emulator on
@@ -17,6 +32,7 @@ use imgflow_runtime::{
 };
 
 pub mod dynamodb;
+pub mod provision;
 pub mod rekognition;
 pub mod s3;
 pub mod sns;
@@ -234,7 +250,8 @@ where
 }
 
 /// How a service's modeled errors are treated; `None` leaves it to the code and status.
-pub(crate) trait ModeledKind {
+pub trait ModeledKind {
+    /// The kind this error is, if the service models it.
     fn modeled_kind(&self) -> Option<PortErrorKind>;
 }
 

@@ -157,3 +157,41 @@ pub async fn build<D: LabelDetector>(
         config.consumer.clone(),
     ))
 }
+
+/// A detector that answers one fixed label after a fixed delay: the benchmark's stand-in for
+/// Rekognition, so a run measures imgflow's plumbing rather than a model
+/// (`IMGFLOW_DETECTOR=fixed`, `IMGFLOW_FIXED_LATENCY_MS`).
+#[derive(Debug, Clone)]
+pub struct FixedLatencyDetector {
+    latency: Duration,
+}
+
+impl FixedLatencyDetector {
+    /// Answers after `latency`.
+    pub fn new(latency: Duration) -> Self {
+        Self { latency }
+    }
+}
+
+impl LabelDetector for FixedLatencyDetector {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+
+    async fn detect(
+        &self,
+        _request: &imgflow_runtime::ports::DetectRequest,
+    ) -> Result<imgflow_runtime::ports::Detection, PortError> {
+        tokio::time::sleep(self.latency).await;
+        Ok(imgflow_runtime::ports::Detection {
+            labels: vec![imgflow_messages::Label {
+                name: "Benchmark".into(),
+                confidence: 99.0,
+                instances: Vec::new(),
+                parents: Vec::new(),
+                categories: Vec::new(),
+            }],
+            label_model_version: format!("fixed-{}ms", self.latency.as_millis()),
+        })
+    }
+}

@@ -4,12 +4,12 @@ use std::{process::ExitCode, sync::Arc};
 use anyhow::Context;
 use imgflow_aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients};
 use imgflow_catalog::throughput;
-use imgflow_label::{CallLog, DetectorChoice};
+use imgflow_label::{CallLog, DetectorChoice, FixedLatencyDetector};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
 use imgflow_runtime::{
     config::{env_in_range, env_opt, max_decoded_bytes_from_env, Stage, WorkerConfig},
     observability,
-    ports::{FixedLatencyDetector, LabelDetector},
+    ports::LabelDetector,
     shutdown, telemetry,
 };
 

@@ -1,23 +1,26 @@
 //! `imgflow provision`: every resource of the topology, created or brought up to date.
-//! Safe to run any number of times, also while the pipeline runs.
+//! Safe to run any number of times, also while the pipeline runs. This is the plan (names,
+//! keys, policies, order); the SDK calls are `imgflow_aws::provision`'s.
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+use imgflow_aws::{
+    provision::{
+        enable_ttl, ensure_bucket, ensure_notification, ensure_queue, ensure_subscription,
+        ensure_table, ensure_topic, queue_arn, region, set_queue_attributes,
+    },
+    AwsClients,
 };
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
-    NotificationConfiguration, NotificationConfigurationFilter, PublicAccessBlockConfiguration,
-    QueueConfiguration, S3KeyFilter, ServerSideEncryption, ServerSideEncryptionByDefault,
-    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-};
-use aws_sdk_sqs::types::QueueAttributeName;
-use imgflow_aws::AwsClients;
 use imgflow_catalog::keys::{BY_DAY_INDEX, BY_STATUS_INDEX};
 use imgflow_runtime::config::{Names, Stage};
 use serde_json::json;
+
+pub use imgflow_aws::provision::ProvisionError;
+
+/// The images table's console indexes: (name, partition key, sort key), keys only.
+const IMAGE_INDEXES: &[(&str, &str, &str)] = &[
+    (BY_DAY_INDEX, "day", "received_key"),
+    (BY_STATUS_INDEX, "status_day", "received_key"),
+];
 
 /// Settings that are not names.
 #[derive(Debug, Clone)]
@@ -35,23 +38,6 @@ impl Default for ProvisionSettings {
             max_receive_count: 5,
             visibility_timeout: None,
         }
-    }
-}
-
-/// A provisioning step that failed, naming the resource.
-#[derive(Debug, thiserror::Error)]
-#[error("provisioning {resource}: {message}")]
-pub struct ProvisionError {
-    /// Which resource.
-    pub resource: String,
-    /// The service's answer.
-    pub message: String,
-}
-
-fn failed(resource: impl Into<String>, e: impl std::error::Error) -> ProvisionError {
-    ProvisionError {
-        resource: resource.into(),
-        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
     }
 }
 
@@ -76,41 +62,15 @@ pub async fn provision(
     names: &Names,
     settings: &ProvisionSettings,
 ) -> Result<Provisioned, ProvisionError> {
-    let region = aws
-        .s3
-        .config()
-        .region()
-        .map(|r| r.to_string())
-        .unwrap_or_else(|| "us-east-1".into());
-    ensure_bucket(aws, &names.bucket, &region).await?;
+    ensure_bucket(aws, &names.bucket, &region(aws)).await?;
     ensure_table(aws, &names.table, ("id", None), IMAGE_INDEXES).await?;
     ensure_table(aws, &names.index_table, ("pk", Some("sk")), &[]).await?;
-    aws.dynamodb
-        .update_time_to_live()
-        .table_name(&names.index_table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name("expires_at")
-                .build()
-                .map_err(|e| failed(format!("table {}", names.index_table), e))?,
-        )
-        .send()
-        .await
-        .map_err(|e| failed(format!("table {} TTL", names.index_table), e))?;
+    enable_ttl(aws, &names.index_table, "expires_at").await?;
 
     let mut topic_arns = HashMap::new();
     for stage in Stage::ALL {
         let name = names.topic(stage.output_topic());
-        let arn = aws
-            .sns
-            .create_topic()
-            .name(&name)
-            .send()
-            .await
-            .map_err(|e| failed(format!("topic {name}"), e))?
-            .topic_arn
-            .unwrap_or_default();
+        let arn = ensure_topic(aws, &name).await?;
         topic_arns.insert(name, arn);
     }
 
@@ -144,47 +104,31 @@ pub async fn provision(
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": settings.max_receive_count.to_string(),
         });
-        set_attributes(
+        let visibility = settings
+            .visibility_timeout
+            .unwrap_or(stage.visibility_timeout());
+        set_queue_attributes(
             aws,
             &name,
             &url,
-            [
-                (
-                    QueueAttributeName::VisibilityTimeout,
-                    settings
-                        .visibility_timeout
-                        .unwrap_or(stage.visibility_timeout())
-                        .as_secs()
-                        .to_string(),
-                ),
-                (
-                    QueueAttributeName::ReceiveMessageWaitTimeSeconds,
-                    "20".into(),
-                ),
-                (
-                    QueueAttributeName::MessageRetentionPeriod,
-                    (4 * 24 * 3600).to_string(),
-                ),
-                (QueueAttributeName::RedrivePolicy, redrive.to_string()),
-                (QueueAttributeName::Policy, policy.to_string()),
+            &[
+                ("VisibilityTimeout", visibility.as_secs().to_string()),
+                ("ReceiveMessageWaitTimeSeconds", "20".into()),
+                ("MessageRetentionPeriod", (4 * 24 * 3600).to_string()),
+                ("RedrivePolicy", redrive.to_string()),
+                ("Policy", policy.to_string()),
             ],
         )
         .await?;
         let redrive_allow = json!({"redrivePermission": "byQueue", "sourceQueueArns": [arn]});
-        set_attributes(
+        set_queue_attributes(
             aws,
             &dlq_name,
             &dlq_url,
-            [
+            &[
                 // Dead letters are kept the longest SQS allows, for inspection and replay.
-                (
-                    QueueAttributeName::MessageRetentionPeriod,
-                    (14 * 24 * 3600).to_string(),
-                ),
-                (
-                    QueueAttributeName::RedriveAllowPolicy,
-                    redrive_allow.to_string(),
-                ),
+                ("MessageRetentionPeriod", (14 * 24 * 3600).to_string()),
+                ("RedriveAllowPolicy", redrive_allow.to_string()),
             ],
         )
         .await?;
@@ -204,341 +148,4 @@ pub async fn provision(
         dead_letter_queue_urls,
         topic_arns,
     })
-}
-
-async fn ensure_bucket(aws: &AwsClients, bucket: &str, region: &str) -> Result<(), ProvisionError> {
-    let resource = format!("bucket {bucket}");
-    let mut request = aws.s3.create_bucket().bucket(bucket);
-    // us-east-1 is the one region that must not be named.
-    if region != "us-east-1" {
-        request = request.create_bucket_configuration(
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
-                .build(),
-        );
-    }
-    match request.send().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-        Err(e) => return Err(failed(resource, e)),
-    }
-    aws.s3
-        .put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| failed(resource.clone(), e))?;
-    let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(
-            ServerSideEncryptionByDefault::builder()
-                .sse_algorithm(ServerSideEncryption::Aes256)
-                .build()
-                .map_err(|e| failed(resource.clone(), e))?,
-        )
-        .build();
-    aws.s3
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(rule)
-                .build()
-                .map_err(|e| failed(resource.clone(), e))?,
-        )
-        .send()
-        .await
-        .map_err(|e| failed(resource, e))?;
-    Ok(())
-}
-
-/// The images table's console indexes: (name, partition key, sort key), keys only.
-const IMAGE_INDEXES: &[(&str, &str, &str)] = &[
-    (BY_DAY_INDEX, "day", "received_key"),
-    (BY_STATUS_INDEX, "status_day", "received_key"),
-];
-
-fn key_schema(
-    hash: &str,
-    range: Option<&str>,
-    resource: &str,
-) -> Result<Vec<KeySchemaElement>, ProvisionError> {
-    std::iter::once((hash, KeyType::Hash))
-        .chain(range.map(|r| (r, KeyType::Range)))
-        .map(|(name, key_type)| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-                .map_err(|e| failed(resource.to_owned(), e))
-        })
-        .collect()
-}
-
-fn string_attribute(name: &str, resource: &str) -> Result<AttributeDefinition, ProvisionError> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|e| failed(resource.to_owned(), e))
-}
-
-fn keys_only_index(
-    (name, hash, range): (&str, &str, &str),
-    resource: &str,
-) -> Result<GlobalSecondaryIndex, ProvisionError> {
-    GlobalSecondaryIndex::builder()
-        .index_name(name)
-        .set_key_schema(Some(key_schema(hash, Some(range), resource)?))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::KeysOnly)
-                .build(),
-        )
-        .build()
-        .map_err(|e| failed(resource.to_owned(), e))
-}
-
-/// Creates `table` with string keys and keys-only global secondary `indexes`, or adds the
-/// indexes an existing table lacks (tables from before the console).
-async fn ensure_table(
-    aws: &AwsClients,
-    table: &str,
-    (hash, range): (&str, Option<&str>),
-    indexes: &[(&str, &str, &str)],
-) -> Result<(), ProvisionError> {
-    let resource = format!("table {table}");
-    let mut attributes: Vec<&str> = std::iter::once(hash).chain(range).collect();
-    for (_, h, r) in indexes {
-        attributes.extend([*h, *r]);
-    }
-    attributes.sort();
-    attributes.dedup();
-    let definitions = attributes
-        .iter()
-        .map(|a| string_attribute(a, &resource))
-        .collect::<Result<Vec<_>, _>>()?;
-    let gsis = indexes
-        .iter()
-        .map(|i| keys_only_index(*i, &resource))
-        .collect::<Result<Vec<_>, _>>()?;
-    let created = aws
-        .dynamodb
-        .create_table()
-        .table_name(table)
-        .set_attribute_definitions(Some(definitions.clone()))
-        .set_key_schema(Some(key_schema(hash, range, &resource)?))
-        .set_global_secondary_indexes((!gsis.is_empty()).then_some(gsis.clone()))
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await;
-    match created {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
-        Err(e) => return Err(failed(resource, e)),
-    }
-    // A new table takes a moment to become usable on AWS.
-    for _ in 0..120 {
-        let description = aws
-            .dynamodb
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| failed(resource.clone(), e))?;
-        let Some(description) = description.table else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        };
-        if description.table_status != Some(TableStatus::Active) {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        }
-        let described = description.global_secondary_indexes.unwrap_or_default();
-        // A new index is backfilled before it answers queries.
-        if described.iter().any(|i| {
-            i.index_status
-                .as_ref()
-                .is_some_and(|s| *s != aws_sdk_dynamodb::types::IndexStatus::Active)
-        }) {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        }
-        let existing: Vec<String> = described.into_iter().filter_map(|i| i.index_name).collect();
-        // DynamoDB adds one index per UpdateTable call; the next pass adds the next.
-        let Some(missing) = gsis.iter().find(|g| !existing.contains(&g.index_name)) else {
-            return Ok(());
-        };
-        aws.dynamodb
-            .update_table()
-            .table_name(table)
-            .set_attribute_definitions(Some(definitions.clone()))
-            .global_secondary_index_updates(
-                GlobalSecondaryIndexUpdate::builder()
-                    .create(
-                        CreateGlobalSecondaryIndexAction::builder()
-                            .index_name(&missing.index_name)
-                            .set_key_schema(Some(missing.key_schema.clone()))
-                            .set_projection(missing.projection.clone())
-                            .build()
-                            .map_err(|e| failed(resource.clone(), e))?,
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| failed(format!("{resource} index {}", missing.index_name), e))?;
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-    Err(ProvisionError {
-        resource,
-        message: "table did not become ACTIVE within 2 minutes".into(),
-    })
-}
-
-async fn ensure_queue(aws: &AwsClients, name: &str) -> Result<String, ProvisionError> {
-    // Created bare, then configured with SetQueueAttributes: CreateQueue with attributes that
-    // differ from an existing queue's fails, and provisioning must also update.
-    let output = aws
-        .sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .map_err(|e| failed(format!("queue {name}"), e))?;
-    Ok(output.queue_url.unwrap_or_default())
-}
-
-async fn queue_arn(aws: &AwsClients, name: &str, url: &str) -> Result<String, ProvisionError> {
-    let output = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| failed(format!("queue {name}"), e))?;
-    output
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or_else(|| ProvisionError {
-            resource: format!("queue {name}"),
-            message: "no QueueArn attribute".into(),
-        })
-}
-
-async fn set_attributes<const N: usize>(
-    aws: &AwsClients,
-    name: &str,
-    url: &str,
-    attributes: [(QueueAttributeName, String); N],
-) -> Result<(), ProvisionError> {
-    aws.sqs
-        .set_queue_attributes()
-        .queue_url(url)
-        .set_attributes(Some(attributes.into_iter().collect()))
-        .send()
-        .await
-        .map_err(|e| failed(format!("queue {name}"), e))?;
-    Ok(())
-}
-
-async fn ensure_subscription(
-    aws: &AwsClients,
-    topic_arn: &str,
-    queue_arn: &str,
-) -> Result<(), ProvisionError> {
-    let resource = format!("subscription {topic_arn} → {queue_arn}");
-    let mut next_token = None;
-    loop {
-        let page = aws
-            .sns
-            .list_subscriptions_by_topic()
-            .topic_arn(topic_arn)
-            .set_next_token(next_token)
-            .send()
-            .await
-            .map_err(|e| failed(resource.clone(), e))?;
-        let existing = page
-            .subscriptions()
-            .iter()
-            .find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue_arn))
-            .and_then(|s| s.subscription_arn().map(str::to_owned));
-        if let Some(arn) = existing.filter(|a| a.starts_with("arn:")) {
-            aws.sns
-                .set_subscription_attributes()
-                .subscription_arn(arn)
-                .attribute_name("RawMessageDelivery")
-                .attribute_value("true")
-                .send()
-                .await
-                .map_err(|e| failed(resource.clone(), e))?;
-            return Ok(());
-        }
-        match page.next_token {
-            Some(token) => next_token = Some(token),
-            None => break,
-        }
-    }
-    aws.sns
-        .subscribe()
-        .topic_arn(topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .return_subscription_arn(true)
-        .send()
-        .await
-        .map_err(|e| failed(resource, e))?;
-    Ok(())
-}
-
-async fn ensure_notification(
-    aws: &AwsClients,
-    bucket: &str,
-    queue_arn: &str,
-    prefix: &str,
-) -> Result<(), ProvisionError> {
-    let filter = NotificationConfigurationFilter::builder()
-        .key(
-            S3KeyFilter::builder()
-                .filter_rules(
-                    FilterRule::builder()
-                        .name(FilterRuleName::Prefix)
-                        .value(prefix)
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
-    let queue = QueueConfiguration::builder()
-        .id("imgflow-incoming")
-        .queue_arn(queue_arn)
-        .events(Event::from("s3:ObjectCreated:*"))
-        .filter(filter)
-        .build()
-        .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;
-    aws.s3
-        .put_bucket_notification_configuration()
-        .bucket(bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(queue)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;
-    Ok(())
 }

@@ -9,13 +9,15 @@
 //!   model has its own ports in `imgflow-catalog`.
 //! - [`error`]: [`PortError`], the one place retry decisions are made from.
 //! - [`consumer`]: the SQS consumer loop: long poll, bounded concurrency, batch delete,
-//!   backoff through visibility, dead-lettering, graceful shutdown.
+//!   backoff through visibility, dead-lettering, graceful shutdown; `consumer::handler` is
+//!   what a stage implements (`Handler`, `HandleError`).
 //! - The AWS adapters implementing the ports are in `imgflow-aws` (`workers/aws`); image
 //!   checks and decoding in `imgflow-imaging`.
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`telemetry`], [`shutdown`], [`clock`].
-//! - `fakes` (feature `test-util`): in-memory ports for handler tests.
+//! - `fakes` (feature `test-util`): in-memory ports for handler tests (`fakes::table`: the
+//!   images table with DynamoDB's conditions).
 
 pub mod clock;
 pub mod config;

@@ -343,38 +343,3 @@ impl<D: LabelDetector> LabelDetector for std::sync::Arc<D> {
         (**self).detect(request)
     }
 }
-
-/// A detector that answers one fixed label after a fixed delay: the benchmark's stand-in for
-/// Rekognition, so a run measures imgflow's plumbing rather than a model
-/// (`IMGFLOW_DETECTOR=fixed`, `IMGFLOW_FIXED_LATENCY_MS`).
-#[derive(Debug, Clone)]
-pub struct FixedLatencyDetector {
-    latency: Duration,
-}
-
-impl FixedLatencyDetector {
-    /// Answers after `latency`.
-    pub fn new(latency: Duration) -> Self {
-        Self { latency }
-    }
-}
-
-impl LabelDetector for FixedLatencyDetector {
-    fn name(&self) -> &str {
-        "fixed"
-    }
-
-    async fn detect(&self, _request: &DetectRequest) -> Result<Detection, PortError> {
-        tokio::time::sleep(self.latency).await;
-        Ok(Detection {
-            labels: vec![Label {
-                name: "Benchmark".into(),
-                confidence: 99.0,
-                instances: Vec::new(),
-                parents: Vec::new(),
-                categories: Vec::new(),
-            }],
-            label_model_version: format!("fixed-{}ms", self.latency.as_millis()),
-        })
-    }
-}

@@ -1,0 +1,201 @@
+//! The images table in memory.
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus};
+
+use crate::{
+    ports::{ImageTable, LabelClaim, LabelsWrite, StoredLabels, WriteOutcome, CLAIM_DONE},
+    PortError, PortErrorKind,
+};
+
+/// The images table in memory, with the same conditions as DynamoDB's. Clones share one
+/// table, as clients of one DynamoDB table do.
+#[derive(Debug, Default, Clone)]
+pub struct FakeTable {
+    items: Arc<Mutex<HashMap<String, ImageRecord>>>,
+    claims: Arc<Mutex<HashMap<String, (String, String)>>>,
+    kept: Arc<Mutex<HashMap<String, String>>>,
+    failures: Arc<Mutex<VecDeque<PortErrorKind>>>,
+}
+
+impl FakeTable {
+    /// Fails the next item writes (`record_*`) with these kinds, in order.
+    pub fn failing_writes(self, kinds: impl IntoIterator<Item = PortErrorKind>) -> Self {
+        self.failures.lock().unwrap().extend(kinds);
+        self
+    }
+
+    /// Every item.
+    pub fn items(&self) -> HashMap<String, ImageRecord> {
+        self.items.lock().unwrap().clone()
+    }
+
+    fn injected_failure(&self) -> Result<(), PortError> {
+        match self.failures.lock().unwrap().pop_front() {
+            Some(kind) => Err(PortError::new(
+                kind,
+                "fake:UpdateItem",
+                format!("injected {}", kind.as_str()),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ImageTable for FakeTable {
+    async fn write_verdict(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        self.injected_failure()?;
+        let mut items = self.items.lock().unwrap();
+        if items
+            .get(&record.id)
+            .is_some_and(|r| r.status == ImageStatus::Labeled)
+        {
+            return Ok(WriteOutcome::Superseded);
+        }
+        items.insert(record.id.clone(), record.clone());
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn write_failure(
+        &self,
+        image: &ImageRef,
+        status: ImageStatus,
+        reason: &str,
+    ) -> Result<WriteOutcome, PortError> {
+        self.injected_failure()?;
+        let mut items = self.items.lock().unwrap();
+        match items.get_mut(&image.image_id) {
+            Some(r) if r.status != ImageStatus::Labeled => {
+                r.status = status;
+                r.reason = Some(reason.into());
+                Ok(WriteOutcome::Written)
+            }
+            _ => Ok(WriteOutcome::Superseded),
+        }
+    }
+
+    async fn write_labels(
+        &self,
+        labeled: &ImageLabeled,
+        stored_at: &str,
+    ) -> Result<LabelsWrite, PortError> {
+        self.injected_failure()?;
+        let mut items = self.items.lock().unwrap();
+        let image = &labeled.image;
+        let record = items.entry(image.image_id.clone()).or_insert_with(|| {
+            let mut r = ImageRecord::new(
+                image.image_id.clone(),
+                image.bucket.clone(),
+                image.key.clone(),
+                image.etag.clone(),
+                image.received_at.clone(),
+                ImageStatus::Accepted,
+            );
+            r.version_id = image.version_id.clone();
+            r.trace_id = Some(image.trace_id.clone());
+            r
+        });
+        if record
+            .labeled_at
+            .as_ref()
+            .is_some_and(|t| *t > labeled.labeled_at)
+        {
+            return Ok(LabelsWrite::Superseded);
+        }
+        let replaced = record
+            .labeled_at
+            .clone()
+            .zip(record.labels.clone())
+            .map(|(labeled_at, labels)| StoredLabels { labeled_at, labels });
+        record.status = ImageStatus::Labeled;
+        record.reason = None;
+        record.labels = Some(labeled.labels.clone());
+        record.detector = Some(labeled.detector.clone());
+        record.label_model_version = Some(labeled.label_model_version.clone());
+        record.labeled_at = Some(labeled.labeled_at.clone());
+        record.stored_at = Some(stored_at.to_owned());
+        Ok(LabelsWrite::Written { replaced })
+    }
+
+    async fn claim_labeling(
+        &self,
+        image_id: &str,
+        detector: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<LabelClaim, PortError> {
+        let items = self.items.lock().unwrap();
+        let labeled_by_me = items.get(image_id).is_some_and(|r| {
+            r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector)
+        });
+        if labeled_by_me {
+            return Ok(LabelClaim::AlreadyLabeled);
+        }
+        let mut claims = self.claims.lock().unwrap();
+        match claims.get(image_id) {
+            // A completed claim, even our own: a redelivery after the labels went out must not
+            // call the detector again.
+            Some((_, lease)) if lease == CLAIM_DONE => Ok(LabelClaim::Done),
+            Some((holder, lease)) if holder != token && lease.as_str() >= now => {
+                Ok(LabelClaim::HeldByOther {
+                    until: lease.clone(),
+                })
+            }
+            _ => {
+                claims.insert(image_id.to_owned(), (token.to_owned(), until.to_owned()));
+                Ok(LabelClaim::Granted {
+                    pending: self.kept.lock().unwrap().get(image_id).cloned(),
+                })
+            }
+        }
+    }
+
+    async fn keep_detection(
+        &self,
+        image_id: &str,
+        token: &str,
+        labeled: &str,
+    ) -> Result<(), PortError> {
+        let claims = self.claims.lock().unwrap();
+        if claims
+            .get(image_id)
+            .is_some_and(|(holder, _)| holder == token)
+        {
+            self.kept
+                .lock()
+                .unwrap()
+                .insert(image_id.to_owned(), labeled.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn complete_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut claims = self.claims.lock().unwrap();
+        if let Some((holder, lease)) = claims.get_mut(image_id) {
+            if holder == token {
+                *lease = CLAIM_DONE.to_owned();
+                self.kept.lock().unwrap().remove(image_id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn release_claim(&self, image_id: &str, token: &str) -> Result<(), PortError> {
+        let mut claims = self.claims.lock().unwrap();
+        if claims
+            .get(image_id)
+            .is_some_and(|(holder, _)| holder == token)
+        {
+            claims.remove(image_id);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
+        Ok(self.items.lock().unwrap().get(image_id).cloned())
+    }
+}
