@@ -15,13 +15,19 @@ use imgflow_runtime::{
     config::{
         env_in_range, env_opt, env_or, log_format_is_json, max_decoded_bytes_from_env, Names,
     },
-    observability, shutdown, telemetry,
+    observability, shutdown, telemetry, usage,
 };
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    if let Some(code) = usage::handle_args(
+        "api",
+        "HTTP uploads into the pipeline, reads of its results, and the web console",
+    ) {
+        return Ok(code);
+    }
     let names = Names::from_env()?;
     let addr: SocketAddr = env_or("IMGFLOW_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
     if observability::healthcheck_requested() {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{DefaultBodyLimit, Path, Query, State},
+    extract::{rejection::QueryRejection, DefaultBodyLimit, Path, Query, State},
     http::{
         header::{ACCEPT, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE},
         HeaderMap, HeaderValue, StatusCode,
@@ -17,7 +17,10 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use imgflow_catalog::ports::{ImageCatalog, ImageQuery};
+use imgflow_catalog::{
+    keys::MAX_PAGE,
+    ports::{ImageCatalog, ImageQuery},
+};
 use imgflow_imaging::probe::Limits;
 use imgflow_messages::{ImageRecord, ImageStatus};
 use imgflow_runtime::{
@@ -114,9 +117,7 @@ pub fn router_with<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
     state: Arc<ApiState<S, T, C>>,
     extra: Router,
 ) -> Router {
-    // Room for the base64 form (4/3 of the image) plus JSON framing; the decoded image is
-    // checked against the limit itself.
-    let body_limit = (state.limits.max_bytes as usize) * 4 / 3 + 64 * 1024;
+    let body_limit = crate::upload::body_limit(&state.limits);
     let uploads = post(upload::<S, T, C>).layer(middleware::from_fn_with_state(
         state.clone(),
         limit_uploads::<S, T, C>,
@@ -289,10 +290,20 @@ fn answer(html: bool, result: Result<Response, ApiError>) -> Response {
 async fn list<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
     State(state): State<Arc<ApiState<S, T, C>>>,
     headers: HeaderMap,
-    Query(params): Query<ListParams>,
+    params: Result<Query<ListParams>, QueryRejection>,
 ) -> Response {
     let html = wants_html(&headers);
-    answer(html, list_images(&state, html, params).await)
+    let result = match params {
+        Ok(Query(params)) => list_images(&state, html, params).await,
+        Err(rejection) => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid query ({}): status, label, cursor and limit (1–{MAX_PAGE}) are accepted",
+                rejection.body_text()
+            ),
+        )),
+    };
+    answer(html, result)
 }
 
 async fn list_images<S, T, C: ImageCatalog>(
@@ -317,11 +328,23 @@ async fn list_images<S, T, C: ImageCatalog>(
         status,
         label: label.clone(),
         cursor: params.cursor.filter(|c| !c.is_empty()),
-        limit: params.limit.unwrap_or(PAGE_SIZE).clamp(1, 100),
+        limit: match params.limit {
+            None => PAGE_SIZE,
+            Some(n @ 1..=MAX_PAGE) => n,
+            Some(n) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit {n} is out of range: 1–{MAX_PAGE} images per page"),
+                ))
+            }
+        },
     };
     let found = state.catalog.list(&query).await.map_err(|e| {
         if e.kind == PortErrorKind::Invalid {
-            ApiError(StatusCode::BAD_REQUEST, e.to_string())
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                "invalid cursor: pass back the `next` value of a previous page".into(),
+            )
         } else {
             upstream("listing images", e)
         }

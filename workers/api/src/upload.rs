@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::{
-    extract::{Request, State},
+    extract::{rejection::BytesRejection, Request, State},
     http::{header::CONTENT_TYPE, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
@@ -31,6 +31,15 @@ pub(crate) async fn limit_uploads<
     request: Request,
     next: Next,
 ) -> Response {
+    // Refused from the header, before a byte of the body is read.
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let limit = body_limit(&state.limits);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError(StatusCode::PAYLOAD_TOO_LARGE, too_large(&state.limits)).into_response();
+    }
     let Ok(_permit) = Arc::clone(&state.upload_permits).try_acquire_owned() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -45,6 +54,20 @@ pub(crate) async fn limit_uploads<
     next.run(request).await
 }
 
+/// The largest body an upload may have: the base64 form (4/3 of the largest image) plus JSON
+/// framing. The decoded image is checked against the image limit itself.
+pub(crate) fn body_limit(limits: &imgflow_imaging::probe::Limits) -> usize {
+    (limits.max_bytes as usize) * 4 / 3 + 64 * 1024
+}
+
+fn too_large(limits: &imgflow_imaging::probe::Limits) -> String {
+    format!(
+        "the body is larger than {} bytes; images may be at most {} bytes (about 4/3 of that as base64 JSON)",
+        body_limit(limits),
+        limits.max_bytes
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Base64Upload<'a> {
@@ -56,8 +79,20 @@ struct Base64Upload<'a> {
 pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
     State(state): State<Arc<ApiState<S, T, C>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError(StatusCode::PAYLOAD_TOO_LARGE, too_large(&state.limits))
+        }
+        status => ApiError(status, rejection.body_text()),
+    })?;
+    if body.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send the image's bytes (image/png, image/jpeg or application/octet-stream), or JSON {\"base64Image\": \"...\"}".into(),
+        ));
+    }
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -68,14 +103,15 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         .trim()
         .to_ascii_lowercase();
     let image = match content_type.as_str() {
-        "image/png" | "image/jpeg" | "image/jpg" => body,
+        // Raw bytes, whatever they claim to be: the check below reads what they are.
+        "image/png" | "image/jpeg" | "image/jpg" | "application/octet-stream" | "" => body,
         // The body is dropped once decoded: one copy of the image at a time.
         "application/json" => decode_base64(body)?,
         other => {
             return Err(ApiError(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
-                    "Content-Type {other:?} is not accepted; send image/png or image/jpeg bytes, or JSON {{\"base64Image\": \"...\"}}"
+                    "Content-Type {other:?} is not accepted; send image/png, image/jpeg or application/octet-stream bytes, or JSON {{\"base64Image\": \"...\"}}"
                 ),
             ))
         }

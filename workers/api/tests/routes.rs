@@ -386,3 +386,54 @@ async fn unknown_ids_are_404() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(html.contains("&quot;sleeping&quot;"), "{html}");
 }
+
+/// Every refusal, framework ones included, answers the same `{"error": ...}` JSON.
+#[tokio::test]
+async fn every_refusal_is_json_naming_the_limit() {
+    let (app, _) = app(100_000);
+    // Over the body limit, refused from Content-Length before the body is read.
+    let request = Request::post("/images")
+        .header("content-type", "application/json")
+        .header("content-length", "20000000")
+        .body(Body::from(vec![b' '; 16]))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: serde_json::Value =
+        serde_json::from_slice(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("100000 bytes"),
+        "{body}"
+    );
+
+    // Over the limit without a Content-Length (chunked): the read stops at the limit.
+    let (status, body) = send(app.clone(), "application/json", vec![b' '; 300_000]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].is_string(), "{body}");
+
+    let (status, body) = send(app.clone(), "image/png", Vec::new()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("empty"), "{body}");
+
+    // Raw bytes of no declared type are sniffed like any other.
+    let (roomy, _) = self::app(15 * 1024 * 1024);
+    let (status, body) = send(roomy, "application/octet-stream", png(100, 100)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    for query in ["limit=abc", "limit=0", "limit=100000", "cursor=bogus"] {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get(format!("/images?{query}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: serde_json::Value =
+            serde_json::from_slice(&to_bytes(response.into_body(), usize::MAX).await.unwrap())
+                .unwrap_or_else(|e| panic!("{query}: not JSON: {e}"));
+        assert!(body["error"].is_string(), "{query}: {body}");
+    }
+}

@@ -267,15 +267,43 @@ where
             match (context.err().code(), context.err().message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => format!("{code} (HTTP {status})"),
-                _ => format!("{} (HTTP {status})", DisplayErrorContext(context.err())),
+                // A modeled error built without metadata names itself.
+                _ if !DisplayErrorContext(context.err())
+                    .to_string()
+                    .starts_with("unhandled error") =>
+                {
+                    format!("{} (HTTP {status})", DisplayErrorContext(context.err()))
+                }
+                // An answer the SDK could not read (a proxy's page, an emulator's XML):
+                // its first bytes say more than the parse error.
+                _ => {
+                    let body = context.raw().body().bytes().unwrap_or_default();
+                    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    format!("HTTP {status}: {text}")
+                }
             }
         }
         SdkError::TimeoutError(_) => "timed out".into(),
         SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
-            format!("cannot reach the service ({})", DisplayErrorContext(error))
+            format!("cannot reach the service ({})", causes(error))
         }
         _ => DisplayErrorContext(error).to_string(),
     }
+}
+
+/// The error's messages down its source chain, without the SDK's debug dump.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// How an SDK error should be treated. Service errors go by their code (the SDKs' own

@@ -7,7 +7,9 @@
 //! # Layout
 //! - `main.rs`: the commands and their output.
 //! - [`cost`]: measured calls per image priced, next to Step Functions + Lambda.
+//! - [`errors`]: what to do about a failure, in one line.
 //! - [`submit`]: upload files to `incoming/`, optionally waiting for their results.
 
 pub mod cost;
+pub mod errors;
 pub mod submit;

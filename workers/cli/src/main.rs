@@ -1,5 +1,5 @@
-//! `imgflow`: provision, submit, results, status.
-use std::{path::PathBuf, time::Duration};
+//! `imgflow`: provision, submit, results, status, reindex, cost, dlq.
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -8,7 +8,7 @@ use imgflow_aws::{
     sqs::{queue_url, QueueAdmin},
     AwsClients,
 };
-use imgflow_cli::{cost, submit};
+use imgflow_cli::{cost, errors, submit};
 use imgflow_operations::{dlq, provision, results, status};
 use imgflow_runtime::{
     config::{Names, Stage},
@@ -18,11 +18,30 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// imgflow: labels for every image dropped into S3.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Examples:
+  imgflow provision                        create or update every resource
+  imgflow submit photos/ --wait            upload a folder, wait, print the labels
+  imgflow results --label dog --limit 10   the newest labeled dogs
+  imgflow status                           queue depths and dead letters per stage
+  imgflow dlq inspect --stage label        why messages were dead-lettered
+  imgflow dlq replay --stage label         send them back once fixed
+  imgflow dlq purge --stage label --yes    drop them
+  imgflow reindex                          index items from before the console
+  imgflow cost --images 1000000            price a million images
+
+Settings: IMGFLOW_PREFIX (or --prefix), AWS_REGION, AWS_ENDPOINT_URL and the usual AWS
+credentials. `imgflow <command> --help` for each command's options."
+)]
 struct Cli {
     /// Prefix of every resource name.
     #[arg(long, env = "IMGFLOW_PREFIX", default_value = "imgflow", global = true)]
     prefix: String,
+    /// On failure, print every cause (the AWS request ids and raw errors) too.
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -116,9 +135,9 @@ enum DlqAction {
         /// Show what would move; move nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Move at most this many.
-        #[arg(long, default_value_t = usize::MAX)]
-        max: usize,
+        /// Move at most this many (default: no limit).
+        #[arg(long)]
+        max: Option<usize>,
         /// At most this many per second.
         #[arg(long)]
         rate: Option<f64>,
@@ -141,8 +160,32 @@ enum DlqAction {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (verbose, prefix) = (cli.verbose, cli.prefix.clone());
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(hint) = errors::hint(&e, &prefix) {
+                eprintln!("  {hint}");
+            }
+            if verbose {
+                for cause in e.chain().skip(1) {
+                    eprintln!("  caused by: {cause}");
+                    if let Some(source) = std::error::Error::source(cause) {
+                        eprintln!("  detail: {source:?}");
+                    }
+                }
+            } else if e.chain().count() > 1 {
+                eprintln!("  (-v shows the causes)");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     // Logs go to stderr and stay quiet unless asked for: the output is for people.
     if std::env::var_os("RUST_LOG").is_some() {
         telemetry::init(false);
@@ -150,6 +193,10 @@ async fn main() -> anyhow::Result<()> {
     std::env::set_var("IMGFLOW_PREFIX", &cli.prefix);
     let names = Names::from_env()?;
     let aws = AwsClients::from_env().await;
+    anyhow::ensure!(
+        aws.s3.config().region().is_some(),
+        "no AWS region set: set AWS_REGION (or a region in your AWS profile)"
+    );
     match cli.command {
         Command::Provision {
             max_receive_count,
@@ -336,7 +383,7 @@ async fn run_dlq(aws: &AwsClients, names: &Names, action: DlqAction) -> anyhow::
             );
             let options = dlq::ReplayOptions {
                 dry_run,
-                max,
+                max: max.unwrap_or(usize::MAX),
                 rate_per_sec: rate,
                 reason,
                 max_replays,

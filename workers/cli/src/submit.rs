@@ -37,6 +37,16 @@ pub enum SubmitError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Two files would be stored under one key, and one would replace the other.
+    #[error("{} and {} would both be stored as {key}; rename one, or submit them in separate runs with different --prefix", first.display(), second.display())]
+    KeyClash {
+        /// The key.
+        key: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second.
+        second: PathBuf,
+    },
     /// The upload failed.
     #[error("uploading {key}")]
     Upload {
@@ -69,7 +79,25 @@ pub fn collect(paths: &[PathBuf], key_prefix: &str) -> Result<Vec<Upload>, Submi
             });
         }
     }
+    refuse_clashes(&uploads)?;
     Ok(uploads)
+}
+
+/// Fails when two files would get the same key (`a/photo.png` and `b/photo.png` both become
+/// `incoming/photo.png`): the second upload would replace the first, which would then end
+/// `missing`.
+fn refuse_clashes(uploads: &[Upload]) -> Result<(), SubmitError> {
+    let mut seen: std::collections::HashMap<&str, &Path> = std::collections::HashMap::new();
+    for upload in uploads {
+        if let Some(first) = seen.insert(&upload.key, &upload.path) {
+            return Err(SubmitError::KeyClash {
+                key: upload.key.clone(),
+                first: first.to_owned(),
+                second: upload.path.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Upload>) -> Result<(), SubmitError> {
@@ -180,5 +208,25 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(content_type_for("x.JPG"), "image/jpeg");
+    }
+
+    #[test]
+    fn two_files_with_one_name_are_refused_before_any_upload() {
+        let dir = std::env::temp_dir().join(format!("imgflow-clash-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::create_dir_all(dir.join("b")).unwrap();
+        std::fs::write(dir.join("a/photo.png"), b"x").unwrap();
+        std::fs::write(dir.join("b/photo.png"), b"y").unwrap();
+        let error = collect(
+            &[dir.join("a/photo.png"), dir.join("b/photo.png")],
+            "incoming/",
+        )
+        .unwrap_err()
+        .to_string();
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(
+            error.contains("would both be stored as incoming/photo.png"),
+            "{error}"
+        );
     }
 }

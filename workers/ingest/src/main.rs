@@ -6,11 +6,17 @@ use imgflow_aws::AwsClients;
 use imgflow_catalog::throughput;
 use imgflow_runtime::{
     config::{Stage, WorkerConfig},
-    observability, shutdown, telemetry,
+    observability, shutdown, telemetry, usage,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    if let Some(code) = usage::handle_args(
+        "ingest",
+        "checks each new object under the incoming prefix and records it accepted, rejected or missing",
+    ) {
+        return Ok(code);
+    }
     let config = WorkerConfig::from_env(Stage::Ingest)?;
     if observability::healthcheck_requested() {
         return Ok(observability::healthcheck(config.metrics_addr));

@@ -10,11 +10,17 @@ use imgflow_runtime::{
     config::{env_in_range, env_opt, max_decoded_bytes_from_env, Stage, WorkerConfig},
     observability,
     ports::LabelDetector,
-    shutdown, telemetry,
+    shutdown, telemetry, usage,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    if let Some(code) = usage::handle_args(
+        "label",
+        "labels each accepted image with Rekognition or the local models",
+    ) {
+        return Ok(code);
+    }
     let config = WorkerConfig::from_env(Stage::Label)?;
     if observability::healthcheck_requested() {
         return Ok(observability::healthcheck(config.metrics_addr));

@@ -15,6 +15,7 @@
 //!   checks and decoding in `imgflow-imaging`.
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
+//! - [`usage`]: `--help` (the README's settings table, compiled in) and `--version`.
 //! - [`telemetry`], [`shutdown`], [`clock`].
 //! - `fakes` (feature `test-util`): in-memory ports for handler tests (`fakes::table`: the
 //!   images table with DynamoDB's conditions).
@@ -29,5 +30,6 @@ pub mod observability;
 pub mod ports;
 pub mod shutdown;
 pub mod telemetry;
+pub mod usage;
 
 pub use error::{PortError, PortErrorKind};

@@ -6,11 +6,17 @@ use imgflow_aws::AwsClients;
 use imgflow_catalog::throughput;
 use imgflow_runtime::{
     config::{Stage, WorkerConfig},
-    observability, shutdown, telemetry,
+    observability, shutdown, telemetry, usage,
 };
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
+    if let Some(code) = usage::handle_args(
+        "store",
+        "stores each image's labels in the images table and the console's label index",
+    ) {
+        return Ok(code);
+    }
     let config = WorkerConfig::from_env(Stage::Store)?;
     if observability::healthcheck_requested() {
         return Ok(observability::healthcheck(config.metrics_addr));
