@@ -13,12 +13,17 @@ use imgflow_aws::{s3::S3Store, AwsClients};
 use imgflow_imaging::probe::Limits;
 use imgflow_runtime::{
     config::{
-        env_in_range, env_opt, env_or, log_format_is_json, max_decoded_bytes_from_env, Names,
+        env_in_range, env_listen_addr, env_opt, log_format_is_json, max_decoded_bytes_from_env,
+        Names,
     },
     observability, shutdown, telemetry, usage,
 };
 use tokio::sync::Semaphore;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::{
+    timeout::TimeoutLayer,
+    trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer},
+    LatencyUnit,
+};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
@@ -29,7 +34,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         return Ok(code);
     }
     let names = Names::from_env()?;
-    let addr: SocketAddr = env_or("IMGFLOW_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
+    let addr = env_listen_addr("IMGFLOW_API_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
     if observability::healthcheck_requested() {
         return Ok(observability::healthcheck(Some(addr)));
     }
@@ -100,12 +105,30 @@ async fn main() -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr} (IMGFLOW_API_ADDR)"))?;
-    tracing::info!(%addr, "api listening");
+    tracing::info!(
+        %addr,
+        console = %format!("http://{addr}/"),
+        prefix = %names.prefix,
+        bucket = %names.bucket,
+        "api listening"
+    );
     let mut shutdown = shutdown::on_signals();
     // Same port: the API is a web server already; `/metrics` and `/readyz` need the key too.
-    let app = router_with(state, observability::router(metrics, ready)).layer(
-        TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout),
-    );
+    // One line per request: method, path, status and time (4xx included).
+    let access_log = TraceLayer::new_for_http()
+        .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+        .on_request(())
+        .on_response(
+            DefaultOnResponse::new()
+                .level(tracing::Level::INFO)
+                .latency_unit(LatencyUnit::Millis),
+        );
+    let app = router_with(state, observability::router(metrics, ready))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(access_log);
     serve(
         listener,
         app,

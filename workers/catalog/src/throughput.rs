@@ -81,6 +81,13 @@ pub async fn run_stage<Q: Queue, H: Handler, L: ThroughputLog>(
     shutdown: Shutdown,
 ) {
     observability::start_for_worker(config, consumer.health()).await;
-    tracing::info!(prefix = %config.names.prefix, stage = config.stage.as_str(), "stage running");
+    tracing::info!(
+        prefix = %config.names.prefix,
+        stage = config.stage.as_str(),
+        queue = %config.names.queue(config.stage),
+        concurrency = config.consumer.concurrency,
+        metrics = %config.metrics_addr.map_or("off".into(), |a| format!("http://{a}/metrics")),
+        "stage running"
+    );
     run_recorded(Arc::new(consumer), shutdown, log, config.stage.as_str()).await;
 }

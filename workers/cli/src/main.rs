@@ -1,5 +1,5 @@
 //! `imgflow`: provision, submit, results, status, reindex, cost, dlq.
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -214,6 +214,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 names.queue(Stage::Ingest)
             );
             println!("table   {}", done.table);
+            println!(
+                "table   {}  (the console's label index and throughput)",
+                names.index_table
+            );
             let mut topics: Vec<_> = done.topic_arns.values().collect();
             topics.sort();
             for arn in topics {
@@ -286,10 +290,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&records)?);
                 } else {
-                    if watch {
+                    // Clearing the screen only makes sense on one; a pipe gets plain tables.
+                    if watch && std::io::stdout().is_terminal() {
                         print!("\x1b[2J\x1b[H");
                     }
                     print!("{}", results::table(&records));
+                    if records.len() == limit {
+                        println!("(the newest {limit}; --limit for more)");
+                    }
                 }
                 if !watch {
                     break;

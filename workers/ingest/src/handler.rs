@@ -95,6 +95,7 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
         let trace_id = uuid::Uuid::new_v4().to_string();
         Span::current().record("image_id", id.as_str());
         Span::current().record("trace_id", trace_id.as_str());
+        Span::current().record("key", event.key.as_str());
 
         let received_at = if event.event_time.is_empty() {
             clock::now_rfc3339()

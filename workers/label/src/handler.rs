@@ -208,6 +208,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
         pending: Option<String>,
         message: &ReceivedMessage,
     ) -> Result<(), HandleError> {
+        let started = std::time::Instant::now();
         let labeled = match self.kept_detection(pending) {
             Some(kept) => {
                 tracing::info!("republishing the kept detection; detector not called");
@@ -263,7 +264,13 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             // Only duplicates arriving after the lease ends could then call the detector again.
             tracing::warn!(error = %e, "could not mark the label claim done");
         }
-        tracing::info!(labels = count, top = ?top, "image labeled");
+        tracing::info!(
+            labels = count,
+            top = %top.join(", "),
+            detector = self.detector.name(),
+            ms = started.elapsed().as_millis() as u64,
+            "image labeled"
+        );
         Ok(())
     }
 }
@@ -274,6 +281,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
         let image = accepted.image;
         Span::current().record("image_id", image.image_id.as_str());
         Span::current().record("trace_id", image.trace_id.as_str());
+        Span::current().record("key", image.key.as_str());
 
         let pending = match self.claim(&image.image_id, message).await {
             LabelClaim::Granted { pending } => pending,

@@ -26,25 +26,35 @@ pub async fn newest<C: ImageCatalog>(
 
 /// Renders items as an aligned table: key, status, and top labels or the reason.
 pub fn table(records: &[ImageRecord]) -> String {
-    let rows: Vec<[String; 3]> = records
+    if records.is_empty() {
+        return "no matching images\n".into();
+    }
+    let rows: Vec<[String; 4]> = records
         .iter()
         .map(|r| {
             let detail = match &r.reason {
                 Some(reason) => reason.clone(),
                 None => labels_text(r),
             };
-            [shorten(&r.key, 60), r.status.to_string(), detail]
+            // The id's start tells two images under one key apart (`imgflow-api`'s /images/{id}).
+            let id = r.id.chars().take(12).collect();
+            [id, shorten(&r.key, 60), r.status.to_string(), detail]
         })
         .collect();
     let key_width = rows
         .iter()
-        .map(|r| r[0].chars().count())
+        .map(|r| r[1].chars().count())
         .max()
         .unwrap_or(0)
         .max(3);
-    let mut out = format!("{:<key_width$}  {:<8}  LABELS / REASON\n", "KEY", "STATUS");
-    for [key, status, detail] in rows {
-        out.push_str(&format!("{key:<key_width$}  {status:<8}  {detail}\n"));
+    let mut out = format!(
+        "{:<12}  {:<key_width$}  {:<8}  LABELS / REASON\n",
+        "ID", "KEY", "STATUS"
+    );
+    for [id, key, status, detail] in rows {
+        out.push_str(&format!(
+            "{id:<12}  {key:<key_width$}  {status:<8}  {detail}\n"
+        ));
     }
     out
 }

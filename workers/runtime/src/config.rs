@@ -58,17 +58,57 @@ pub fn env_in_range<T>(
 ) -> Result<T, ConfigError>
 where
     T: FromStr + PartialOrd + std::fmt::Display + Copy,
-    T::Err: std::fmt::Display,
 {
-    let value = env_or(name, default)?;
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError {
+    in_range(name, env_opt(name).as_deref(), default, range)
+}
+
+/// `raw` (a variable's value, if set) parsed and checked against `range`; errors say what is
+/// expected rather than the parser's words ("invalid digit found in string").
+pub fn in_range<T>(
+    name: &str,
+    raw: Option<&str>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let expected = || {
+        format!(
+            "expected a number from {} to {}",
+            range.start(),
+            range.end()
+        )
+    };
+    let Some(raw) = raw else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(ConfigError {
             name: name.to_owned(),
-            value: value.to_string(),
-            reason: format!("must be between {} and {}", range.start(), range.end()),
-        })
+            value: raw.to_owned(),
+            reason: expected(),
+        }),
+    }
+}
+
+/// A listen address: `IP:port`. Host names are refused (rather than resolved to one of
+/// possibly several addresses) with an example.
+pub fn env_listen_addr(
+    name: &str,
+    default: std::net::SocketAddr,
+) -> Result<std::net::SocketAddr, ConfigError> {
+    match env_opt(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
+            name: name.to_owned(),
+            value: raw,
+            reason: format!(
+                "expected IP:port, such as {default} or 0.0.0.0:{} (host names are not resolved)",
+                default.port()
+            ),
+        }),
     }
 }
 
@@ -310,6 +350,16 @@ impl WorkerConfig {
             300,
             0..=43_200,
         )?);
+        if consumer.retry_min_delay > consumer.retry_max_delay {
+            return Err(ConfigError {
+                name: "IMGFLOW_RETRY_MIN_DELAY_SECS".into(),
+                value: consumer.retry_min_delay.as_secs().to_string(),
+                reason: format!(
+                    "must not exceed IMGFLOW_RETRY_MAX_DELAY_SECS ({})",
+                    consumer.retry_max_delay.as_secs()
+                ),
+            });
+        }
         consumer.visibility_timeout = Duration::from_secs(env_in_range(
             "IMGFLOW_VISIBILITY_TIMEOUT_SECS",
             stage.visibility_timeout().as_secs(),
@@ -419,6 +469,17 @@ mod tests {
             assert_eq!(err.name, "IMGFLOW_INCOMING_PREFIX", "{bad:?}");
         }
         assert_eq!(Names::new("p").incoming_prefix(), "incoming/");
+    }
+
+    #[test]
+    fn numbers_out_of_range_or_not_numbers_say_what_is_expected() {
+        assert_eq!(in_range("N", None, 10u32, 1..=1000).unwrap(), 10);
+        assert_eq!(in_range("N", Some(" 7 "), 10u32, 1..=1000).unwrap(), 7);
+        for bad in ["abc", "0", "1001", "-1", "2.5"] {
+            let err = in_range("N", Some(bad), 10u32, 1..=1000).unwrap_err();
+            assert_eq!(err.reason, "expected a number from 1 to 1000", "{bad}");
+            assert_eq!(err.value, bad);
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ impl<T: ImageTable, I: LabelIndex, P: Publisher> Handler for StoreHandler<T, I, 
         let labeled = ImageLabeled::decode(&message.body)?;
         Span::current().record("image_id", labeled.image.image_id.as_str());
         Span::current().record("trace_id", labeled.image.trace_id.as_str());
+        Span::current().record("key", labeled.image.key.as_str());
 
         let stored_at = clock::now_rfc3339();
         let write = self
@@ -71,7 +72,14 @@ impl<T: ImageTable, I: LabelIndex, P: Publisher> Handler for StoreHandler<T, I, 
         {
             metrics::histogram!("imgflow_end_to_end_seconds").record(seconds);
         }
-        tracing::info!(labels = stored.label_names.len(), "labels stored");
+        let top = stored
+            .label_names
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        tracing::info!(labels = stored.label_names.len(), %top, "labels stored");
         Ok(())
     }
 }

@@ -282,6 +282,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
             receive_count = message.receive_count,
             image_id = Empty,
             trace_id = Empty,
+            key = Empty,
         );
         async {
             // Work not started when shutdown comes is handed back at once.
