@@ -121,3 +121,24 @@ fn two_files_with_one_name_are_refused_before_any_upload() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert_short_error(&out, "would both be stored as incoming/photo.png");
 }
+
+#[test]
+fn provision_lists_every_resource_created_then_unchanged() {
+    let prefix = format!("fh-prov-{}", std::process::id());
+    let first = run("imgflow", &["--prefix", &prefix, "provision"], &[]);
+    let (stdout, stderr) = text(&first);
+    assert!(first.status.success(), "{stderr}");
+    assert!(stdout.contains(&format!("{prefix}-index")), "{stdout}");
+    assert!(
+        stdout.ends_with("12 created, 0 already there\n"),
+        "{stdout}"
+    );
+    let again = run("imgflow", &["--prefix", &prefix, "provision"], &[]);
+    let (stdout, _) = text(&again);
+    assert!(again.status.success());
+    assert!(!stdout.contains(" created "), "{stdout}");
+    assert!(
+        stdout.ends_with("0 created, 12 already there\n"),
+        "{stdout}"
+    );
+}

@@ -16,7 +16,7 @@ use imgflow_runtime::{
         env_in_range, env_listen_addr, env_opt, log_format_is_json, max_decoded_bytes_from_env,
         Names,
     },
-    observability, shutdown, telemetry, usage,
+    observability, shutdown, telemetry, usage, PortErrorKind,
 };
 use tokio::sync::Semaphore;
 use tower_http::{
@@ -61,7 +61,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     let ready_table = table.clone();
     let ready: observability::ReadyCheck = Arc::new(move || {
         let table = ready_table.clone();
-        Box::pin(async move { table.reachable().await.map_err(|e| e.to_string()) })
+        Box::pin(async move {
+            table.reachable().await.map_err(|e| match e.kind {
+                PortErrorKind::NotFound => {
+                    format!("{e}: the table is missing; run `imgflow provision`")
+                }
+                _ => e.to_string(),
+            })
+        })
     });
     let mut state = ApiState::new(
         S3Store::new(aws.s3.clone()),

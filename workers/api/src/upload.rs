@@ -14,7 +14,10 @@ use bytes::Bytes;
 use imgflow_catalog::ports::ImageCatalog;
 use imgflow_imaging::probe::Check;
 use imgflow_messages::image_id;
-use imgflow_runtime::ports::{ImageTable, ObjectStore};
+use imgflow_runtime::{
+    ports::{ImageTable, ObjectStore},
+    PortErrorKind,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -151,6 +154,14 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "upload failed");
+            if e.kind == PortErrorKind::NotFound {
+                // The bucket does not exist: nothing a retry fixes.
+                let reason = format!(
+                    "the bucket {} does not exist: run `imgflow provision`",
+                    state.bucket
+                );
+                return ApiError(StatusCode::SERVICE_UNAVAILABLE, reason);
+            }
             ApiError(
                 StatusCode::BAD_GATEWAY,
                 "storing the image failed; try again".into(),

@@ -42,6 +42,21 @@ pub fn region(aws: &AwsClients) -> String {
         .unwrap_or_else(|| "us-east-1".into())
 }
 
+/// Whether bucket `bucket` exists (and this caller may see it).
+pub async fn bucket_exists(aws: &AwsClients, bucket: &str) -> bool {
+    aws.s3.head_bucket().bucket(bucket).send().await.is_ok()
+}
+
+/// Whether table `table` exists.
+pub async fn table_exists(aws: &AwsClients, table: &str) -> bool {
+    aws.dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .is_ok()
+}
+
 /// Turns on DynamoDB's time to live on `table`'s `attribute`.
 pub async fn enable_ttl(
     aws: &AwsClients,

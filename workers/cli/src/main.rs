@@ -207,28 +207,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 visibility_timeout: visibility_timeout_secs.map(Duration::from_secs),
             };
             let done = provision::provision(&aws, &names, &settings).await?;
-            println!(
-                "bucket  {}  (notifications for {} → {})",
-                done.bucket,
-                names.incoming_prefix(),
-                names.queue(Stage::Ingest)
-            );
-            println!("table   {}", done.table);
-            println!(
-                "table   {}  (the console's label index and throughput)",
-                names.index_table
-            );
-            let mut topics: Vec<_> = done.topic_arns.values().collect();
+            let mut lines = vec![(
+                "bucket",
+                done.bucket.clone(),
+                format!(
+                    "  (notifications for {} → {})",
+                    names.incoming_prefix(),
+                    names.queue(Stage::Ingest)
+                ),
+            )];
+            lines.push(("table", done.table.clone(), String::new()));
+            lines.push((
+                "table",
+                names.index_table.clone(),
+                "  (the console's label index and throughput)".into(),
+            ));
+            let mut topics: Vec<_> = done.topic_arns.keys().cloned().collect();
             topics.sort();
-            for arn in topics {
-                println!("topic   {arn}");
-            }
+            lines.extend(topics.into_iter().map(|t| ("topic", t, String::new())));
             for stage in Stage::ALL {
-                println!(
-                    "queue   {}  (DLQ {})",
-                    done.queue_urls[&stage], done.dead_letter_queue_urls[&stage]
-                );
+                for queue in [names.queue(stage), names.dead_letter_queue(stage)] {
+                    lines.push(("queue", queue, String::new()));
+                }
             }
+            for (kind, name, note) in &lines {
+                let state = if done.created.contains(&format!("{kind} {name}")) {
+                    "created"
+                } else {
+                    "exists, settings applied"
+                };
+                println!("{kind:<7} {name:<40} {state}{note}");
+            }
+            println!(
+                "{} created, {} already there",
+                done.created.len(),
+                lines.len() - done.created.len()
+            );
         }
         Command::Submit {
             paths,
@@ -263,9 +277,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     results::wait_for_final(&table, &ids, Duration::from_secs(timeout_secs))
                         .await?;
                 print!("{}", results::table(&records));
+                if !done {
+                    for line in results::unfinished(&submitted_keys(&submitted), &records) {
+                        eprintln!("  {line}");
+                    }
+                }
                 anyhow::ensure!(
                     done,
-                    "{} of {} images were not processed within {timeout_secs} s",
+                    "{} of {} images were not processed within {timeout_secs} s (above: where each waits; `imgflow status` shows the queues)",
                     ids.len() - records.iter().filter(|r| r.status.is_final()).count(),
                     ids.len()
                 );
@@ -436,6 +455,14 @@ async fn run_dlq(aws: &AwsClients, names: &Names, action: DlqAction) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// `(image id, key)` of each submitted file.
+fn submitted_keys(submitted: &[submit::Submitted]) -> Vec<(String, String)> {
+    submitted
+        .iter()
+        .map(|s| (s.image_id.clone(), s.key.clone()))
+        .collect()
 }
 
 fn parse_status(value: &str) -> Result<imgflow_messages::ImageStatus, String> {

@@ -1,17 +1,21 @@
 //! `imgflow provision`: every resource of the topology, created or brought up to date.
 //! Safe to run any number of times, also while the pipeline runs. This is the plan (names,
 //! keys, policies, order); the SDK calls are `imgflow_aws::provision`'s.
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use imgflow_aws::{
     provision::{
-        enable_ttl, ensure_bucket, ensure_notification, ensure_queue, ensure_subscription,
-        ensure_table, ensure_topic, queue_arn, region, set_queue_attributes,
+        bucket_exists, enable_ttl, ensure_bucket, ensure_notification, ensure_queue,
+        ensure_subscription, ensure_table, ensure_topic, queue_arn, region, set_queue_attributes,
+        table_exists,
     },
     AwsClients,
 };
 use imgflow_catalog::keys::{BY_DAY_INDEX, BY_STATUS_INDEX};
-use imgflow_runtime::config::{Names, Stage};
+use imgflow_runtime::{
+    config::{Names, Stage},
+    PortErrorKind,
+};
 use serde_json::json;
 
 pub use imgflow_aws::provision::ProvisionError;
@@ -54,6 +58,39 @@ pub struct Provisioned {
     pub dead_letter_queue_urls: HashMap<Stage, String>,
     /// Topic ARN by full topic name.
     pub topic_arns: HashMap<String, String>,
+    /// The resources this run created, as `<kind> <name>` (`queue imgflow-label`); every
+    /// other one existed and had its settings applied again.
+    pub created: BTreeSet<String>,
+}
+
+/// The names among `names`' resources that do not exist yet. A failed lookup counts as
+/// existing: the run then reports "exists" rather than claiming a creation.
+async fn missing(aws: &AwsClients, names: &Names) -> BTreeSet<String> {
+    let mut missing = BTreeSet::new();
+    if !bucket_exists(aws, &names.bucket).await {
+        missing.insert(format!("bucket {}", names.bucket));
+    }
+    for table in [&names.table, &names.index_table] {
+        if !table_exists(aws, table).await {
+            missing.insert(format!("table {table}"));
+        }
+    }
+    for stage in Stage::ALL {
+        let topic = names.topic(stage.output_topic());
+        if let Err(e) = imgflow_aws::sns::topic_arn(&aws.sns, &topic).await {
+            if e.kind == PortErrorKind::NotFound {
+                missing.insert(format!("topic {topic}"));
+            }
+        }
+        for queue in [names.queue(stage), names.dead_letter_queue(stage)] {
+            if let Err(e) = imgflow_aws::sqs::queue_url(&aws.sqs, &queue).await {
+                if e.kind == PortErrorKind::NotFound {
+                    missing.insert(format!("queue {queue}"));
+                }
+            }
+        }
+    }
+    missing
 }
 
 /// Creates or updates every resource under `names`.
@@ -62,6 +99,7 @@ pub async fn provision(
     names: &Names,
     settings: &ProvisionSettings,
 ) -> Result<Provisioned, ProvisionError> {
+    let created = missing(aws, names).await;
     ensure_bucket(aws, &names.bucket, &region(aws)).await?;
     ensure_table(aws, &names.table, ("id", None), IMAGE_INDEXES).await?;
     ensure_table(aws, &names.index_table, ("pk", Some("sk")), &[]).await?;
@@ -147,5 +185,6 @@ pub async fn provision(
         queue_urls,
         dead_letter_queue_urls,
         topic_arns,
+        created,
     })
 }

@@ -85,6 +85,21 @@ fn shorten(text: &str, max: usize) -> String {
     format!("…{tail}")
 }
 
+/// For each submitted `(id, key)` not final in `records`, where it is waiting: no item yet
+/// means ingest has not recorded it; `accepted` means labelling or storing is pending.
+pub fn unfinished(submitted: &[(String, String)], records: &[ImageRecord]) -> Vec<String> {
+    submitted
+        .iter()
+        .filter_map(|(id, key)| match records.iter().find(|r| &r.id == id) {
+            None => Some(format!("{key}: waiting in ingest (no item yet)")),
+            Some(r) if !r.status.is_final() => {
+                Some(format!("{key}: {}, waiting in label or store", r.status))
+            }
+            Some(_) => None,
+        })
+        .collect()
+}
+
 /// Polls until every id has a final status, or `timeout`. Returns the items in `ids` order
 /// (absent ones omitted) and whether all finished.
 pub async fn wait_for_final<T: ImageTable>(
@@ -105,5 +120,41 @@ pub async fn wait_for_final<T: ImageTable>(
             return Ok((records, done));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imgflow_messages::ImageStatus;
+
+    #[test]
+    fn unfinished_images_name_the_stage_they_wait_in() {
+        let accepted = ImageRecord::new(
+            "b".into(),
+            "bucket".into(),
+            "incoming/b.png".into(),
+            "e".into(),
+            "2026-11-27T05:00:00.000000Z".into(),
+            ImageStatus::Accepted,
+        );
+        let labeled = ImageRecord {
+            id: "c".into(),
+            status: ImageStatus::Labeled,
+            ..accepted.clone()
+        };
+        let submitted = [
+            ("a".to_owned(), "incoming/a.png".to_owned()),
+            ("b".to_owned(), "incoming/b.png".to_owned()),
+            ("c".to_owned(), "incoming/c.png".to_owned()),
+        ];
+        assert_eq!(
+            unfinished(&submitted, &[accepted, labeled]),
+            [
+                "incoming/a.png: waiting in ingest (no item yet)",
+                "incoming/b.png: accepted, waiting in label or store",
+            ]
+        );
+        assert_eq!(table(&[]), "no matching images\n");
     }
 }
