@@ -31,6 +31,24 @@ use imgflow_runtime::{
     PortError, PortErrorKind,
 };
 
+/// `$name(operation, error)`: an `$sdk` call's error as a [`PortError`], through
+/// [`service_error`] with `$sdk::Error` (the service's modeled errors).
+macro_rules! service_error_fn {
+    ($name:ident, $sdk:ident) => {
+        /// This service's call error as a [`PortError`](imgflow_runtime::PortError).
+        pub(crate) fn $name<E>(
+            operation: impl Into<String>,
+            error: $sdk::error::SdkError<E, $sdk::config::http::HttpResponse>,
+        ) -> imgflow_runtime::PortError
+        where
+            E: $sdk::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+            $sdk::Error: From<$sdk::error::SdkError<E, $sdk::config::http::HttpResponse>>,
+        {
+            $crate::service_error::<E, $sdk::Error>(operation, error)
+        }
+    };
+}
+
 pub mod dynamodb;
 pub mod provision;
 pub mod rekognition;
@@ -264,27 +282,25 @@ where
     match error {
         SdkError::ServiceError(context) => {
             let status = context.raw().status().as_u16();
-            match (context.err().code(), context.err().message()) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(code), None) => format!("{code} (HTTP {status})"),
-                // A modeled error built without metadata names itself.
-                _ if !DisplayErrorContext(context.err())
-                    .to_string()
-                    .starts_with("unhandled error") =>
-                {
-                    format!("{} (HTTP {status})", DisplayErrorContext(context.err()))
-                }
-                // An answer the SDK could not read (a proxy's page, an emulator's XML):
-                // its first bytes say more than the parse error.
-                _ => {
-                    let body = context.raw().body().bytes().unwrap_or_default();
-                    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-                        .split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    format!("HTTP {status}: {text}")
-                }
+            if let Some(code) = context.err().code() {
+                return match context.err().message() {
+                    Some(message) => format!("{code}: {message}"),
+                    None => format!("{code} (HTTP {status})"),
+                };
             }
+            // A modeled error built without metadata still names itself.
+            let shown = DisplayErrorContext(context.err()).to_string();
+            if !shown.starts_with("unhandled error") {
+                return format!("{shown} (HTTP {status})");
+            }
+            // An answer the SDK could not read (a proxy's page, an emulator's XML): its first
+            // bytes say more than the parse error.
+            let body = context.raw().body().bytes().unwrap_or_default();
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            format!("HTTP {status}: {text}")
         }
         SdkError::TimeoutError(_) => "timed out".into(),
         SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
@@ -306,8 +322,8 @@ fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// How an SDK error should be treated. Service errors go by their code (the SDKs' own
-/// variants differ per operation, the codes do not), then by HTTP status.
+/// How an SDK error should be treated by its code, then its HTTP status: the fallback for
+/// what a service does not model ([`ModeledKind`] decides first).
 pub(crate) fn classify<E: ProvideErrorMetadata>(
     error: &SdkError<E, HttpResponse>,
 ) -> PortErrorKind {

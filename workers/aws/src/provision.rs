@@ -14,6 +14,8 @@ use aws_sdk_s3::types::{
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use imgflow_runtime::{PortError, PortErrorKind};
+
 use crate::AwsClients;
 
 /// A provisioning step that failed, naming the resource.
@@ -42,21 +44,6 @@ pub fn region(aws: &AwsClients) -> String {
         .unwrap_or_else(|| "us-east-1".into())
 }
 
-/// Whether bucket `bucket` exists (and this caller may see it).
-pub async fn bucket_exists(aws: &AwsClients, bucket: &str) -> bool {
-    aws.s3.head_bucket().bucket(bucket).send().await.is_ok()
-}
-
-/// Whether table `table` exists.
-pub async fn table_exists(aws: &AwsClients, table: &str) -> bool {
-    aws.dynamodb
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .is_ok()
-}
-
 /// Turns on DynamoDB's time to live on `table`'s `attribute`.
 pub async fn enable_ttl(
     aws: &AwsClients,
@@ -79,24 +66,40 @@ pub async fn enable_ttl(
     Ok(())
 }
 
-/// Creates topic `name` (idempotent); its ARN.
-pub async fn ensure_topic(aws: &AwsClients, name: &str) -> Result<String, ProvisionError> {
-    Ok(aws
+/// Topic `name`'s ARN, creating the topic if it does not exist; and whether it was created.
+pub async fn ensure_topic(aws: &AwsClients, name: &str) -> Result<(String, bool), ProvisionError> {
+    let resource = format!("topic {name}");
+    match crate::sns::topic_arn(&aws.sns, name).await {
+        Ok(arn) => return Ok((arn, false)),
+        Err(e) if e.kind != PortErrorKind::NotFound => return Err(lookup_failed(resource, e)),
+        Err(_) => {}
+    }
+    let arn = aws
         .sns
         .create_topic()
         .name(name)
         .send()
         .await
-        .map_err(|e| failed(format!("topic {name}"), e))?
+        .map_err(|e| failed(resource, e))?
         .topic_arn
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((arn, true))
 }
 
+fn lookup_failed(resource: String, e: PortError) -> ProvisionError {
+    ProvisionError {
+        resource,
+        message: e.to_string(),
+    }
+}
+
+/// Creates bucket `bucket` if it does not exist (whether it was created) and applies its
+/// settings: public access blocked, encryption.
 pub async fn ensure_bucket(
     aws: &AwsClients,
     bucket: &str,
     region: &str,
-) -> Result<(), ProvisionError> {
+) -> Result<bool, ProvisionError> {
     let resource = format!("bucket {bucket}");
     let mut request = aws.s3.create_bucket().bucket(bucket);
     // us-east-1 is the one region that must not be named.
@@ -107,13 +110,21 @@ pub async fn ensure_bucket(
                 .build(),
         );
     }
-    match request.send().await {
-        Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-        Err(e) => return Err(failed(resource, e)),
-    }
+    // Asked first: in us-east-1 CreateBucket answers 200 for a bucket the caller owns
+    // already, so its answer cannot tell a creation.
+    let exists = aws.s3.head_bucket().bucket(bucket).send().await.is_ok();
+    let created = !exists
+        && match request.send().await {
+            Ok(_) => true,
+            // Created meanwhile by another run.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) =>
+            {
+                false
+            }
+            Err(e) => return Err(failed(resource, e)),
+        };
     aws.s3
         .put_public_access_block()
         .bucket(bucket)
@@ -148,7 +159,7 @@ pub async fn ensure_bucket(
         .send()
         .await
         .map_err(|e| failed(resource, e))?;
-    Ok(())
+    Ok(created)
 }
 
 fn key_schema(
@@ -193,13 +204,13 @@ fn keys_only_index(
 }
 
 /// Creates `table` with string keys and keys-only global secondary `indexes`, or adds the
-/// indexes an existing table lacks (tables from before the console).
+/// indexes an existing table lacks (tables from before the console); whether it was created.
 pub async fn ensure_table(
     aws: &AwsClients,
     table: &str,
     (hash, range): (&str, Option<&str>),
     indexes: &[(&str, &str, &str)],
-) -> Result<(), ProvisionError> {
+) -> Result<bool, ProvisionError> {
     let resource = format!("table {table}");
     let mut attributes: Vec<&str> = std::iter::once(hash).chain(range).collect();
     for (_, h, r) in indexes {
@@ -225,13 +236,16 @@ pub async fn ensure_table(
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await;
-    match created {
-        Ok(_) => {}
+    let created = match created {
+        Ok(_) => true,
         Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            false
+        }
         Err(e) => return Err(failed(resource, e)),
-    }
+    };
     // A new table takes a moment to become usable on AWS.
     for _ in 0..120 {
         let description = aws
@@ -262,7 +276,7 @@ pub async fn ensure_table(
         let existing: Vec<String> = described.into_iter().filter_map(|i| i.index_name).collect();
         // DynamoDB adds one index per UpdateTable call; the next pass adds the next.
         let Some(missing) = gsis.iter().find(|g| !existing.contains(&g.index_name)) else {
-            return Ok(());
+            return Ok(created);
         };
         aws.dynamodb
             .update_table()
@@ -291,8 +305,14 @@ pub async fn ensure_table(
     })
 }
 
-/// Creates queue `name` if it does not exist; its URL.
-pub async fn ensure_queue(aws: &AwsClients, name: &str) -> Result<String, ProvisionError> {
+/// Queue `name`'s URL, creating the queue if it does not exist; and whether it was created.
+pub async fn ensure_queue(aws: &AwsClients, name: &str) -> Result<(String, bool), ProvisionError> {
+    let resource = format!("queue {name}");
+    match crate::sqs::queue_url(&aws.sqs, name).await {
+        Ok(url) => return Ok((url, false)),
+        Err(e) if e.kind != PortErrorKind::NotFound => return Err(lookup_failed(resource, e)),
+        Err(_) => {}
+    }
     // Created bare, then configured with SetQueueAttributes: CreateQueue with attributes that
     // differ from an existing queue's fails, and provisioning must also update.
     let output = aws
@@ -301,8 +321,8 @@ pub async fn ensure_queue(aws: &AwsClients, name: &str) -> Result<String, Provis
         .queue_name(name)
         .send()
         .await
-        .map_err(|e| failed(format!("queue {name}"), e))?;
-    Ok(output.queue_url.unwrap_or_default())
+        .map_err(|e| failed(resource, e))?;
+    Ok((output.queue_url.unwrap_or_default(), true))
 }
 
 /// A queue's ARN.

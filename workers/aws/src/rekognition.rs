@@ -7,7 +7,7 @@ use aws_sdk_rekognition::{
 };
 use imgflow_messages::{BoundingBox, Instance, Label, NamedRef};
 
-use super::{s3::S3Store, service_error, ModeledKind};
+use super::{s3::S3Store, ModeledKind};
 use imgflow_runtime::{
     ports::{DetectRequest, Detection, LabelDetector, ObjectStore},
     PortError, PortErrorKind,
@@ -177,19 +177,7 @@ impl ModeledKind for aws_sdk_rekognition::Error {
     }
 }
 
-/// A Rekognition call's error as a [`PortError`].
-pub(crate) fn rekognition_error<E>(
-    operation: impl Into<String>,
-    error: aws_sdk_rekognition::error::SdkError<E, aws_sdk_rekognition::config::http::HttpResponse>,
-) -> PortError
-where
-    E: aws_sdk_rekognition::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    aws_sdk_rekognition::Error: From<
-        aws_sdk_rekognition::error::SdkError<E, aws_sdk_rekognition::config::http::HttpResponse>,
-    >,
-{
-    service_error::<E, aws_sdk_rekognition::Error>(operation, error)
-}
+service_error_fn!(rekognition_error, aws_sdk_rekognition);
 
 #[cfg(test)]
 mod tests {

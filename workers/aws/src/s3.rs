@@ -3,7 +3,7 @@ use aws_sdk_s3::{primitives::ByteStream, Client};
 use bytes::Bytes;
 use imgflow_messages::id::normalize_etag;
 
-use super::{service_error, ModeledKind};
+use super::ModeledKind;
 use imgflow_runtime::{
     ports::{ObjectHead, ObjectLocation, ObjectStore, PutResult},
     PortError, PortErrorKind,
@@ -159,17 +159,7 @@ impl ModeledKind for aws_sdk_s3::Error {
     }
 }
 
-/// An S3 call's error as a [`PortError`].
-pub(crate) fn s3_error<E>(
-    operation: impl Into<String>,
-    error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> PortError
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    aws_sdk_s3::Error: From<aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
-{
-    service_error::<E, aws_sdk_s3::Error>(operation, error)
-}
+service_error_fn!(s3_error, aws_sdk_s3);
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sns::{types::PublishBatchRequestEntry, Client};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{service_error, ModeledKind};
+use super::ModeledKind;
 use imgflow_runtime::{ports::Publisher, PortError, PortErrorKind};
 
 type Pending = (String, oneshot::Sender<Result<(), PortError>>);
@@ -202,18 +202,7 @@ impl ModeledKind for aws_sdk_sns::Error {
     }
 }
 
-/// An SNS call's error as a [`PortError`].
-pub(crate) fn sns_error<E>(
-    operation: impl Into<String>,
-    error: aws_sdk_sns::error::SdkError<E, aws_sdk_sns::config::http::HttpResponse>,
-) -> PortError
-where
-    E: aws_sdk_sns::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    aws_sdk_sns::Error:
-        From<aws_sdk_sns::error::SdkError<E, aws_sdk_sns::config::http::HttpResponse>>,
-{
-    service_error::<E, aws_sdk_sns::Error>(operation, error)
-}
+service_error_fn!(sns_error, aws_sdk_sns);
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use aws_sdk_sqs::{
     Client,
 };
 
-use super::{service_error, ModeledKind};
+use super::ModeledKind;
 use imgflow_runtime::{
     ports::{DeadLetter, Queue, ReceivedMessage},
     PortError, PortErrorKind,
@@ -429,15 +429,4 @@ impl ModeledKind for aws_sdk_sqs::Error {
     }
 }
 
-/// An SQS call's error as a [`PortError`].
-pub(crate) fn sqs_error<E>(
-    operation: impl Into<String>,
-    error: aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>,
-) -> PortError
-where
-    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    aws_sdk_sqs::Error:
-        From<aws_sdk_sqs::error::SdkError<E, aws_sdk_sqs::config::http::HttpResponse>>,
-{
-    service_error::<E, aws_sdk_sqs::Error>(operation, error)
-}
+service_error_fn!(sqs_error, aws_sdk_sqs);

@@ -5,17 +5,13 @@ use std::collections::{BTreeSet, HashMap};
 
 use imgflow_aws::{
     provision::{
-        bucket_exists, enable_ttl, ensure_bucket, ensure_notification, ensure_queue,
-        ensure_subscription, ensure_table, ensure_topic, queue_arn, region, set_queue_attributes,
-        table_exists,
+        enable_ttl, ensure_bucket, ensure_notification, ensure_queue, ensure_subscription,
+        ensure_table, ensure_topic, queue_arn, region, set_queue_attributes,
     },
     AwsClients,
 };
 use imgflow_catalog::keys::{BY_DAY_INDEX, BY_STATUS_INDEX};
-use imgflow_runtime::{
-    config::{Names, Stage},
-    PortErrorKind,
-};
+use imgflow_runtime::config::{Names, Stage};
 use serde_json::json;
 
 pub use imgflow_aws::provision::ProvisionError;
@@ -63,52 +59,40 @@ pub struct Provisioned {
     pub created: BTreeSet<String>,
 }
 
-/// The names among `names`' resources that do not exist yet. A failed lookup counts as
-/// existing: the run then reports "exists" rather than claiming a creation.
-async fn missing(aws: &AwsClients, names: &Names) -> BTreeSet<String> {
-    let mut missing = BTreeSet::new();
-    if !bucket_exists(aws, &names.bucket).await {
-        missing.insert(format!("bucket {}", names.bucket));
-    }
-    for table in [&names.table, &names.index_table] {
-        if !table_exists(aws, table).await {
-            missing.insert(format!("table {table}"));
-        }
-    }
-    for stage in Stage::ALL {
-        let topic = names.topic(stage.output_topic());
-        if let Err(e) = imgflow_aws::sns::topic_arn(&aws.sns, &topic).await {
-            if e.kind == PortErrorKind::NotFound {
-                missing.insert(format!("topic {topic}"));
-            }
-        }
-        for queue in [names.queue(stage), names.dead_letter_queue(stage)] {
-            if let Err(e) = imgflow_aws::sqs::queue_url(&aws.sqs, &queue).await {
-                if e.kind == PortErrorKind::NotFound {
-                    missing.insert(format!("queue {queue}"));
-                }
-            }
-        }
-    }
-    missing
-}
-
 /// Creates or updates every resource under `names`.
 pub async fn provision(
     aws: &AwsClients,
     names: &Names,
     settings: &ProvisionSettings,
 ) -> Result<Provisioned, ProvisionError> {
-    let created = missing(aws, names).await;
-    ensure_bucket(aws, &names.bucket, &region(aws)).await?;
-    ensure_table(aws, &names.table, ("id", None), IMAGE_INDEXES).await?;
-    ensure_table(aws, &names.index_table, ("pk", Some("sk")), &[]).await?;
+    let mut created = BTreeSet::new();
+    let mut note = |created_now: bool, kind: &str, name: &str| {
+        if created_now {
+            created.insert(format!("{kind} {name}"));
+        }
+    };
+    note(
+        ensure_bucket(aws, &names.bucket, &region(aws)).await?,
+        "bucket",
+        &names.bucket,
+    );
+    for (table, keys, indexes) in [
+        (&names.table, ("id", None), IMAGE_INDEXES),
+        (&names.index_table, ("pk", Some("sk")), &[][..]),
+    ] {
+        note(
+            ensure_table(aws, table, keys, indexes).await?,
+            "table",
+            table,
+        );
+    }
     enable_ttl(aws, &names.index_table, "expires_at").await?;
 
     let mut topic_arns = HashMap::new();
     for stage in Stage::ALL {
         let name = names.topic(stage.output_topic());
-        let arn = ensure_topic(aws, &name).await?;
+        let (arn, created_now) = ensure_topic(aws, &name).await?;
+        note(created_now, "topic", &name);
         topic_arns.insert(name, arn);
     }
 
@@ -116,10 +100,12 @@ pub async fn provision(
     let mut dead_letter_queue_urls = HashMap::new();
     for stage in Stage::ALL {
         let dlq_name = names.dead_letter_queue(stage);
-        let dlq_url = ensure_queue(aws, &dlq_name).await?;
+        let (dlq_url, created_now) = ensure_queue(aws, &dlq_name).await?;
+        note(created_now, "queue", &dlq_name);
         let dlq_arn = queue_arn(aws, &dlq_name, &dlq_url).await?;
         let name = names.queue(stage);
-        let url = ensure_queue(aws, &name).await?;
+        let (url, created_now) = ensure_queue(aws, &name).await?;
+        note(created_now, "queue", &name);
         let arn = queue_arn(aws, &name, &url).await?;
 
         // Only the stage's feeder may send: the bucket for ingest, the upstream topic otherwise.

@@ -123,6 +123,7 @@ mod tests {
             .collect();
         let workers = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut missing = Vec::new();
+        let mut read = 0;
         let mut stack = vec![workers];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap().flatten() {
@@ -142,6 +143,7 @@ mod tests {
                                 c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit()
                             })
                             .collect();
+                        read += 1;
                         if !documented.contains(&var) {
                             missing.push(format!("{var} ({})", path.display()));
                         }
@@ -149,6 +151,10 @@ mod tests {
                 }
             }
         }
+        assert!(
+            read > 30,
+            "found only {read} variables: is the walk reading the source?"
+        );
         assert!(
             missing.is_empty(),
             "not in the README's Configuration table: {missing:?}"

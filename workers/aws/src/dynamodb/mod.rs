@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::{
 use imgflow_catalog::keys::{day_of, received_key, status_day};
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
-use super::{service_error, ModeledKind};
+use super::ModeledKind;
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{ImageTable, LabelClaim, LabelsWrite, StoredLabels, WriteOutcome, CLAIM_DONE},
@@ -369,15 +369,4 @@ impl ModeledKind for aws_sdk_dynamodb::Error {
     }
 }
 
-/// A DynamoDB call's error as a [`PortError`].
-pub(crate) fn dynamodb_error<E>(
-    operation: impl Into<String>,
-    error: aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
-) -> PortError
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    aws_sdk_dynamodb::Error:
-        From<aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>>,
-{
-    service_error::<E, aws_sdk_dynamodb::Error>(operation, error)
-}
+service_error_fn!(dynamodb_error, aws_sdk_dynamodb);
