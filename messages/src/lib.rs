@@ -21,7 +21,9 @@ pub mod stage;
 pub use id::image_id;
 pub use labels::{BoundingBox, Instance, Label, NamedRef};
 pub use record::{ImageRecord, ImageStatus};
-pub use s3_event::{parse_notification, Notification, ObjectEvent};
+pub use s3_event::{
+    created_notification, order_key, parse_notification, Notification, ObjectEvent,
+};
 pub use stage::{
     ImageAccepted, ImageLabeled, ImageRef, ImageStored, MessageError, StageMessage, SCHEMA_VERSION,
 };

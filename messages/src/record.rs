@@ -1,10 +1,12 @@
 //! The DynamoDB item contract: one item per image id in table `<prefix>-images`.
 //! The API, the CLI and the tests read items through this type.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::Label;
 
-/// Where an image is in its life. `rejected`, `missing` and `labeled` are final.
+/// Where an image is in its life. `rejected`, `missing`, `labeled` and `deleted` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageStatus {
@@ -16,6 +18,8 @@ pub enum ImageStatus {
     Missing,
     /// Labels are stored.
     Labeled,
+    /// Its object was deleted: out of the gallery and the label index.
+    Deleted,
 }
 
 impl ImageStatus {
@@ -26,6 +30,7 @@ impl ImageStatus {
             Self::Rejected => "rejected",
             Self::Missing => "missing",
             Self::Labeled => "labeled",
+            Self::Deleted => "deleted",
         }
     }
 
@@ -36,6 +41,7 @@ impl ImageStatus {
             "rejected" => Self::Rejected,
             "missing" => Self::Missing,
             "labeled" => Self::Labeled,
+            "deleted" => Self::Deleted,
             _ => return None,
         })
     }
@@ -78,6 +84,11 @@ pub struct ImageRecord {
     /// Height in pixels, from the image header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// EXIF metadata read at ingest (`taken_at`, `camera_make`, `camera_model`, `lens`,
+    /// `orientation`, `exposure_time`, `f_number`, `iso`, `focal_length_mm`; `gps_*` only
+    /// with `IMGFLOW_KEEP_GPS=true`); absent when the image carries none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exif: Option<BTreeMap<String, String>>,
     /// Where the image is in its life.
     pub status: ImageStatus,
     /// Why the image was rejected or is missing.
@@ -106,6 +117,9 @@ pub struct ImageRecord {
     /// When the store stage wrote those labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_at: Option<String>,
+    /// When ingest learned that the object was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
 }
 
 impl ImageRecord {
@@ -129,6 +143,7 @@ impl ImageRecord {
             size: None,
             width: None,
             height: None,
+            exif: None,
             status,
             reason: None,
             labels: None,
@@ -139,6 +154,7 @@ impl ImageRecord {
             accepted_at: None,
             labeled_at: None,
             stored_at: None,
+            deleted_at: None,
         }
     }
 
@@ -165,6 +181,7 @@ mod tests {
             ImageStatus::Rejected,
             ImageStatus::Missing,
             ImageStatus::Labeled,
+            ImageStatus::Deleted,
         ] {
             assert_eq!(ImageStatus::parse(s.as_str()), Some(s));
         }

@@ -38,6 +38,8 @@ pub struct ObjectEvent {
     pub etag: Option<String>,
     /// Version id on versioned buckets.
     pub version_id: Option<String>,
+    /// S3's order of PUTs and DELETEs on one key ([`order_key`] makes two comparable).
+    pub sequencer: Option<String>,
 }
 
 impl ObjectEvent {
@@ -45,6 +47,21 @@ impl ObjectEvent {
     pub fn is_object_created(&self) -> bool {
         self.event_name.starts_with("ObjectCreated:")
     }
+
+    /// Whether the event reports a deletion (`ObjectRemoved:Delete`, a delete marker, or
+    /// lifecycle expiry).
+    pub fn is_object_removed(&self) -> bool {
+        self.event_name.starts_with("ObjectRemoved:")
+            || self.event_name.starts_with("LifecycleExpiration:Delete")
+    }
+}
+
+/// A sequencer in a form that compares as S3 means it to: sequencers may differ in length and
+/// are compared after right-padding the shorter with zeros
+/// (<https://repost.aws/knowledge-center/s3-duplicate-sqs-messages>). Uppercased and padded to
+/// 32 characters, two keys compare as plain strings (which DynamoDB conditions can do).
+pub fn order_key(sequencer: &str) -> String {
+    format!("{:0<32}", sequencer.to_ascii_uppercase())
 }
 
 /// Why a message body is not an S3 notification imgflow understands. Such a message can never
@@ -99,6 +116,43 @@ fn parse_value(value: serde_json::Value, depth: u8) -> Result<Notification, Pars
     Err(ParseError::UnknownEnvelope)
 }
 
+/// Encodes a key as S3 does in notifications, so [`decode_key`] gives it back.
+pub fn encode_key(key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(key, KEEP).to_string()
+}
+
+/// A direct S3 `ObjectCreated:Put` notification body for an object that is already stored,
+/// as S3 would have sent it: what `imgflow backfill` sends for objects that never had an event
+/// (`eventSource` names the sender).
+pub fn created_notification(
+    bucket: &str,
+    key: &str,
+    size: u64,
+    etag: &str,
+    version_id: Option<&str>,
+    event_time: &str,
+    source: &str,
+) -> String {
+    let mut object = serde_json::json!({"key": encode_key(key), "size": size, "eTag": etag});
+    if let Some(version) = version_id {
+        object["versionId"] = version.into();
+    }
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": source,
+        "eventTime": event_time,
+        "eventName": "ObjectCreated:Put",
+        "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": object},
+    }]})
+    .to_string()
+}
+
 /// Decodes an event key: S3 form-URL-encodes keys in notifications (`+` is a space, `%XX` a
 /// byte). Emulators differ in which characters they escape (moto also escapes `/`), which this
 /// handles because any escaped byte decodes the same way.
@@ -145,6 +199,7 @@ struct DirectObject {
     size: Option<u64>,
     e_tag: Option<String>,
     version_id: Option<String>,
+    sequencer: Option<String>,
 }
 
 impl TryFrom<DirectRecord> for ObjectEvent {
@@ -166,6 +221,7 @@ impl TryFrom<DirectRecord> for ObjectEvent {
                 .map(|e| crate::id::normalize_etag(&e).to_owned()),
             // An empty versionId means "unversioned" in some emulators.
             version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
+            sequencer: r.s3.object.sequencer.filter(|q| !q.is_empty()),
         })
     }
 }
@@ -192,12 +248,14 @@ struct EventBridgeObject {
     etag: Option<String>,
     #[serde(rename = "version-id")]
     version_id: Option<String>,
+    sequencer: Option<String>,
 }
 
 impl From<EventBridgeEvent> for ObjectEvent {
     fn from(e: EventBridgeEvent) -> Self {
         let event_name = match e.detail_type.as_str() {
             "Object Created" => "ObjectCreated:Put".to_owned(),
+            "Object Deleted" => "ObjectRemoved:Delete".to_owned(),
             other => other.to_owned(),
         };
         Self {
@@ -213,6 +271,7 @@ impl From<EventBridgeEvent> for ObjectEvent {
                 .etag
                 .map(|t| crate::id::normalize_etag(&t).to_owned()),
             version_id: e.detail.object.version_id.filter(|v| !v.is_empty()),
+            sequencer: e.detail.object.sequencer.filter(|q| !q.is_empty()),
         }
     }
 }
@@ -235,6 +294,56 @@ mod tests {
         );
         assert_eq!(decode_key("a%20b").unwrap(), "a b");
         assert_eq!(decode_key("100%25").unwrap(), "100%");
+    }
+
+    #[test]
+    fn a_backfill_notification_reads_back_as_the_object() {
+        for key in ["incoming/a b+c/café 100%.png", "incoming/plain.jpg"] {
+            let body = created_notification(
+                "b",
+                key,
+                12,
+                "e1",
+                Some("v1"),
+                "2026-01-02T03:04:05Z",
+                "imgflow:backfill",
+            );
+            let Notification::Objects(events) = parse_notification(&body).unwrap() else {
+                panic!("objects")
+            };
+            assert_eq!(events[0].key, key);
+            assert_eq!(events[0].size, Some(12));
+            assert_eq!(events[0].etag.as_deref(), Some("e1"));
+            assert_eq!(events[0].version_id.as_deref(), Some("v1"));
+            assert!(events[0].is_object_created());
+        }
+    }
+
+    #[test]
+    fn sequencers_compare_after_right_padding() {
+        // The shorter one is padded with zeros on the right, as S3 documents.
+        assert!(order_key("0055AED6DCD90281E5") < order_key("0055AED6DCD90281E6"));
+        assert!(order_key("0055aed6dcd90281e5") == order_key("0055AED6DCD90281E5"));
+        assert!(order_key("0055AED6DCD90281E5") < order_key("0055AED6DCD90281E500001"));
+        assert!(order_key("006") > order_key("0055AED6DCD90281E5"));
+    }
+
+    #[test]
+    fn deletions_are_read_from_every_envelope() {
+        let direct = r#"{"Records":[{"eventName":"ObjectRemoved:Delete","eventTime":"2026-11-27T03:40:11.532Z",
+            "s3":{"bucket":{"name":"b"},"object":{"key":"incoming/a.png","sequencer":"0055AED6DCD90281E5"}}}]}"#;
+        let Notification::Objects(events) = parse_notification(direct).unwrap() else {
+            panic!("objects")
+        };
+        assert!(events[0].is_object_removed() && !events[0].is_object_created());
+        assert_eq!(events[0].sequencer.as_deref(), Some("0055AED6DCD90281E5"));
+        let bridge = r#"{"detail-type":"Object Deleted","source":"aws.s3","time":"2026-11-27T03:40:11Z",
+            "detail":{"bucket":{"name":"b"},"object":{"key":"incoming/a.png","sequencer":"0055AED6DCD90281E6"}}}"#;
+        let Notification::Objects(events) = parse_notification(bridge).unwrap() else {
+            panic!("objects")
+        };
+        assert!(events[0].is_object_removed());
+        assert_eq!(events[0].sequencer.as_deref(), Some("0055AED6DCD90281E6"));
     }
 
     #[test]

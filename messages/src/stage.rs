@@ -46,6 +46,11 @@ pub struct ImageAccepted {
     pub height: u32,
     /// When ingest accepted it.
     pub accepted_at: String,
+    /// Set by `imgflow relabel`: a deliberate relabel of an image that may already have labels.
+    /// The label stage lets it through once per value, so duplicates of one relabel message
+    /// still cost one detector call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relabel: Option<String>,
 }
 
 /// The label stage has labels for the image.

@@ -334,6 +334,7 @@ impl TestPipeline {
             &self.aws,
             &self.worker_config(Stage::Ingest),
             Limits::default(),
+            false,
         )
         .await
         .expect("building ingest");

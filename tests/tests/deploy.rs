@@ -149,6 +149,8 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
             "dynamodb:UpdateItem",
             vec!["ImagesTable.Arn", "IndexTable.Arn"],
         ),
+        // A deleted object's label-index entries.
+        ("dynamodb:BatchWriteItem", vec!["IndexTable.Arn"]),
     ]);
     let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
     label.extend([
@@ -480,8 +482,20 @@ fn the_operator_policy_covers_the_cli_and_nothing_that_provisions() {
             "operator policy grants {action}"
         );
     }
-    assert!(operator.contains_key("sqs:PurgeQueue"));
-    assert!(operator.contains_key("s3:PutObject"));
+    for needed in [
+        "sqs:PurgeQueue",
+        "s3:PutObject",
+        // backfill
+        "s3:ListBucketVersions",
+        "dynamodb:BatchGetItem",
+        // backfill and relabel send to the ingest and label queues
+        "sqs:SendMessage",
+    ] {
+        assert!(
+            operator.contains_key(needed),
+            "operator policy lacks {needed}"
+        );
+    }
 }
 
 fn template_queue(t: &Value, stage: Stage) -> (String, u64, String) {
@@ -600,7 +614,7 @@ async fn provisioned_resources_match_the_template() {
         .unwrap();
     assert_eq!(put.version_id(), None, "provisioned bucket is unversioned");
 
-    // The bucket notification: ObjectCreated under incoming/ to the ingest queue.
+    // The bucket notification: creations and deletions under incoming/ to the ingest queue.
     let queue_config = &t["Resources"]["ImagesBucket"]["Properties"]["NotificationConfiguration"]
         ["QueueConfigurations"][0];
     let rule = &queue_config["Filter"]["S3Key"]["Rules"][0];
@@ -613,10 +627,22 @@ async fn provisioned_resources_match_the_template() {
         .await
         .unwrap();
     let provisioned = &notification.queue_configurations()[0];
+    let mut template_events: Vec<&str> = t["Resources"]["ImagesBucket"]["Properties"]
+        ["NotificationConfiguration"]["QueueConfigurations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Event"].as_str().unwrap())
+        .collect();
+    let mut provisioned_events: Vec<&str> =
+        provisioned.events().iter().map(|e| e.as_str()).collect();
+    template_events.sort();
+    provisioned_events.sort();
     assert_eq!(
-        provisioned.events()[0].as_str(),
-        queue_config["Event"].as_str().unwrap()
+        provisioned_events,
+        ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
     );
+    assert_eq!(template_events, provisioned_events);
     assert!(provisioned
         .queue_arn()
         .ends_with(&format!(":{}", p.names.queue(Stage::Ingest))));

@@ -1,9 +1,20 @@
 //! What a new operator meets first, through the real binaries: every worker's `--help` and
 //! `--version`, and the `imgflow` command's errors before `provision`, with the emulator
-//! unreachable, without a region, and with clashing file names.
-use std::process::{Command, Output};
+//! unreachable, without a region, and with clashing file names; `results` on a terminal and a
+//! pipe; the API before `provision`.
+use std::{
+    process::{Command, Output},
+    time::Duration,
+};
 
-use imgflow_e2e::{bin_dir, endpoint};
+use imgflow_e2e::{
+    bin_dir, endpoint, free_port, http_ok, log_dir, png_with_dimensions, spawn_binary, until,
+    TestPipeline,
+};
+use imgflow_messages::{
+    ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, NamedRef, SCHEMA_VERSION,
+};
+use imgflow_runtime::{clock, ports::ImageTable};
 
 fn run(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(bin_dir().join(binary))
@@ -140,5 +151,173 @@ fn provision_lists_every_resource_created_then_unchanged() {
     assert!(
         stdout.ends_with("0 created, 12 already there\n"),
         "{stdout}"
+    );
+}
+
+fn seeded_image(p: &TestPipeline, n: usize, key: &str) -> ImageRef {
+    ImageRef {
+        image_id: format!("{n:x}{}", "0".repeat(31)),
+        trace_id: format!("t{n}"),
+        bucket: p.names.bucket.clone(),
+        key: key.into(),
+        version_id: None,
+        etag: format!("e{n}"),
+        received_at: clock::now_rfc3339(),
+    }
+}
+
+/// `results` as a person reads it: ids that tell two `photo.png` apart, a hint when more rows
+/// exist, a sentence for no match, and no screen clearing written into a pipe.
+#[tokio::test]
+async fn results_reads_well_for_a_person_and_a_pipe() {
+    let p = TestPipeline::new("fh_results").await;
+    let images = [
+        seeded_image(&p, 1, "incoming/a/photo.png"),
+        seeded_image(&p, 2, "incoming/b/photo.png"),
+        seeded_image(&p, 3, "incoming/c.png"),
+    ];
+    for image in &images {
+        let record = ImageRecord::new(
+            image.image_id.clone(),
+            image.bucket.clone(),
+            image.key.clone(),
+            image.etag.clone(),
+            image.received_at.clone(),
+            ImageStatus::Accepted,
+        );
+        p.table().write_verdict(&record).await.unwrap();
+    }
+    for image in &images[..2] {
+        let dog = Label {
+            name: "Dog".into(),
+            confidence: 91.0,
+            instances: vec![],
+            parents: vec![NamedRef::new("Animal")],
+            categories: vec![],
+        };
+        p.store_labels(&ImageLabeled {
+            schema_version: SCHEMA_VERSION,
+            image: image.clone(),
+            labels: vec![dog],
+            detector: "test".into(),
+            label_model_version: "1".into(),
+            labeled_at: clock::now_rfc3339(),
+        })
+        .await;
+    }
+    let prefix = p.names.prefix.as_str();
+
+    let out = run(
+        "imgflow",
+        &["--prefix", prefix, "results", "--label", "dog"],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("ID "), "{stdout}");
+    for image in &images[..2] {
+        assert!(stdout.contains(&image.image_id[..12]), "{stdout}");
+    }
+    assert_eq!(stdout.matches("photo.png").count(), 2, "{stdout}");
+    assert!(stdout.contains("Dog (91%)"), "{stdout}");
+    assert!(!stdout.contains("c.png"), "{stdout}");
+
+    let out = run(
+        "imgflow",
+        &["--prefix", prefix, "results", "--limit", "2"],
+        &[],
+    );
+    let (stdout, _) = text(&out);
+    assert_eq!(stdout.lines().count(), 4, "header, 2 rows, hint: {stdout}");
+    assert!(stdout.contains("--limit for more"), "{stdout}");
+
+    let out = run(
+        "imgflow",
+        &["--prefix", prefix, "results", "--label", "unicorn"],
+        &[],
+    );
+    assert!(out.status.success());
+    assert_eq!(text(&out).0, "no matching images\n");
+
+    // --watch into a pipe: the same tables, one after another, and no escape codes.
+    let mut watch = Command::new(bin_dir().join("imgflow"))
+        .args(["--prefix", prefix, "results", "--watch"])
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    watch.kill().unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("incoming/c.png"), "{stdout}");
+    assert!(
+        !stdout.contains('\x1b'),
+        "escape codes in a pipe: {stdout:?}"
+    );
+}
+
+/// The API before `imgflow provision`: uploads answer 503 naming the command, and `/readyz`
+/// names the missing table.
+#[tokio::test]
+async fn the_api_before_provision_says_to_provision() {
+    let prefix = format!("fh-api-{}", std::process::id());
+    let port = free_port();
+    let _api = spawn_binary(
+        "imgflow-api",
+        &prefix,
+        &log_dir(&prefix),
+        &[("IMGFLOW_API_ADDR", format!("127.0.0.1:{port}"))],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    until("the API to listen", Duration::from_secs(30), || async {
+        http_ok(&format!("{base}/healthz")).await.then_some(())
+    })
+    .await;
+    let client = reqwest::Client::new();
+
+    let upload = client
+        .post(format!("{base}/images"))
+        .header("content-type", "image/png")
+        .body(png_with_dimensions(200, 200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 503);
+    let body: serde_json::Value = upload.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains(&format!("the bucket {prefix}-")), "{error}");
+    assert!(error.contains("run `imgflow provision`"), "{error}");
+
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    assert!(
+        text.contains("the table is missing; run `imgflow provision`"),
+        "{text}"
+    );
+}
+
+/// `imgflow cost` on a fresh clone, from anywhere, without AWS settings: the figures recorded
+/// with the README's benchmark, and it says so.
+#[test]
+fn cost_answers_offline_from_the_recorded_figures() {
+    let out = Command::new(bin_dir().join("imgflow"))
+        .arg("cost")
+        .current_dir(std::env::temp_dir())
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("| **total** |"), "{stdout}");
+    assert!(
+        stderr.contains("recorded with the README's benchmark"),
+        "{stderr}"
     );
 }

@@ -177,6 +177,7 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         width: 10_000,
         height: 10_000,
         accepted_at: clock::now_rfc3339(),
+        relabel: None,
     };
     p.send(Stage::Label, &accepted.encode()).await;
     let records = p.wait_final(&[id], Duration::from_secs(120)).await;

@@ -439,6 +439,8 @@ pub async fn ensure_notification(
         .id("imgflow-incoming")
         .queue_arn(queue_arn)
         .events(Event::from("s3:ObjectCreated:*"))
+        // Deletions too: ingest marks the images of a deleted object `deleted`.
+        .events(Event::from("s3:ObjectRemoved:*"))
         .filter(filter)
         .build()
         .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;

@@ -22,6 +22,88 @@ impl S3Store {
     }
 }
 
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Its version id, listing a versioned bucket.
+    pub version_id: Option<String>,
+    /// When it was last written (RFC 3339).
+    pub last_modified: String,
+}
+
+/// One page of a listing, in key order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListPage {
+    /// The objects (current versions only).
+    pub objects: Vec<ListedObject>,
+    /// When more pages follow: the key to continue after (the last one listed, which a
+    /// version listing may not have returned as an object).
+    pub next_after: Option<String>,
+}
+
+impl S3Store {
+    /// Up to `max_keys` (at most 1,000) objects under `prefix` whose keys sort after `after`,
+    /// in key order: the current versions of a ListObjectVersions page, which on an
+    /// unversioned bucket are its objects (version id "null", so ids come from ETags) and on a
+    /// versioned one carry the version ids that ids come from there.
+    pub async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max_keys: i32,
+    ) -> Result<ListPage, PortError> {
+        let output = self
+            .client
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(after.map(str::to_owned))
+            .max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| s3_error(format!("s3:ListObjectVersions s3://{bucket}/{prefix}"), e))?;
+        let more = output.is_truncated().unwrap_or(false);
+        let versions = output.versions.unwrap_or_default();
+        let last_marker = output
+            .delete_markers
+            .unwrap_or_default()
+            .last()
+            .and_then(|m| m.key.clone());
+        let next_after = versions
+            .last()
+            .and_then(|v| v.key.clone())
+            .into_iter()
+            .chain(last_marker)
+            .max()
+            .filter(|_| more);
+        let objects = versions
+            .into_iter()
+            .filter(|v| v.is_latest().unwrap_or(true))
+            .map(|v| ListedObject {
+                last_modified: v
+                    .last_modified()
+                    .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
+                    .unwrap_or_default(),
+                etag: etag(v.e_tag()),
+                size: v.size().unwrap_or(0).max(0) as u64,
+                version_id: version(v.version_id),
+                key: v.key.unwrap_or_default(),
+            })
+            .collect();
+        Ok(ListPage {
+            objects,
+            next_after,
+        })
+    }
+}
+
 /// ETag without quotes.
 fn etag(raw: Option<&str>) -> String {
     raw.map(normalize_etag).unwrap_or_default().to_owned()

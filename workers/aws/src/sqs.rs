@@ -4,7 +4,7 @@ use std::{collections::HashMap, time::Duration};
 use aws_sdk_sqs::{
     types::{
         ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-        MessageAttributeValue, MessageSystemAttributeName,
+        MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
     },
     Client,
 };
@@ -401,6 +401,52 @@ impl QueueAdmin {
             .await
             .map_err(|e| sqs_error("sqs:SendMessage", e))?;
         Ok(())
+    }
+
+    /// Sends `bodies` (at most 10) to `queue_url` in one SendMessageBatch, sending the
+    /// entries SQS failed again a few times before giving up.
+    pub async fn send_batch(&self, queue_url: &str, bodies: &[String]) -> Result<(), PortError> {
+        let mut pending: Vec<(String, &String)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, body)| (i.to_string(), body))
+            .collect();
+        for attempt in 0..4u32 {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            let entries = pending
+                .iter()
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body.as_str())
+                        .build()
+                        .expect("id and body are set")
+                })
+                .collect();
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| sqs_error("sqs:SendMessageBatch", e))?;
+            let failed: Vec<String> = output.failed.iter().map(|f| f.id.clone()).collect();
+            pending.retain(|(id, _)| failed.contains(id));
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        Err(PortError::new(
+            PortErrorKind::Retryable,
+            "sqs:SendMessageBatch",
+            format!("{} messages still failing after retries", pending.len()),
+        ))
     }
 
     /// Deletes every message in the queue.

@@ -5,18 +5,24 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use imgflow_messages::ImageRecord;
-use imgflow_runtime::{fakes::FakeTable, ports::StoredLabels, PortError, PortErrorKind};
+use imgflow_messages::{ImageRecord, ImageStatus};
+use imgflow_runtime::{
+    fakes::{FakeLedger, FakeTable},
+    ports::{ObjectLedger, ObjectOrder, StoredLabels},
+    PortError, PortErrorKind,
+};
 
 use crate::{
     keys::{label_changes, label_pk, received_key, LabelEntry},
     ports::{ImageCatalog, ImagePage, ImageQuery, LabelIndex},
 };
 
-/// The label index: entries by `(pk, sk)`, as the index table holds them.
+/// The index table: label entries by `(pk, sk)`, as the index table holds them, and the
+/// object ledger that shares the table.
 #[derive(Debug, Default)]
 pub struct FakeLabelIndex {
     entries: Mutex<BTreeMap<(String, String), LabelEntry>>,
+    ledger: FakeLedger,
 }
 
 impl FakeLabelIndex {
@@ -41,6 +47,29 @@ impl FakeLabelIndex {
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl ObjectLedger for FakeLabelIndex {
+    async fn object_created(
+        &self,
+        bucket: &str,
+        key: &str,
+        image_id: &str,
+        sequencer: Option<&str>,
+    ) -> Result<ObjectOrder, PortError> {
+        self.ledger
+            .object_created(bucket, key, image_id, sequencer)
+            .await
+    }
+
+    async fn object_deleted(
+        &self,
+        bucket: &str,
+        key: &str,
+        sequencer: Option<&str>,
+    ) -> Result<Option<Vec<String>>, PortError> {
+        self.ledger.object_deleted(bucket, key, sequencer).await
     }
 }
 
@@ -89,6 +118,8 @@ impl ImageCatalog for FakeCatalog {
             .table
             .items()
             .into_values()
+            // Deleted images have left the gallery's indexes.
+            .filter(|r| r.status != ImageStatus::Deleted)
             .filter(|r| query.status.is_none_or(|s| s == r.status))
             .filter(|r| labeled.as_ref().is_none_or(|ids| ids.contains(&r.id)))
             .collect();

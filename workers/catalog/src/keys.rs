@@ -7,6 +7,8 @@
 //! - Label index: `pk = label#<name, lowercased>`, `sk = <labeled_at>#<image id>`, one entry
 //!   per image and label *or parent* name.
 //! - Throughput: `pk = rate#<stage>`, `sk = <YYYY-MM-DDTHH:MM>`.
+//! - Object ledger: `pk = object#<bucket>/<key>`, `sk = object`: the ids created under the key
+//!   and its latest sequenced event, for deletions ([`imgflow_runtime::ports::ObjectLedger`]).
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -110,6 +112,14 @@ pub fn label_changes(
     };
     (put, delete)
 }
+
+/// The object ledger's item of one key (`sk` is [`OBJECT_SK`]).
+pub fn object_pk(bucket: &str, key: &str) -> String {
+    format!("object#{bucket}/{key}")
+}
+
+/// The object ledger's sort key: one item per object key.
+pub const OBJECT_SK: &str = "object";
 
 /// The throughput partition of a stage.
 pub fn rate_pk(stage: &str) -> String {

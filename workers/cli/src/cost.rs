@@ -3,6 +3,13 @@
 //! Lambda design imgflow replaces.
 use serde::Deserialize;
 
+/// Where `scripts/bench pipeline` writes its summary; used when present.
+pub const FRESH_SUMMARY: &str = "target/bench/pipeline-summary.json";
+
+/// The summary of the benchmark run whose figures the README shows, kept so that `imgflow
+/// cost` answers on a fresh clone and anywhere else.
+pub const RECORDED_SUMMARY: &str = include_str!("pipeline-summary.json");
+
 /// List prices, recorded with their source and date in `prices.json`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Prices {
@@ -206,6 +213,24 @@ pub fn markdown(lines: &[Line], images: f64, prices: &Prices) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's cost table is what `imgflow cost` prints from the recorded figures.
+    #[test]
+    fn the_readme_shows_what_the_command_prints() {
+        let readme = include_str!("../../../README.md");
+        let prices = Prices::builtin();
+        let (plumbing, local) = read_summary(RECORDED_SUMMARY).unwrap();
+        let printed = markdown(
+            &table(&prices, &plumbing, local.as_ref(), 1e6, 15.0),
+            1e6,
+            &prices,
+        );
+        let rows = &printed[printed.find("| item").unwrap()..];
+        assert!(
+            readme.contains(rows),
+            "the README's cost table differs from `imgflow cost`; paste:\n{rows}"
+        );
+    }
 
     #[test]
     fn rekognition_dominates_and_the_local_detector_removes_it() {

@@ -1,4 +1,4 @@
-//! `imgflow`: provision, submit, results, status, reindex, cost, dlq.
+//! `imgflow`: provision, submit, results, status, backfill, relabel, reindex, cost, dlq.
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
@@ -9,7 +9,7 @@ use imgflow_aws::{
     AwsClients,
 };
 use imgflow_cli::{cost, errors, submit};
-use imgflow_operations::{dlq, provision, results, status};
+use imgflow_operations::{backfill, dlq, provision, relabel, results, status};
 use imgflow_runtime::{
     config::{Names, Stage},
     telemetry,
@@ -29,6 +29,9 @@ use indicatif::{ProgressBar, ProgressStyle};
   imgflow dlq inspect --stage label        why messages were dead-lettered
   imgflow dlq replay --stage label         send them back once fixed
   imgflow dlq purge --stage label --yes    drop them
+  imgflow backfill --dry-run               count objects from before the pipeline
+  imgflow backfill --rate 50               send them to ingest, 50 a second
+  imgflow relabel --detector local         label the local detector's items again
   imgflow reindex                          index items from before the console
   imgflow cost --images 1000000            price a million images
 
@@ -93,6 +96,50 @@ enum Command {
     },
     /// Per stage: messages waiting, in flight, and in the dead-letter queue.
     Status,
+    /// Label matching items again (a new model version, or a switch of detector); the labels
+    /// and their label-index entries are replaced as they arrive.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]
+    Relabel {
+        /// Items labeled by this model version.
+        #[arg(long, group = "which")]
+        model_version: Option<String>,
+        /// Items labeled by this detector (rekognition, local).
+        #[arg(long, group = "which")]
+        detector: Option<String>,
+        /// Items with this label or parent (any case).
+        #[arg(long, group = "which")]
+        label: Option<String>,
+        /// Items in this status (default: labeled).
+        #[arg(long, group = "which", value_parser = parse_status)]
+        status: Option<imgflow_messages::ImageStatus>,
+        /// At most this many images per second (default: no limit).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
+        /// Count the matching items; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Send the objects already under the incoming prefix (from before the pipeline, or whose
+    /// events were lost) to ingest, skipping those with a final item; safe to run again.
+    Backfill {
+        /// Only keys under this prefix, inside the incoming prefix (`2024/`). (`--prefix` is
+        /// every command's resource-name prefix.)
+        #[arg(long, default_value = "")]
+        key_prefix: String,
+        /// Resume after this key (an interrupted run names it).
+        #[arg(long)]
+        start_after: Option<String>,
+        /// At most this many objects per second (default: no limit).
+        #[arg(long, value_parser = parse_rate)]
+        rate: Option<f64>,
+        /// Count what would be sent; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Take the objects from an S3 Inventory report (its manifest.json, CSV data files)
+        /// instead of listing the bucket.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
+    },
     /// Give items from before the web console their gallery keys and label-index entries
     /// (scans the table once; safe to run again).
     Reindex,
@@ -101,9 +148,10 @@ enum Command {
         /// How many images.
         #[arg(long, default_value_t = 1_000_000.0)]
         images: f64,
-        /// The benchmark summary (`scripts/bench pipeline` writes it).
-        #[arg(long, default_value = "target/bench/pipeline-summary.json")]
-        report: PathBuf,
+        /// A benchmark summary (`scripts/bench pipeline` writes target/bench/pipeline-summary.json,
+        /// used when present; otherwise the figures recorded with the README's benchmark).
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Label-index entries per image: its label and parent names (Rekognition's default
         /// 10 labels with their parents come to about 15).
         #[arg(long, default_value_t = 15.0)]
@@ -189,6 +237,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Logs go to stderr and stay quiet unless asked for: the output is for people.
     if std::env::var_os("RUST_LOG").is_some() {
         telemetry::init(false);
+    }
+    // Offline: prices and recorded figures, no AWS settings needed.
+    if let Command::Cost {
+        images,
+        report,
+        index_entries,
+    } = cli.command
+    {
+        return print_cost(images, report, index_entries);
     }
     std::env::set_var("IMGFLOW_PREFIX", &cli.prefix);
     let names = Names::from_env()?;
@@ -324,6 +381,101 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
+        Command::Backfill {
+            key_prefix: prefix,
+            start_after,
+            rate,
+            dry_run,
+            inventory,
+        } => {
+            let incoming = names.incoming_prefix();
+            let prefix = if prefix.starts_with(incoming) {
+                prefix
+            } else {
+                format!("{incoming}{prefix}")
+            };
+            let ingest_url = queue_url(&aws.sqs, &names.queue(Stage::Ingest)).await?;
+            let ingest = QueueAdmin::new(aws.sqs.clone(), ingest_url.clone());
+            let s3 = S3Store::new(aws.s3.clone());
+            let catalog = aws.catalog(&names);
+            let target = backfill::Target {
+                s3: &s3,
+                bucket: &names.bucket,
+                catalog: &catalog,
+                ingest: &ingest,
+                ingest_url: &ingest_url,
+            };
+            let options = backfill::Options {
+                prefix,
+                start_after,
+                rate_per_sec: rate,
+                dry_run,
+            };
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let verb = if dry_run { "would enqueue" } else { "enqueued" };
+            let summary = |p: &backfill::Progress| {
+                format!(
+                    "listed {}, skipped {} (already final), {verb} {}",
+                    p.listed, p.skipped, p.enqueued
+                )
+            };
+            let result = match inventory {
+                None => backfill::run(&target, &options, |p| bar.set_message(summary(p))).await,
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let manifest = backfill::inventory::parse_manifest(&text, &names.bucket)
+                        .map_err(anyhow::Error::msg)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    backfill::run_inventory(&target, &manifest, &options, |p| {
+                        bar.set_message(summary(p))
+                    })
+                    .await
+                }
+            };
+            bar.finish_and_clear();
+            let done = result?;
+            println!("{}", summary(&done));
+        }
+        Command::Relabel {
+            model_version,
+            detector,
+            label,
+            status,
+            rate,
+            dry_run,
+        } => {
+            let label_url = queue_url(&aws.sqs, &names.queue(Stage::Label)).await?;
+            let queue = QueueAdmin::new(aws.sqs.clone(), label_url.clone());
+            let options = relabel::Options {
+                selection: relabel::Selection {
+                    model_version,
+                    detector,
+                    label,
+                    status,
+                },
+                generation: uuid::Uuid::new_v4().simple().to_string(),
+                rate_per_sec: rate,
+                dry_run,
+            };
+            let bar = ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(200));
+            let verb = if dry_run {
+                "would relabel"
+            } else {
+                "sent for relabelling"
+            };
+            let summary = |p: &relabel::Progress| format!("read {}, {verb} {}", p.read, p.matched);
+            let catalog = aws.catalog(&names);
+            let result = relabel::run(&catalog, &queue, &label_url, &options, |p| {
+                bar.set_message(summary(p))
+            })
+            .await;
+            bar.finish_and_clear();
+            let done = result?;
+            println!("{} (generation {})", summary(&done), options.generation);
+        }
         Command::Reindex => {
             let index = aws.index_table(&names);
             let report = aws.image_table(&names).reindex(&index).await?;
@@ -337,29 +489,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", status::table(&statuses));
         }
         Command::Dlq { action } => run_dlq(&aws, &names, action).await?,
-        Command::Cost {
-            images,
-            report,
-            index_entries,
-        } => {
-            let text = std::fs::read_to_string(&report).with_context(|| {
-                format!(
-                    "reading {} (run scripts/bench pipeline first)",
-                    report.display()
-                )
-            })?;
-            let (plumbing, local) = cost::read_summary(&text)?;
-            let prices = cost::Prices::builtin();
-            print!(
-                "{}",
-                cost::markdown(
-                    &cost::table(&prices, &plumbing, local.as_ref(), images, index_entries),
-                    images,
-                    &prices
-                )
-            );
-        }
+        Command::Cost { .. } => unreachable!("answered before any AWS setup"),
     }
+    Ok(())
+}
+
+/// `imgflow cost`: a fresh `scripts/bench pipeline` summary when there is one (or `--report`),
+/// else the figures recorded with the README's benchmark; says which on stderr.
+fn print_cost(images: f64, report: Option<PathBuf>, index_entries: f64) -> anyhow::Result<()> {
+    let fresh = PathBuf::from(cost::FRESH_SUMMARY);
+    let (text, source) = match report {
+        Some(path) => (
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?,
+            format!("measured figures from {}", path.display()),
+        ),
+        None => match std::fs::read_to_string(&fresh) {
+            Ok(text) => (
+                text,
+                format!("measured figures from your benchmark run, {}", fresh.display()),
+            ),
+            Err(_) => (
+                cost::RECORDED_SUMMARY.to_owned(),
+                "measured figures recorded with the README's benchmark (scripts/bench pipeline measures yours)".to_owned(),
+            ),
+        },
+    };
+    eprintln!("using {source}");
+    let (plumbing, local) = cost::read_summary(&text)
+        .with_context(|| format!("reading the benchmark summary ({source})"))?;
+    let prices = cost::Prices::builtin();
+    print!(
+        "{}",
+        cost::markdown(
+            &cost::table(&prices, &plumbing, local.as_ref(), images, index_entries),
+            images,
+            &prices
+        )
+    );
     Ok(())
 }
 
@@ -465,7 +632,106 @@ fn submitted_keys(submitted: &[submit::Submitted]) -> Vec<(String, String)> {
         .collect()
 }
 
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!(
+            "{value:?} is not a positive number of objects per second"
+        )),
+    }
+}
+
 fn parse_status(value: &str) -> Result<imgflow_messages::ImageStatus, String> {
     imgflow_messages::ImageStatus::parse(value)
         .ok_or_else(|| format!("{value:?} is not one of accepted, labeled, rejected, missing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The `imgflow …` rows of the README's Commands table: (command path, flags named).
+    fn readme_commands() -> Vec<(Vec<String>, Vec<String>)> {
+        let readme = include_str!("../../../README.md");
+        let start = readme.find("## Commands").expect("a Commands section");
+        let end = start
+            + readme[start..]
+                .find("\n## ")
+                .unwrap_or(readme.len() - start);
+        readme[start..end]
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `imgflow "))
+            .map(|rest| {
+                // A table cell escapes its pipes: `inspect\|replay`.
+                let usage = rest[..rest.find('`').unwrap()].replace("\\|", "|");
+                let words: Vec<&str> = usage.split_whitespace().collect();
+                let path = words
+                    .iter()
+                    .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '|'))
+                    .map(|w| w.to_string())
+                    .collect();
+                let flags = usage
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .filter(|w| w.starts_with("--"))
+                    .map(|w| w.to_string())
+                    .collect();
+                (path, flags)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_lists_every_command_with_real_flags() {
+        let cli = Cli::command();
+        let documented = readme_commands();
+        assert!(documented.len() >= 7, "{documented:?}");
+        let mut seen = Vec::new();
+        for (path, flags) in &documented {
+            let name = &path[0];
+            let command = cli.find_subcommand(name).unwrap_or_else(|| {
+                panic!("README documents `imgflow {name}`, which does not exist")
+            });
+            seen.push(name.clone());
+            // `dlq inspect|replay|purge`: the flags belong to one of the subcommands.
+            let mut candidates = vec![command.clone()];
+            if let Some(actions) = path.get(1) {
+                candidates = actions
+                    .split('|')
+                    .map(|a| {
+                        command
+                            .find_subcommand(a)
+                            .unwrap_or_else(|| panic!("README documents `imgflow {name} {a}`"))
+                            .clone()
+                    })
+                    .collect();
+            }
+            for flag in flags {
+                let long = flag.trim_start_matches("--");
+                assert!(
+                    candidates
+                        .iter()
+                        .any(|c| c.get_arguments().any(|a| a.get_long() == Some(long))),
+                    "README shows `imgflow {name} … {flag}`, which it does not take"
+                );
+            }
+        }
+        for command in cli.get_subcommands() {
+            assert!(
+                seen.iter().any(|s| s == command.get_name()),
+                "`imgflow {}` is missing from the README's Commands table",
+                command.get_name()
+            );
+        }
+    }
+
+    #[test]
+    fn help_names_every_command_with_an_example() {
+        let help = Cli::command().render_long_help().to_string();
+        for command in Cli::command().get_subcommands() {
+            let example = format!("imgflow {}", command.get_name());
+            assert!(help.contains(&example), "no example of `{example}`");
+        }
+    }
 }

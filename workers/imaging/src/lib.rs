@@ -14,13 +14,16 @@
 //! - the EXIF orientation (JPEG APP1, PNG eXIf) is applied to the small image.
 //!
 //! It also checks images without decoding them ([`probe`]): ingest and the upload route
-//! read format and size from the first bytes and refuse what Rekognition would.
+//! read format and size from the first bytes and refuse what Rekognition would, and reads
+//! their EXIF metadata from the same bytes ([`exif`]).
 //!
 //! # Layout
 //! - [`decode_scaled`]: the one decoding entry point.
 //! - [`probe`]: format and dimensions from the first bytes, truncation from the last.
+//! - [`exif`]: taken-at, camera, lens, exposure, and GPS only when asked.
 //! - [`decoded_bytes`]: the budget's arithmetic, shared with ingest's header check.
 
+pub mod exif;
 pub mod probe;
 
 use std::io::Cursor;

@@ -1,6 +1,8 @@
-//! Ingest: S3 event → `accepted`, `rejected` or `missing` item (+ `ImageAccepted`).
-use std::sync::Arc;
+//! Ingest: S3 event → `accepted`, `rejected` or `missing` item (+ `ImageAccepted`); a
+//! deletion → its images `deleted`, out of the gallery and the label index.
+use std::{collections::BTreeMap, sync::Arc};
 
+use imgflow_catalog::ports::LabelIndex;
 use imgflow_imaging::probe::{Check, ImageInfo, Limits, HEAD_BYTES, TAIL_BYTES};
 use imgflow_messages::{
     image_id, parse_notification, ImageAccepted, ImageRecord, ImageRef, ImageStatus, Notification,
@@ -10,27 +12,34 @@ use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
     ports::{
-        ImageTable, ObjectHead, ObjectLocation, ObjectStore, Publisher, ReceivedMessage,
-        WriteOutcome,
+        ImageTable, ObjectHead, ObjectLedger, ObjectLocation, ObjectOrder, ObjectStore, Publisher,
+        ReceivedMessage, StoredLabels, WriteOutcome,
     },
     PortError, PortErrorKind,
 };
 use tracing::{instrument, Span};
 
-/// The ingest stage's logic.
-pub struct IngestHandler<S, T, P> {
+/// The ingest stage's logic. `index` is the index table: the object ledger that orders a
+/// key's creations and deletions, and the label index a deletion cleans.
+pub struct IngestHandler<S, T, P, X> {
     store: Arc<S>,
     table: Arc<T>,
     publisher: Arc<P>,
+    index: Arc<X>,
     limits: Limits,
     incoming_prefix: String,
+    keep_gps: bool,
 }
 
 /// What ingest concluded about one object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// A JPEG or PNG within limits.
-    Accepted { head: ObjectHead, info: ImageInfo },
+    /// A JPEG or PNG within limits, with the EXIF metadata its first bytes carry.
+    Accepted {
+        head: ObjectHead,
+        info: ImageInfo,
+        exif: BTreeMap<String, String>,
+    },
     /// Not labelable; the reason is for the person who uploaded it.
     Rejected {
         head: ObjectHead,
@@ -41,12 +50,19 @@ pub enum Verdict {
     Missing { reason: String },
 }
 
-impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
-    /// A handler reading from `store`, writing `table`, publishing to `publisher`.
+impl<S, T, P, X> IngestHandler<S, T, P, X>
+where
+    S: ObjectStore,
+    T: ImageTable,
+    P: Publisher,
+    X: ObjectLedger + LabelIndex,
+{
+    /// A handler reading from `store`, writing `table` and `index`, publishing to `publisher`.
     pub fn new(
         store: Arc<S>,
         table: Arc<T>,
         publisher: Arc<P>,
+        index: Arc<X>,
         limits: Limits,
         incoming_prefix: &str,
     ) -> Self {
@@ -54,19 +70,31 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
             store,
             table,
             publisher,
+            index,
             limits,
             incoming_prefix: incoming_prefix.to_owned(),
+            keep_gps: false,
         }
+    }
+
+    /// Keeps the GPS position from EXIF (`IMGFLOW_KEEP_GPS`); dropped by default, as personal
+    /// data.
+    pub fn keep_gps(mut self, keep: bool) -> Self {
+        self.keep_gps = keep;
+        self
     }
 
     #[instrument(skip_all, fields(image_id, trace_id, key = %event.key))]
     async fn ingest(&self, event: ObjectEvent) -> Result<(), HandleError> {
-        if !event.is_object_created() {
-            tracing::info!(event_name = %event.event_name, "not an ObjectCreated event; ignored");
-            return Ok(());
-        }
         if !event.key.starts_with(&self.incoming_prefix) {
             tracing::info!(prefix = %self.incoming_prefix, "object outside the incoming prefix; ignored");
+            return Ok(());
+        }
+        if event.is_object_removed() {
+            return self.forget(&event).await;
+        }
+        if !event.is_object_created() {
+            tracing::info!(event_name = %event.event_name, "neither a creation nor a deletion; ignored");
             return Ok(());
         }
         let location = ObjectLocation {
@@ -114,8 +142,9 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
         record.version_id = version_id.clone();
         record.trace_id = Some(trace_id.clone());
         match &verdict {
-            Verdict::Accepted { head, info } => {
+            Verdict::Accepted { head, info, exif } => {
                 fill(&mut record, head, Some(info));
+                record.exif = (!exif.is_empty()).then(|| exif.clone());
                 record.accepted_at = Some(now.clone());
             }
             Verdict::Rejected { head, info, reason } => {
@@ -130,16 +159,36 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
             }
         }
 
-        let written = self
-            .table
-            .write_verdict(&record)
+        let mut written = self.write_verdict(&record).await?;
+        // After the verdict, so that a deletion recorded meanwhile finds the item to mark.
+        let order = self
+            .index
+            .object_created(&event.bucket, &event.key, &id, event.sequencer.as_deref())
             .await
-            .map_err(|e| HandleError::from_port("table_write_failed", e))?;
-        if written == WriteOutcome::Superseded {
-            tracing::info!("image already labeled; event ignored");
+            .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
+        if order == ObjectOrder::LaterDeleted {
+            self.delete_image(&id).await?;
+            tracing::info!("the object was deleted after this upload; image marked deleted");
             return Ok(());
         }
-        let Verdict::Accepted { head, info } = verdict else {
+        // Identical bytes uploaded again after a deletion: the same id, to be labelled anew.
+        if written == WriteOutcome::Superseded
+            && order == ObjectOrder::Current
+            && self
+                .table
+                .revive(&id)
+                .await
+                .map_err(|e| HandleError::from_port("table_write_failed", e))?
+                == WriteOutcome::Written
+        {
+            tracing::info!("uploaded again after a deletion; processed anew");
+            written = self.write_verdict(&record).await?;
+        }
+        if written == WriteOutcome::Superseded {
+            tracing::info!("image already labeled or deleted; event ignored");
+            return Ok(());
+        }
+        let Verdict::Accepted { head, info, .. } = verdict else {
             metrics::counter!(
                 "imgflow_images_rejected_total",
                 "stage" => "ingest",
@@ -165,12 +214,69 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
             width: info.width,
             height: info.height,
             accepted_at: now,
+            relabel: None,
         };
         self.publisher
             .publish(accepted.encode())
             .await
             .map_err(|e| HandleError::from_port("publish_failed", e))?;
         tracing::info!(width = info.width, height = info.height, "image accepted");
+        Ok(())
+    }
+
+    async fn write_verdict(&self, record: &ImageRecord) -> Result<WriteOutcome, HandleError> {
+        self.table
+            .write_verdict(record)
+            .await
+            .map_err(|e| HandleError::from_port("table_write_failed", e))
+    }
+
+    /// A deletion under the prefix: every image created under the key (or, for a versioned
+    /// bucket's permanent deletion of one version, that version's) becomes `deleted`.
+    async fn forget(&self, event: &ObjectEvent) -> Result<(), HandleError> {
+        let version = event.version_id.as_deref().filter(|v| *v != "null");
+        let ids = match version {
+            Some(version) if event.event_name == "ObjectRemoved:Delete" => {
+                vec![image_id(&event.bucket, &event.key, version)]
+            }
+            _ => {
+                let recorded = self
+                    .index
+                    .object_deleted(&event.bucket, &event.key, event.sequencer.as_deref())
+                    .await
+                    .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
+                let Some(ids) = recorded else {
+                    tracing::info!("a later upload to this key is recorded; deletion ignored");
+                    return Ok(());
+                };
+                ids
+            }
+        };
+        for id in &ids {
+            self.delete_image(id).await?;
+        }
+        tracing::info!(images = ids.len(), event_name = %event.event_name, "object deleted; its images are marked deleted");
+        Ok(())
+    }
+
+    /// Marks one image deleted and drops its label-index entries. Idempotent, so a failure
+    /// part-way retries the whole message.
+    async fn delete_image(&self, id: &str) -> Result<(), HandleError> {
+        let labels = self
+            .table
+            .mark_deleted(id, &clock::now_rfc3339())
+            .await
+            .map_err(|e| HandleError::from_port("table_write_failed", e))?;
+        if let Some(labels) = labels {
+            let none = StoredLabels {
+                labeled_at: labels.labeled_at.clone(),
+                labels: Vec::new(),
+            };
+            self.index
+                .index_labels(id, &none, Some(&labels))
+                .await
+                .map_err(|e| HandleError::from_port("index_write_failed", e))?;
+        }
         Ok(())
     }
 
@@ -224,7 +330,12 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> IngestHandler<S, T, P> {
                 }
             }
         };
-        Ok(Verdict::Accepted { head, info })
+        // Metadata is a bonus: bad EXIF costs a log line, never the image.
+        let exif = imgflow_imaging::exif::read(&first, self.keep_gps).unwrap_or_else(|e| {
+            tracing::info!(error = %e, "EXIF ignored");
+            BTreeMap::new()
+        });
+        Ok(Verdict::Accepted { head, info, exif })
     }
 
     /// A ranged read; `None` when the object vanished meanwhile.
@@ -260,7 +371,13 @@ fn fill(record: &mut ImageRecord, head: &ObjectHead, info: Option<&ImageInfo>) {
     }
 }
 
-impl<S: ObjectStore, T: ImageTable, P: Publisher> Handler for IngestHandler<S, T, P> {
+impl<S, T, P, X> Handler for IngestHandler<S, T, P, X>
+where
+    S: ObjectStore,
+    T: ImageTable,
+    P: Publisher,
+    X: ObjectLedger + LabelIndex,
+{
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let notification = parse_notification(&message.body)
             .map_err(|e| HandleError::dead_letter("malformed_event", e))?;

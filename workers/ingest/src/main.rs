@@ -22,10 +22,11 @@ async fn main() -> anyhow::Result<ExitCode> {
         return Ok(observability::healthcheck(config.metrics_addr));
     }
     let limits = imgflow_ingest::limits_from_env()?;
+    let keep_gps = imgflow_ingest::keep_gps_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
     let aws = AwsClients::from_env().await;
-    let consumer = imgflow_ingest::build(&aws, &config, limits)
+    let consumer = imgflow_ingest::build(&aws, &config, limits, keep_gps)
         .await
         .context("connecting the ingest stage to its queue and topic")?;
     let log = aws.throughput_log(&config.names);

@@ -1,13 +1,14 @@
 //! Ingest's decisions against in-memory ports.
 use std::sync::Arc;
 
+use imgflow_catalog::{fakes::FakeLabelIndex, ports::LabelIndex};
 use imgflow_imaging::probe::Limits;
 use imgflow_ingest::IngestHandler;
 use imgflow_messages::{ImageAccepted, ImageStatus, StageMessage};
 use imgflow_runtime::{
     consumer::{Batch, Consumer, ConsumerConfig, Disposition, Handler},
     fakes::{self, FakeObjectStore, FakePublisher, FakeQueue, FakeTable},
-    ports::{ImageTable, ReceivedMessage},
+    ports::{ImageTable, LabelsWrite, ReceivedMessage, StoredLabels},
 };
 
 const BUCKET: &str = "imgflow-images";
@@ -16,17 +17,20 @@ struct Fixture {
     store: Arc<FakeObjectStore>,
     table: Arc<FakeTable>,
     publisher: Arc<FakePublisher>,
-    handler: IngestHandler<FakeObjectStore, FakeTable, FakePublisher>,
+    index: Arc<FakeLabelIndex>,
+    handler: IngestHandler<FakeObjectStore, FakeTable, FakePublisher, FakeLabelIndex>,
 }
 
 fn fixture() -> Fixture {
     let store = Arc::new(FakeObjectStore::default());
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
+    let index = Arc::new(FakeLabelIndex::default());
     let handler = IngestHandler::new(
         store.clone(),
         table.clone(),
         publisher.clone(),
+        index.clone(),
         Limits::default(),
         "incoming/",
     );
@@ -34,6 +38,7 @@ fn fixture() -> Fixture {
         store,
         table,
         publisher,
+        index,
         handler,
     }
 }
@@ -70,6 +75,212 @@ fn jpeg(width: u16, height: u16, metadata: usize) -> Vec<u8> {
     v
 }
 
+/// `jpeg(…)` with an APP1 Exif segment holding `tiff`.
+fn jpeg_with_exif(tiff: &[u8]) -> Vec<u8> {
+    let mut v = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    v.extend_from_slice(&((tiff.len() + 8) as u16).to_be_bytes());
+    v.extend_from_slice(b"Exif\0\0");
+    v.extend_from_slice(tiff);
+    v.extend_from_slice(&jpeg(640, 480, 0)[2..]);
+    v
+}
+
+/// A phone's EXIF: make, and a position.
+fn phone_exif() -> Vec<u8> {
+    use exif::{experimental::Writer, Field, In, Tag, Value};
+    let field = |tag, value| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value,
+    };
+    let fields = [
+        field(Tag::Make, Value::Ascii(vec![b"Google".to_vec()])),
+        field(Tag::GPSLatitudeRef, Value::Ascii(vec![b"S".to_vec()])),
+        field(
+            Tag::GPSLatitude,
+            Value::Rational(vec![(33, 1).into(), (52, 1).into(), (0, 1).into()]),
+        ),
+    ];
+    let mut writer = Writer::new();
+    for f in &fields {
+        writer.push_field(f);
+    }
+    let mut out = std::io::Cursor::new(Vec::new());
+    writer.write(&mut out, false).unwrap();
+    out.into_inner()
+}
+
+/// An S3 event of `name` with a sequencer, as S3 sends deletions (no ETag or size).
+fn sequenced(name: &str, key: &str, etag: Option<&str>, sequencer: &str) -> ReceivedMessage {
+    let mut object = serde_json::json!({"key": key, "sequencer": sequencer});
+    if let Some(etag) = etag {
+        object["eTag"] = etag.into();
+        object["size"] = 1.into();
+    }
+    let body = serde_json::json!({"Records": [{
+        "eventName": name,
+        "eventTime": "2026-11-27T03:40:11.532Z",
+        "s3": {"bucket": {"name": BUCKET}, "object": object}
+    }]});
+    message(body.to_string())
+}
+
+/// Stores labels on `id` and indexes them, as the store stage does.
+async fn label(f: &Fixture, id: &str) {
+    let record = f.table.items()[id].clone();
+    let labeled = imgflow_messages::ImageLabeled {
+        schema_version: imgflow_messages::SCHEMA_VERSION,
+        image: imgflow_messages::ImageRef {
+            image_id: id.into(),
+            trace_id: "t".into(),
+            bucket: record.bucket,
+            key: record.key,
+            version_id: None,
+            etag: record.etag,
+            received_at: record.received_at,
+        },
+        labels: vec![imgflow_messages::Label {
+            name: "Cat".into(),
+            confidence: 90.0,
+            instances: vec![],
+            parents: vec![imgflow_messages::NamedRef::new("Animal")],
+            categories: vec![],
+        }],
+        detector: "test".into(),
+        label_model_version: "1".into(),
+        labeled_at: "2026-11-27T03:40:12.000000Z".into(),
+    };
+    let LabelsWrite::Written { replaced } = f.table.write_labels(&labeled, "now").await.unwrap()
+    else {
+        panic!("labels written")
+    };
+    let current = StoredLabels {
+        labeled_at: labeled.labeled_at.clone(),
+        labels: labeled.labels.clone(),
+    };
+    f.index
+        .index_labels(id, &current, replaced.as_ref())
+        .await
+        .unwrap();
+}
+
+fn only_item(f: &Fixture) -> imgflow_messages::ImageRecord {
+    let items = f.table.items();
+    assert_eq!(items.len(), 1, "{items:?}");
+    items.into_values().next().unwrap()
+}
+
+#[tokio::test]
+async fn a_deletion_marks_the_image_deleted_and_drops_its_label_entries() {
+    let f = fixture();
+    let etag = f.store.insert(BUCKET, "incoming/cat.png", png(451, 300));
+    f.handler
+        .handle(&sequenced(
+            "ObjectCreated:Put",
+            "incoming/cat.png",
+            Some(&etag),
+            "0A",
+        ))
+        .await
+        .unwrap();
+    let id = only_item(&f).id;
+    label(&f, &id).await;
+    assert_eq!(f.index.images_with_label("animal"), vec![id.clone()]);
+
+    let delete = sequenced("ObjectRemoved:Delete", "incoming/cat.png", None, "0B");
+    f.handler.handle(&delete).await.unwrap();
+    f.handler.handle(&delete).await.unwrap();
+    let record = only_item(&f);
+    assert_eq!(record.status, ImageStatus::Deleted);
+    assert!(record.deleted_at.is_some());
+    assert!(f.index.is_empty(), "label entries dropped");
+}
+
+#[tokio::test]
+async fn a_deletion_that_arrives_before_its_creation_still_ends_deleted() {
+    let f = fixture();
+    let etag = f.store.insert(BUCKET, "incoming/cat.png", png(451, 300));
+    f.handler
+        .handle(&sequenced(
+            "ObjectRemoved:Delete",
+            "incoming/cat.png",
+            None,
+            "0055AED6DCD90281E6",
+        ))
+        .await
+        .unwrap();
+    assert!(f.table.items().is_empty());
+    // The creation (earlier in S3's order: a shorter sequencer compares right-padded).
+    f.handler
+        .handle(&sequenced(
+            "ObjectCreated:Put",
+            "incoming/cat.png",
+            Some(&etag),
+            "0055AED6DCD90281E5",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(only_item(&f).status, ImageStatus::Deleted);
+    assert!(f.publisher.published().is_empty(), "nothing sent to label");
+}
+
+#[tokio::test]
+async fn a_stale_deletion_leaves_a_later_upload_alone_and_a_reupload_is_processed_anew() {
+    let f = fixture();
+    let etag = f.store.insert(BUCKET, "incoming/cat.png", png(451, 300));
+    let create = |seq| sequenced("ObjectCreated:Put", "incoming/cat.png", Some(&etag), seq);
+    f.handler.handle(&create("0A")).await.unwrap();
+    f.handler
+        .handle(&sequenced(
+            "ObjectRemoved:Delete",
+            "incoming/cat.png",
+            None,
+            "0B",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(only_item(&f).status, ImageStatus::Deleted);
+
+    // The same bytes uploaded again: the same id, labelled anew.
+    f.handler.handle(&create("0C")).await.unwrap();
+    let record = only_item(&f);
+    assert_eq!(record.status, ImageStatus::Accepted);
+    assert_eq!(record.deleted_at, None);
+    assert_eq!(f.publisher.published().len(), 2);
+
+    // A deletion older than that upload arrives late: ignored.
+    f.handler
+        .handle(&sequenced(
+            "ObjectRemoved:Delete",
+            "incoming/cat.png",
+            None,
+            "0BFF",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(only_item(&f).status, ImageStatus::Accepted);
+}
+
+#[tokio::test]
+async fn a_deletion_without_sequencer_or_under_another_prefix() {
+    let f = fixture();
+    let record = upload_and_ingest(&f, "incoming/cat.png", png(451, 300)).await;
+    let body = serde_json::json!({"Records": [{
+        "eventName": "ObjectRemoved:Delete",
+        "eventTime": "2026-11-27T03:40:13.000Z",
+        "s3": {"bucket": {"name": BUCKET}, "object": {"key": "elsewhere/cat.png"}}
+    }]});
+    f.handler.handle(&message(body.to_string())).await.unwrap();
+    assert_eq!(
+        only_item(&f).status,
+        ImageStatus::Accepted,
+        "outside the prefix"
+    );
+    let body = body.to_string().replace("elsewhere/", "incoming/");
+    f.handler.handle(&message(body)).await.unwrap();
+    assert_eq!(f.table.items()[&record.id].status, ImageStatus::Deleted);
+}
+
 /// An S3 notification as S3 sends it: keys form-URL-encoded.
 fn event(key: &str, etag: &str) -> ReceivedMessage {
     let encoded: String = key
@@ -101,6 +312,31 @@ async fn upload_and_ingest(f: &Fixture, key: &str, body: Vec<u8>) -> imgflow_mes
         .find(|r| r.key == key)
         .cloned()
         .unwrap_or_else(|| panic!("no item for {key}: {items:?}"))
+}
+
+#[tokio::test]
+async fn exif_is_kept_without_gps_unless_asked_and_bad_exif_costs_nothing() {
+    let f = fixture();
+    let record = upload_and_ingest(&f, "incoming/phone.jpg", jpeg_with_exif(&phone_exif())).await;
+    assert_eq!(record.status, ImageStatus::Accepted);
+    let exif = record.exif.expect("exif recorded");
+    assert_eq!(exif.get("camera_make").map(String::as_str), Some("Google"));
+    assert!(!exif.contains_key("gps_latitude"), "GPS dropped by default");
+
+    let mut f = fixture();
+    f.handler = f.handler.keep_gps(true);
+    let record = upload_and_ingest(&f, "incoming/phone.jpg", jpeg_with_exif(&phone_exif())).await;
+    assert_eq!(record.exif.unwrap()["gps_latitude"], "-33.866667");
+
+    let f = fixture();
+    let garbage = b"MM\x00\x2a\x7f\xff\xff\xff\x00\x01".to_vec();
+    let record = upload_and_ingest(&f, "incoming/odd.jpg", jpeg_with_exif(&garbage)).await;
+    assert_eq!(record.status, ImageStatus::Accepted, "{:?}", record.reason);
+    assert_eq!(record.exif, None);
+    assert_eq!(f.publisher.published().len(), 1);
+
+    let record = upload_and_ingest(&f, "incoming/plain.png", png(451, 300)).await;
+    assert_eq!(record.exif, None, "no EXIF, no attribute");
 }
 
 #[tokio::test]

@@ -49,6 +49,28 @@ impl Default for LabelSettings {
     }
 }
 
+/// Whose claim a message takes: its own (duplicates of an upload then cost one call), or, for
+/// `imgflow relabel`, the relabel's (so the relabel gets past stored labels, once).
+enum ClaimToken {
+    Message(String),
+    Relabel(String),
+}
+
+impl ClaimToken {
+    fn of(accepted: &ImageAccepted, message: &ReceivedMessage) -> Self {
+        match &accepted.relabel {
+            Some(generation) => Self::Relabel(format!("relabel:{generation}")),
+            None => Self::Message(message.message_id.clone()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Message(t) | Self::Relabel(t) => t,
+        }
+    }
+}
+
 /// The label stage's logic.
 pub struct LabelHandler<D, T, P> {
     detector: Arc<D>,
@@ -105,31 +127,29 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
     }
 
     /// Gives up this message's claim so a replay or re-upload is not held off by it.
-    async fn release_claim(&self, image_id: &str, message: &ReceivedMessage) {
-        if let Err(e) = self
-            .table
-            .release_claim(image_id, &message.message_id)
-            .await
-        {
+    async fn release_claim(&self, image_id: &str, token: &ClaimToken) {
+        if let Err(e) = self.table.release_claim(image_id, token.as_str()).await {
             tracing::warn!(error = %e, "could not release the label claim; it expires with its lease");
         }
     }
 
     /// Whether this message may call the detector: duplicates of one image (repeated S3
     /// events, redeliveries) cost one paid call. A failed claim only costs that call.
-    async fn claim(&self, image_id: &str, message: &ReceivedMessage) -> LabelClaim {
+    async fn claim(&self, image_id: &str, token: &ClaimToken) -> LabelClaim {
         let now = clock::now_rfc3339();
         let until = clock::rfc3339_after(self.settings.claim_lease);
-        let claim = self
-            .table
-            .claim_labeling(
-                image_id,
-                self.detector.name(),
-                &message.message_id,
-                &now,
-                &until,
-            )
-            .await;
+        let claim = match token {
+            ClaimToken::Message(token) => {
+                self.table
+                    .claim_labeling(image_id, self.detector.name(), token, &now, &until)
+                    .await
+            }
+            ClaimToken::Relabel(token) => {
+                self.table
+                    .claim_relabeling(image_id, token, &now, &until)
+                    .await
+            }
+        };
         claim.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "could not claim the image; calling the detector anyway");
             LabelClaim::Granted { pending: None }
@@ -206,7 +226,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
         &self,
         image: ImageRef,
         pending: Option<String>,
-        message: &ReceivedMessage,
+        token: &ClaimToken,
     ) -> Result<(), HandleError> {
         let started = std::time::Instant::now();
         let labeled = match self.kept_detection(pending) {
@@ -217,7 +237,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             None => {
                 let Some(detection) = self.detect(&image).await? else {
                     // Rejected: nothing to hold off.
-                    self.release_claim(&image.image_id, message).await;
+                    self.release_claim(&image.image_id, token).await;
                     return Ok(());
                 };
                 let labeled = ImageLabeled {
@@ -232,11 +252,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
                 // later, not another paid call.
                 if let Err(e) = self
                     .table
-                    .keep_detection(
-                        &labeled.image.image_id,
-                        &message.message_id,
-                        &labeled.encode(),
-                    )
+                    .keep_detection(&labeled.image.image_id, token.as_str(), &labeled.encode())
                     .await
                 {
                     tracing::warn!(error = %e, "could not keep the detection; publishing anyway");
@@ -256,11 +272,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             .publish(labeled.encode())
             .await
             .map_err(|e| HandleError::from_port("publish_failed", e))?;
-        if let Err(e) = self
-            .table
-            .complete_claim(&labeled_id, &message.message_id)
-            .await
-        {
+        if let Err(e) = self.table.complete_claim(&labeled_id, token.as_str()).await {
             // Only duplicates arriving after the lease ends could then call the detector again.
             tracing::warn!(error = %e, "could not mark the label claim done");
         }
@@ -278,15 +290,20 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
 impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, T, P> {
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let accepted = ImageAccepted::decode(&message.body)?;
+        let token = ClaimToken::of(&accepted, message);
         let image = accepted.image;
         Span::current().record("image_id", image.image_id.as_str());
         Span::current().record("trace_id", image.trace_id.as_str());
         Span::current().record("key", image.key.as_str());
 
-        let pending = match self.claim(&image.image_id, message).await {
+        let pending = match self.claim(&image.image_id, &token).await {
             LabelClaim::Granted { pending } => pending,
             LabelClaim::AlreadyLabeled | LabelClaim::Done => {
                 tracing::info!("labels from this detector are already stored or on their way; detector not called");
+                return Ok(());
+            }
+            LabelClaim::Deleted => {
+                tracing::info!("the image's object was deleted; detector not called");
                 return Ok(());
             }
             LabelClaim::HeldByOther { until } => {
@@ -302,11 +319,11 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             }
         };
         let image_id = image.image_id.clone();
-        let result = self.label_claimed(image, pending, message).await;
+        let result = self.label_claimed(image, pending, &token).await;
         if result.is_err() {
             // Whatever comes next (a retry, the dead-letter queue, a replay), no claim of a
             // message that gave up may hold off the copy that will finish the work.
-            self.release_claim(&image_id, message).await;
+            self.release_claim(&image_id, &token).await;
         }
         result
     }

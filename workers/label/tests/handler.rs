@@ -39,6 +39,7 @@ fn accepted(id: &str) -> ImageAccepted {
         width: 100,
         height: 100,
         accepted_at: "2026-11-27T03:40:11.600000Z".into(),
+        relabel: None,
     }
 }
 
@@ -320,4 +321,89 @@ async fn unreadable_messages_are_dead_lettered_by_class() {
         (Disposition::DeadLetter, "unsupported_schema")
     );
     assert_eq!(f.detector.calls(), 0);
+}
+
+/// A copy of `body` as SQS would deliver another message carrying it.
+fn copy(body: String, message_id: &str) -> ReceivedMessage {
+    ReceivedMessage {
+        message_id: message_id.into(),
+        ..message(body)
+    }
+}
+
+#[tokio::test]
+async fn a_relabel_gets_past_stored_labels_once_per_generation() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    let first = accepted("a");
+    let record = ImageRecord::new(
+        "a".into(),
+        "b".into(),
+        "incoming/cat.png".into(),
+        "e".into(),
+        first.image.received_at.clone(),
+        ImageStatus::Accepted,
+    );
+    f.table.write_verdict(&record).await.unwrap();
+    f.handler.handle(&copy(first.encode(), "m1")).await.unwrap();
+    let labeled = ImageLabeled::decode(&f.publisher.published()[0]).unwrap();
+    f.table.write_labels(&labeled, "now").await.unwrap();
+    // A duplicate of the upload's message: labels stored, no call.
+    f.handler.handle(&copy(first.encode(), "m2")).await.unwrap();
+    assert_eq!(f.detector.calls(), 1);
+
+    let relabel = |generation: &str| ImageAccepted {
+        relabel: Some(generation.into()),
+        ..accepted("a")
+    };
+    f.handler
+        .handle(&copy(relabel("g1").encode(), "m3"))
+        .await
+        .unwrap();
+    assert_eq!(f.detector.calls(), 2, "the relabel calls the detector");
+    // Duplicates of that relabel message (redelivered, or sent twice): no further call.
+    f.handler
+        .handle(&copy(relabel("g1").encode(), "m3"))
+        .await
+        .unwrap();
+    f.handler
+        .handle(&copy(relabel("g1").encode(), "m4"))
+        .await
+        .unwrap();
+    assert_eq!(f.detector.calls(), 2);
+    // A later relabel is a new generation.
+    f.handler
+        .handle(&copy(relabel("g2").encode(), "m5"))
+        .await
+        .unwrap();
+    assert_eq!(f.detector.calls(), 3);
+    assert_eq!(f.publisher.published().len(), 3);
+}
+
+#[tokio::test]
+async fn a_deleted_image_is_not_labelled_or_relabelled() {
+    let f = fixture(FakeDetector::new(vec![cat()]));
+    let record = ImageRecord::new(
+        "a".into(),
+        "b".into(),
+        "incoming/cat.png".into(),
+        "e".into(),
+        accepted("a").image.received_at,
+        ImageStatus::Accepted,
+    );
+    f.table.write_verdict(&record).await.unwrap();
+    f.table.mark_deleted("a", "now").await.unwrap();
+    f.handler
+        .handle(&copy(accepted("a").encode(), "m1"))
+        .await
+        .unwrap();
+    let relabel = ImageAccepted {
+        relabel: Some("g1".into()),
+        ..accepted("a")
+    };
+    f.handler
+        .handle(&copy(relabel.encode(), "m2"))
+        .await
+        .unwrap();
+    assert_eq!(f.detector.calls(), 0);
+    assert!(f.publisher.published().is_empty());
 }

@@ -399,6 +399,20 @@ pub fn metrics_addr(default_port: u16) -> Result<Option<std::net::SocketAddr>, C
     }
 }
 
+/// A `true`/`false` setting; anything else is refused rather than read as false.
+pub fn env_bool(name: &str, default: bool) -> Result<bool, ConfigError> {
+    match env_opt(name).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(ConfigError {
+            name: name.into(),
+            value: other.into(),
+            reason: "expected true or false".into(),
+        }),
+    }
+}
+
 /// `IMGFLOW_LOG_FORMAT`: `text` (default) or `json`.
 pub fn log_format_is_json() -> Result<bool, ConfigError> {
     let format: String = env_or("IMGFLOW_LOG_FORMAT", "text".to_owned())?;

@@ -257,6 +257,8 @@ pub enum LabelClaim {
     Done,
     /// Labels from this detector are already stored.
     AlreadyLabeled,
+    /// The image's object was deleted: nothing to label.
+    Deleted,
 }
 
 /// The images table.
@@ -297,6 +299,18 @@ pub trait ImageTable: Send + Sync + 'static {
         until: &str,
     ) -> impl Future<Output = Result<LabelClaim, PortError>> + Send;
 
+    /// Claims a deliberate relabel (`imgflow relabel`) for `token`, the relabel's generation:
+    /// labels already stored do not refuse it, only a live claim of another message, a
+    /// completed claim of this same token (so duplicates of one relabel message cost one
+    /// detector call), or a deleted image.
+    fn claim_relabeling(
+        &self,
+        image_id: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> impl Future<Output = Result<LabelClaim, PortError>> + Send;
+
     /// Keeps a paid detection (an `ImageLabeled` body) on the item while `token` holds the
     /// claim, before it is published: should the publish fail, a redelivery or a replay
     /// republishes it instead of paying the detector again.
@@ -328,6 +342,56 @@ pub trait ImageTable: Send + Sync + 'static {
         &self,
         image_id: &str,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
+
+    /// Marks an image `deleted` (its object is gone) and takes it out of the gallery. Returns
+    /// the labels it held, so the label index can drop them; `None` as well when there is no
+    /// item (yet: the creation's own ledger entry catches that order). Idempotent.
+    fn mark_deleted(
+        &self,
+        image_id: &str,
+        deleted_at: &str,
+    ) -> impl Future<Output = Result<Option<StoredLabels>, PortError>> + Send;
+
+    /// Makes a `deleted` image new again: identical bytes were uploaded to the key after the
+    /// deletion, which gives the same id. Clears the labels and the label claim so the
+    /// pipeline labels it afresh. `Superseded` unless the item is `deleted`.
+    fn revive(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
+}
+
+/// Where a creation stands in its key's history ([`ObjectLedger::object_created`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectOrder {
+    /// No later event is recorded for the key (or the event carries no sequencer).
+    Current,
+    /// A later deletion is recorded: the object this event announced is gone.
+    LaterDeleted,
+    /// A later creation is recorded: the key was overwritten.
+    LaterCreated,
+}
+
+/// Each object key's history of creations and deletions, ordered by S3's sequencer, so that
+/// events arriving out of order (S3 does not promise order) still end right.
+pub trait ObjectLedger: Send + Sync + 'static {
+    /// Records that `image_id` was created under `key` at `sequencer`.
+    fn object_created(
+        &self,
+        bucket: &str,
+        key: &str,
+        image_id: &str,
+        sequencer: Option<&str>,
+    ) -> impl Future<Output = Result<ObjectOrder, PortError>> + Send;
+
+    /// Records that `key` was deleted at `sequencer`. Returns every image id created under the
+    /// key so far, or `None` when a later creation is recorded (the deletion is stale).
+    fn object_deleted(
+        &self,
+        bucket: &str,
+        key: &str,
+        sequencer: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, PortError>> + Send;
 }
 
 /// A shared detector is a detector, so tests can keep a handle on a counting fake.

@@ -91,14 +91,16 @@ impl DynamoCatalog {
         let ids: Vec<String> = hits.hits.iter().map(|(id, _)| id.clone()).collect();
         let mut records = self.batch_get(&ids).await?;
         // An entry whose labeled_at differs from the item's is left from labels since
-        // replaced (its clean-up failed): the item is the truth.
+        // replaced (its clean-up failed), one of a deleted image from labels stored while the
+        // deletion ran: the item is the truth.
         let images = hits
             .hits
             .iter()
             .filter_map(|(id, labeled_at)| {
                 let record = records.remove(id)?;
                 let current = record.labeled_at.as_deref() == Some(labeled_at.as_str());
-                let wanted = status.is_none_or(|s| s == record.status);
+                let wanted = status.is_none_or(|s| s == record.status)
+                    && record.status != ImageStatus::Deleted;
                 (current && wanted).then_some(record)
             })
             .collect();
@@ -239,8 +241,12 @@ impl DynamoCatalog {
         }
     }
 
-    /// The items of `ids` that exist (at most [`MAX_PAGE`] ids).
-    async fn batch_get(&self, ids: &[String]) -> Result<HashMap<String, ImageRecord>, PortError> {
+    /// The items of `ids` that exist (at most [`MAX_PAGE`] ids), in one BatchGetItem (more
+    /// only for keys DynamoDB left unprocessed).
+    pub async fn batch_get(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, ImageRecord>, PortError> {
         let mut records = HashMap::new();
         if ids.is_empty() {
             return Ok(records);

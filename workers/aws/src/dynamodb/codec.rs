@@ -195,6 +195,7 @@ mod tests {
             size: Some(1234),
             width: Some(100),
             height: Some(80),
+            exif: Some([("camera_make".to_owned(), "Canon".to_owned())].into()),
             status: ImageStatus::Labeled,
             reason: None,
             labels: Some(vec![Label {
@@ -219,6 +220,7 @@ mod tests {
             accepted_at: None,
             labeled_at: None,
             stored_at: None,
+            deleted_at: None,
         }
     }
 
@@ -237,6 +239,10 @@ mod tests {
             panic!("a label is a map")
         };
         assert_eq!(cat["Confidence"], AttributeValue::N("97.1".into()));
+        let AttributeValue::M(exif) = &item["exif"] else {
+            panic!("exif is a map")
+        };
+        assert_eq!(exif["camera_make"], s("Canon"));
         assert_eq!(item["status_day"], s("labeled#2026-11-27"));
         assert_eq!(item["day"], s("2026-11-27"));
         assert_eq!(

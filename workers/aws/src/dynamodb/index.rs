@@ -6,19 +6,26 @@
 //!   items rather than adding any.
 //! - Completed messages per stage and minute: `pk = rate#<stage>`, `sk = <YYYY-MM-DDTHH:MM>`,
 //!   `count` added to by every replica; `expires_at` lets DynamoDB's TTL drop old minutes.
+//! - The object ledger: `pk = object#<bucket>/<key>`, `sk = object`, with `image_ids` (a
+//!   string set of every id created under the key), `sequencer` (the latest sequenced event's
+//!   [`order_key`]) and `deleted` (whether that event was a deletion).
 use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::{
-    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
+    types::{AttributeValue, DeleteRequest, PutRequest, ReturnValue, WriteRequest},
     Client,
 };
 use imgflow_catalog::{
-    keys::{label_changes, label_pk, rate_pk, LabelEntry},
+    keys::{label_changes, label_pk, object_pk, rate_pk, LabelEntry, OBJECT_SK},
     ports::{LabelIndex, ThroughputLog},
 };
-use imgflow_runtime::{ports::StoredLabels, PortError, PortErrorKind};
+use imgflow_messages::order_key;
+use imgflow_runtime::{
+    ports::{ObjectLedger, ObjectOrder, StoredLabels},
+    PortError, PortErrorKind,
+};
 
-use super::dynamodb_error;
+use super::{dynamodb_error, is_condition_failure_update};
 
 /// Entries per BatchWriteItem call (DynamoDB's limit).
 const BATCH_WRITE_MAX: usize = 25;
@@ -230,5 +237,123 @@ impl ThroughputLog for IndexTable {
             .await
             .map_err(|e| dynamodb_error(format!("dynamodb:UpdateItem {} rate", self.table), e))?;
         Ok(())
+    }
+}
+
+impl IndexTable {
+    /// One ledger update; `None` when its condition failed.
+    async fn ledger_update(
+        &self,
+        bucket: &str,
+        key: &str,
+        expression: &str,
+        condition: Option<&str>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
+        let names = [
+            ("#image_ids", "image_ids"),
+            ("#sequencer", "sequencer"),
+            ("#deleted", "deleted"),
+        ];
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self::key(object_pk(bucket, key), OBJECT_SK.into())))
+            .update_expression(expression)
+            .set_condition_expression(condition.map(str::to_owned))
+            .set_expression_attribute_names(Some(
+                names
+                    .iter()
+                    .filter(|(n, _)| {
+                        expression.contains(n) || condition.is_some_and(|c| c.contains(n))
+                    })
+                    .map(|(n, a)| (n.to_string(), a.to_string()))
+                    .collect(),
+            ))
+            .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
+            Err(e) if is_condition_failure_update(&e) => Ok(None),
+            Err(e) => Err(dynamodb_error(
+                format!("dynamodb:UpdateItem {} object {key}", self.table),
+                e,
+            )),
+        }
+    }
+}
+
+/// Newer-or-equal: an equal sequencer is the same event again.
+const IN_ORDER: &str = "attribute_not_exists(#sequencer) OR #sequencer <= :sequencer";
+
+impl ObjectLedger for IndexTable {
+    async fn object_created(
+        &self,
+        bucket: &str,
+        key: &str,
+        image_id: &str,
+        sequencer: Option<&str>,
+    ) -> Result<ObjectOrder, PortError> {
+        let id = (
+            ":id".to_owned(),
+            AttributeValue::Ss(vec![image_id.to_owned()]),
+        );
+        let Some(sequencer) = sequencer.map(order_key) else {
+            let values = [id].into();
+            self.ledger_update(bucket, key, "ADD #image_ids :id", None, values)
+                .await?;
+            return Ok(ObjectOrder::Current);
+        };
+        let values = [
+            id.clone(),
+            (":sequencer".to_owned(), s(sequencer)),
+            (":false".to_owned(), AttributeValue::Bool(false)),
+        ]
+        .into();
+        let expression = "ADD #image_ids :id SET #sequencer = :sequencer, #deleted = :false";
+        if self
+            .ledger_update(bucket, key, expression, Some(IN_ORDER), values)
+            .await?
+            .is_some()
+        {
+            return Ok(ObjectOrder::Current);
+        }
+        // A later event is recorded: still remember the id (a later deletion must find it).
+        let later = self
+            .ledger_update(bucket, key, "ADD #image_ids :id", None, [id].into())
+            .await?
+            .unwrap_or_default();
+        Ok(match later.get("deleted") {
+            Some(AttributeValue::Bool(true)) => ObjectOrder::LaterDeleted,
+            _ => ObjectOrder::LaterCreated,
+        })
+    }
+
+    async fn object_deleted(
+        &self,
+        bucket: &str,
+        key: &str,
+        sequencer: Option<&str>,
+    ) -> Result<Option<Vec<String>>, PortError> {
+        let truth = (":true".to_owned(), AttributeValue::Bool(true));
+        let item = match sequencer.map(order_key) {
+            Some(sequencer) => {
+                let values = [truth, (":sequencer".to_owned(), s(sequencer))].into();
+                let expression = "SET #sequencer = :sequencer, #deleted = :true";
+                self.ledger_update(bucket, key, expression, Some(IN_ORDER), values)
+                    .await?
+            }
+            None => {
+                self.ledger_update(bucket, key, "SET #deleted = :true", None, [truth].into())
+                    .await?
+            }
+        };
+        Ok(item.map(|item| match item.get("image_ids") {
+            Some(AttributeValue::Ss(ids)) => ids.clone(),
+            _ => Vec::new(),
+        }))
     }
 }

@@ -126,12 +126,13 @@ fn is_condition_failure_update(
 
 /// Ingest's attributes that a record may lack: removed when absent, so a re-ingested image
 /// (a new verdict for the same version) keeps no stale reason or size from the last one.
-const INGEST_OPTIONAL: [&str; 7] = [
+const INGEST_OPTIONAL: [&str; 8] = [
     "version_id",
     "content_type",
     "size",
     "width",
     "height",
+    "exif",
     "reason",
     "accepted_at",
 ];
@@ -153,8 +154,11 @@ impl ImageTable for DynamoImageTable {
             }
         }
         update.condition(
-            "attribute_not_exists(#id) OR #status <> :labeled",
-            &[("labeled", s(ImageStatus::Labeled.as_str()))],
+            "attribute_not_exists(#id) OR (#status <> :labeled AND #status <> :deleted)",
+            &[
+                ("labeled", s(ImageStatus::Labeled.as_str())),
+                ("deleted", s(ImageStatus::Deleted.as_str())),
+            ],
         );
         self.update(&record.id, update, "ingest").await
     }
@@ -170,8 +174,11 @@ impl ImageTable for DynamoImageTable {
         update.set("status_day", s(&status_day(status, &image.received_at)));
         update.set("reason", s(reason));
         update.condition(
-            "attribute_exists(#id) AND #status <> :labeled",
-            &[("labeled", s(ImageStatus::Labeled.as_str()))],
+            "attribute_exists(#id) AND #status <> :labeled AND #status <> :deleted",
+            &[
+                ("labeled", s(ImageStatus::Labeled.as_str())),
+                ("deleted", s(ImageStatus::Deleted.as_str())),
+            ],
         );
         self.update(&image.image_id, update, status.as_str()).await
     }
@@ -210,9 +217,14 @@ impl ImageTable for DynamoImageTable {
         update.remove("reason");
         // Equal timestamps are the same message again: rewriting it is harmless and lets a
         // redelivery after a crash still publish downstream.
+        // A deleted image stays deleted, whatever was still on its way to this stage.
         update.condition(
-            "attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at",
-            &[("labeled_at", s(&labeled.labeled_at))],
+            "(attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at) \
+             AND (attribute_not_exists(#status) OR #status <> :deleted)",
+            &[
+                ("labeled_at", s(&labeled.labeled_at)),
+                ("deleted", s(ImageStatus::Deleted.as_str())),
+            ],
         );
         let (outcome, old) = self
             .update_returning(&image.image_id, update, "labels", ReturnValue::UpdatedOld)
@@ -233,35 +245,34 @@ impl ImageTable for DynamoImageTable {
         now: &str,
         until: &str,
     ) -> Result<LabelClaim, PortError> {
-        let mut update = Update::default();
-        update.set("label_claim", s(token));
-        update.set("label_claim_until", s(until));
-        update.condition(
-            "attribute_exists(#id) \
+        let condition = "attribute_exists(#id) AND #status <> :deleted \
              AND NOT (#status = :labeled AND #detector = :detector) \
              AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
-                  OR (#label_claim = :label_claim AND #label_claim_until <> :done))",
-            &[
-                ("labeled", s(ImageStatus::Labeled.as_str())),
-                ("detector", s(detector)),
-                ("now", s(now)),
-                ("done", s(CLAIM_DONE)),
-            ],
-        );
-        let (outcome, item) = self
-            .update_returning(image_id, update, "label claim", ReturnValue::AllNew)
-            .await?;
-        if outcome == WriteOutcome::Written {
-            return Ok(LabelClaim::Granted {
-                pending: text(&item, "label_pending"),
-            });
-        }
-        // The condition failed; one read tells which part (a rare path: duplicates only).
-        Ok(match self.get_item(image_id).await? {
-            Some(item) => claim_refusal(&item, detector),
-            // No item: ingest's write was lost. The store stage's write creates it.
-            None => LabelClaim::Granted { pending: None },
+                  OR (#label_claim = :label_claim AND #label_claim_until <> :done))";
+        let values = [
+            ("labeled", s(ImageStatus::Labeled.as_str())),
+            ("detector", s(detector)),
+        ];
+        self.claim(image_id, token, now, until, condition, &values, |item| {
+            claim_refusal(item, detector)
         })
+        .await
+    }
+
+    async fn claim_relabeling(
+        &self,
+        image_id: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<LabelClaim, PortError> {
+        // Stored labels do not refuse a relabel; its own completed claim does.
+        let condition = "attribute_exists(#id) AND #status <> :deleted \
+             AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
+                  OR #label_claim_until = :done OR #label_claim = :label_claim) \
+             AND NOT (#label_claim = :label_claim AND #label_claim_until = :done)";
+        self.claim(image_id, token, now, until, condition, &[], relabel_refusal)
+            .await
     }
 
     async fn keep_detection(
@@ -309,9 +320,92 @@ impl ImageTable for DynamoImageTable {
             .map(item_to_record)
             .transpose()
     }
+
+    async fn mark_deleted(
+        &self,
+        image_id: &str,
+        deleted_at: &str,
+    ) -> Result<Option<StoredLabels>, PortError> {
+        let mut update = Update::default();
+        update.set("status", s(ImageStatus::Deleted.as_str()));
+        update.set("reason", s("the object was deleted"));
+        update.set_if_not_exists("deleted_at", s(deleted_at));
+        // Without its index keys the item leaves the gallery's indexes (both are sparse).
+        for attribute in ["day", "status_day", "received_key"] {
+            update.remove(attribute);
+        }
+        update.condition("attribute_exists(#id)", &[]);
+        let (_, old) = self
+            .update_returning(image_id, update, "deletion", ReturnValue::AllOld)
+            .await?;
+        Ok(replaced_labels(old))
+    }
+
+    async fn revive(&self, image_id: &str) -> Result<WriteOutcome, PortError> {
+        let mut update = Update::default();
+        update.set("status", s(ImageStatus::Accepted.as_str()));
+        for attribute in [
+            "reason",
+            "labels",
+            "detector",
+            "label_model_version",
+            "labeled_at",
+            "stored_at",
+            "deleted_at",
+            "label_claim",
+            "label_claim_until",
+            "label_pending",
+        ] {
+            update.remove(attribute);
+        }
+        update.condition(
+            "#status = :deleted",
+            &[("deleted", s(ImageStatus::Deleted.as_str()))],
+        );
+        self.update(image_id, update, "revival").await
+    }
 }
 
 impl DynamoImageTable {
+    /// Takes the label claim for `token` until `until` if `condition` holds (it may use
+    /// `:deleted`, `:now`, `:done`, `:label_claim` and `values`); when it does not, one
+    /// consistent read and `refusal` tell why (a rare path: duplicates only).
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &self,
+        image_id: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+        condition: &str,
+        values: &[(&str, AttributeValue)],
+        refusal: impl FnOnce(&HashMap<String, AttributeValue>) -> LabelClaim,
+    ) -> Result<LabelClaim, PortError> {
+        let mut update = Update::default();
+        update.set("label_claim", s(token));
+        update.set("label_claim_until", s(until));
+        let mut all = vec![
+            ("deleted", s(ImageStatus::Deleted.as_str())),
+            ("now", s(now)),
+            ("done", s(CLAIM_DONE)),
+        ];
+        all.extend(values.iter().cloned());
+        update.condition(condition, &all);
+        let (outcome, item) = self
+            .update_returning(image_id, update, "label claim", ReturnValue::AllNew)
+            .await?;
+        if outcome == WriteOutcome::Written {
+            return Ok(LabelClaim::Granted {
+                pending: text(&item, "label_pending"),
+            });
+        }
+        Ok(match self.get_item(image_id).await? {
+            Some(item) => refusal(&item),
+            // No item: ingest's write was lost. The store stage's write creates it.
+            None => LabelClaim::Granted { pending: None },
+        })
+    }
+
     /// One item with every attribute, read consistently.
     async fn get_item(
         &self,
@@ -335,8 +429,26 @@ fn text(item: &HashMap<String, AttributeValue>, attribute: &str) -> Option<Strin
 }
 
 /// Why a claim's condition failed, from the item as it is now.
+/// Why a relabel's claim was refused.
+fn relabel_refusal(item: &HashMap<String, AttributeValue>) -> LabelClaim {
+    let until = text(item, "label_claim_until");
+    if text(item, "status").as_deref() == Some(ImageStatus::Deleted.as_str()) {
+        LabelClaim::Deleted
+    } else if until.as_deref() == Some(CLAIM_DONE) {
+        LabelClaim::Done
+    } else {
+        LabelClaim::HeldByOther {
+            until: until.unwrap_or_else(imgflow_runtime::clock::now_rfc3339),
+        }
+    }
+}
+
 fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> LabelClaim {
-    let labeled = text(item, "status").as_deref() == Some(ImageStatus::Labeled.as_str())
+    let status = text(item, "status");
+    if status.as_deref() == Some(ImageStatus::Deleted.as_str()) {
+        return LabelClaim::Deleted;
+    }
+    let labeled = status.as_deref() == Some(ImageStatus::Labeled.as_str())
         && text(item, "detector").as_deref() == Some(detector);
     match text(item, "label_claim_until") {
         _ if labeled => LabelClaim::AlreadyLabeled,

@@ -21,8 +21,10 @@ use crate::{
     PortError, PortErrorKind,
 };
 
+mod ledger;
 mod table;
 
+pub use ledger::FakeLedger;
 pub use table::FakeTable;
 
 #[derive(Debug, Clone)]

@@ -33,6 +33,13 @@ impl FakeTable {
         self.items.lock().unwrap().clone()
     }
 
+    /// The claim granted, with the detection a previous holder kept, if any.
+    fn granted(&self, image_id: &str) -> LabelClaim {
+        LabelClaim::Granted {
+            pending: self.kept.lock().unwrap().get(image_id).cloned(),
+        }
+    }
+
     fn injected_failure(&self) -> Result<(), PortError> {
         match self.failures.lock().unwrap().pop_front() {
             Some(kind) => Err(PortError::new(
@@ -51,7 +58,7 @@ impl ImageTable for FakeTable {
         let mut items = self.items.lock().unwrap();
         if items
             .get(&record.id)
-            .is_some_and(|r| r.status == ImageStatus::Labeled)
+            .is_some_and(|r| matches!(r.status, ImageStatus::Labeled | ImageStatus::Deleted))
         {
             return Ok(WriteOutcome::Superseded);
         }
@@ -68,7 +75,7 @@ impl ImageTable for FakeTable {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         match items.get_mut(&image.image_id) {
-            Some(r) if r.status != ImageStatus::Labeled => {
+            Some(r) if !matches!(r.status, ImageStatus::Labeled | ImageStatus::Deleted) => {
                 r.status = status;
                 r.reason = Some(reason.into());
                 Ok(WriteOutcome::Written)
@@ -98,10 +105,11 @@ impl ImageTable for FakeTable {
             r.trace_id = Some(image.trace_id.clone());
             r
         });
-        if record
-            .labeled_at
-            .as_ref()
-            .is_some_and(|t| *t > labeled.labeled_at)
+        if record.status == ImageStatus::Deleted
+            || record
+                .labeled_at
+                .as_ref()
+                .is_some_and(|t| *t > labeled.labeled_at)
         {
             return Ok(LabelsWrite::Superseded);
         }
@@ -129,6 +137,12 @@ impl ImageTable for FakeTable {
         until: &str,
     ) -> Result<LabelClaim, PortError> {
         let items = self.items.lock().unwrap();
+        if items
+            .get(image_id)
+            .is_some_and(|r| r.status == ImageStatus::Deleted)
+        {
+            return Ok(LabelClaim::Deleted);
+        }
         let labeled_by_me = items.get(image_id).is_some_and(|r| {
             r.status == ImageStatus::Labeled && r.detector.as_deref() == Some(detector)
         });
@@ -147,9 +161,37 @@ impl ImageTable for FakeTable {
             }
             _ => {
                 claims.insert(image_id.to_owned(), (token.to_owned(), until.to_owned()));
-                Ok(LabelClaim::Granted {
-                    pending: self.kept.lock().unwrap().get(image_id).cloned(),
+                Ok(self.granted(image_id))
+            }
+        }
+    }
+
+    async fn claim_relabeling(
+        &self,
+        image_id: &str,
+        token: &str,
+        now: &str,
+        until: &str,
+    ) -> Result<LabelClaim, PortError> {
+        let items = self.items.lock().unwrap();
+        match items.get(image_id).map(|r| r.status) {
+            None => return Ok(LabelClaim::Granted { pending: None }),
+            Some(ImageStatus::Deleted) => return Ok(LabelClaim::Deleted),
+            Some(_) => {}
+        }
+        let mut claims = self.claims.lock().unwrap();
+        match claims.get(image_id) {
+            Some((holder, lease)) if holder == token && lease == CLAIM_DONE => Ok(LabelClaim::Done),
+            Some((holder, lease))
+                if holder != token && lease != CLAIM_DONE && lease.as_str() >= now =>
+            {
+                Ok(LabelClaim::HeldByOther {
+                    until: lease.clone(),
                 })
+            }
+            _ => {
+                claims.insert(image_id.to_owned(), (token.to_owned(), until.to_owned()));
+                Ok(self.granted(image_id))
             }
         }
     }
@@ -197,5 +239,51 @@ impl ImageTable for FakeTable {
 
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
+    }
+
+    async fn mark_deleted(
+        &self,
+        image_id: &str,
+        deleted_at: &str,
+    ) -> Result<Option<StoredLabels>, PortError> {
+        self.injected_failure()?;
+        let mut items = self.items.lock().unwrap();
+        let Some(record) = items.get_mut(image_id) else {
+            return Ok(None);
+        };
+        record.status = ImageStatus::Deleted;
+        record.reason = Some("the object was deleted".into());
+        record
+            .deleted_at
+            .get_or_insert_with(|| deleted_at.to_owned());
+        Ok(record
+            .labeled_at
+            .clone()
+            .zip(record.labels.clone())
+            .map(|(labeled_at, labels)| StoredLabels { labeled_at, labels }))
+    }
+
+    async fn revive(&self, image_id: &str) -> Result<WriteOutcome, PortError> {
+        let mut items = self.items.lock().unwrap();
+        match items.get_mut(image_id) {
+            Some(record) if record.status == ImageStatus::Deleted => {
+                record.status = ImageStatus::Accepted;
+                for field in [
+                    &mut record.reason,
+                    &mut record.detector,
+                    &mut record.label_model_version,
+                    &mut record.labeled_at,
+                    &mut record.stored_at,
+                    &mut record.deleted_at,
+                ] {
+                    *field = None;
+                }
+                record.labels = None;
+                self.claims.lock().unwrap().remove(image_id);
+                self.kept.lock().unwrap().remove(image_id);
+                Ok(WriteOutcome::Written)
+            }
+            _ => Ok(WriteOutcome::Superseded),
+        }
     }
 }
