@@ -116,12 +116,22 @@ async fn workers_report_their_work_in_prometheus_format() {
         ) >= Some(6.0),
         "{ingest}"
     );
+    // One ranged GET answers what a HEAD would: no HEAD for a non-empty object.
     assert!(
         sample(
             &ingest,
             "imgflow_aws_calls_total",
-            &[r#"operation="HeadObject""#]
+            &[r#"operation="GetObject""#]
         ) >= Some(6.0)
+    );
+    assert_eq!(
+        sample(
+            &ingest,
+            "imgflow_aws_calls_total",
+            &[r#"operation="HeadObject""#]
+        ),
+        None,
+        "{ingest}"
     );
     assert!(
         sample(

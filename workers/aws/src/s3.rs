@@ -191,6 +191,50 @@ impl ObjectStore for S3Store {
         })
     }
 
+    async fn get_start(
+        &self,
+        object: &ObjectLocation,
+        last: u64,
+    ) -> Result<(ObjectHead, Bytes), PortError> {
+        let operation = describe("GetObject", object);
+        let result = self
+            .client
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .range(format!("bytes=0-{last}"))
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            // An empty object has no byte 0: S3 answers 416 Range Not Satisfiable.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok((self.head(object).await?, Bytes::new()));
+            }
+            Err(e) => return Err(read_error(operation, e)),
+        };
+        let (etag, version_id) = (etag(output.e_tag()), version(output.version_id.clone()));
+        // `bytes 0-65535/1234567`: the total after the slash.
+        let total = output
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        let body = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::new(PortErrorKind::Retryable, operation, e.to_string()))?
+            .into_bytes();
+        let head = ObjectHead {
+            // No Content-Range: the whole object came back (a server ignoring the range).
+            size: total.unwrap_or(body.len() as u64),
+            etag,
+            version_id,
+        };
+        Ok((head, body))
+    }
+
     async fn get_range(
         &self,
         object: &ObjectLocation,

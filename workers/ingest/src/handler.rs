@@ -280,14 +280,15 @@ where
         Ok(())
     }
 
-    /// Decides what the object is from a HEAD and at most a few small ranged GETs.
+    /// Decides what the object is from a few small ranged GETs: the first one also answers
+    /// what a HEAD would (size, ETag, version).
     pub async fn inspect(
         &self,
         location: &ObjectLocation,
         event_etag: Option<&str>,
     ) -> Result<Verdict, HandleError> {
-        let head = match self.store.head(location).await {
-            Ok(head) => head,
+        let (head, mut first) = match self.store.get_start(location, HEAD_BYTES - 1).await {
+            Ok(start) => start,
             Err(e) if e.kind == PortErrorKind::NotFound => return Ok(missing()),
             Err(e) => return Err(HandleError::from_port("object_read_failed", e)),
         };
@@ -303,15 +304,11 @@ where
             info,
             reason,
         };
-        // Refused before any read: an empty or oversized object costs no GET.
+        // Refused on the first read's answer: an empty or oversized object costs no more.
         if let Err(reason) = self.limits.check_size(head.size) {
             return Ok(reject(&head, None, reason));
         }
         let read = |first, last| self.read(location, first, last);
-        let mut first = match read(0, HEAD_BYTES.min(head.size) - 1).await? {
-            Some(bytes) => bytes,
-            None => return Ok(missing()),
-        };
         let mut last = None;
         let info = loop {
             match self.limits.check(head.size, &first, last.as_deref()) {

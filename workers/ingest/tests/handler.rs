@@ -529,3 +529,18 @@ async fn a_malformed_body_is_dead_lettered_and_the_rest_of_the_batch_flows() {
     );
     assert_eq!(f.table.items().len(), 1);
 }
+
+/// What a HEAD answered comes with the first ranged read: an image within the first 64 KiB
+/// costs that one read (its end is in it), a larger one a second, small read of its end.
+#[tokio::test]
+async fn an_image_costs_one_or_two_small_reads_and_no_head() {
+    let f = fixture();
+    let record = upload_and_ingest(&f, "incoming/two-reads.png", png(451, 300)).await;
+    assert_eq!(record.status, ImageStatus::Accepted);
+    assert_eq!(record.size, Some(png(451, 300).len() as u64));
+    assert_eq!(f.store.range_reads(), 1);
+    let mut large = png(451, 300);
+    large.splice(40..40, std::iter::repeat_n(7u8, 100_000));
+    upload_and_ingest(&f, "incoming/large.png", large).await;
+    assert_eq!(f.store.range_reads(), 3);
+}

@@ -148,6 +148,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         object: &ObjectLocation,
     ) -> impl Future<Output = Result<ObjectHead, PortError>> + Send;
 
+    /// Bytes `0..=last` of the object (fewer when it is shorter) and its metadata, in one
+    /// ranged GET: what a HEAD and a first read would take two requests for.
+    fn get_start(
+        &self,
+        object: &ObjectLocation,
+        last: u64,
+    ) -> impl Future<Output = Result<(ObjectHead, Bytes), PortError>> + Send;
+
     /// Bytes `first..=last` of the object.
     fn get_range(
         &self,

@@ -346,6 +346,16 @@ impl ObjectStore for FakeObjectStore {
         })
     }
 
+    async fn get_start(
+        &self,
+        object: &ObjectLocation,
+        last: u64,
+    ) -> Result<(ObjectHead, Bytes), PortError> {
+        let head = self.head(object).await?;
+        let bytes = self.get_range(object, 0, last).await?;
+        Ok((head, bytes))
+    }
+
     async fn get_range(
         &self,
         object: &ObjectLocation,
