@@ -148,13 +148,16 @@ fn describe(op: &str, o: &ObjectLocation) -> String {
 }
 
 impl S3Store {
+    /// A GetObject of `range` (or all): the bytes, and what a HEAD would answer (the size from
+    /// `Content-Range` when ranged). `None` when the range is not satisfiable: S3's 416 for an
+    /// empty object, which has no byte 0.
     async fn fetch(
         &self,
         object: &ObjectLocation,
         range: Option<String>,
-    ) -> Result<Bytes, PortError> {
+    ) -> Result<Option<(ObjectHead, Bytes)>, PortError> {
         let operation = describe("GetObject", object);
-        let output = self
+        let result = self
             .client
             .get_object()
             .bucket(&object.bucket)
@@ -162,14 +165,33 @@ impl S3Store {
             .set_version_id(object.version_id.clone())
             .set_range(range)
             .send()
-            .await
-            .map_err(|e| read_error(operation.clone(), e))?;
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(read_error(operation, e)),
+        };
+        let (etag, version_id) = (etag(output.e_tag()), version(output.version_id.clone()));
+        // `bytes 0-65535/1234567`: the total after the slash.
+        let total = output
+            .content_range()
+            .and_then(|r| r.rsplit('/').next())
+            .and_then(|t| t.parse::<u64>().ok());
         let body = output
             .body
             .collect()
             .await
-            .map_err(|e| PortError::new(PortErrorKind::Retryable, operation, e.to_string()))?;
-        Ok(body.into_bytes())
+            .map_err(|e| PortError::new(PortErrorKind::Retryable, operation, e.to_string()))?
+            .into_bytes();
+        let head = ObjectHead {
+            // No Content-Range: the whole object came back.
+            size: total.unwrap_or(body.len() as u64),
+            etag,
+            version_id,
+        };
+        Ok(Some((head, body)))
     }
 }
 
@@ -196,43 +218,10 @@ impl ObjectStore for S3Store {
         object: &ObjectLocation,
         last: u64,
     ) -> Result<(ObjectHead, Bytes), PortError> {
-        let operation = describe("GetObject", object);
-        let result = self
-            .client
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .set_version_id(object.version_id.clone())
-            .range(format!("bytes=0-{last}"))
-            .send()
-            .await;
-        let output = match result {
-            Ok(output) => output,
-            // An empty object has no byte 0: S3 answers 416 Range Not Satisfiable.
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
-                return Ok((self.head(object).await?, Bytes::new()));
-            }
-            Err(e) => return Err(read_error(operation, e)),
-        };
-        let (etag, version_id) = (etag(output.e_tag()), version(output.version_id.clone()));
-        // `bytes 0-65535/1234567`: the total after the slash.
-        let total = output
-            .content_range()
-            .and_then(|r| r.rsplit('/').next())
-            .and_then(|t| t.parse::<u64>().ok());
-        let body = output
-            .body
-            .collect()
-            .await
-            .map_err(|e| PortError::new(PortErrorKind::Retryable, operation, e.to_string()))?
-            .into_bytes();
-        let head = ObjectHead {
-            // No Content-Range: the whole object came back (a server ignoring the range).
-            size: total.unwrap_or(body.len() as u64),
-            etag,
-            version_id,
-        };
-        Ok((head, body))
+        match self.fetch(object, Some(format!("bytes=0-{last}"))).await? {
+            Some(start) => Ok(start),
+            None => Ok((self.head(object).await?, Bytes::new())),
+        }
     }
 
     async fn get_range(
@@ -241,12 +230,15 @@ impl ObjectStore for S3Store {
         first: u64,
         last: u64,
     ) -> Result<Bytes, PortError> {
-        self.fetch(object, Some(format!("bytes={first}-{last}")))
-            .await
+        let fetched = self
+            .fetch(object, Some(format!("bytes={first}-{last}")))
+            .await?;
+        Ok(fetched.map(|(_, bytes)| bytes).unwrap_or_default())
     }
 
     async fn get(&self, object: &ObjectLocation) -> Result<Bytes, PortError> {
-        self.fetch(object, None).await
+        let fetched = self.fetch(object, None).await?;
+        Ok(fetched.map(|(_, bytes)| bytes).unwrap_or_default())
     }
 
     async fn put(
