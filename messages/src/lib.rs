@@ -7,7 +7,7 @@
 //! - [`s3_event`]: S3 event notifications as they reach the ingest queue (direct, SNS-wrapped,
 //!   EventBridge-shaped), including `s3:TestEvent` and form-URL-encoded keys.
 //! - [`stage`]: the events stages publish to each other (`ImageAccepted`, `ImageLabeled`,
-//!   `ImageStored`), versioned with `schema_version`.
+//!   `ImageStored`, `ImageCompleted`), versioned with `schema_version`.
 //! - [`labels`]: labels in exactly Rekognition DetectLabels' shape.
 //! - [`record`]: the DynamoDB item contract that tools and tests read.
 //! - [`id`]: the deterministic image id.
@@ -20,10 +20,13 @@ pub mod stage;
 
 pub use id::image_id;
 pub use labels::{BoundingBox, Instance, Label, NamedRef};
-pub use record::{ImageRecord, ImageStatus};
+pub use record::{
+    thumbnail_key, ImageRecord, ImageStatus, Thumbnail, THUMBNAIL_MAX_SIDE, THUMBNAIL_PREFIX,
+};
 pub use s3_event::{
     created_notification, order_key, parse_notification, Notification, ObjectEvent,
 };
 pub use stage::{
-    ImageAccepted, ImageLabeled, ImageRef, ImageStored, MessageError, StageMessage, SCHEMA_VERSION,
+    ImageAccepted, ImageCompleted, ImageLabeled, ImageRef, ImageStored, MessageError, StageMessage,
+    SCHEMA_VERSION,
 };

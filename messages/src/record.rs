@@ -120,6 +120,43 @@ pub struct ImageRecord {
     /// When ingest learned that the object was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
+    /// The stored thumbnail, once the thumbnail stage wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<Thumbnail>,
+    /// Why the thumbnail stage could not make one (the branch is still done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_error: Option<String>,
+    /// When both branches (labels stored, thumbnail recorded) had written: set once, by
+    /// whichever finished last, which also published `image-completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+/// A thumbnail in the image bucket: an upright JPEG no larger than
+/// [`THUMBNAIL_MAX_SIDE`] px on its longer side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thumbnail {
+    /// Object key, [`thumbnail_key`] of the image id.
+    pub key: String,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// When the thumbnail stage recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_at: Option<String>,
+}
+
+/// Longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_MAX_SIDE: u32 = 320;
+
+/// Where thumbnails live in the image bucket: outside any incoming prefix (the configuration
+/// refuses one that overlaps), so writing one starts nothing.
+pub const THUMBNAIL_PREFIX: &str = "thumbnails/";
+
+/// The thumbnail's key for an image id.
+pub fn thumbnail_key(image_id: &str) -> String {
+    format!("{THUMBNAIL_PREFIX}{image_id}.jpg")
 }
 
 impl ImageRecord {
@@ -155,6 +192,9 @@ impl ImageRecord {
             labeled_at: None,
             stored_at: None,
             deleted_at: None,
+            thumbnail: None,
+            thumbnail_error: None,
+            completed_at: None,
         }
     }
 

@@ -87,6 +87,26 @@ pub struct ImageStored {
     pub stored_at: String,
 }
 
+/// Both branches wrote (labels stored, thumbnail recorded): published once per image, by
+/// whichever branch finished last, to `<prefix>-image-completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageCompleted {
+    /// Always [`SCHEMA_VERSION`] when written by this build.
+    pub schema_version: u32,
+    /// The image.
+    #[serde(flatten)]
+    pub image: ImageRef,
+    /// Names of the stored labels, most confident first.
+    pub label_names: Vec<String>,
+    /// The thumbnail, unless the thumbnail stage could not make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<crate::record::Thumbnail>,
+    /// When the join recorded completion; with `image_id`, a key to drop duplicates by.
+    pub completed_at: String,
+    /// The branch that finished last: `labels` or `thumbnail`.
+    pub completed_by: String,
+}
+
 /// Why a stage message cannot be read. Such a message can never succeed: it is dead-lettered.
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
@@ -156,6 +176,13 @@ impl StageMessage for ImageAccepted {
 
 impl StageMessage for ImageLabeled {
     const KIND: &'static str = "ImageLabeled";
+    fn image(&self) -> &ImageRef {
+        &self.image
+    }
+}
+
+impl StageMessage for ImageCompleted {
+    const KIND: &'static str = "ImageCompleted";
     fn image(&self) -> &ImageRef {
         &self.image
     }

@@ -305,6 +305,7 @@ impl TestPipeline {
             queue_url: None,
             dead_letter_queue_url: None,
             topic_arn: None,
+            completed_topic_arn: None,
             consumer: ConsumerConfig {
                 wait_time: Duration::from_secs(1),
                 retry_min_delay: Duration::from_secs(1),
@@ -375,6 +376,18 @@ impl TestPipeline {
         self.spawn(|s| Arc::new(consumer).run(s));
     }
 
+    /// Starts the thumbnail stage.
+    pub async fn start_thumbnail(&mut self) {
+        let consumer = imgflow_thumbnail::build(
+            &self.aws,
+            &self.worker_config(Stage::Thumbnail),
+            imgflow_thumbnail::ThumbnailLimits::default(),
+        )
+        .await
+        .expect("building thumbnail");
+        self.spawn(|s| Arc::new(consumer).run(s));
+    }
+
     /// Starts every stage with the emulator's Rekognition, counting its calls.
     pub async fn start_all(&mut self) -> Arc<Counting<RekognitionDetector>> {
         let detector = Arc::new(Counting::new(RekognitionDetector::new(
@@ -384,6 +397,7 @@ impl TestPipeline {
         self.start_ingest().await;
         self.start_label(detector.clone()).await;
         self.start_store().await;
+        self.start_thumbnail().await;
         detector
     }
 
@@ -439,7 +453,7 @@ impl TestPipeline {
             .write_labels(labeled, &imgflow_runtime::clock::now_rfc3339())
             .await
             .expect("writing labels");
-        if let LabelsWrite::Written { replaced } = &write {
+        if let LabelsWrite::Written { replaced, .. } = &write {
             let current = StoredLabels {
                 labeled_at: labeled.labeled_at.clone(),
                 labels: labeled.labels.clone(),

@@ -561,6 +561,7 @@ async fn provisioned_resources_match_the_template() {
     for (subscription, stage) in [
         ("LabelSubscription", Stage::Label),
         ("StoreSubscription", Stage::Store),
+        ("ThumbnailSubscription", Stage::Thumbnail),
     ] {
         let props = &t["Resources"][subscription]["Properties"];
         assert_eq!(props["RawMessageDelivery"], true);

@@ -273,11 +273,20 @@ pub fn image_page(image: &ImageRecord) -> String {
             );
         }
     }
-    if !image.status.is_final() {
+    // Labeled, but the thumbnail branch has yet to finish: worth a reload for a while (items
+    // from before the thumbnail stage never complete, so not for ever).
+    let completing = image.status == ImageStatus::Labeled
+        && image.completed_at.is_none()
+        && image
+            .stored_at
+            .as_deref()
+            .and_then(|stored| clock::seconds_between(stored, &clock::now_rfc3339()))
+            .is_some_and(|age| age < 60.0);
+    if !image.status.is_final() || completing {
         // Still on its way: the script reloads the page until it is final.
         body.push_str(
             "<p class=\"hint\" id=\"pending\" data-reload-ms=\"2000\">In the pipeline: this page \
-             refreshes until the image is labeled.</p>",
+             refreshes until the image is labeled and complete.</p>",
         );
     }
     let viewable = matches!(image.status, ImageStatus::Accepted | ImageStatus::Labeled);
@@ -343,49 +352,79 @@ pub fn image_page(image: &ImageRecord) -> String {
     layout(short_key(&image.key), Nav::Other, &body)
 }
 
-/// received → accepted → labeled → stored, each with the time since the step before.
+/// received → accepted → two branches side by side (labeled → stored, and the thumbnail) →
+/// completed, each step with the time since the step it followed.
 fn timeline(image: &ImageRecord) -> String {
-    let steps = [
-        ("received", Some(&image.received_at)),
-        ("accepted", image.accepted_at.as_ref()),
-        ("labeled", image.labeled_at.as_ref()),
-        ("stored", image.stored_at.as_ref()),
-    ];
     let mut out = String::from("<section><h2>Timeline</h2><ol class=\"timeline\">");
-    let mut previous: Option<&String> = None;
-    for (step, at) in steps {
-        match at {
-            Some(at) => {
-                let took = previous
-                    .and_then(|p| clock::seconds_between(p, at))
-                    .map(|s| format!(" <span class=\"took\">+{}</span>", human_seconds(s)))
-                    .unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "<li class=\"done\" data-step=\"{step}\"><strong>{step}</strong> \
-                     <time datetime=\"{t}\">{t}</time>{took}</li>",
-                    t = esc(at)
-                );
-                previous = Some(at);
-            }
-            None => {
-                let _ = write!(
-                    out,
-                    "<li class=\"pending\" data-step=\"{step}\"><strong>{step}</strong> —</li>"
-                );
-            }
-        }
-    }
+    let received = Some(&image.received_at);
+    out.push_str(&step("received", received, None, None));
+    out.push_str(&step(
+        "accepted",
+        image.accepted_at.as_ref(),
+        received,
+        None,
+    ));
+    let accepted = image.accepted_at.as_ref();
+    let made_at = image.thumbnail.as_ref().and_then(|t| t.made_at.as_ref());
+    out.push_str("<li class=\"branches\"><div class=\"branch\" data-branch=\"labels\"><ol>");
+    out.push_str(&step("labeled", image.labeled_at.as_ref(), accepted, None));
+    out.push_str(&step(
+        "stored",
+        image.stored_at.as_ref(),
+        image.labeled_at.as_ref(),
+        None,
+    ));
+    out.push_str("</ol></div><div class=\"branch\" data-branch=\"thumbnail\"><ol>");
+    out.push_str(&step(
+        "thumbnail",
+        made_at,
+        accepted,
+        image.thumbnail_error.as_deref(),
+    ));
+    out.push_str("</ol></div></li>");
+    // The join waited for whichever branch finished last.
+    let last_branch = [image.stored_at.as_ref(), made_at]
+        .into_iter()
+        .flatten()
+        .max();
+    out.push_str(&step(
+        "completed",
+        image.completed_at.as_ref(),
+        last_branch,
+        None,
+    ));
     out.push_str("</ol>");
-    let total = image
-        .stored_at
-        .as_deref()
-        .and_then(|stored| clock::seconds_between(&image.received_at, stored));
-    if let Some(total) = total {
+    let end = image.completed_at.as_deref().or(image.stored_at.as_deref());
+    if let Some(total) = end.and_then(|end| clock::seconds_between(&image.received_at, end)) {
         let _ = write!(out, "<p>End to end: {}</p>", human_seconds(total));
     }
     out.push_str("</section>");
     out
+}
+
+/// One timeline step: done at `at` (with the time since `after`), failed with `error`, or
+/// still pending.
+fn step(name: &str, at: Option<&String>, after: Option<&String>, error: Option<&str>) -> String {
+    match (at, error) {
+        (Some(at), _) => {
+            let took = after
+                .and_then(|p| clock::seconds_between(p, at))
+                .map(|s| format!(" <span class=\"took\">+{}</span>", human_seconds(s)))
+                .unwrap_or_default();
+            format!(
+                "<li class=\"done\" data-step=\"{name}\"><strong>{name}</strong> \
+                 <time datetime=\"{t}\">{t}</time>{took}</li>",
+                t = esc(at)
+            )
+        }
+        (None, Some(error)) => format!(
+            "<li class=\"failed\" data-step=\"{name}\"><strong>{name}</strong> none: {}</li>",
+            esc(error)
+        ),
+        (None, None) => {
+            format!("<li class=\"pending\" data-step=\"{name}\"><strong>{name}</strong> —</li>")
+        }
+    }
 }
 
 fn human_seconds(s: f64) -> String {
@@ -538,6 +577,35 @@ mod tests {
         assert!(html.contains("+50 ms"), "labeled → stored");
         assert!(html.contains("End to end: 1.30 s"));
         assert!(html.contains("href=\"/images?label=Animal\""));
+    }
+
+    #[test]
+    fn the_timeline_shows_both_branches_side_by_side_and_the_completion() {
+        let mut image = record("incoming/cat.png");
+        let html = image_page(&image);
+        assert!(html.contains("data-step=\"thumbnail\"><strong>thumbnail</strong> —"));
+        assert!(html.contains("class=\"pending\" data-step=\"completed\""));
+        image.thumbnail = Some(imgflow_messages::Thumbnail {
+            key: "thumbnails/id1.jpg".into(),
+            width: 320,
+            height: 240,
+            made_at: Some("2026-11-27T05:00:00.400000Z".into()),
+        });
+        image.completed_at = Some("2026-11-27T05:00:01.350000Z".into());
+        let html = image_page(&image);
+        let labels = html.find("data-branch=\"labels\"").unwrap();
+        let thumbnail = html.find("data-branch=\"thumbnail\"").unwrap();
+        let completed = html.find("data-step=\"completed\"").unwrap();
+        assert!(labels < thumbnail && thumbnail < completed, "{html}");
+        assert_eq!(html.matches("class=\"done\"").count(), 6);
+        assert!(html.contains("+150 ms"), "accepted → thumbnail");
+        assert!(html.contains("End to end: 1.35 s"), "to the completion");
+
+        image.thumbnail = None;
+        image.thumbnail_error = Some("cannot decode: <corrupt>".into());
+        let html = image_page(&image);
+        assert!(html.contains("class=\"failed\" data-step=\"thumbnail\""));
+        assert!(html.contains("none: cannot decode: &lt;corrupt&gt;"));
     }
 
     #[test]

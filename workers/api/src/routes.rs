@@ -73,9 +73,6 @@ pub struct ApiState<S, T, C> {
     pub loopback_hosts_only: bool,
     /// Uploads being received at once; more are answered 503 before their body is read.
     pub upload_permits: Arc<Semaphore>,
-    /// Thumbnails fetched and decoding at once; more wait (decoding is CPU-bound, and each
-    /// holds an image of up to `limits.max_bytes`).
-    pub thumbnail_permits: Arc<Semaphore>,
 }
 
 impl<S, T, C> ApiState<S, T, C> {
@@ -99,7 +96,6 @@ impl<S, T, C> ApiState<S, T, C> {
             api_key: None,
             loopback_hosts_only: false,
             upload_permits: Arc::new(Semaphore::new(8)),
-            thumbnail_permits: Arc::new(Semaphore::new(2)),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! An image's bytes (`GET /images/{id}/object`) and its thumbnail (`/thumbnail`), decoded
-//! within the memory budget, a few at a time.
+//! An image's bytes (`GET /images/{id}/object`) and its thumbnail (`/thumbnail`), as the
+//! thumbnail stage stored it: the API decodes nothing, so a page of the gallery costs reads,
+//! not CPU. A placeholder stands in while it is being made, and for images with none.
 use std::sync::Arc;
 
 use axum::{
@@ -24,8 +25,8 @@ use crate::{
     ApiState,
 };
 
-/// Longest side of a thumbnail, in pixels.
-const THUMBNAIL_PX: u32 = 320;
+/// Most bytes of a stored thumbnail served (a 320 px JPEG at quality 80 is 10–40 KB).
+const MAX_THUMBNAIL_BYTES: u64 = 1024 * 1024;
 
 /// The stored bytes, when ingest recognised them as an image: anything else in the bucket is
 /// never served, so an uploaded HTML file cannot run as this origin's page.
@@ -95,10 +96,6 @@ pub(crate) async fn thumbnail<S: ObjectStore, T: ImageTable, C>(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let record = record(&state, &id).await?;
-    let etag = format!("\"{}-thumb-{}\"", record.id, record.status);
-    if etag_matches(&headers, &etag) {
-        return Ok(StatusCode::NOT_MODIFIED.into_response());
-    }
     let placeholder = |text: &str| {
         (
             [
@@ -110,52 +107,46 @@ pub(crate) async fn thumbnail<S: ObjectStore, T: ImageTable, C>(
         )
             .into_response()
     };
-    if matches!(record.status, ImageStatus::Rejected | ImageStatus::Missing) {
-        return Ok(placeholder(record.status.as_str()));
-    }
-    // Taken before the fetch, so waiting requests hold no image bytes, and moved into the
-    // decode, so a client that goes away cannot free the slot while its decode still runs.
-    let permit = Arc::clone(&state.thumbnail_permits)
-        .acquire_owned()
-        .await
-        .expect("semaphore is never closed");
-    let (bytes, _) = match image_bytes(&state, &record).await {
-        Ok(found) => found,
-        Err(ApiError(StatusCode::NOT_FOUND, _)) => return Ok(placeholder("not available")),
-        Err(e) => return Err(e),
+    let Some(stored) = &record.thumbnail else {
+        let text = match record.status {
+            ImageStatus::Rejected | ImageStatus::Missing | ImageStatus::Deleted => {
+                record.status.as_str()
+            }
+            _ if record.thumbnail_error.is_some() => "no thumbnail",
+            _ => "processing",
+        };
+        return Ok(placeholder(text));
     };
-    let budget = state.limits.max_decoded_bytes;
-    let jpeg = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        make_thumbnail(&bytes, budget)
-    })
-    .await
-    .ok()
-    .flatten();
-    Ok(match jpeg {
-        Some(jpeg) => (
-            [
-                (CONTENT_TYPE, "image/jpeg".to_owned()),
-                (CACHE_CONTROL, "private, max-age=86400".to_owned()),
-                (ETAG, etag),
-                (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
-            ],
-            jpeg,
-        )
-            .into_response(),
-        None => placeholder("cannot decode"),
-    })
-}
-
-/// A JPEG no larger than [`THUMBNAIL_PX`] on its longer side, upright, decoded within
-/// `budget`; `None` (the placeholder) for anything that cannot be.
-fn make_thumbnail(bytes: &[u8], budget: u64) -> Option<Vec<u8>> {
-    let small = imgflow_imaging::decode_scaled(bytes, THUMBNAIL_PX, budget)
-        .inspect_err(|e| tracing::info!(error = %e, "no thumbnail"))
-        .ok()?;
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
-        .encode_image(&small)
-        .ok()?;
-    Some(out)
+    // The thumbnail stage writes one thumbnail per id, from the same bytes each time.
+    let etag = format!("\"{}-thumb\"", record.id);
+    if etag_matches(&headers, &etag) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let location = ObjectLocation {
+        bucket: record.bucket.clone(),
+        key: stored.key.clone(),
+        version_id: None,
+    };
+    // The stage writes a few tens of KB; anything far larger under that key is not its work
+    // and is not served.
+    let jpeg = match state
+        .store
+        .get_start(&location, MAX_THUMBNAIL_BYTES - 1)
+        .await
+    {
+        Ok((head, bytes)) if head.size == bytes.len() as u64 => bytes,
+        Ok(_) => return Ok(placeholder("not available")),
+        Err(e) if e.kind == PortErrorKind::NotFound => return Ok(placeholder("not available")),
+        Err(e) => return Err(upstream("reading the thumbnail", e)),
+    };
+    Ok((
+        [
+            (CONTENT_TYPE, "image/jpeg".to_owned()),
+            (CACHE_CONTROL, "private, max-age=86400".to_owned()),
+            (ETAG, etag),
+            (X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        ],
+        jpeg,
+    )
+        .into_response())
 }

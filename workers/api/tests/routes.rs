@@ -16,11 +16,11 @@ use imgflow_catalog::{
 use imgflow_imaging::probe::Limits;
 use imgflow_messages::{
     BoundingBox, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Instance, Label, NamedRef,
-    SCHEMA_VERSION,
+    Thumbnail, SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     fakes::{FakeObjectStore, FakeTable},
-    ports::{ImageTable, LabelsWrite, StoredLabels},
+    ports::{ImageTable, LabelsWrite, ObjectLocation, ObjectStore, StoredLabels, ThumbnailOutcome},
 };
 use tower::ServiceExt;
 
@@ -71,6 +71,14 @@ fn decodable_png() -> Vec<u8> {
 }
 
 /// An image in the store and labeled in the table, as the pipeline leaves it.
+fn location(bucket: &str, key: &str) -> ObjectLocation {
+    ObjectLocation {
+        bucket: bucket.into(),
+        key: key.into(),
+        version_id: None,
+    }
+}
+
 async fn labeled_image(state: &State, key: &str, label: &str) -> String {
     let etag = state.store.insert("b", key, decodable_png());
     let id = imgflow_messages::image_id("b", key, &etag);
@@ -120,7 +128,7 @@ async fn labeled_image(state: &State, key: &str, label: &str) -> String {
         .write_labels(&labeled, &imgflow_runtime::clock::now_rfc3339())
         .await
         .unwrap();
-    let LabelsWrite::Written { replaced } = write else {
+    let LabelsWrite::Written { replaced, .. } = write else {
         panic!("fresh labels are written")
     };
     let current = StoredLabels {
@@ -228,6 +236,31 @@ async fn images_and_thumbnails_are_served_through_the_api() {
     assert_eq!(headers["content-type"], "image/png");
     assert_eq!(headers["x-content-type-options"], "nosniff");
 
+    // Until the thumbnail stage has written one, a placeholder: the API decodes nothing.
+    let (status, headers, svg) = get(&app, &format!("/images/{id}/thumbnail"), "*/*").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "image/svg+xml");
+    assert!(svg.contains("processing"), "{svg}");
+
+    let (jpeg, width, height) = imgflow_imaging::thumbnail_jpeg(
+        &state
+            .store
+            .get(&location("b", "incoming/red.png"))
+            .await
+            .unwrap(),
+        320,
+        imgflow_imaging::DEFAULT_MAX_DECODED_BYTES,
+    )
+    .unwrap();
+    let key = imgflow_messages::thumbnail_key(&id);
+    state.store.insert("b", &key, jpeg.clone());
+    let made = ThumbnailOutcome::Made(Thumbnail {
+        key,
+        width,
+        height,
+        made_at: None,
+    });
+    state.table.write_thumbnail(&id, &made).await.unwrap();
     let response = app
         .clone()
         .oneshot(
@@ -239,6 +272,7 @@ async fn images_and_thumbnails_are_served_through_the_api() {
         .unwrap();
     assert_eq!(response.headers()["content-type"], "image/jpeg");
     let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(bytes, jpeg, "the stored thumbnail, as stored");
     let thumb = image::load_from_memory(&bytes).unwrap();
     assert_eq!(
         (thumb.width(), thumb.height()),

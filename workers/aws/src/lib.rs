@@ -27,7 +27,7 @@ use aws_smithy_runtime_api::{
 use aws_smithy_types::error::{display::DisplayErrorContext, metadata::ProvideErrorMetadata};
 
 use imgflow_runtime::{
-    config::{Names, WorkerConfig},
+    config::{Names, WorkerConfig, COMPLETED_TOPIC},
     PortError, PortErrorKind,
 };
 
@@ -180,11 +180,30 @@ impl AwsClients {
         &self,
         config: &WorkerConfig,
     ) -> Result<sns::BatchingPublisher, PortError> {
-        let arn = match &config.topic_arn {
+        let topic = config.stage.output_topic();
+        self.publisher(config, config.topic_arn.as_ref(), topic).await
+    }
+
+    /// The publisher to `<prefix>-image-completed`, for the store stage's side of the join
+    /// (the thumbnail stage's own output topic is that one).
+    pub async fn completion_publisher(
+        &self,
+        config: &WorkerConfig,
+    ) -> Result<sns::BatchingPublisher, PortError> {
+        let arn = config.completed_topic_arn.as_ref();
+        self.publisher(config, arn, COMPLETED_TOPIC).await
+    }
+
+    /// A publisher to `arn`, or to the topic named `short` under the prefix when unset.
+    async fn publisher(
+        &self,
+        config: &WorkerConfig,
+        arn: Option<&String>,
+        short: &str,
+    ) -> Result<sns::BatchingPublisher, PortError> {
+        let arn = match arn {
             Some(arn) => arn.clone(),
-            None => {
-                sns::topic_arn(&self.sns, &config.names.topic(config.stage.output_topic())).await?
-            }
+            None => sns::topic_arn(&self.sns, &config.names.topic(short)).await?,
         };
         Ok(sns::BatchingPublisher::new(
             self.sns.clone(),

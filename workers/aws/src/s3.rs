@@ -263,6 +263,16 @@ impl ObjectStore for S3Store {
             version_id: version(output.version_id),
         })
     }
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), PortError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error(format!("s3:DeleteObject s3://{bucket}/{key}"), e))?;
+        Ok(())
+    }
 }
 
 /// S3's modeled errors.

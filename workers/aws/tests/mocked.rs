@@ -19,7 +19,7 @@ use imgflow_catalog::ports::LabelIndex;
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 use imgflow_runtime::{
     ports::{
-        DetectRequest, ImageTable, LabelClaim, LabelDetector, LabelsWrite, ObjectLocation,
+        DetectRequest, ImageTable, Join, LabelClaim, LabelDetector, LabelsWrite, ObjectLocation,
         ObjectStore, Publisher, Queue, StoredLabels, WriteOutcome, CLAIM_DONE,
     },
     PortErrorKind,
@@ -135,7 +135,7 @@ async fn a_labels_write_returns_the_labels_it_replaced() {
     let old = imgflow_aws::dynamodb::codec::to_attribute(&vec![label("Cat")]).unwrap();
     let written = mock!(aws_sdk_dynamodb::Client::update_item)
         .match_requests(|r| {
-            r.return_values() == Some(&aws_sdk_dynamodb::types::ReturnValue::UpdatedOld)
+            r.return_values() == Some(&aws_sdk_dynamodb::types::ReturnValue::AllOld)
                 && r.condition_expression()
                     .is_some_and(|c| c.contains("#labeled_at <= :labeled_at"))
         })
@@ -143,6 +143,7 @@ async fn a_labels_write_returns_the_labels_it_replaced() {
             UpdateItemOutput::builder()
                 .attributes("labeled_at", s("2026-11-27T04:00:00.000000Z"))
                 .attributes("labels", old.clone())
+                .attributes("thumbnail_error", s("cannot decode"))
                 .build()
         });
     let t = table(&[&written]);
@@ -156,8 +157,10 @@ async fn a_labels_write_returns_the_labels_it_replaced() {
             replaced: Some(StoredLabels {
                 labeled_at: "2026-11-27T04:00:00.000000Z".into(),
                 labels: vec![label("Cat")],
-            })
-        }
+            }),
+            join: Join::Ready,
+        },
+        "the thumbnail branch had written: this write completes the image"
     );
 }
 

@@ -1,7 +1,7 @@
 //! # imgflow-imaging
 //!
 //! Decodes a JPEG or PNG into a small upright RGB image under a memory budget, for the
-//! console's thumbnails and the local detector's input. A hostile file of a few hundred KB
+//! thumbnail stage and the local detector's input. A hostile file of a few hundred KB
 //! can declare 10,000 × 10,000 16-bit pixels (800 MB decoded); decoding it whole, as
 //! `image`'s `DynamicImage::from_decoder` does, takes a process down. Here:
 //!
@@ -18,7 +18,7 @@
 //! their EXIF metadata from the same bytes ([`exif`]).
 //!
 //! # Layout
-//! - [`decode_scaled`]: the one decoding entry point.
+//! - [`decode_scaled`]: the one decoding entry point; [`thumbnail_jpeg`] re-encodes its result.
 //! - [`probe`]: format and dimensions from the first bytes, truncation from the last.
 //! - [`exif`]: taken-at, camera, lens, exposure, and GPS only when asked.
 //! - [`decoded_bytes`]: the budget's arithmetic, shared with ingest's header check.
@@ -102,6 +102,24 @@ pub fn decode_scaled(encoded: &[u8], max_side: u32, budget: u64) -> Result<RgbIm
         image.apply_orientation(orientation);
     }
     Ok(image.into_rgb8())
+}
+
+/// A thumbnail: `encoded` decoded as [`decode_scaled`] does, re-encoded as a JPEG (quality
+/// 80). Returns the JPEG with its width and height.
+pub fn thumbnail_jpeg(
+    encoded: &[u8],
+    max_side: u32,
+    budget: u64,
+) -> Result<(Vec<u8>, u32, u32), DecodeError> {
+    let small = decode_scaled(encoded, max_side, budget)?;
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&small)
+        .map_err(|e| DecodeError::Corrupt {
+            format: "JPEG",
+            message: format!("encoding the thumbnail: {e}"),
+        })?;
+    Ok((out, small.width(), small.height()))
 }
 
 type Decoded = (RgbImage, Option<Orientation>);

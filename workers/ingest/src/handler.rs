@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, sync::Arc};
 use imgflow_catalog::ports::LabelIndex;
 use imgflow_imaging::probe::{Check, ImageInfo, Limits, HEAD_BYTES, TAIL_BYTES};
 use imgflow_messages::{
-    image_id, parse_notification, ImageAccepted, ImageRecord, ImageRef, ImageStatus, Notification,
-    ObjectEvent, StageMessage, SCHEMA_VERSION,
+    image_id, parse_notification, thumbnail_key, ImageAccepted, ImageRecord, ImageRef, ImageStatus,
+    Notification, ObjectEvent, StageMessage, SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     clock,
@@ -167,7 +167,7 @@ where
             .await
             .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
         if order == ObjectOrder::LaterDeleted {
-            self.delete_image(&id).await?;
+            self.delete_image(&event.bucket, &id).await?;
             tracing::info!("the object was deleted after this upload; image marked deleted");
             return Ok(());
         }
@@ -253,15 +253,16 @@ where
             }
         };
         for id in &ids {
-            self.delete_image(id).await?;
+            self.delete_image(&event.bucket, id).await?;
         }
         tracing::info!(images = ids.len(), event_name = %event.event_name, "object deleted; its images are marked deleted");
         Ok(())
     }
 
-    /// Marks one image deleted and drops its label-index entries. Idempotent, so a failure
-    /// part-way retries the whole message.
-    async fn delete_image(&self, id: &str) -> Result<(), HandleError> {
+    /// Marks one image deleted, drops its label-index entries and deletes its thumbnail.
+    /// Idempotent, so a failure part-way retries the whole message. The item is marked first:
+    /// a thumbnail written after this point is refused and removed by the thumbnail stage.
+    async fn delete_image(&self, bucket: &str, id: &str) -> Result<(), HandleError> {
         let labels = self
             .table
             .mark_deleted(id, &clock::now_rfc3339())
@@ -277,6 +278,10 @@ where
                 .await
                 .map_err(|e| HandleError::from_port("index_write_failed", e))?;
         }
+        self.store
+            .delete(bucket, &thumbnail_key(id))
+            .await
+            .map_err(|e| HandleError::from_port("thumbnail_delete_failed", e))?;
         Ok(())
     }
 

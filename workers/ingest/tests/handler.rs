@@ -150,7 +150,8 @@ async fn label(f: &Fixture, id: &str) {
         label_model_version: "1".into(),
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
     };
-    let LabelsWrite::Written { replaced } = f.table.write_labels(&labeled, "now").await.unwrap()
+    let LabelsWrite::Written { replaced, .. } =
+        f.table.write_labels(&labeled, "now").await.unwrap()
     else {
         panic!("labels written")
     };

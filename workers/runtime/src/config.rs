@@ -3,6 +3,8 @@
 //! share an account without colliding.
 use std::{str::FromStr, time::Duration};
 
+use imgflow_messages::THUMBNAIL_PREFIX;
+
 use crate::consumer::ConsumerConfig;
 
 /// A variable that is set but unusable.
@@ -112,7 +114,8 @@ pub fn env_listen_addr(
     }
 }
 
-/// The three stages.
+/// The four stages: ingest, then two branches in parallel (label → store, and thumbnail),
+/// joined on the item by whichever branch finishes last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// S3 events → checked images.
@@ -121,27 +124,35 @@ pub enum Stage {
     Label,
     /// Labels → DynamoDB.
     Store,
+    /// Checked images → a stored thumbnail (in parallel with label → store).
+    Thumbnail,
 }
+
+/// The topic the join publishes to, once per image, when both branches have written.
+pub const COMPLETED_TOPIC: &str = "image-completed";
 
 impl Stage {
     /// Every stage, in pipeline order.
-    pub const ALL: [Stage; 3] = [Stage::Ingest, Stage::Label, Stage::Store];
+    pub const ALL: [Stage; 4] = [Stage::Ingest, Stage::Label, Stage::Store, Stage::Thumbnail];
 
-    /// `ingest`, `label` or `store`.
+    /// `ingest`, `label`, `store` or `thumbnail`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ingest => "ingest",
             Self::Label => "label",
             Self::Store => "store",
+            Self::Thumbnail => "thumbnail",
         }
     }
 
-    /// The topic this stage publishes to on success.
+    /// The topic this stage publishes to on success. Store also publishes to
+    /// [`COMPLETED_TOPIC`] when it finishes an image's join; thumbnail publishes only there.
     pub fn output_topic(self) -> &'static str {
         match self {
             Self::Ingest => "image-accepted",
             Self::Label => "image-labeled",
             Self::Store => "image-stored",
+            Self::Thumbnail => COMPLETED_TOPIC,
         }
     }
 
@@ -149,7 +160,7 @@ impl Stage {
     pub fn input_topic(self) -> Option<&'static str> {
         match self {
             Self::Ingest => None,
-            Self::Label => Some(Self::Ingest.output_topic()),
+            Self::Label | Self::Thumbnail => Some(Self::Ingest.output_topic()),
             Self::Store => Some(Self::Label.output_topic()),
         }
     }
@@ -160,6 +171,7 @@ impl Stage {
             Self::Ingest => 9464,
             Self::Label => 9465,
             Self::Store => 9466,
+            Self::Thumbnail => 9467,
         }
     }
 
@@ -168,7 +180,7 @@ impl Stage {
     pub fn visibility_timeout(self) -> Duration {
         match self {
             Self::Label => Duration::from_secs(120),
-            Self::Ingest | Self::Store => Duration::from_secs(60),
+            Self::Ingest | Self::Store | Self::Thumbnail => Duration::from_secs(60),
         }
     }
 }
@@ -181,8 +193,9 @@ impl FromStr for Stage {
             "ingest" => Ok(Self::Ingest),
             "label" => Ok(Self::Label),
             "store" => Ok(Self::Store),
+            "thumbnail" => Ok(Self::Thumbnail),
             other => Err(format!(
-                "unknown stage {other:?}; expected ingest, label or store"
+                "unknown stage {other:?}; expected ingest, label, store or thumbnail"
             )),
         }
     }
@@ -292,7 +305,10 @@ fn valid_incoming_prefix(prefix: String) -> Result<String, ConfigError> {
         && !prefix.contains("//")
         && prefix
             .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?');
+            .all(|b| b.is_ascii_graphic() && b != b'*' && b != b'?')
+        // Thumbnails written under the incoming prefix would start the pipeline again.
+        && !prefix.starts_with(THUMBNAIL_PREFIX)
+        && !THUMBNAIL_PREFIX.starts_with(prefix.as_str());
     if valid {
         Ok(prefix)
     } else {
@@ -300,7 +316,7 @@ fn valid_incoming_prefix(prefix: String) -> Result<String, ConfigError> {
             name: "IMGFLOW_INCOMING_PREFIX".into(),
             value: prefix,
             reason: "must be a folder such as incoming/ (2–200 printable characters, ending with \
-                     '/', not starting with '/', no '*' or '?')"
+                     '/', not starting with '/', no '*' or '?', apart from thumbnails/)"
                 .into(),
         })
     }
@@ -319,6 +335,9 @@ pub struct WorkerConfig {
     pub dead_letter_queue_url: Option<String>,
     /// `IMGFLOW_TOPIC_ARN`: the output topic's ARN; looked up by name when unset.
     pub topic_arn: Option<String>,
+    /// `IMGFLOW_COMPLETED_TOPIC_ARN`: the `image-completed` topic's ARN, for the store stage
+    /// (the thumbnail stage's output topic is that one); looked up by name when unset.
+    pub completed_topic_arn: Option<String>,
     /// Polling and pacing (`IMGFLOW_CONCURRENCY`, `IMGFLOW_WAIT_TIME_SECS`,
     /// `IMGFLOW_MAX_MESSAGES`, `IMGFLOW_RETRY_MIN_DELAY_SECS`, `IMGFLOW_RETRY_MAX_DELAY_SECS`,
     /// `IMGFLOW_VISIBILITY_TIMEOUT_SECS`, `IMGFLOW_DRAIN_DEADLINE_SECS`,
@@ -330,7 +349,7 @@ pub struct WorkerConfig {
     /// an SNS PublishBatch request.
     pub publish_window: Duration,
     /// `IMGFLOW_METRICS_ADDR`: where `/metrics`, `/healthz`, `/readyz` are served (default
-    /// 127.0.0.1:9464 ingest, :9465 label, :9466 store; `off` to disable).
+    /// 127.0.0.1:9464 ingest, :9465 label, :9466 store, :9467 thumbnail; `off` to disable).
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
@@ -375,6 +394,7 @@ impl WorkerConfig {
             queue_url: env_opt("IMGFLOW_QUEUE_URL"),
             dead_letter_queue_url: env_opt("IMGFLOW_DLQ_URL"),
             topic_arn: env_opt("IMGFLOW_TOPIC_ARN"),
+            completed_topic_arn: env_opt("IMGFLOW_COMPLETED_TOPIC_ARN"),
             consumer,
             json_logs: log_format_is_json()?,
             metrics_addr: metrics_addr(stage.default_metrics_port())?,
@@ -478,6 +498,8 @@ mod tests {
             "in*/",
             "a//b/",
             "with space/",
+            "thumbnails/",
+            "thumbnails/new/",
         ] {
             let err = valid_incoming_prefix(bad.into()).unwrap_err();
             assert_eq!(err.name, "IMGFLOW_INCOMING_PREFIX", "{bad:?}");

@@ -13,6 +13,7 @@
 //!   what a stage implements (`Handler`, `HandleError`).
 //! - The AWS adapters implementing the ports are in `imgflow-aws` (`workers/aws`); image
 //!   checks and decoding in `imgflow-imaging`.
+//! - [`join`]: the join of the two parallel branches (labels, thumbnail) on the item.
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
 //! - [`usage`]: `--help` (the README's settings table, compiled in) and `--version`.
@@ -26,6 +27,7 @@ pub mod consumer;
 pub mod error;
 #[cfg(feature = "test-util")]
 pub mod fakes;
+pub mod join;
 pub mod observability;
 pub mod ports;
 pub mod shutdown;

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, future::Future, time::Duration};
 
 use bytes::Bytes;
-use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
+use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, Thumbnail};
 
 use crate::PortError;
 
@@ -176,6 +176,10 @@ pub trait ObjectStore: Send + Sync + 'static {
         body: Bytes,
         content_type: &str,
     ) -> impl Future<Output = Result<PutResult, PortError>> + Send;
+
+    /// Deletes an object's current version; deleting one that is not there succeeds.
+    fn delete(&self, bucket: &str, key: &str)
+        -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
 /// What to label and how.
@@ -236,9 +240,81 @@ pub enum LabelsWrite {
     Written {
         /// The previous labels.
         replaced: Option<StoredLabels>,
+        /// Where the join stands after this write.
+        join: Join,
     },
     /// The item holds labels produced later; nothing changed.
     Superseded,
+}
+
+/// The two branches that run in parallel after ingest and are joined on the item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Branch {
+    /// label → store: the labels are stored.
+    Labels,
+    /// thumbnail: the thumbnail (or why there is none) is recorded.
+    Thumbnail,
+}
+
+impl Branch {
+    /// `labels` or `thumbnail`, as `completed_by` holds it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Labels => "labels",
+            Self::Thumbnail => "thumbnail",
+        }
+    }
+}
+
+/// Where an image's join stands after one branch wrote its fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// The other branch has not written yet; it will complete the image.
+    Waiting,
+    /// Both branches have written and no completion has been announced: this branch tries to
+    /// complete the image ([`ImageTable::complete`]).
+    Ready,
+    /// The image's completion was recorded and announced (or belongs to the other branch).
+    Completed,
+}
+
+impl Join {
+    /// The join as seen by `branch` once its own fact is written, from the item before that
+    /// write: whether the other branch had written, which branch recorded the completion, and
+    /// whether it was announced. A completion recorded by this same branch but not announced
+    /// is this branch's own earlier attempt, cut short (a crash, a failed publish): ready.
+    pub fn after(
+        branch: Branch,
+        other_done: bool,
+        completed_by: Option<&str>,
+        announced: bool,
+    ) -> Self {
+        match completed_by {
+            None if other_done => Self::Ready,
+            None => Self::Waiting,
+            Some(by) if by == branch.as_str() && !announced => Self::Ready,
+            Some(_) => Self::Completed,
+        }
+    }
+}
+
+/// What the thumbnail stage made of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThumbnailOutcome {
+    /// A thumbnail is stored.
+    Made(Thumbnail),
+    /// None can be made (the image does not decode, or its object is gone): why. The branch
+    /// is done all the same, so the image still completes.
+    Failed(String),
+}
+
+/// How the thumbnail stage's write ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThumbnailWrite {
+    /// Recorded; where the join stands now.
+    Written(Join),
+    /// The image is deleted (or has no item): its thumbnail must go.
+    Refused,
 }
 
 /// The lease of a completed claim: later than any real time, so it never expires.
@@ -345,6 +421,30 @@ pub trait ImageTable: Send + Sync + 'static {
         token: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
+    /// Records the thumbnail branch's outcome unless the image is deleted.
+    fn write_thumbnail(
+        &self,
+        image_id: &str,
+        outcome: &ThumbnailOutcome,
+    ) -> impl Future<Output = Result<ThumbnailWrite, PortError>> + Send;
+
+    /// Records that the image is complete (`completed_at`, `completed_by`), if both branches
+    /// have written and no completion is announced, and returns the item to announce; `None`
+    /// when another branch holds the completion or it was announced already.
+    fn complete(
+        &self,
+        image_id: &str,
+        branch: Branch,
+        now: &str,
+    ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
+
+    /// Records that `image-completed` was published, so a redelivery of the completing message
+    /// does not publish it again.
+    fn completion_announced(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
     /// Reads one item.
     fn get(
         &self,
@@ -361,8 +461,8 @@ pub trait ImageTable: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<StoredLabels>, PortError>> + Send;
 
     /// Makes a `deleted` image new again: identical bytes were uploaded to the key after the
-    /// deletion, which gives the same id. Clears the labels and the label claim so the
-    /// pipeline labels it afresh. `Superseded` unless the item is `deleted`.
+    /// deletion, which gives the same id. Clears the labels, the label claim, the thumbnail and
+    /// the completion so both branches run afresh. `Superseded` unless the item is `deleted`.
     fn revive(
         &self,
         image_id: &str,

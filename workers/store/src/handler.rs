@@ -1,4 +1,5 @@
-//! Store: `ImageLabeled` → conditional write of the item → label index → `ImageStored`.
+//! Store: `ImageLabeled` → conditional write of the item → label index → `ImageStored` →
+//! the join with the thumbnail branch (`ImageCompleted` when the thumbnail was there first).
 use std::sync::Arc;
 
 use imgflow_catalog::ports::LabelIndex;
@@ -6,29 +7,35 @@ use imgflow_messages::{ImageLabeled, ImageStored, StageMessage, SCHEMA_VERSION};
 use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
-    ports::{ImageTable, LabelsWrite, Publisher, ReceivedMessage, StoredLabels},
+    join,
+    ports::{Branch, ImageTable, LabelsWrite, Publisher, ReceivedMessage, StoredLabels},
 };
 use tracing::Span;
 
 /// The store stage's logic.
-pub struct StoreHandler<T, I, P> {
+pub struct StoreHandler<T, I, P, C> {
     table: Arc<T>,
     index: Arc<I>,
     publisher: Arc<P>,
+    completions: Arc<C>,
 }
 
-impl<T: ImageTable, I: LabelIndex, P: Publisher> StoreHandler<T, I, P> {
-    /// A handler writing `table` and `index`, and publishing to `publisher`.
-    pub fn new(table: Arc<T>, index: Arc<I>, publisher: Arc<P>) -> Self {
+impl<T: ImageTable, I: LabelIndex, P: Publisher, C: Publisher> StoreHandler<T, I, P, C> {
+    /// A handler writing `table` and `index`, publishing `ImageStored` to `publisher` and
+    /// `ImageCompleted` to `completions`.
+    pub fn new(table: Arc<T>, index: Arc<I>, publisher: Arc<P>, completions: Arc<C>) -> Self {
         Self {
             table,
             index,
             publisher,
+            completions,
         }
     }
 }
 
-impl<T: ImageTable, I: LabelIndex, P: Publisher> Handler for StoreHandler<T, I, P> {
+impl<T: ImageTable, I: LabelIndex, P: Publisher, C: Publisher> Handler
+    for StoreHandler<T, I, P, C>
+{
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let labeled = ImageLabeled::decode(&message.body)?;
         Span::current().record("image_id", labeled.image.image_id.as_str());
@@ -41,7 +48,7 @@ impl<T: ImageTable, I: LabelIndex, P: Publisher> Handler for StoreHandler<T, I, 
             .write_labels(&labeled, &stored_at)
             .await
             .map_err(|e| HandleError::from_port("table_write_failed", e))?;
-        let LabelsWrite::Written { replaced } = write else {
+        let LabelsWrite::Written { replaced, join } = write else {
             tracing::info!(labeled_at = %labeled.labeled_at, "newer labels are already stored; message dropped");
             return Ok(());
         };
@@ -80,6 +87,13 @@ impl<T: ImageTable, I: LabelIndex, P: Publisher> Handler for StoreHandler<T, I, 
             .collect::<Vec<_>>()
             .join(", ");
         tracing::info!(labels = stored.label_names.len(), %top, "labels stored");
-        Ok(())
+        join::complete_if_ready(
+            self.table.as_ref(),
+            self.completions.as_ref(),
+            &stored.image,
+            Branch::Labels,
+            join,
+        )
+        .await
     }
 }

@@ -54,7 +54,12 @@ async fn labels_are_stored_and_announced_most_confident_first() {
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
     let index = Arc::new(FakeLabelIndex::default());
-    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
+    let handler = StoreHandler::new(
+        table.clone(),
+        index.clone(),
+        publisher.clone(),
+        Arc::new(FakePublisher::default()),
+    );
     handler
         .handle(&message(
             labeled("Cat", "2026-11-27T03:40:12.000000Z").encode(),
@@ -74,7 +79,12 @@ async fn newer_labels_replace_the_old_ones_in_the_label_index() {
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
     let index = Arc::new(FakeLabelIndex::default());
-    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
+    let handler = StoreHandler::new(
+        table.clone(),
+        index.clone(),
+        publisher.clone(),
+        Arc::new(FakePublisher::default()),
+    );
     let first = labeled("Cat", "2026-11-27T03:40:12.000000Z");
     handler.handle(&message(first.encode())).await.unwrap();
     // A redelivery adds no entry.
@@ -96,7 +106,12 @@ async fn an_older_message_never_overwrites_newer_labels() {
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
     let index = Arc::new(FakeLabelIndex::default());
-    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
+    let handler = StoreHandler::new(
+        table.clone(),
+        index.clone(),
+        publisher.clone(),
+        Arc::new(FakePublisher::default()),
+    );
     let newer = labeled("Dog", "2026-11-27T03:40:13.000000Z");
     let older = labeled("Cat", "2026-11-27T03:40:12.000000Z");
     handler.handle(&message(newer.encode())).await.unwrap();
@@ -124,6 +139,7 @@ async fn a_malformed_message_is_dead_lettered() {
         Arc::new(FakeTable::default()),
         Arc::new(FakeLabelIndex::default()),
         Arc::new(FakePublisher::default()),
+        Arc::new(FakePublisher::default()),
     );
     let err = handler
         .handle(&message("[1,2,3]".into()))
@@ -139,7 +155,12 @@ async fn table_and_publisher_failures_retry_or_dead_letter_and_a_redelivery_fini
     );
     let publisher = Arc::new(FakePublisher::default().failing_first([PortErrorKind::Retryable]));
     let index = Arc::new(FakeLabelIndex::default());
-    let handler = StoreHandler::new(table.clone(), index.clone(), publisher.clone());
+    let handler = StoreHandler::new(
+        table.clone(),
+        index.clone(),
+        publisher.clone(),
+        Arc::new(FakePublisher::default()),
+    );
     let body = message(labeled("Cat", "2026-11-27T03:40:12.000000Z").encode());
     let outcomes: Vec<_> = [
         handler.handle(&body).await.unwrap_err(),

@@ -221,6 +221,14 @@ mod tests {
             labeled_at: None,
             stored_at: None,
             deleted_at: None,
+            thumbnail: Some(imgflow_messages::Thumbnail {
+                key: "thumbnails/abc.jpg".into(),
+                width: 320,
+                height: 256,
+                made_at: None,
+            }),
+            thumbnail_error: None,
+            completed_at: Some("2026-11-27T03:40:12.000000Z".into()),
         }
     }
 

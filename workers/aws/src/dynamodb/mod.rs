@@ -17,7 +17,10 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 use super::ModeledKind;
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
-    ports::{ImageTable, LabelClaim, LabelsWrite, StoredLabels, WriteOutcome, CLAIM_DONE},
+    ports::{
+        Branch, ImageTable, Join, LabelClaim, LabelsWrite, StoredLabels, ThumbnailOutcome,
+        ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+    },
     PortError, PortErrorKind,
 };
 
@@ -113,6 +116,20 @@ fn replaced_labels(mut old: HashMap<String, AttributeValue>) -> Option<StoredLab
     let labeled_at = old.remove("labeled_at")?.as_s().ok()?.clone();
     let labels: Vec<Label> = serde_json::from_value(to_json(old.remove("labels")?)).ok()?;
     Some(StoredLabels { labeled_at, labels })
+}
+
+/// The join as `branch` sees it, from the item's attributes before its own write.
+fn join_from(branch: Branch, old: &HashMap<String, AttributeValue>) -> Join {
+    let other_done = match branch {
+        Branch::Labels => old.contains_key("thumbnail") || old.contains_key("thumbnail_error"),
+        Branch::Thumbnail => old.contains_key("labeled_at"),
+    };
+    Join::after(
+        branch,
+        other_done,
+        text(old, "completed_by").as_deref(),
+        old.contains_key("completion_announced"),
+    )
 }
 
 fn is_condition_failure_update(
@@ -226,15 +243,83 @@ impl ImageTable for DynamoImageTable {
                 ("deleted", s(ImageStatus::Deleted.as_str())),
             ],
         );
+        // The whole item before the write: the labels it replaces, and the join's state
+        // (the thumbnail branch's fact and the completion are untouched by this write).
         let (outcome, old) = self
-            .update_returning(&image.image_id, update, "labels", ReturnValue::UpdatedOld)
+            .update_returning(&image.image_id, update, "labels", ReturnValue::AllOld)
             .await?;
         Ok(match outcome {
             WriteOutcome::Superseded => LabelsWrite::Superseded,
             WriteOutcome::Written => LabelsWrite::Written {
+                join: join_from(Branch::Labels, &old),
                 replaced: replaced_labels(old),
             },
         })
+    }
+
+    async fn write_thumbnail(
+        &self,
+        image_id: &str,
+        outcome: &ThumbnailOutcome,
+    ) -> Result<ThumbnailWrite, PortError> {
+        let mut update = Update::default();
+        match outcome {
+            ThumbnailOutcome::Made(thumbnail) => {
+                update.set("thumbnail", to_attribute(thumbnail)?);
+                update.remove("thumbnail_error");
+            }
+            ThumbnailOutcome::Failed(reason) => {
+                update.set("thumbnail_error", s(reason));
+                update.remove("thumbnail");
+            }
+        }
+        update.condition(
+            "attribute_exists(#id) AND #status <> :deleted",
+            &[("deleted", s(ImageStatus::Deleted.as_str()))],
+        );
+        let (written, old) = self
+            .update_returning(image_id, update, "thumbnail", ReturnValue::AllOld)
+            .await?;
+        Ok(match written {
+            WriteOutcome::Written => ThumbnailWrite::Written(join_from(Branch::Thumbnail, &old)),
+            WriteOutcome::Superseded => ThumbnailWrite::Refused,
+        })
+    }
+
+    async fn complete(
+        &self,
+        image_id: &str,
+        branch: Branch,
+        now: &str,
+    ) -> Result<Option<ImageRecord>, PortError> {
+        let mut update = Update::default();
+        // A retried completion keeps the time of the first.
+        update.set_if_not_exists("completed_at", s(now));
+        update.set("completed_by", s(branch.as_str()));
+        update.condition(
+            "attribute_exists(#labeled_at) \
+             AND (attribute_exists(#thumbnail) OR attribute_exists(#thumbnail_error)) \
+             AND #status <> :deleted \
+             AND (attribute_not_exists(#completed_by) \
+                  OR (#completed_by = :completed_by AND attribute_not_exists(#completion_announced)))",
+            &[("deleted", s(ImageStatus::Deleted.as_str()))],
+        );
+        let (written, item) = self
+            .update_returning(image_id, update, "completion", ReturnValue::AllNew)
+            .await?;
+        match written {
+            WriteOutcome::Written => item_to_record(item).map(Some),
+            WriteOutcome::Superseded => Ok(None),
+        }
+    }
+
+    async fn completion_announced(&self, image_id: &str) -> Result<(), PortError> {
+        let mut update = Update::default();
+        update.set("completion_announced", AttributeValue::Bool(true));
+        update.condition("attribute_exists(#id)", &[]);
+        self.update(image_id, update, "completion announced")
+            .await?;
+        Ok(())
     }
 
     async fn claim_labeling(
@@ -355,6 +440,11 @@ impl ImageTable for DynamoImageTable {
             "label_claim",
             "label_claim_until",
             "label_pending",
+            "thumbnail",
+            "thumbnail_error",
+            "completed_at",
+            "completed_by",
+            "completion_announced",
         ] {
             update.remove(attribute);
         }

@@ -384,6 +384,10 @@ impl ObjectStore for FakeObjectStore {
             version_id: None,
         })
     }
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), PortError> {
+        self.remove(bucket, key);
+        Ok(())
+    }
 }
 
 /// A detector answering with fixed labels, optionally failing its first calls.

@@ -7,7 +7,10 @@ use std::{
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus};
 
 use crate::{
-    ports::{ImageTable, LabelClaim, LabelsWrite, StoredLabels, WriteOutcome, CLAIM_DONE},
+    ports::{
+        Branch, ImageTable, Join, LabelClaim, LabelsWrite, StoredLabels, ThumbnailOutcome,
+        ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+    },
     PortError, PortErrorKind,
 };
 
@@ -18,14 +21,28 @@ pub struct FakeTable {
     items: Arc<Mutex<HashMap<String, ImageRecord>>>,
     claims: Arc<Mutex<HashMap<String, (String, String)>>>,
     kept: Arc<Mutex<HashMap<String, String>>>,
-    failures: Arc<Mutex<VecDeque<PortErrorKind>>>,
+    /// Per image: the branch that recorded the completion, and whether it was announced.
+    completions: Arc<Mutex<HashMap<String, (Branch, bool)>>>,
+    /// The outcomes of the next writes: `None` succeeds, `Some` fails with that kind.
+    failures: Arc<Mutex<VecDeque<Option<PortErrorKind>>>>,
 }
 
 impl FakeTable {
     /// Fails the next item writes (`record_*`) with these kinds, in order.
     pub fn failing_writes(self, kinds: impl IntoIterator<Item = PortErrorKind>) -> Self {
-        self.failures.lock().unwrap().extend(kinds);
+        self.failures
+            .lock()
+            .unwrap()
+            .extend(kinds.into_iter().map(Some));
         self
+    }
+
+    /// Lets the next `ok` writes through, then fails the following ones with `kinds` (a
+    /// process that dies between two writes). Clones share the schedule.
+    pub fn fail_writes_after(&self, ok: usize, kinds: impl IntoIterator<Item = PortErrorKind>) {
+        let mut failures = self.failures.lock().unwrap();
+        failures.extend(std::iter::repeat_n(None, ok));
+        failures.extend(kinds.into_iter().map(Some));
     }
 
     /// Every item.
@@ -40,8 +57,24 @@ impl FakeTable {
         }
     }
 
+    /// The join as `branch` sees it once its fact is in `record`.
+    fn join(&self, branch: Branch, record: &ImageRecord) -> Join {
+        let other_done = match branch {
+            Branch::Labels => record.thumbnail.is_some() || record.thumbnail_error.is_some(),
+            Branch::Thumbnail => record.labeled_at.is_some(),
+        };
+        let completions = self.completions.lock().unwrap();
+        let completion = completions.get(&record.id);
+        Join::after(
+            branch,
+            other_done,
+            completion.map(|(by, _)| by.as_str()),
+            completion.is_some_and(|(_, announced)| *announced),
+        )
+    }
+
     fn injected_failure(&self) -> Result<(), PortError> {
-        match self.failures.lock().unwrap().pop_front() {
+        match self.failures.lock().unwrap().pop_front().flatten() {
             Some(kind) => Err(PortError::new(
                 kind,
                 "fake:UpdateItem",
@@ -125,7 +158,8 @@ impl ImageTable for FakeTable {
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
         record.stored_at = Some(stored_at.to_owned());
-        Ok(LabelsWrite::Written { replaced })
+        let join = self.join(Branch::Labels, record);
+        Ok(LabelsWrite::Written { replaced, join })
     }
 
     async fn claim_labeling(
@@ -237,6 +271,68 @@ impl ImageTable for FakeTable {
         Ok(())
     }
 
+    async fn write_thumbnail(
+        &self,
+        image_id: &str,
+        outcome: &ThumbnailOutcome,
+    ) -> Result<ThumbnailWrite, PortError> {
+        self.injected_failure()?;
+        let mut items = self.items.lock().unwrap();
+        let Some(record) = items
+            .get_mut(image_id)
+            .filter(|r| r.status != ImageStatus::Deleted)
+        else {
+            return Ok(ThumbnailWrite::Refused);
+        };
+        match outcome {
+            ThumbnailOutcome::Made(thumbnail) => {
+                record.thumbnail = Some(thumbnail.clone());
+                record.thumbnail_error = None;
+            }
+            ThumbnailOutcome::Failed(reason) => {
+                record.thumbnail = None;
+                record.thumbnail_error = Some(reason.clone());
+            }
+        }
+        Ok(ThumbnailWrite::Written(
+            self.join(Branch::Thumbnail, record),
+        ))
+    }
+
+    async fn complete(
+        &self,
+        image_id: &str,
+        branch: Branch,
+        now: &str,
+    ) -> Result<Option<ImageRecord>, PortError> {
+        self.injected_failure()?;
+        let mut items = self.items.lock().unwrap();
+        let Some(record) = items.get_mut(image_id) else {
+            return Ok(None);
+        };
+        let both = record.labeled_at.is_some()
+            && (record.thumbnail.is_some() || record.thumbnail_error.is_some());
+        let mut completions = self.completions.lock().unwrap();
+        let ours = match completions.get(image_id) {
+            None => true,
+            Some((by, announced)) => *by == branch && !announced,
+        };
+        if !both || !ours || record.status == ImageStatus::Deleted {
+            return Ok(None);
+        }
+        completions.insert(image_id.to_owned(), (branch, false));
+        record.completed_at.get_or_insert_with(|| now.to_owned());
+        Ok(Some(record.clone()))
+    }
+
+    async fn completion_announced(&self, image_id: &str) -> Result<(), PortError> {
+        self.injected_failure()?;
+        if let Some((_, announced)) = self.completions.lock().unwrap().get_mut(image_id) {
+            *announced = true;
+        }
+        Ok(())
+    }
+
     async fn get(&self, image_id: &str) -> Result<Option<ImageRecord>, PortError> {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
     }
@@ -279,6 +375,10 @@ impl ImageTable for FakeTable {
                     *field = None;
                 }
                 record.labels = None;
+                record.thumbnail = None;
+                record.thumbnail_error = None;
+                record.completed_at = None;
+                self.completions.lock().unwrap().remove(image_id);
                 self.claims.lock().unwrap().remove(image_id);
                 self.kept.lock().unwrap().remove(image_id);
                 Ok(WriteOutcome::Written)

@@ -1,0 +1,171 @@
+//! Thumbnail: `ImageAccepted` → the object (one bounded read) → an upright JPEG at
+//! `thumbnails/<id>.jpg` → `thumbnail` on the item → the join with the label branch.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use imgflow_messages::{thumbnail_key, ImageAccepted, StageMessage, Thumbnail, THUMBNAIL_MAX_SIDE};
+use imgflow_runtime::{
+    clock,
+    consumer::{HandleError, Handler},
+    join,
+    ports::{
+        Branch, ImageTable, ObjectLocation, ObjectStore, Publisher, ReceivedMessage,
+        ThumbnailOutcome, ThumbnailWrite,
+    },
+    PortErrorKind,
+};
+use tokio::sync::Semaphore;
+use tracing::Span;
+
+/// What the stage may spend on one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThumbnailLimits {
+    /// Most bytes read of an object (ingest accepts no larger).
+    pub max_bytes: u64,
+    /// Most bytes of pixels one decode may hold.
+    pub max_decoded_bytes: u64,
+    /// Decodes at once: they are CPU-bound, so more than the cores only holds more memory.
+    pub decodes: usize,
+}
+
+impl Default for ThumbnailLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 15 * 1024 * 1024,
+            max_decoded_bytes: imgflow_imaging::DEFAULT_MAX_DECODED_BYTES,
+            decodes: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// The thumbnail stage's logic.
+pub struct ThumbnailHandler<S, T, P> {
+    store: Arc<S>,
+    table: Arc<T>,
+    completions: Arc<P>,
+    limits: ThumbnailLimits,
+    decodes: Arc<Semaphore>,
+}
+
+impl<S: ObjectStore, T: ImageTable, P: Publisher> ThumbnailHandler<S, T, P> {
+    /// A handler reading and writing `store`, recording in `table` and announcing completions
+    /// to `completions`.
+    pub fn new(store: Arc<S>, table: Arc<T>, completions: Arc<P>, limits: ThumbnailLimits) -> Self {
+        let decodes = Arc::new(Semaphore::new(limits.decodes.max(1)));
+        Self {
+            store,
+            table,
+            completions,
+            limits,
+            decodes,
+        }
+    }
+
+    /// The thumbnail of the accepted object, or why there is none. Errors are the ones worth a
+    /// retry (S3 unreachable, throttled).
+    async fn make(&self, accepted: &ImageAccepted) -> Result<ThumbnailOutcome, HandleError> {
+        let image = &accepted.image;
+        let location = ObjectLocation {
+            bucket: image.bucket.clone(),
+            key: image.key.clone(),
+            version_id: image.version_id.clone(),
+        };
+        // One read of at most the size ingest accepts: a larger object (the key overwritten
+        // since) is refused without holding it.
+        let (head, bytes) = match self
+            .store
+            .get_start(&location, self.limits.max_bytes - 1)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) if e.kind == PortErrorKind::NotFound => {
+                return Ok(ThumbnailOutcome::Failed(
+                    "the object is no longer in the bucket".into(),
+                ))
+            }
+            Err(e) => return Err(HandleError::from_port("object_read_failed", e)),
+        };
+        if head.etag != image.etag || head.size > bytes.len() as u64 {
+            return Ok(ThumbnailOutcome::Failed(
+                "the object changed since ingest accepted it".into(),
+            ));
+        }
+        let permit = Arc::clone(&self.decodes)
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let budget = self.limits.max_decoded_bytes;
+        let made = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            imgflow_imaging::thumbnail_jpeg(&bytes, THUMBNAIL_MAX_SIDE, budget)
+        })
+        .await;
+        let (jpeg, width, height) = match made {
+            Ok(Ok(made)) => made,
+            Ok(Err(e)) => return Ok(ThumbnailOutcome::Failed(format!("cannot decode: {e}"))),
+            // A decoder bug on these bytes would panic on every delivery.
+            Err(_) => {
+                return Ok(ThumbnailOutcome::Failed(
+                    "the decoder failed on this image".into(),
+                ))
+            }
+        };
+        let key = thumbnail_key(&image.image_id);
+        self.store
+            .put(&image.bucket, &key, Bytes::from(jpeg), "image/jpeg")
+            .await
+            .map_err(|e| HandleError::from_port("thumbnail_write_failed", e))?;
+        Ok(ThumbnailOutcome::Made(Thumbnail {
+            key,
+            width,
+            height,
+            made_at: Some(clock::now_rfc3339()),
+        }))
+    }
+}
+
+impl<S: ObjectStore, T: ImageTable, P: Publisher> Handler for ThumbnailHandler<S, T, P> {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        let accepted = ImageAccepted::decode(&message.body)?;
+        let image = &accepted.image;
+        Span::current().record("image_id", image.image_id.as_str());
+        Span::current().record("trace_id", image.trace_id.as_str());
+        Span::current().record("key", image.key.as_str());
+
+        let outcome = self.make(&accepted).await?;
+        let write = self
+            .table
+            .write_thumbnail(&image.image_id, &outcome)
+            .await
+            .map_err(|e| HandleError::from_port("table_write_failed", e))?;
+        let join = match write {
+            ThumbnailWrite::Written(join) => join,
+            ThumbnailWrite::Refused => {
+                // Deleted while this ran: ingest may have removed the thumbnail before it
+                // was written, so it is removed here too.
+                if let ThumbnailOutcome::Made(thumbnail) = &outcome {
+                    self.store
+                        .delete(&image.bucket, &thumbnail.key)
+                        .await
+                        .map_err(|e| HandleError::from_port("thumbnail_delete_failed", e))?;
+                }
+                tracing::info!("the image was deleted; no thumbnail kept");
+                return Ok(());
+            }
+        };
+        match &outcome {
+            ThumbnailOutcome::Made(t) => {
+                tracing::info!(width = t.width, height = t.height, "thumbnail stored")
+            }
+            ThumbnailOutcome::Failed(reason) => tracing::info!(%reason, "no thumbnail"),
+        }
+        join::complete_if_ready(
+            self.table.as_ref(),
+            self.completions.as_ref(),
+            image,
+            Branch::Thumbnail,
+            join,
+        )
+        .await
+    }
+}

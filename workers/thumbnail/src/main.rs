@@ -1,0 +1,35 @@
+//! `imgflow-thumbnail`: consumes `<prefix>-thumbnail`, publishes to `<prefix>-image-completed`.
+use std::process::ExitCode;
+
+use anyhow::Context;
+use imgflow_aws::AwsClients;
+use imgflow_catalog::throughput;
+use imgflow_runtime::{
+    config::{Stage, WorkerConfig},
+    observability, shutdown, telemetry, usage,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    if let Some(code) = usage::handle_args(
+        "thumbnail",
+        "stores an upright JPEG thumbnail of each image, in parallel with labelling, and \
+         completes the image when its labels are stored",
+    ) {
+        return Ok(code);
+    }
+    let config = WorkerConfig::from_env(Stage::Thumbnail)?;
+    if observability::healthcheck_requested() {
+        return Ok(observability::healthcheck(config.metrics_addr));
+    }
+    let limits = imgflow_thumbnail::limits_from_env()?;
+    telemetry::init(config.json_logs);
+    let shutdown = shutdown::on_signals();
+    let aws = AwsClients::from_env().await;
+    let consumer = imgflow_thumbnail::build(&aws, &config, limits)
+        .await
+        .context("connecting the thumbnail stage to its queue and topic")?;
+    let log = aws.throughput_log(&config.names);
+    throughput::run_stage(consumer, &config, log, shutdown).await;
+    Ok(ExitCode::SUCCESS)
+}
