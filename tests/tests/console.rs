@@ -135,6 +135,7 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
         spawn_worker(Stage::Ingest, &prefix, &logs, &quiet),
         spawn_worker(Stage::Label, &prefix, &logs, &local),
         spawn_worker(Stage::Store, &prefix, &logs, &quiet),
+        spawn_worker(Stage::Thumbnail, &prefix, &logs, &quiet),
         spawn_binary(
             "imgflow-api",
             &prefix,
@@ -152,7 +153,7 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
         .await;
     // And a key that is markup: it must show as text.
     let hostile_key = "incoming/<script>alert('owned')</script>.jpg";
-    p.put(hostile_key, photo("rocket.jpg")).await;
+    let hostile_id = p.put(hostile_key, photo("rocket.jpg")).await;
 
     let (_driver, browser) = open_browser(&logs).await;
 
@@ -205,6 +206,16 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
     })
     .await;
     screenshot(&browser, "gallery").await;
+    // Each is the thumbnail stage's stored JPEG, not a placeholder.
+    for card in &cards {
+        let href = card.attr("href").await.unwrap().unwrap();
+        let url = format!("{api}{href}/thumbnail");
+        until("a stored thumbnail", Duration::from_secs(60), || async {
+            let answer = reqwest::get(&url).await.ok()?;
+            (answer.headers().get("content-type")? == "image/jpeg").then_some(())
+        })
+        .await;
+    }
 
     // Open the dog: its boxes are drawn over the photo, each named.
     let dog_href = {
@@ -249,8 +260,19 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
         box_labels.push(b.attr("data-label").await.unwrap().unwrap());
     }
     assert!(box_labels.iter().any(|l| l == "Dog"), "{box_labels:?}");
-    let steps = count(&browser, ".timeline li.done").await;
-    assert_eq!(steps, 4, "received, accepted, labeled, stored");
+    // The two branches side by side, then the join's completion (the page reloads itself
+    // until the thumbnail branch has finished).
+    assert_eq!(count(&browser, ".timeline [data-branch]").await, 2);
+    until(
+        "the completed timeline",
+        Duration::from_secs(60),
+        || async { (count(&browser, ".timeline li.done").await == 6).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        count(&browser, ".timeline [data-branch=thumbnail] li.done").await,
+        1
+    );
     screenshot(&browser, "image").await;
 
     // Search by one of its labels through the gallery's filter, in another case, by parent.
@@ -295,7 +317,7 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
     // The pipeline page counts them, refreshing itself, and marks the label stage's DLQ.
     browser.goto(&format!("{api}/")).await.unwrap();
     until(
-        "the store stage to count 3",
+        "the store and thumbnail stages to count 3",
         Duration::from_secs(60),
         || async {
             let n = browser
@@ -305,10 +327,24 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
                 .text()
                 .await
                 .ok()?;
-            (n.parse::<u64>().ok()? >= 3).then_some(())
+            let thumbnails = browser
+                .find(Locator::Css(
+                    "[data-stage=thumbnail] [data-field=recent_total]",
+                ))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (n.parse::<u64>().ok()? >= 3 && thumbnails.parse::<u64>().ok()? >= 3).then_some(())
         },
     )
     .await;
+    assert_eq!(
+        count(&browser, ".fork .lane").await,
+        2,
+        "two branches after ingest"
+    );
     let ingest = browser
         .find(Locator::Css(
             "[data-stage=ingest] [data-field=recent_total]",
@@ -359,6 +395,56 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
     )
     .await;
     screenshot(&browser, "dead-letters").await;
+
+    // Deleting an object takes its image out of the gallery, with its thumbnail.
+    p.aws
+        .s3
+        .delete_object()
+        .bucket(&p.names.bucket)
+        .key(hostile_key)
+        .send()
+        .await
+        .unwrap();
+    browser.goto(&format!("{api}/images")).await.unwrap();
+    until(
+        "the deleted image gone from the gallery",
+        Duration::from_secs(60),
+        || async {
+            let grid = browser
+                .find(Locator::Css("#grid"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (!grid.contains("<script>")).then_some(())
+        },
+    )
+    .await;
+    let record: serde_json::Value = reqwest::get(format!("{api}/images/{hostile_id}?format=json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(record["status"], "deleted", "{record}");
+    let thumbnail = p
+        .aws
+        .s3
+        .head_object()
+        .bucket(&p.names.bucket)
+        .key(imgflow_messages::thumbnail_key(&hostile_id))
+        .send()
+        .await;
+    assert!(
+        thumbnail.is_err(),
+        "the thumbnail was deleted with its object"
+    );
+    browser
+        .goto(&format!("{api}/images/{hostile_id}"))
+        .await
+        .unwrap();
+    screenshot(&browser, "deleted").await;
 
     browser.close().await.unwrap();
 }

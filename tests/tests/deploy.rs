@@ -115,9 +115,15 @@ fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IncomingPrefix}*";
+const THUMBNAILS: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/thumbnails/*";
 
 /// `s3:ListBucket` on the bucket for the incoming prefix only: S3 then answers 404 (not 403)
 /// for a deleted object, and nothing else of the bucket can be listed.
+fn list_served() -> String {
+    let condition = serde_json::json!({"StringLike": {"s3:prefix": [{"Fn::Sub": "${IncomingPrefix}*"}, "thumbnails/*"]}});
+    format!("arn:${{AWS::Partition}}:s3:::${{ImagesBucket}} when {condition}")
+}
+
 fn list_incoming() -> String {
     let condition =
         serde_json::json!({"StringLike": {"s3:prefix": [{"Fn::Sub": "${IncomingPrefix}*"}]}});
@@ -149,8 +155,9 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
             "dynamodb:UpdateItem",
             vec!["ImagesTable.Arn", "IndexTable.Arn"],
         ),
-        // A deleted object's label-index entries.
+        // A deleted object's label-index entries, and its images' thumbnails.
         ("dynamodb:BatchWriteItem", vec!["IndexTable.Arn"]),
+        ("s3:DeleteObject", vec![THUMBNAILS]),
     ]);
     let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
     label.extend([
@@ -172,27 +179,51 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     store.extend([
         ("sqs:GetQueueAttributes", vec!["StoreQueue.Arn"]),
         ("sqs:SendMessage", vec!["StoreDeadLetterQueue.Arn"]),
-        ("sns:Publish", vec!["ImageStoredTopic"]),
+        // Its own output, and the join's when it completes an image.
+        (
+            "sns:Publish",
+            vec!["ImageStoredTopic", "ImageCompletedTopic"],
+        ),
         (
             "dynamodb:UpdateItem",
             vec!["ImagesTable.Arn", "IndexTable.Arn"],
         ),
         ("dynamodb:BatchWriteItem", vec!["IndexTable.Arn"]),
     ]);
+    let mut thumbnail: Vec<(&str, Vec<&str>)> = consume("ThumbnailQueue.Arn").into();
+    thumbnail.extend([
+        ("sqs:GetQueueAttributes", vec!["ThumbnailQueue.Arn"]),
+        ("s3:ListBucket", vec![list]),
+        ("s3:GetObject", vec![INCOMING]),
+        ("s3:GetObjectVersion", vec![INCOMING]),
+        // Its thumbnails only; deleting one written while its image was being deleted.
+        ("s3:PutObject", vec![THUMBNAILS]),
+        ("s3:DeleteObject", vec![THUMBNAILS]),
+        ("sqs:SendMessage", vec!["ThumbnailDeadLetterQueue.Arn"]),
+        ("sns:Publish", vec!["ImageCompletedTopic"]),
+        (
+            "dynamodb:UpdateItem",
+            vec!["ImagesTable.Arn", "IndexTable.Arn"],
+        ),
+    ]);
     let queues = vec![
         "IngestQueue.Arn",
         "LabelQueue.Arn",
         "StoreQueue.Arn",
+        "ThumbnailQueue.Arn",
         "IngestDeadLetterQueue.Arn",
         "LabelDeadLetterQueue.Arn",
         "StoreDeadLetterQueue.Arn",
+        "ThumbnailDeadLetterQueue.Arn",
     ];
-    let dead_letter_queues = queues[3..].to_vec();
+    let dead_letter_queues = queues[4..].to_vec();
+    let list_served = list_served();
     let api = vec![
         ("s3:PutObject", vec![INCOMING]),
-        ("s3:ListBucket", vec![list]),
-        ("s3:GetObject", vec![INCOMING]),
-        ("s3:GetObjectVersion", vec![INCOMING]),
+        ("s3:ListBucket", vec![list_served.as_str()]),
+        // The images, and the thumbnails the thumbnail stage stored (it decodes nothing).
+        ("s3:GetObject", vec![INCOMING, THUMBNAILS]),
+        ("s3:GetObjectVersion", vec![INCOMING, THUMBNAILS]),
         ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
         ("dynamodb:BatchGetItem", vec!["ImagesTable.Arn"]),
         ("dynamodb:DescribeTable", vec!["ImagesTable.Arn"]),
@@ -210,6 +241,7 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         ("IngestTaskRole", ingest),
         ("LabelTaskRole", label),
         ("StoreTaskRole", store),
+        ("ThumbnailTaskRole", thumbnail),
         ("ApiTaskRole", api),
     ] {
         let wanted: Vec<(&str, &[&str])> = wanted.iter().map(|(a, r)| (*a, r.as_slice())).collect();
@@ -303,7 +335,7 @@ fn every_alarm_for_people_notifies_the_alarm_topic_and_says_when_it_clears() {
         assert_eq!(strings(&props["OKActions"]), ["AlarmTopic"], "{name}");
     }
     // Dead letters and oldest message per stage, detector throttling and access denied.
-    assert_eq!(for_people, 8);
+    assert_eq!(for_people, 2 * Stage::ALL.len() + 2);
     let topic = &t["Resources"]["AlarmTopic"]["Properties"];
     assert_eq!(
         render(&topic["KmsMasterKeyId"]),
@@ -442,7 +474,7 @@ fn deployments_roll_back_probe_themselves_and_keep_the_data() {
     ))
     .unwrap();
     assert!(!text.contains("MAX([tasks") && !text.contains("IF(tasks"));
-    assert_eq!(text.matches("FILL(tasks, 0)").count(), 6);
+    assert_eq!(text.matches("FILL(tasks, 0)").count(), 2 * Stage::ALL.len());
 }
 
 #[test]

@@ -141,7 +141,8 @@ fn provision_lists_every_resource_created_then_unchanged() {
     assert!(first.status.success(), "{stderr}");
     assert!(stdout.contains(&format!("{prefix}-index")), "{stdout}");
     assert!(
-        stdout.ends_with("12 created, 0 already there\n"),
+        // Bucket, 2 tables, 5 topics, 4 queues and their 4 dead-letter queues.
+        stdout.ends_with("15 created, 0 already there\n"),
         "{stdout}"
     );
     let again = run("imgflow", &["--prefix", &prefix, "provision"], &[]);
@@ -149,7 +150,7 @@ fn provision_lists_every_resource_created_then_unchanged() {
     assert!(again.status.success());
     assert!(!stdout.contains(" created "), "{stdout}");
     assert!(
-        stdout.ends_with("0 created, 12 already there\n"),
+        stdout.ends_with("0 created, 15 already there\n"),
         "{stdout}"
     );
 }

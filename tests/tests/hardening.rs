@@ -93,6 +93,7 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         &[("IMGFLOW_DETECTOR", "local".into())],
     );
     let _ingest = spawn_worker(Stage::Ingest, prefix, &logs, &[]);
+    let mut thumbnail = spawn_worker(Stage::Thumbnail, prefix, &logs, &[]);
     let bomb = bomb_png();
     assert!(bomb.len() < 2_000_000, "{} bytes", bomb.len());
     wait_for_api(port).await;
@@ -127,8 +128,9 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         records[0].reason
     );
 
-    // An item accepted before the limit existed (or a forged message): the console and the
-    // label stage meet the bomb itself, and must decode within their budgets.
+    // An item accepted before the limit existed (or a forged message): the label and
+    // thumbnail stages meet the bomb itself, and must decode within their budgets; the console
+    // decodes nothing (a placeholder until the thumbnail stage has written one).
     let key = "legacy/bomb.png";
     let put = S3Store::new(p.aws.s3.clone())
         .put(&p.names.bucket, key, Bytes::from(bomb.clone()), "image/png")
@@ -180,7 +182,10 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         relabel: None,
     };
     p.send(Stage::Label, &accepted.encode()).await;
-    let records = p.wait_final(&[id], Duration::from_secs(120)).await;
+    p.send(Stage::Thumbnail, &accepted.encode()).await;
+    let records = p
+        .wait_final(std::slice::from_ref(&id), Duration::from_secs(120))
+        .await;
     assert_eq!(records[0].status, ImageStatus::Rejected);
     assert!(
         records[0]
@@ -192,13 +197,28 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         records[0].reason
     );
 
+    // The thumbnail stage records why it has no thumbnail, from the header too.
+    let table = p.table();
+    let error = imgflow_e2e::until("the thumbnail branch", Duration::from_secs(120), || async {
+        table.get(&id).await.ok()??.thumbnail_error
+    })
+    .await;
+    assert!(error.contains("decode budget"), "{error}");
+
     let (api_peak, label_peak) = (peak_rss(&api), peak_rss(&label));
+    let thumbnail_peak = peak_rss(&thumbnail);
     eprintln!(
-        "peak RSS: api {} MB, label (local detector) {} MB",
+        "peak RSS: api {} MB, label (local detector) {} MB, thumbnail {} MB",
         api_peak / MB,
-        label_peak / MB
+        label_peak / MB,
+        thumbnail_peak / MB
     );
-    assert!(alive(&mut api) && alive(&mut label));
+    assert!(alive(&mut api) && alive(&mut label) && alive(&mut thumbnail));
+    assert!(
+        thumbnail_peak <= 150 * MB,
+        "thumbnail peaked at {} MB",
+        thumbnail_peak / MB
+    );
     assert!(api_peak <= 150 * MB, "api peaked at {} MB", api_peak / MB);
     assert!(
         label_peak <= 300 * MB,

@@ -18,7 +18,7 @@ use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use imgflow_aws::AwsClients;
 use imgflow_e2e::{free_port, log_dir, photo, sdk_config_at, spawn_binary, until};
 use imgflow_operations::provision::{provision, ProvisionSettings};
-use imgflow_runtime::config::{Names, Stage};
+use imgflow_runtime::config::{Names, Stage, COMPLETED_TOPIC};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "123456789012";
@@ -325,6 +325,7 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
         ("ingest", "IngestPolicy"),
         ("label", "LabelPolicy"),
         ("store", "StorePolicy"),
+        ("thumbnail", "ThumbnailPolicy"),
         ("api", "ApiPolicy"),
         ("operator", "OperatorPolicy"),
     ] {
@@ -371,6 +372,10 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
             (
                 "IMGFLOW_TOPIC_ARN",
                 provisioned.topic_arns[&names.topic(stage.output_topic())].clone(),
+            ),
+            (
+                "IMGFLOW_COMPLETED_TOPIC_ARN",
+                provisioned.topic_arns[&names.topic(COMPLETED_TOPIC)].clone(),
             ),
             ("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")),
             ("IMGFLOW_DETECTOR", "rekognition".into()),
@@ -532,6 +537,38 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
             ));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Its thumbnail branch joined its labels: the item completes, and the API serves the
+    // stored JPEG (from thumbnails/, under the API's grants).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = get(format!("{api}/images/{posted_id}?format=json")).await?;
+        let record: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        if record["completed_at"].is_string() && record["thumbnail"]["key"].is_string() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "the posted image never completed: {record}; logs in {}",
+                logs.display()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let thumbnail = http
+        .get(format!("{api}/images/{posted_id}/thumbnail"))
+        .header("x-api-key", API_KEY)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let content_type = thumbnail.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .to_owned();
+    if content_type != "image/jpeg" {
+        let body = thumbnail.text().await.unwrap_or_default();
+        return Err(format!("GET thumbnail answered {content_type}: {body}"));
     }
 
     // The console's pages and JSON.

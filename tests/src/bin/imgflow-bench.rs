@@ -100,38 +100,8 @@ async fn main() {
 
     // A queue of our own on the image-stored topic: every ImageStored event, with stored_at.
     let results = p
-        .aws
-        .sqs
-        .create_queue()
-        .queue_name(format!("{}-bench-results", p.names.prefix))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let results_arn = p
-        .aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&results)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    let stored_topic = &p.provisioned.topic_arns[&p.names.topic(Stage::Store.output_topic())];
-    p.aws
-        .sns
-        .subscribe()
-        .topic_arn(stored_topic)
-        .protocol("sqs")
-        .endpoint(&results_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+        .subscribe_queue(Stage::Store.output_topic(), "bench-results")
+        .await;
 
     let ports: HashMap<Stage, u16> = Stage::ALL.iter().map(|s| (*s, free_port())).collect();
     let mut workers: HashMap<Stage, tokio::process::Child> = Stage::ALL

@@ -9,7 +9,7 @@ use imgflow_operations::dlq::Inspection;
 use imgflow_runtime::clock;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::pipeline::{PipelineView, REFRESH};
+use crate::pipeline::{PipelineView, StageView, REFRESH};
 
 /// HTML-escapes text for element content and quoted attribute values.
 pub fn esc(text: &str) -> String {
@@ -79,43 +79,65 @@ pub fn pipeline_page(view: &PipelineView) -> String {
         REFRESH.as_millis(),
         esc(&view.source)
     );
-    for stage in &view.stages {
-        let name = esc(&stage.stage);
-        let dlq_class = if stage.dead_lettered > 0 {
-            " has-dlq"
-        } else {
-            ""
-        };
-        let max = stage.per_minute.iter().copied().max().unwrap_or(0).max(1);
-        let bars: String = stage
-            .per_minute
+    // Ingest, then its two branches side by side: label → store, and thumbnail.
+    let lane = |stages: &[&StageView]| -> String {
+        stages
             .iter()
-            .map(|n| {
+            .map(|s| {
                 format!(
-                    "<span class=\"bar\" style=\"height:{}%\" title=\"{n}\"></span>",
-                    n * 100 / max
+                    "<div class=\"arrow\" aria-hidden=\"true\">→</div>{}",
+                    stage_node(s)
                 )
             })
-            .collect();
-        let _ = write!(
-            body,
-            "<div class=\"arrow\" aria-hidden=\"true\">→</div>\
-             <section class=\"node stage{dlq_class}\" data-stage=\"{name}\"><h2>{name}</h2>\
-             <dl><dt>waiting</dt><dd data-field=\"visible\">{}</dd>\
-             <dt>in flight</dt><dd data-field=\"in_flight\">{}</dd>\
-             <dt>dead letters</dt><dd><a class=\"dlq\" href=\"/dlq/{name}\" data-field=\"dead_lettered\">{}</a></dd>\
-             <dt>images/min</dt><dd data-field=\"rate_per_minute\">{:.1}</dd>\
-             <dt>last 10 min</dt><dd data-field=\"recent_total\">{}</dd></dl>\
-             <div class=\"spark\" data-field=\"per_minute\" aria-label=\"completed per minute\">{bars}</div>\
-             </section>",
-            stage.visible, stage.in_flight, stage.dead_lettered, stage.rate_per_minute, stage.recent_total
-        );
-    }
+            .collect()
+    };
+    let (branch, main): (Vec<&StageView>, Vec<&StageView>) =
+        view.stages.iter().partition(|s| s.stage == "thumbnail");
+    let (first, labels) = main.split_at(main.len().min(1));
+    body.push_str(&lane(first));
+    let _ = write!(
+        body,
+        "<div class=\"fork\"><div class=\"lane\">{}</div><div class=\"lane\">{}</div></div>",
+        lane(labels),
+        lane(&branch)
+    );
     body.push_str(
         "<div class=\"arrow\" aria-hidden=\"true\">→</div>\
          <div class=\"node source\"><h2>DynamoDB</h2><p>labels, <a href=\"/images\">gallery</a></p></div></div>",
     );
     layout("Pipeline", Nav::Pipeline, &body)
+}
+
+/// One stage's box on the Pipeline page.
+fn stage_node(stage: &StageView) -> String {
+    let name = esc(&stage.stage);
+    let dlq_class = if stage.dead_lettered > 0 {
+        " has-dlq"
+    } else {
+        ""
+    };
+    let max = stage.per_minute.iter().copied().max().unwrap_or(0).max(1);
+    let bars: String = stage
+        .per_minute
+        .iter()
+        .map(|n| {
+            format!(
+                "<span class=\"bar\" style=\"height:{}%\" title=\"{n}\"></span>",
+                n * 100 / max
+            )
+        })
+        .collect();
+    format!(
+        "<section class=\"node stage{dlq_class}\" data-stage=\"{name}\"><h2>{name}</h2>\
+         <dl><dt>waiting</dt><dd data-field=\"visible\">{}</dd>\
+         <dt>in flight</dt><dd data-field=\"in_flight\">{}</dd>\
+         <dt>dead letters</dt><dd><a class=\"dlq\" href=\"/dlq/{name}\" data-field=\"dead_lettered\">{}</a></dd>\
+         <dt>images/min</dt><dd data-field=\"rate_per_minute\">{:.1}</dd>\
+         <dt>last 10 min</dt><dd data-field=\"recent_total\">{}</dd></dl>\
+         <div class=\"spark\" data-field=\"per_minute\" aria-label=\"completed per minute\">{bars}</div>\
+         </section>",
+        stage.visible, stage.in_flight, stage.dead_lettered, stage.rate_per_minute, stage.recent_total
+    )
 }
 
 /// The pipeline unreachable (SQS or DynamoDB failing): the page still renders, saying so.

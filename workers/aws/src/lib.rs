@@ -181,7 +181,8 @@ impl AwsClients {
         config: &WorkerConfig,
     ) -> Result<sns::BatchingPublisher, PortError> {
         let topic = config.stage.output_topic();
-        self.publisher(config, config.topic_arn.as_ref(), topic).await
+        self.publisher(config, config.topic_arn.as_ref(), topic)
+            .await
     }
 
     /// The publisher to `<prefix>-image-completed`, for the store stage's side of the join

@@ -46,8 +46,12 @@ pub struct Measured {
     pub sqs: f64,
     /// SNS publishes.
     pub sns: f64,
-    /// S3 requests (GET and HEAD; uploads are counted separately).
+    /// S3 reads (GET and HEAD; the user's upload is counted separately).
     pub s3_reads: f64,
+    /// S3 writes by the workers (the thumbnail stage's PUT).
+    pub s3_writes: f64,
+    /// The stages the benchmark measured.
+    pub stages: Vec<String>,
     /// DynamoDB writes (PutItem, UpdateItem).
     pub dynamodb_writes: f64,
     /// DynamoDB reads (GetItem).
@@ -64,9 +68,13 @@ struct Summary {
 
 #[derive(Deserialize)]
 struct StageRow {
+    stage: String,
     sqs_per_image: f64,
     sns_per_image: f64,
     s3_per_image: f64,
+    /// Absent from summaries recorded before the thumbnail stage.
+    #[serde(default)]
+    s3_writes_per_image: f64,
     dynamodb_writes_per_image: f64,
     dynamodb_reads_per_image: f64,
     cpu_ms_per_image: f64,
@@ -80,6 +88,8 @@ pub fn read_summary(text: &str) -> Result<(Measured, Option<Measured>), serde_js
         sqs: s.stages.iter().map(|r| r.sqs_per_image).sum(),
         sns: s.stages.iter().map(|r| r.sns_per_image).sum(),
         s3_reads: s.stages.iter().map(|r| r.s3_per_image).sum(),
+        s3_writes: s.stages.iter().map(|r| r.s3_writes_per_image).sum(),
+        stages: s.stages.iter().map(|r| r.stage.clone()).collect(),
         dynamodb_writes: s.stages.iter().map(|r| r.dynamodb_writes_per_image).sum(),
         dynamodb_reads: s.stages.iter().map(|r| r.dynamodb_reads_per_image).sum(),
         cpu_seconds: s.stages.iter().map(|r| r.cpu_ms_per_image).sum::<f64>() / 1000.0,
@@ -127,7 +137,8 @@ pub fn table(
     let per = |unit_price: f64, per_unit: f64| images * unit_price / per_unit;
     let queueing = per(p.sqs_per_million_requests, 1e6) * plumbing.sqs
         + per(p.sns_per_million_publishes, 1e6) * plumbing.sns;
-    let s3 = per(p.s3_get_per_thousand, 1e3) * plumbing.s3_reads + per(p.s3_put_per_thousand, 1e3);
+    let s3 = per(p.s3_get_per_thousand, 1e3) * plumbing.s3_reads
+        + per(p.s3_put_per_thousand, 1e3) * (1.0 + plumbing.s3_writes);
     let dynamodb = per(p.dynamodb_per_million_write_units, 1e6) * (plumbing.dynamodb_writes + 2.0)
         + per(p.dynamodb_per_million_read_units, 1e6) * plumbing.dynamodb_reads;
     let compute =
@@ -143,7 +154,7 @@ pub fn table(
             step_functions: 0.0,
         },
         Line {
-            item: "S3 requests (upload + reads)",
+            item: "S3 requests (upload, reads, thumbnails)",
             rekognition: s3,
             local: s3,
             step_functions: per(p.s3_put_per_thousand, 1e3),
@@ -233,6 +244,21 @@ mod tests {
     }
 
     #[test]
+    fn a_workers_s3_put_is_priced_as_a_put_and_old_summaries_read_without_one() {
+        let prices = Prices::builtin();
+        let without = table(&prices, &Measured::default(), None, 1e6, 0.0)[1].local;
+        let with = Measured {
+            s3_writes: 1.0,
+            ..Measured::default()
+        };
+        let with = table(&prices, &with, None, 1e6, 0.0)[1].local;
+        assert!((with - without - prices.s3_put_per_thousand * 1e3).abs() < 1e-9);
+        let (recorded, _) = read_summary(RECORDED_SUMMARY).unwrap();
+        assert_eq!(recorded.s3_writes, 0.0);
+        assert!(!recorded.stages.iter().any(|s| s == "thumbnail"));
+    }
+
+    #[test]
     fn rekognition_dominates_and_the_local_detector_removes_it() {
         let prices = Prices::builtin();
         let plumbing = Measured {
@@ -242,6 +268,7 @@ mod tests {
             dynamodb_writes: 4.0,
             dynamodb_reads: 0.0,
             cpu_seconds: 0.006,
+            ..Measured::default()
         };
         let local = Measured {
             cpu_seconds: 0.1,

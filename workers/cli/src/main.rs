@@ -518,6 +518,18 @@ fn print_cost(images: f64, report: Option<PathBuf>, index_entries: f64) -> anyho
     eprintln!("using {source}");
     let (plumbing, local) = cost::read_summary(&text)
         .with_context(|| format!("reading the benchmark summary ({source})"))?;
+    let unmeasured: Vec<&str> = Stage::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|s| !plumbing.stages.iter().any(|m| m == s))
+        .collect();
+    if !unmeasured.is_empty() {
+        eprintln!(
+            "note: these figures have no {} stage (recorded before it existed): its requests and \
+             CPU are not in the table; scripts/bench pipeline measures every stage",
+            unmeasured.join(", ")
+        );
+    }
     let prices = cost::Prices::builtin();
     print!(
         "{}",
