@@ -335,3 +335,113 @@ async fn provisioning_adds_the_console_indexes_to_a_table_from_before_them() {
     };
     assert_eq!(ids(catalog.list(&labeled).await.unwrap()), [old.id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_keyed_before_sharding_stay_listed_and_reindex_moves_them_to_their_shard() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let p = TestPipeline::new("e2e-catalog-unsharded").await;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let image = image_ref(&p, 7);
+    let day = &image.received_at[..10];
+    let labeled_at = clock::now_rfc3339();
+    let mut old = ImageRecord::new(
+        image.image_id.clone(),
+        image.bucket.clone(),
+        image.key.clone(),
+        image.etag.clone(),
+        image.received_at.clone(),
+        ImageStatus::Labeled,
+    );
+    old.labeled_at = Some(labeled_at.clone());
+    old.labels = Some(vec![label("Horse", &[])]);
+    // The item and its label entry as they were keyed before the shards: one partition per
+    // day, per status and day, per label.
+    let AttributeValue::M(mut item) = imgflow_aws::dynamodb::codec::to_attribute(&old).unwrap()
+    else {
+        unreachable!()
+    };
+    item.insert("day".into(), s(day));
+    item.insert("status_day".into(), s(&format!("labeled#{day}")));
+    let received_key = format!("{}#{}", image.received_at, image.image_id);
+    item.insert("received_key".into(), s(&received_key));
+    let aws = &p.aws;
+    aws.dynamodb
+        .put_item()
+        .table_name(&p.names.table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+    aws.dynamodb
+        .put_item()
+        .table_name(&p.names.index_table)
+        .item("pk", s("label#horse"))
+        .item("sk", s(&format!("{labeled_at}#{}", image.image_id)))
+        .item("name", s("Horse"))
+        .item("image_id", s(&image.image_id))
+        .item("labeled_at", s(&labeled_at))
+        .item("confidence", AttributeValue::N("90".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let ids = |page: ImagePage| -> Vec<String> { page.images.into_iter().map(|r| r.id).collect() };
+    let everything = ImageQuery {
+        limit: 10,
+        ..ImageQuery::default()
+    };
+    let labeled = ImageQuery {
+        status: Some(ImageStatus::Labeled),
+        ..everything.clone()
+    };
+    let listed = |catalog: imgflow_aws::dynamodb::catalog::DynamoCatalog| {
+        let (everything, labeled) = (everything.clone(), labeled.clone());
+        async move {
+            [
+                ids(catalog.list(&everything).await.unwrap()),
+                ids(catalog.list(&labeled).await.unwrap()),
+                ids(catalog.list(&search("HORSE", 10)).await.unwrap()),
+            ]
+        }
+    };
+    let once = vec![image.image_id.clone()];
+    assert_eq!(
+        listed(p.catalog()).await,
+        [once.clone(), once.clone(), once.clone()],
+        "reads include the unsharded partitions"
+    );
+
+    let report = p
+        .aws
+        .image_table(&p.names)
+        .reindex(&aws.index_table(&p.names))
+        .await
+        .unwrap();
+    assert_eq!((report.keyed, report.labeled), (1, 1));
+    let item = aws
+        .dynamodb
+        .get_item()
+        .table_name(&p.names.table)
+        .key("id", s(&image.image_id))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let keys = imgflow_catalog::keys::GalleryKeys::of(&old).unwrap();
+    assert_eq!(item["day"], s(&keys.day), "moved to its shard");
+    assert_eq!(item["status_day"], s(&keys.status_day));
+    assert_ne!(keys.day, day);
+    assert_eq!(
+        listed(p.catalog()).await,
+        [once.clone(), once.clone(), once],
+        "listed once, though its label now has an entry in both partitions"
+    );
+    let again = p
+        .aws
+        .image_table(&p.names)
+        .reindex(&aws.index_table(&p.names))
+        .await
+        .unwrap();
+    assert_eq!(again.keyed, 0, "a sharded item is left as it is");
+}

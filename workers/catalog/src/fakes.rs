@@ -13,7 +13,9 @@ use imgflow_runtime::{
 };
 
 use crate::{
-    keys::{label_changes, label_pk, received_key, LabelEntry},
+    keys::{
+        label_changes, label_partitions, merge_newest, received_key, LabelEntry, PartitionPage,
+    },
     ports::{ImageCatalog, ImagePage, ImageQuery, LabelIndex},
 };
 
@@ -22,21 +24,33 @@ use crate::{
 #[derive(Debug, Default)]
 pub struct FakeLabelIndex {
     entries: Mutex<BTreeMap<(String, String), LabelEntry>>,
+    /// Puts and deletes per partition key, for load simulations.
+    writes: Mutex<BTreeMap<String, u64>>,
     ledger: FakeLedger,
 }
 
 impl FakeLabelIndex {
     /// The ids of the images under label (or parent) `name`, newest labels first.
     pub fn images_with_label(&self, name: &str) -> Vec<String> {
-        let pk = label_pk(name);
-        self.entries
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .filter(|((p, _), _)| *p == pk)
-            .map(|(_, e)| e.image_id.clone())
-            .collect()
+        let entries = self.entries.lock().unwrap();
+        let pages = label_partitions(name)
+            .into_iter()
+            .map(|pk| PartitionPage {
+                items: entries
+                    .iter()
+                    .rev()
+                    .filter(|((p, _), _)| *p == pk)
+                    .map(|((_, sk), e)| (sk.clone(), e.image_id.clone()))
+                    .collect(),
+                more: false,
+            })
+            .collect();
+        merge_newest(pages, usize::MAX).0
+    }
+
+    /// The writes (puts and deletes) each partition key has taken so far.
+    pub fn writes_by_partition(&self) -> BTreeMap<String, u64> {
+        self.writes.lock().unwrap().clone()
     }
 
     /// How many entries the index holds.
@@ -82,10 +96,13 @@ impl LabelIndex for FakeLabelIndex {
     ) -> Result<(), PortError> {
         let (put, delete) = label_changes(image_id, current, replaced);
         let mut entries = self.entries.lock().unwrap();
+        let mut writes = self.writes.lock().unwrap();
         for entry in delete {
+            *writes.entry(entry.key().0).or_default() += 1;
             entries.remove(&entry.key());
         }
         for entry in put {
+            *writes.entry(entry.key().0).or_default() += 1;
             entries.insert(entry.key(), entry);
         }
         Ok(())

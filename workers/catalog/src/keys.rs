@@ -1,11 +1,17 @@
 //! Every key the read model derives, in one pure module: the DynamoDB adapters and the fakes
 //! both use it, so they cannot disagree about what a label search or a gallery page finds.
 //!
-//! - Gallery: the images table's keys-only indexes `by_day` (partition `day`, the
-//!   `YYYY-MM-DD` of `received_at`) and `by_status` (partition `status_day`,
-//!   `<status>#<day>`), both sorted by `received_key` (`<received_at>#<id>`).
-//! - Label index: `pk = label#<name, lowercased>`, `sk = <labeled_at>#<image id>`, one entry
-//!   per image and label *or parent* name.
+//! - Gallery: the images table's keys-only indexes `by_day` (partition `day`,
+//!   `<YYYY-MM-DD of received_at>#<shard>`) and `by_status` (partition `status_day`,
+//!   `<status>#<day>#<shard>`), both sorted by `received_key` (`<received_at>#<id>`).
+//! - Label index: `pk = label.<shard>#<name, lowercased>`, `sk = <labeled_at>#<image id>`, one
+//!   entry per image and label *or parent* name.
+//! - Shards: every partition above is split [`INDEX_SHARDS`] ways by a hash of the image id,
+//!   because DynamoDB throttles writes past about 1,000 per second to one partition key
+//!   (secondary indexes included): one day, one status or one common label would otherwise
+//!   cap the whole pipeline. Reads fan out over the shards and merge ([`merge_newest`]).
+//!   Items keyed before sharding keep their unsharded key, which reads include as one more
+//!   partition ([`day_partitions`], [`label_partitions`]).
 //! - Throughput: `pk = rate#<stage>`, `sk = <YYYY-MM-DDTHH:MM>`.
 //! - Object ledger: `pk = object#<bucket>/<key>`, `sk = object`: the ids created under the key
 //!   and its latest sequenced event, for deletions ([`imgflow_runtime::ports::ObjectLedger`]).
@@ -23,9 +29,37 @@ pub const BY_STATUS_INDEX: &str = "by_status";
 /// Images per page at most (BatchGetItem's limit).
 pub const MAX_PAGE: usize = 100;
 
-/// `day` of a `received_at`.
+/// How many ways each gallery and label partition is split. Reads cost one Query per shard,
+/// so this is the trade between write headroom and read requests; it may only change
+/// together with a reindex, because readers must find what writers keyed.
+pub const INDEX_SHARDS: u32 = 8;
+
+/// The shard an image's index entries go to: FNV-1a of its id, so every entry of one image
+/// lands in one shard and the ids (hex of SHA-256) spread evenly.
+pub fn shard_of(image_id: &str) -> u32 {
+    let hash = image_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % INDEX_SHARDS
+}
+
+/// The `YYYY-MM-DD` of a `received_at`.
 pub fn day_of(received_at: &str) -> &str {
     received_at.get(..10).unwrap_or(received_at)
+}
+
+/// `day` of an image: the day it was received and its shard.
+pub fn day_key(received_at: &str, image_id: &str) -> String {
+    format!("{}#{}", day_of(received_at), shard_of(image_id))
+}
+
+/// Every `day` partition holding `day`'s images: its shards, then the unsharded key of items
+/// written before sharding.
+pub fn day_partitions(day: &str) -> Vec<String> {
+    (0..INDEX_SHARDS)
+        .map(|shard| format!("{day}#{shard}"))
+        .chain(std::iter::once(day.to_owned()))
+        .collect()
 }
 
 /// `received_key` of an image: sorts by arrival, ties broken by id.
@@ -34,8 +68,69 @@ pub fn received_key(received_at: &str, id: &str) -> String {
 }
 
 /// `status_day` of an image.
-pub fn status_day(status: ImageStatus, received_at: &str) -> String {
-    format!("{status}#{}", day_of(received_at))
+pub fn status_day(status: ImageStatus, received_at: &str, image_id: &str) -> String {
+    format!("{status}#{}", day_key(received_at, image_id))
+}
+
+/// Every `status_day` partition holding `day`'s images in `status` (see [`day_partitions`]).
+pub fn status_day_partitions(status: ImageStatus, day: &str) -> Vec<String> {
+    day_partitions(day)
+        .into_iter()
+        .map(|day| format!("{status}#{day}"))
+        .collect()
+}
+
+/// The gallery index keys of an image as its item holds them; `None` for a deleted image,
+/// whose item drops them to leave both (sparse) indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GalleryKeys {
+    /// `by_day`'s partition.
+    pub day: String,
+    /// `by_status`'s partition.
+    pub status_day: String,
+    /// Both indexes' sort key.
+    pub received_key: String,
+}
+
+impl GalleryKeys {
+    /// The keys of `record`, or `None` once it is deleted.
+    pub fn of(record: &imgflow_messages::ImageRecord) -> Option<Self> {
+        (record.status != ImageStatus::Deleted).then(|| Self {
+            day: day_key(&record.received_at, &record.id),
+            status_day: status_day(record.status, &record.received_at, &record.id),
+            received_key: received_key(&record.received_at, &record.id),
+        })
+    }
+}
+
+/// One partition's answer to a newest-first listing: `(sort key, item)` pairs, newest first,
+/// and whether the partition holds more past the last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionPage<T> {
+    /// What the partition returned.
+    pub items: Vec<(String, T)>,
+    /// Whether it stopped at its limit with more to read.
+    pub more: bool,
+}
+
+/// Merges the pages of one listing read from several partitions, each queried newest first
+/// below the same sort key with the same `limit`: the `limit` newest items of all (a sort key
+/// seen twice counts once), and the sort key to continue below when any partition may hold
+/// more. Exact because a partition that stopped at `limit` contributed `limit` items at or
+/// above its last one, so nothing it left unread can be newer than the merged page's last.
+pub fn merge_newest<T>(pages: Vec<PartitionPage<T>>, limit: usize) -> (Vec<T>, Option<String>) {
+    let mut more = pages.iter().any(|p| p.more);
+    let mut all: Vec<(String, T)> = pages.into_iter().flat_map(|p| p.items).collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    all.dedup_by(|a, b| a.0 == b.0);
+    if all.len() > limit {
+        all.truncate(limit);
+        more = true;
+    }
+    let next = more
+        .then(|| all.last().map(|(key, _)| key.clone()))
+        .flatten();
+    (all.into_iter().map(|(_, item)| item).collect(), next)
 }
 
 /// One image under one label (or parent) name.
@@ -55,15 +150,28 @@ impl LabelEntry {
     /// Its item's `(pk, sk)`.
     pub fn key(&self) -> (String, String) {
         (
-            label_pk(&self.name),
+            label_pk(&self.name, shard_of(&self.image_id)),
             label_sort_key(&self.labeled_at, &self.image_id),
         )
     }
 }
 
-/// The partition holding images with label `name`, whatever its case.
-pub fn label_pk(name: &str) -> String {
-    format!("label#{}", name.trim().to_lowercase())
+/// Shard `shard` of the partition holding images with label `name`, whatever its case. The
+/// shard comes before the `#` so that no name can spell another's key.
+pub fn label_pk(name: &str, shard: u32) -> String {
+    format!("label.{shard}#{}", name.trim().to_lowercase())
+}
+
+/// Every partition holding images with label `name`: its shards, then the unsharded key
+/// (`label#<name>`) of entries written before sharding.
+pub fn label_partitions(name: &str) -> Vec<String> {
+    (0..INDEX_SHARDS)
+        .map(|shard| label_pk(name, shard))
+        .chain(std::iter::once(format!(
+            "label#{}",
+            name.trim().to_lowercase()
+        )))
+        .collect()
 }
 
 /// Sorts a label's images by labelling time, ties broken by id.
@@ -186,9 +294,10 @@ mod tests {
         ];
         let entries = label_entries("id1", "2026-11-27T05:00:00.000000Z", &labels);
         let names: Vec<_> = entries.iter().map(|e| e.key().0).collect();
+        let shard = shard_of("id1");
         assert_eq!(
             names,
-            ["label#animal", "label#cat", "label#dog", "label#pet"]
+            ["animal", "cat", "dog", "pet"].map(|n| format!("label.{shard}#{n}"))
         );
         let animal = &entries[0];
         assert_eq!(animal.name, "Animal");
@@ -205,8 +314,64 @@ mod tests {
 
     #[test]
     fn label_partitions_ignore_case_and_surrounding_space() {
-        assert_eq!(label_pk(" CAT "), label_pk("cat"));
-        assert_ne!(label_pk("cat"), label_pk("cats"));
+        assert_eq!(label_pk(" CAT ", 3), label_pk("cat", 3));
+        assert_ne!(label_pk("cat", 3), label_pk("cats", 3));
+        assert_ne!(label_pk("cat", 3), label_pk("cat", 4));
+        let all = label_partitions("Cat");
+        assert_eq!(all.len() as u32, INDEX_SHARDS + 1);
+        assert_eq!(
+            all.last().unwrap(),
+            "label#cat",
+            "the unsharded key is read too"
+        );
+        assert!(all.contains(&label_pk("cat", INDEX_SHARDS - 1)));
+    }
+
+    #[test]
+    fn ids_spread_evenly_over_the_shards_and_keep_theirs() {
+        let mut counts = vec![0u32; INDEX_SHARDS as usize];
+        for i in 0..8000 {
+            let id = imgflow_messages::image_id("b", &format!("k{i}"), "e");
+            counts[shard_of(&id) as usize] += 1;
+            assert_eq!(shard_of(&id), shard_of(&id.clone()));
+        }
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(
+            *min > 850 && *max < 1150,
+            "8000 ids over {INDEX_SHARDS} shards: {counts:?}"
+        );
+    }
+
+    #[test]
+    fn merging_partitions_keeps_the_newest_and_continues_exactly_below_them() {
+        let page = |keys: &[&str], more| PartitionPage {
+            items: keys
+                .iter()
+                .map(|k| (k.to_string(), k.to_string()))
+                .collect(),
+            more,
+        };
+        // Shard a stopped at its limit of 3; b has fewer; c repeats a key (legacy copy).
+        let (items, next) = merge_newest(
+            vec![
+                page(&["9", "7", "5"], true),
+                page(&["8", "2"], false),
+                page(&["7"], false),
+            ],
+            3,
+        );
+        assert_eq!(items, ["9", "8", "7"]);
+        assert_eq!(next.as_deref(), Some("7"), "5 and 2 come on the next page");
+        let (items, next) = merge_newest(vec![page(&["4"], false), page(&["6"], false)], 3);
+        assert_eq!(items, ["6", "4"]);
+        assert_eq!(next, None, "every partition was read to its end");
+        let (items, next) = merge_newest(vec![page(&["6", "5"], true), page(&[], false)], 2);
+        assert_eq!(items, ["6", "5"]);
+        assert_eq!(
+            next.as_deref(),
+            Some("5"),
+            "a partition with more continues"
+        );
     }
 
     #[test]
@@ -247,7 +412,15 @@ mod tests {
     fn gallery_keys_sort_by_arrival_within_a_day() {
         let at = "2026-11-27T05:00:00.000000Z";
         assert_eq!(day_of(at), "2026-11-27");
-        assert_eq!(status_day(ImageStatus::Labeled, at), "labeled#2026-11-27");
+        let shard = shard_of("a");
+        assert_eq!(
+            status_day(ImageStatus::Labeled, at, "a"),
+            format!("labeled#2026-11-27#{shard}")
+        );
+        assert_eq!(day_key(at, "a"), format!("2026-11-27#{shard}"));
+        let partitions = status_day_partitions(ImageStatus::Labeled, "2026-11-27");
+        assert!(partitions.contains(&status_day(ImageStatus::Labeled, at, "a")));
+        assert_eq!(partitions.last().unwrap(), "labeled#2026-11-27");
         assert!(received_key(at, "b") > received_key(at, "a"));
     }
 }

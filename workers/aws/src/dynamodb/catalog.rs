@@ -1,6 +1,6 @@
 //! The [`ImageCatalog`] port on DynamoDB: the gallery reads the images table's `by_day` and
 //! `by_status` indexes day by day, newest first; label search reads the index table. Neither
-//! scans. Both then read the page's items with one BatchGetItem (the indexes hold keys only, so
+//! scans; both read every shard of a partition at once and merge (`keys::merge_newest`). Both then read the page's items with one BatchGetItem (the indexes hold keys only, so
 //! they cost one small write per status change rather than a copy of every item).
 use std::collections::HashMap;
 
@@ -9,7 +9,10 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::NaiveDate;
 use imgflow_catalog::{
-    keys::{status_day, Cursor, BY_DAY_INDEX, BY_STATUS_INDEX, MAX_PAGE},
+    keys::{
+        day_partitions, merge_newest, status_day_partitions, Cursor, PartitionPage, BY_DAY_INDEX,
+        BY_STATUS_INDEX, MAX_PAGE,
+    },
     ports::{ImageCatalog, ImagePage, ImageQuery},
 };
 use imgflow_messages::{ImageRecord, ImageStatus};
@@ -150,8 +153,9 @@ impl DynamoCatalog {
         })
     }
 
-    /// Up to `limit` ids received on `day` (in `status`, if given), newest first, after the
-    /// sort key `after`; and the sort key to continue after when the day holds more.
+    /// Up to `limit` ids received on `day` (in `status`, if given), newest first, below the
+    /// sort key `after`; and the sort key to continue below when the day holds more. One
+    /// Query per shard of the day, at once, merged.
     async fn query_day(
         &self,
         status: Option<ImageStatus>,
@@ -160,50 +164,63 @@ impl DynamoCatalog {
         limit: usize,
     ) -> Result<(Vec<String>, Option<String>), PortError> {
         let day = day.format("%Y-%m-%d").to_string();
-        let (index, partition, value) = match status {
-            Some(s) => (BY_STATUS_INDEX, "status_day", status_day(s, &day)),
-            None => (BY_DAY_INDEX, "day", day),
+        let (index, attribute, partitions) = match status {
+            Some(s) => (
+                BY_STATUS_INDEX,
+                "status_day",
+                status_day_partitions(s, &day),
+            ),
+            None => (BY_DAY_INDEX, "day", day_partitions(&day)),
         };
-        // A secondary index's start key holds the index's keys and the table's.
-        let start = after.map(|received_key| {
-            let id = received_key
-                .rsplit('#')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            HashMap::from([
-                (partition.to_owned(), AttributeValue::S(value.clone())),
-                ("received_key".to_owned(), AttributeValue::S(received_key)),
-                ("id".to_owned(), AttributeValue::S(id)),
-            ])
-        });
-        let output = self
+        let pages = futures::future::try_join_all(partitions.into_iter().map(|partition| {
+            self.query_partition(index, attribute, partition, after.as_deref(), limit)
+        }))
+        .await?;
+        Ok(merge_newest(pages, limit))
+    }
+
+    /// One partition of a gallery index, newest first, below the `received_key` `after`.
+    async fn query_partition(
+        &self,
+        index: &str,
+        attribute: &str,
+        partition: String,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<PartitionPage<String>, PortError> {
+        let request = self
             .images
             .client
             .query()
             .table_name(&self.images.table)
             .index_name(index)
-            .key_condition_expression("#p = :p")
-            .expression_attribute_names("#p", partition)
-            .expression_attribute_values(":p", AttributeValue::S(value))
+            .expression_attribute_names("#p", attribute)
+            .expression_attribute_values(":p", AttributeValue::S(partition))
             .scan_index_forward(false)
-            .limit(limit as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| {
-                dynamodb_error(format!("dynamodb:Query {} {index}", self.images.table), e)
-            })?;
-        let ids = output
+            .limit(limit as i32);
+        let request = match after {
+            Some(key) => request
+                .key_condition_expression("#p = :p AND #k < :after")
+                .expression_attribute_names("#k", "received_key")
+                .expression_attribute_values(":after", AttributeValue::S(key.to_owned())),
+            None => request.key_condition_expression("#p = :p"),
+        };
+        let output = request.send().await.map_err(|e| {
+            dynamodb_error(format!("dynamodb:Query {} {index}", self.images.table), e)
+        })?;
+        let items = output
             .items
             .unwrap_or_default()
             .iter()
-            .filter_map(|item| item.get("id")?.as_s().ok().cloned())
+            .filter_map(|item| {
+                let key = item.get("received_key")?.as_s().ok()?.clone();
+                Some((key, item.get("id")?.as_s().ok()?.clone()))
+            })
             .collect();
-        let rest_of_day = output
-            .last_evaluated_key
-            .and_then(|k| k.get("received_key")?.as_s().ok().cloned());
-        Ok((ids, rest_of_day))
+        Ok(PartitionPage {
+            items,
+            more: output.last_evaluated_key.is_some(),
+        })
     }
 
     /// The table's creation day; on failure, a year ago (the gallery then walks further back

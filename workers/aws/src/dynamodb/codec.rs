@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use imgflow_catalog::keys::{day_of, received_key, status_day};
+use imgflow_catalog::keys::GalleryKeys;
 use imgflow_messages::ImageRecord;
 use imgflow_runtime::{PortError, PortErrorKind};
 use serde::Serialize;
@@ -113,15 +113,11 @@ pub(crate) fn record_to_item(
     let AttributeValue::M(mut map) = to_attribute(record)? else {
         unreachable!("a record serializes to a map")
     };
-    map.insert("day".into(), s(day_of(&record.received_at)));
-    map.insert(
-        "status_day".into(),
-        s(&status_day(record.status, &record.received_at)),
-    );
-    map.insert(
-        "received_key".into(),
-        s(&received_key(&record.received_at, &record.id)),
-    );
+    if let Some(keys) = GalleryKeys::of(record) {
+        map.insert("day".into(), s(&keys.day));
+        map.insert("status_day".into(), s(&keys.status_day));
+        map.insert("received_key".into(), s(&keys.received_key));
+    }
     Ok(map)
 }
 
@@ -251,8 +247,12 @@ mod tests {
             panic!("exif is a map")
         };
         assert_eq!(exif["camera_make"], s("Canon"));
-        assert_eq!(item["status_day"], s("labeled#2026-11-27"));
-        assert_eq!(item["day"], s("2026-11-27"));
+        let shard = imgflow_catalog::keys::shard_of("abc");
+        assert_eq!(
+            item["status_day"],
+            s(&format!("labeled#2026-11-27#{shard}"))
+        );
+        assert_eq!(item["day"], s(&format!("2026-11-27#{shard}")));
         assert_eq!(
             item["received_key"],
             s("2026-11-27T03:40:11.532000Z#abc"),

@@ -16,7 +16,10 @@ use aws_sdk_dynamodb::{
     Client,
 };
 use imgflow_catalog::{
-    keys::{label_changes, label_pk, object_pk, rate_pk, LabelEntry, OBJECT_SK},
+    keys::{
+        label_changes, label_partitions, merge_newest, object_pk, rate_pk, LabelEntry,
+        PartitionPage, OBJECT_SK,
+    },
     ports::{LabelIndex, ThroughputLog},
 };
 use imgflow_messages::order_key;
@@ -132,38 +135,65 @@ impl IndexTable {
         ))
     }
 
-    /// Up to `limit` images with label (or parent) `name`, newest first, continuing after the
-    /// sort key `after` from a previous page.
+    /// Up to `limit` images with label (or parent) `name`, newest first, continuing below the
+    /// sort key `after` from a previous page: one Query per shard of the label, at once,
+    /// merged.
     pub async fn images_with_label(
         &self,
         name: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<LabelHits, PortError> {
-        let pk = label_pk(name);
-        let output = self
+        let limit = limit.clamp(1, 1000);
+        let pages = futures::future::try_join_all(
+            label_partitions(name)
+                .into_iter()
+                .map(|pk| self.label_partition(pk, after, limit)),
+        )
+        .await?;
+        let (hits, next) = merge_newest(pages, limit);
+        Ok(LabelHits { hits, next })
+    }
+
+    /// One partition of a label, newest first, below `after`.
+    async fn label_partition(
+        &self,
+        pk: String,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<PartitionPage<(String, String)>, PortError> {
+        let request = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
             .expression_attribute_names("#pk", "pk")
-            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":pk", s(pk))
             .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(after.map(|sk| key(pk, sk.to_owned())))
+            .limit(limit as i32);
+        let request = match after {
+            Some(sk) => request
+                .key_condition_expression("#pk = :pk AND #sk < :after")
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_values(":after", s(sk.to_owned())),
+            None => request.key_condition_expression("#pk = :pk"),
+        };
+        let output = request
             .send()
             .await
             .map_err(|e| dynamodb_error(format!("dynamodb:Query {} label", self.table), e))?;
-        let hits = output
+        let items = output
             .items
             .unwrap_or_default()
             .into_iter()
-            .filter_map(|item| Some((string(&item, "image_id")?, string(&item, "labeled_at")?)))
+            .filter_map(|item| {
+                let hit = (string(&item, "image_id")?, string(&item, "labeled_at")?);
+                Some((string(&item, "sk")?, hit))
+            })
             .collect();
-        let next = output
-            .last_evaluated_key
-            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
-        Ok(LabelHits { hits, next })
+        Ok(PartitionPage {
+            items,
+            more: output.last_evaluated_key.is_some(),
+        })
     }
 
     /// `stage`'s completed messages per minute from `since` (`YYYY-MM-DDTHH:MM`) on, oldest

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::{
     types::{AttributeValue, ReturnValue},
     Client,
 };
-use imgflow_catalog::keys::{day_of, received_key, status_day};
+use imgflow_catalog::keys::{day_key, received_key, status_day};
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
 use super::ModeledKind;
@@ -31,10 +31,10 @@ pub mod reindex;
 
 /// Table `<prefix>-images`, partition key `id` (S), with two keys-only global secondary
 /// indexes for the console, both sorted by `received_key` (`<received_at>#<id>`):
-/// `by_day` (partition `day`, `YYYY-MM-DD` of `received_at`) and `by_status` (partition
-/// `status_day`, `<status>#<day>`). Partitioning by day keeps any one index partition to a
-/// day's images; the key attributes are derived on every write, so they never disagree with
-/// `status`.
+/// `by_day` (partition `day`, `<YYYY-MM-DD of received_at>#<shard>`) and `by_status`
+/// (partition `status_day`, `<status>#<day>#<shard>`). Partitioning by day and shard keeps any
+/// one index partition to an eighth of a day's images (`imgflow_catalog::keys`); the key
+/// attributes are derived on every write, so they never disagree with `status`.
 #[derive(Debug, Clone)]
 pub struct DynamoImageTable {
     pub(crate) client: Client,
@@ -188,7 +188,10 @@ impl ImageTable for DynamoImageTable {
     ) -> Result<WriteOutcome, PortError> {
         let mut update = Update::default();
         update.set("status", s(status.as_str()));
-        update.set("status_day", s(&status_day(status, &image.received_at)));
+        update.set(
+            "status_day",
+            s(&status_day(status, &image.received_at, &image.image_id)),
+        );
         update.set("reason", s(reason));
         update.condition(
             "attribute_exists(#id) AND #status <> :labeled AND #status <> :deleted",
@@ -210,9 +213,13 @@ impl ImageTable for DynamoImageTable {
         update.set("status", s(ImageStatus::Labeled.as_str()));
         update.set(
             "status_day",
-            s(&status_day(ImageStatus::Labeled, &image.received_at)),
+            s(&status_day(
+                ImageStatus::Labeled,
+                &image.received_at,
+                &image.image_id,
+            )),
         );
-        update.set_if_not_exists("day", s(day_of(&image.received_at)));
+        update.set_if_not_exists("day", s(&day_key(&image.received_at, &image.image_id)));
         update.set_if_not_exists(
             "received_key",
             s(&received_key(&image.received_at, &image.image_id)),

@@ -1,10 +1,10 @@
 //! Whole-table passes: `imgflow reindex` (gallery keys and label entries for items written
-//! before the console) and `recent`, a scan for tests and the console benchmark.
+//! before the console or before the index keys were sharded) and `recent`, a scan for tests and the console benchmark.
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use imgflow_catalog::{
-    keys::{day_of, received_key, status_day},
+    keys::{day_of, GalleryKeys},
     ports::LabelIndex,
 };
 use imgflow_messages::ImageRecord;
@@ -106,21 +106,24 @@ impl DynamoImageTable {
     }
 
     /// Writes the console's index keys of an item that lacks them (an item from before the
-    /// console), unless a stage changed its status meanwhile (its own write set the keys).
+    /// console) or holds them unsharded (from before sharding), unless a stage changed its
+    /// status meanwhile (its own write set the keys). Deleted items keep none.
     async fn set_index_keys(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
+        let Some(keys) = GalleryKeys::of(record) else {
+            return Ok(WriteOutcome::Superseded);
+        };
         let mut update = Update::default();
-        update.set("day", s(day_of(&record.received_at)));
-        update.set(
-            "received_key",
-            s(&received_key(&record.received_at, &record.id)),
-        );
-        update.set(
-            "status_day",
-            s(&status_day(record.status, &record.received_at)),
-        );
+        update.set("day", s(&keys.day));
+        update.set("received_key", s(&keys.received_key));
+        update.set("status_day", s(&keys.status_day));
+        let unsharded = format!("{}#{}", record.status, day_of(&record.received_at));
         update.condition(
-            "attribute_not_exists(#status_day) AND #status = :status",
-            &[("status", s(record.status.as_str()))],
+            "(attribute_not_exists(#status_day) OR #status_day = :unsharded) \
+             AND #status = :status",
+            &[
+                ("status", s(record.status.as_str())),
+                ("unsharded", s(&unsharded)),
+            ],
         );
         self.update(&record.id, update, "reindex").await
     }
