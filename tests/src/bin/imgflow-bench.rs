@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     fixed_latency_ms: u64,
     /// IMGFLOW_RECEIVE_WINDOW_MS for every worker.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 50)]
     receive_window_ms: u64,
     /// IMGFLOW_PUBLISH_WINDOW_MS for every worker.
     #[arg(long, default_value_t = 10)]

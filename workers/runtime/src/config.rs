@@ -386,8 +386,11 @@ impl WorkerConfig {
         )?);
         consumer.drain_deadline =
             Duration::from_secs(env_in_range("IMGFLOW_DRAIN_DEADLINE_SECS", 25, 0..=3_600)?);
-        consumer.receive_window =
-            Duration::from_millis(env_in_range("IMGFLOW_RECEIVE_WINDOW_MS", 0, 0..=20_000)?);
+        consumer.receive_window = Duration::from_millis(env_in_range(
+            "IMGFLOW_RECEIVE_WINDOW_MS",
+            crate::consumer::DEFAULT_RECEIVE_WINDOW.as_millis() as u64,
+            0..=20_000,
+        )?);
         Ok(Self {
             stage,
             names: Names::from_env()?,

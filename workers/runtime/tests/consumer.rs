@@ -290,3 +290,87 @@ async fn readiness_follows_the_latest_receive_and_names_why_not() {
     assert_eq!(consumer.process_batch().await.unwrap(), Batch::Empty);
     assert_eq!(health.status(), Ok(()));
 }
+
+/// Notes how long each message (its body: the millisecond it was sent) waited to be handled.
+struct Timed {
+    start: tokio::time::Instant,
+    waits: std::sync::Mutex<Vec<Duration>>,
+}
+
+impl Handler for Timed {
+    async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
+        let sent = Duration::from_millis(message.body.parse().unwrap());
+        self.waits
+            .lock()
+            .unwrap()
+            .push(self.start.elapsed().saturating_sub(sent));
+        Ok(())
+    }
+}
+
+/// What a run of `count` messages sent every `every` cost: SQS receives and deletes per
+/// message, and the median wait from send to handling.
+async fn paced_run(every: Duration, count: usize, window: Duration) -> (f64, f64, Duration) {
+    let queue = Arc::new(FakeQueue::new().long_polling());
+    let start = tokio::time::Instant::now();
+    let handler = Arc::new(Timed {
+        start,
+        waits: Default::default(),
+    });
+    let config = ConsumerConfig {
+        receive_window: window,
+        ..ConsumerConfig::new("paced")
+    };
+    let consumer = Arc::new(Consumer::new(queue.clone(), handler.clone(), config));
+    let (trigger, shutdown) = shutdown::channel();
+    let run = tokio::spawn(consumer.run(shutdown));
+    for _ in 0..count {
+        queue.send(start.elapsed().as_millis().to_string());
+        tokio::time::sleep(every).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    trigger.trigger();
+    run.await.unwrap();
+    assert_eq!(
+        queue.in_flight() + queue.visible(),
+        0,
+        "every message deleted"
+    );
+    let (receives, deletes) = queue.requests();
+    let mut waits = handler.waits.lock().unwrap().clone();
+    assert_eq!(waits.len(), count);
+    waits.sort();
+    let per = |n: usize| n as f64 / count as f64;
+    println!(
+        "every {every:?}, window {window:?}: {:.2} receives and {:.2} deletes per message, \
+         median wait {:?}",
+        per(receives),
+        per(deletes),
+        waits[count / 2]
+    );
+    (per(receives), per(deletes), waits[count / 2])
+}
+
+#[tokio::test(start_paused = true)]
+async fn receives_gather_batches_only_when_messages_arrive_fast_enough_and_deletes_always_do() {
+    let window = imgflow_runtime::consumer::DEFAULT_RECEIVE_WINDOW;
+    // 100 messages/s: a poller waits up to the window between receives.
+    let (receives, deletes, median) = paced_run(Duration::from_millis(10), 1000, window).await;
+    assert!(receives <= 0.25, "{receives} receives per message at 100/s");
+    assert!(deletes <= 0.12, "{deletes} deletes per message at 100/s");
+    assert!(median <= window, "median wait {median:?} at 100/s");
+    // Without a window each long poll returns with the first message.
+    let (receives, _, _) = paced_run(Duration::from_millis(10), 1000, Duration::ZERO).await;
+    assert!(
+        receives >= 0.8,
+        "{receives} receives per message without a window"
+    );
+    // 2 messages/s: no receive waits, so no message does; deletes still share requests.
+    let (receives, deletes, median) = paced_run(Duration::from_millis(500), 40, window).await;
+    assert!(
+        median <= Duration::from_millis(2),
+        "median wait {median:?} at 2/s"
+    );
+    assert!(receives >= 0.9, "{receives} receives per message at 2/s");
+    assert!(deletes <= 0.6, "{deletes} deletes per message at 2/s");
+}

@@ -53,6 +53,9 @@ struct QueueState {
     failing_deletes: usize,
     failing_dead_letters: usize,
     failing_receives: usize,
+    long_polls: bool,
+    receive_calls: usize,
+    delete_calls: usize,
 }
 
 impl FakeQueue {
@@ -124,6 +127,19 @@ impl FakeQueue {
         s.visible.extend(delayed.into_iter().map(|(m, _)| m));
     }
 
+    /// A queue whose receives wait (in tokio time, 1 ms steps) up to their wait time for a
+    /// message, as SQS long polls do; by default they answer at once.
+    pub fn long_polling(self) -> Self {
+        self.state.lock().unwrap().long_polls = true;
+        self
+    }
+
+    /// `(receive, delete)` requests made so far: what SQS would bill.
+    pub fn requests(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.receive_calls, s.delete_calls)
+    }
+
     /// Heartbeats so far: how many messages each extended, and to what timeout.
     pub fn extensions(&self) -> Vec<(usize, Duration)> {
         self.state.lock().unwrap().extensions.clone()
@@ -136,8 +152,20 @@ impl FakeQueue {
 }
 
 impl Queue for FakeQueue {
-    async fn receive(&self, max: u32, _wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+    async fn receive(&self, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let waiting = {
+                let s = self.state.lock().unwrap();
+                s.long_polls && s.visible.is_empty() && tokio::time::Instant::now() < until
+            };
+            if !waiting {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let mut s = self.state.lock().unwrap();
+        s.receive_calls += 1;
         if s.failing_receives > 0 {
             s.failing_receives -= 1;
             return Err(PortError::new(
@@ -168,6 +196,7 @@ impl Queue for FakeQueue {
 
     async fn delete_batch(&self, receipt_handles: Vec<String>) -> Result<Vec<String>, PortError> {
         let mut s = self.state.lock().unwrap();
+        s.delete_calls += 1;
         let mut failed = Vec::new();
         for handle in receipt_handles {
             if s.failing_deletes > 0 {
