@@ -472,3 +472,64 @@ async fn the_label_claim_survives_a_duplicate_ingest_and_a_replay_reuses_the_pai
     let item = table.get("claimed").await.unwrap().unwrap();
     assert_eq!((item.status, item.reason), (ImageStatus::Accepted, None));
 }
+
+#[tokio::test]
+async fn stored_labels_finish_an_uploads_claim_for_a_relabel_and_drop_its_kept_detection() {
+    let p = TestPipeline::new("e2e-claim-stored").await;
+    let table = p.table();
+    let image = ImageRef {
+        image_id: "stored".into(),
+        trace_id: "t".into(),
+        bucket: p.names.bucket.clone(),
+        key: "incoming/stored.png".into(),
+        version_id: None,
+        etag: "etag".into(),
+        received_at: clock::now_rfc3339(),
+    };
+    let record = ImageRecord::new(
+        image.image_id.clone(),
+        image.bucket.clone(),
+        image.key.clone(),
+        image.etag.clone(),
+        image.received_at.clone(),
+        ImageStatus::Accepted,
+    );
+    table.write_verdict(&record).await.unwrap();
+    let (now, until) = (
+        clock::now_rfc3339(),
+        clock::rfc3339_after(Duration::from_secs(300)),
+    );
+    let relabel = || table.claim_relabeling("stored", "relabel:g1", &now, &until);
+    let upload = |token: &'static str| table.claim_labeling("stored", "local", token, &now, &until);
+    assert_eq!(
+        upload("m1").await.unwrap(),
+        LabelClaim::Granted { pending: None }
+    );
+    let labeled = imgflow_messages::ImageLabeled {
+        schema_version: imgflow_messages::SCHEMA_VERSION,
+        image,
+        labels: vec![],
+        detector: "local".into(),
+        label_model_version: "1".into(),
+        labeled_at: clock::now_rfc3339(),
+    };
+    table
+        .keep_detection("stored", "m1", &labeled.encode())
+        .await
+        .unwrap();
+    assert!(
+        matches!(relabel().await.unwrap(), LabelClaim::HeldByOther { .. }),
+        "a live upload claim whose labels are not stored holds a relabel off"
+    );
+    // The upload's claim is never completed: the stored labels finish it.
+    table
+        .write_labels(&labeled, &clock::now_rfc3339())
+        .await
+        .unwrap();
+    assert_eq!(upload("m2").await.unwrap(), LabelClaim::AlreadyLabeled);
+    assert_eq!(
+        relabel().await.unwrap(),
+        LabelClaim::Granted { pending: None },
+        "the relabel goes ahead within m1's lease, without m1's kept detection"
+    );
+}

@@ -10,7 +10,7 @@ use imgflow_runtime::{
     consumer::{HandleError, Handler},
     ports::{
         DetectRequest, Detection, ImageTable, LabelClaim, LabelDetector, ObjectLocation, Publisher,
-        ReceivedMessage,
+        ReceivedMessage, RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -59,7 +59,7 @@ enum ClaimToken {
 impl ClaimToken {
     fn of(accepted: &ImageAccepted, message: &ReceivedMessage) -> Self {
         match &accepted.relabel {
-            Some(generation) => Self::Relabel(format!("relabel:{generation}")),
+            Some(generation) => Self::Relabel(format!("{RELABEL_CLAIM_PREFIX}{generation}")),
             None => Self::Message(message.message_id.clone()),
         }
     }
@@ -272,9 +272,15 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             .publish(labeled.encode())
             .await
             .map_err(|e| HandleError::from_port("publish_failed", e))?;
-        if let Err(e) = self.table.complete_claim(&labeled_id, token.as_str()).await {
-            // Only duplicates arriving after the lease ends could then call the detector again.
-            tracing::warn!(error = %e, "could not mark the label claim done");
+        // An upload's claim needs no completion write: the store stage's labels write refuses
+        // every later claim (`AlreadyLabeled`), and until then the kept detection answers any
+        // claim past the lease without a paid call. A relabel gets past stored labels, so only
+        // its completed claim stops its duplicates: one UpdateItem saved per image.
+        if let ClaimToken::Relabel(_) = token {
+            if let Err(e) = self.table.complete_claim(&labeled_id, token.as_str()).await {
+                // Only duplicates arriving after the lease could then call the detector again.
+                tracing::warn!(error = %e, "could not mark the relabel's claim done");
+            }
         }
         tracing::info!(
             labels = count,

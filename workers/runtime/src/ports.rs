@@ -320,6 +320,9 @@ pub enum ThumbnailWrite {
 /// The lease of a completed claim: later than any real time, so it never expires.
 pub const CLAIM_DONE: &str = "9999-12-31T23:59:59.999999Z";
 
+/// How a relabel's claim token begins (`relabel:<generation>`); an upload's is its message id.
+pub const RELABEL_CLAIM_PREFIX: &str = "relabel:";
+
 /// The answer to a request to label an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelClaim {

@@ -19,7 +19,7 @@ use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{
         Branch, ImageTable, Join, LabelClaim, LabelsWrite, StoredLabels, ThumbnailOutcome,
-        ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+        ThumbnailWrite, WriteOutcome, CLAIM_DONE, RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -239,6 +239,9 @@ impl ImageTable for DynamoImageTable {
             update.set_if_not_exists("version_id", s(version));
         }
         update.remove("reason");
+        // The labels are the claim's outcome: the detection kept for a failed publish is no
+        // longer needed, and must not be republished by a later relabel's claim.
+        update.remove("label_pending");
         // Equal timestamps are the same message again: rewriting it is harmless and lets a
         // redelivery after a crash still publish downstream.
         // A deleted image stays deleted, whatever was still on its way to this stage.
@@ -358,13 +361,28 @@ impl ImageTable for DynamoImageTable {
         now: &str,
         until: &str,
     ) -> Result<LabelClaim, PortError> {
-        // Stored labels do not refuse a relabel; its own completed claim does.
+        // Stored labels do not refuse a relabel; its own completed claim does. An upload's
+        // claim is never completed (its stored labels refuse its duplicates): once the labels
+        // are stored, its lease no longer holds a relabel off.
         let condition = "attribute_exists(#id) AND #status <> :deleted \
              AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
-                  OR #label_claim_until = :done OR #label_claim = :label_claim) \
+                  OR #label_claim_until = :done OR #label_claim = :label_claim \
+                  OR (#status = :labeled AND NOT begins_with(#label_claim, :relabel))) \
              AND NOT (#label_claim = :label_claim AND #label_claim_until = :done)";
-        self.claim(image_id, token, now, until, condition, &[], relabel_refusal)
-            .await
+        let values = [
+            ("labeled", s(ImageStatus::Labeled.as_str())),
+            ("relabel", s(RELABEL_CLAIM_PREFIX)),
+        ];
+        self.claim(
+            image_id,
+            token,
+            now,
+            until,
+            condition,
+            &values,
+            relabel_refusal,
+        )
+        .await
     }
 
     async fn keep_detection(

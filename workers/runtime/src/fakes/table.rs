@@ -9,7 +9,7 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus};
 use crate::{
     ports::{
         Branch, ImageTable, Join, LabelClaim, LabelsWrite, StoredLabels, ThumbnailOutcome,
-        ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+        ThumbnailWrite, WriteOutcome, CLAIM_DONE, RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -158,6 +158,7 @@ impl ImageTable for FakeTable {
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
         record.stored_at = Some(stored_at.to_owned());
+        self.kept.lock().unwrap().remove(&image.image_id);
         let join = self.join(Branch::Labels, record);
         Ok(LabelsWrite::Written { replaced, join })
     }
@@ -208,16 +209,21 @@ impl ImageTable for FakeTable {
         until: &str,
     ) -> Result<LabelClaim, PortError> {
         let items = self.items.lock().unwrap();
-        match items.get(image_id).map(|r| r.status) {
+        let status = match items.get(image_id).map(|r| r.status) {
             None => return Ok(LabelClaim::Granted { pending: None }),
             Some(ImageStatus::Deleted) => return Ok(LabelClaim::Deleted),
-            Some(_) => {}
-        }
+            Some(status) => status,
+        };
         let mut claims = self.claims.lock().unwrap();
         match claims.get(image_id) {
             Some((holder, lease)) if holder == token && lease == CLAIM_DONE => Ok(LabelClaim::Done),
+            // An upload's claim whose labels are stored is finished, completed or not.
             Some((holder, lease))
-                if holder != token && lease != CLAIM_DONE && lease.as_str() >= now =>
+                if holder != token
+                    && lease != CLAIM_DONE
+                    && lease.as_str() >= now
+                    && (holder.starts_with(RELABEL_CLAIM_PREFIX)
+                        || status != ImageStatus::Labeled) =>
             {
                 Ok(LabelClaim::HeldByOther {
                     until: lease.clone(),
