@@ -42,18 +42,23 @@ def summarize(report):
             "dynamodb_per_image": calls(stage, "DynamoDB") / n,
             "detector_per_image": stage["detector_calls"] / n,
             "cpu_ms_per_image": 1000 * stage["cpu_seconds"] / n,
+            "handler_ms_mean": 1000 * stage.get("handler_seconds", 0) / max(stage.get("handled", 0), 1),
             "idle_rss_mb": stage["idle_rss_kb"] / 1024,
             "peak_rss_mb": stage["peak_rss_kb"] / 1024,
         })
     return {
         "name": f'{report["detector"]} detector, {report["mode"]}'
                 + (f' {report["rate_per_sec"]:g}/s' if report["rate_per_sec"] else "")
-                + (f', receive window {report["receive_window_ms"]} ms' if report.get("receive_window_ms") else ""),
+                # The default window (IMGFLOW_RECEIVE_WINDOW_MS=50) goes unnamed.
+                + (f', receive window {report.get("receive_window_ms", 0)} ms'
+                   if report.get("receive_window_ms", 0) != 50 else ""),
         "completed": report["completed"],
         "images": report["images"],
         "rate": report["rate_per_sec"],
         "throughput": report["completed"] / ((last - first) / 1000),
         "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95), "p99": percentile(latencies, 0.99),
+        "mean": statistics.mean(latencies) if latencies else float("nan"),
+        "detector_ms": report.get("fixed_latency_ms") if report["detector"] == "fixed" else None,
         "emulator_cpu": (report.get("emulator") or {}).get("cpu_seconds"),
         "worker_cpu": sum(s["cpu_seconds"] for s in report["stages"].values()),
         "stages": rows,
@@ -77,13 +82,33 @@ def main(out, paths):
             limit = "imgflow"
         lines.append(f'| {s["name"]} | {s["completed"]}/{s["images"]} | {s["throughput"]:.1f} | {s["p50"]:.0f} | '
                      f'{s["p95"]:.0f} | {s["p99"]:.0f} | {s["worker_cpu"]:.1f} | {s["emulator_cpu"] or 0:.1f} | {limit} |')
+    # Where an image's time goes on its way to `stored` (means, so the parts add up): imgflow's
+    # own CPU in the three stages on the path, the fixed detector's latency, the rest of the
+    # handlers' time (waiting for AWS answers, here the emulator's), and the time between
+    # stages (S3 event and SNS delivery, queue waits, receive gathering).
+    path = ("ingest", "label", "store")
+    lines += ["", "Where the time goes on the way to `stored` (mean ms per image; ingest + label + store):", "",
+              "| run | end to end | in handlers | of which imgflow CPU | of which detector | of which waiting on AWS | between stages |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for s in summaries:
+        by_stage = {r["stage"]: r for r in s["stages"]}
+        handlers = sum(by_stage[p]["handler_ms_mean"] for p in path if p in by_stage)
+        cpu = sum(by_stage[p]["cpu_ms_per_image"] for p in path if p in by_stage)
+        detector = s["detector_ms"] or 0
+        s["where"] = {"end_to_end": s["mean"], "handlers": handlers, "cpu": cpu,
+                      "detector": s["detector_ms"], "aws": handlers - cpu - detector,
+                      "between": s["mean"] - handlers}
+        detector_cell = f'{detector:.0f}' if s["detector_ms"] else "(in CPU)"
+        lines.append(f'| {s["name"]} | {s["mean"]:.0f} | {handlers:.0f} | {cpu:.1f} | {detector_cell} | '
+                     f'{handlers - cpu - detector:.0f} | {s["mean"] - handlers:.0f} |')
     for s in summaries:
         lines += ["", f'## {s["name"]}: per image, per stage', "",
-                  "| stage | SQS+SNS calls | S3 calls | DynamoDB calls | detector calls | CPU ms | idle RSS MB | peak RSS MB |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| stage | SQS+SNS calls | S3 calls | DynamoDB calls | detector calls | CPU ms | handler ms (mean) | idle RSS MB | peak RSS MB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in s["stages"]:
             lines.append(f'| {r["stage"]} | {r["sqs_sns_per_image"]:.2f} | {r["s3_per_image"]:.2f} | '
                          f'{r["dynamodb_per_image"]:.2f} | {r["detector_per_image"]:.2f} | {r["cpu_ms_per_image"]:.2f} | '
+                         f'{r["handler_ms_mean"]:.0f} | '
                          f'{r["idle_rss_mb"]:.0f} | {r["peak_rss_mb"]:.0f} |')
     text = "\n".join(lines) + "\n"
     open(f"{out}/pipeline.md", "w").write(text)

@@ -13,9 +13,21 @@ bodies it has already parsed (SNS PublishBatch with spaces in a message answers
 SignatureDoesNotMatch). Access keys must still exist and policies are still enforced; signing
 is the AWS SDK's business, not imgflow's.
 
+It is served by waitress, not werkzeug's development server: werkzeug answers every request
+with `Connection: close`, so each AWS call paid a TCP connect on both sides and the emulator a
+new thread. Real AWS keeps connections alive, and so does waitress; the benchmark's workers
+spend their CPU as they would on AWS. IMGFLOW_EMULATOR_SERVER=werkzeug brings the old server
+back (for comparison). waitress' pool has IMGFLOW_EMULATOR_THREADS threads (default 128):
+every SQS long poll holds one for up to 20 s.
+
+werkzeug's line per request is off unless IMGFLOW_EMULATOR_REQUEST_LOG=1: formatting and
+writing it was 15% of the emulator's CPU in a pipeline benchmark (py-spy), and the benchmarks
+and tests are bound by that CPU.
+
 Usage: moto_server.py HOST PORT
 """
 
+import logging
 import os
 
 import signal
@@ -38,6 +50,8 @@ def main() -> None:
         from moto.iam.access_control import IAMRequestBase
 
         IAMRequestBase.check_signature = lambda self: None
+    if os.environ.get("IMGFLOW_EMULATOR_REQUEST_LOG") != "1":
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     moto = DomainDispatcherApplication(create_backend_app)
 
@@ -48,7 +62,21 @@ def main() -> None:
                 return list(moto(environ, start_response))
         return moto(environ, start_response)
 
-    run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    if os.environ.get("IMGFLOW_EMULATOR_SERVER") == "werkzeug":
+        run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        return
+    from waitress import serve
+
+    serve(
+        app,
+        host=host,
+        port=port,
+        threads=int(os.environ.get("IMGFLOW_EMULATOR_THREADS", "128")),
+        connection_limit=2000,
+        channel_timeout=300,
+        ident="moto",
+        _quiet=True,
+    )
 
 
 if __name__ == "__main__":

@@ -256,6 +256,11 @@ async fn main() {
         let detector_calls: f64 = samples(&text, "imgflow_detector_calls_total")
             .iter()
             .fold(0.0, |sum, (_, v)| sum + v);
+        // Time inside handlers (the histogram's sum and count): the rest of an image's
+        // latency is spent between stages (event delivery, queues, receives).
+        let total = |name: &str| samples(&text, name).iter().fold(0.0, |sum, (_, v)| sum + v);
+        let handler_seconds = total("imgflow_handler_duration_seconds_sum");
+        let handled = total("imgflow_handler_duration_seconds_count");
         let (cpu_after, peak_kb, _) = proc_stats(pid(stage));
         let (cpu_before, _, idle_kb) = idle[&stage];
         stages.insert(
@@ -263,6 +268,8 @@ async fn main() {
             json!({
                 "aws_calls": calls,
                 "detector_calls": detector_calls,
+                "handler_seconds": handler_seconds,
+                "handled": handled,
                 "cpu_seconds": cpu_after - cpu_before,
                 "idle_rss_kb": idle_kb,
                 "peak_rss_kb": peak_kb,
