@@ -101,6 +101,24 @@ def main(out, paths):
         detector_cell = f'{detector:.0f}' if s["detector_ms"] else "(in CPU)"
         lines.append(f'| {s["name"]} | {s["mean"]:.0f} | {handlers:.0f} | {cpu:.1f} | {detector_cell} | '
                      f'{handlers - cpu - detector:.0f} | {s["mean"] - handlers:.0f} |')
+    # The tutorial's handlers, run by scripts/bench_tutorial.py on the same photos and emulator.
+    import os
+    tutorial_path = f"{out}/tutorial.json"
+    if os.path.exists(tutorial_path) and summaries:
+        tutorial = json.load(open(tutorial_path))
+        steady = summaries[0]
+        imgflow = {r["stage"]: r["cpu_ms_per_image"] for r in steady["stages"]}
+        path_cpu = sum(imgflow.get(p, 0) for p in path)
+        lines += ["", f'CPU per image against the tutorial\'s three handlers ({tutorial["images"]} images, '
+                      "same photos and emulator; the emulator's CPU excluded from both):", "",
+                  "| design | upload / ingest ms | detect / label ms | store ms | total ms |",
+                  "|---|---:|---:|---:|---:|",
+                  f'| imgflow ({steady["name"]}) | {imgflow.get("ingest", 0):.2f} | {imgflow.get("label", 0):.2f} | '
+                  f'{imgflow.get("store", 0):.2f} | {path_cpu:.2f} |']
+        for name, r in tutorial["runs"].items():
+            c = r["cpu_ms_per_image"]
+            lines.append(f'| tutorial handlers, {name.replace("_", " ")} | {c["upload"]:.2f} | {c["detect"]:.2f} | '
+                         f'{c["store"]:.2f} | {r["cpu_ms_per_image_total"]:.2f} |')
     for s in summaries:
         lines += ["", f'## {s["name"]}: per image, per stage', "",
                   "| stage | SQS+SNS calls | S3 calls | DynamoDB calls | detector calls | CPU ms | handler ms (mean) | idle RSS MB | peak RSS MB |",

@@ -254,8 +254,15 @@ mod tests {
         let with = table(&prices, &with, None, 1e6, 0.0)[1].local;
         assert!((with - without - prices.s3_put_per_thousand * 1e3).abs() < 1e-9);
         let (recorded, _) = read_summary(RECORDED_SUMMARY).unwrap();
-        assert_eq!(recorded.s3_writes, 0.0);
-        assert!(!recorded.stages.iter().any(|s| s == "thumbnail"));
+        assert_eq!(recorded.s3_writes, 1.0, "the thumbnail's PUT");
+        assert!(recorded.stages.iter().any(|s| s == "thumbnail"));
+        // A summary from before the thumbnail stage has no S3 writes column.
+        let old = r#"[{"name": "fixed detector, steady 20/s", "stages": [{"stage": "ingest",
+            "sqs_per_image": 1.0, "sns_per_image": 0.1, "s3_per_image": 3.0,
+            "dynamodb_writes_per_image": 1.0, "dynamodb_reads_per_image": 0.0,
+            "cpu_ms_per_image": 6.0}]}]"#;
+        let (old, _) = read_summary(old).unwrap();
+        assert_eq!((old.s3_writes, old.s3_reads), (0.0, 3.0));
     }
 
     #[test]
