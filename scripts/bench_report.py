@@ -3,6 +3,7 @@
 usage: bench_report.py OUT_DIR REPORT.json...
 """
 import json
+import os
 import statistics
 import sys
 
@@ -102,7 +103,6 @@ def main(out, paths):
         lines.append(f'| {s["name"]} | {s["mean"]:.0f} | {handlers:.0f} | {cpu:.1f} | {detector_cell} | '
                      f'{handlers - cpu - detector:.0f} | {s["mean"] - handlers:.0f} |')
     # The tutorial's handlers, run by scripts/bench_tutorial.py on the same photos and emulator.
-    import os
     tutorial_path = f"{out}/tutorial.json"
     if os.path.exists(tutorial_path) and summaries:
         tutorial = json.load(open(tutorial_path))

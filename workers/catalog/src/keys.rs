@@ -159,7 +159,12 @@ impl LabelEntry {
 /// Shard `shard` of the partition holding images with label `name`, whatever its case. The
 /// shard comes before the `#` so that no name can spell another's key.
 pub fn label_pk(name: &str, shard: u32) -> String {
-    format!("label.{shard}#{}", name.trim().to_lowercase())
+    format!("label.{shard}#{}", label_key_name(name))
+}
+
+/// A label name as keys hold it: matched whatever its case and surrounding space.
+fn label_key_name(name: &str) -> String {
+    name.trim().to_lowercase()
 }
 
 /// Every partition holding images with label `name`: its shards, then the unsharded key
@@ -167,10 +172,7 @@ pub fn label_pk(name: &str, shard: u32) -> String {
 pub fn label_partitions(name: &str) -> Vec<String> {
     (0..INDEX_SHARDS)
         .map(|shard| label_pk(name, shard))
-        .chain(std::iter::once(format!(
-            "label#{}",
-            name.trim().to_lowercase()
-        )))
+        .chain(std::iter::once(format!("label#{}", label_key_name(name))))
         .collect()
 }
 
@@ -192,7 +194,7 @@ pub fn label_entries(image_id: &str, labeled_at: &str, labels: &[Label]) -> Vec<
             continue;
         }
         let entry = by_name
-            .entry(name.trim().to_lowercase())
+            .entry(label_key_name(name))
             .or_insert_with(|| LabelEntry {
                 name: name.trim().to_owned(),
                 image_id: image_id.to_owned(),

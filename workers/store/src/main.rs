@@ -11,7 +11,7 @@ use imgflow_runtime::{
 
 // One thread: the stage waits on AWS almost all the time, and its CPU work (decoding, the
 // local models) runs on the blocking pool; a multi-threaded scheduler only added cross-thread
-// wake-ups (12-15% of the workers' CPU per image in the pipeline benchmark).
+// wake-ups (8-16% of the workers' CPU per image in the benchmark's probes; see the README).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<ExitCode> {
     if let Some(code) = usage::handle_args(

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::NaiveDate;
 use imgflow_catalog::{
     keys::{
-        day_partitions, merge_newest, status_day_partitions, Cursor, PartitionPage, BY_DAY_INDEX,
-        BY_STATUS_INDEX, MAX_PAGE,
+        day_partitions, merge_newest, status_day_partitions, Cursor, BY_DAY_INDEX, BY_STATUS_INDEX,
+        MAX_PAGE,
     },
     ports::{ImageCatalog, ImagePage, ImageQuery},
 };
@@ -19,7 +19,7 @@ use imgflow_messages::{ImageRecord, ImageStatus};
 use imgflow_runtime::{PortError, PortErrorKind};
 
 use super::dynamodb_error;
-use super::{codec::item_to_record, index::IndexTable, DynamoImageTable};
+use super::{codec::item_to_record, index::IndexTable, query_newest, DynamoImageTable, Partition};
 
 /// Days one page request may walk back through before it answers (with a cursor to go on).
 const DAYS_PER_REQUEST: usize = 31;
@@ -172,55 +172,23 @@ impl DynamoCatalog {
             ),
             None => (BY_DAY_INDEX, "day", day_partitions(&day)),
         };
-        let pages = futures::future::try_join_all(partitions.into_iter().map(|partition| {
-            self.query_partition(index, attribute, partition, after.as_deref(), limit)
+        let pages = futures::future::try_join_all(partitions.into_iter().map(|value| {
+            let partition = Partition {
+                table: &self.images.table,
+                index: Some(index),
+                key: (attribute, value),
+                sort_key: "received_key",
+            };
+            query_newest(
+                &self.images.client,
+                partition,
+                after.as_deref(),
+                limit,
+                |item| item.get("id")?.as_s().ok().cloned(),
+            )
         }))
         .await?;
         Ok(merge_newest(pages, limit))
-    }
-
-    /// One partition of a gallery index, newest first, below the `received_key` `after`.
-    async fn query_partition(
-        &self,
-        index: &str,
-        attribute: &str,
-        partition: String,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<PartitionPage<String>, PortError> {
-        let request = self
-            .images
-            .client
-            .query()
-            .table_name(&self.images.table)
-            .index_name(index)
-            .expression_attribute_names("#p", attribute)
-            .expression_attribute_values(":p", AttributeValue::S(partition))
-            .scan_index_forward(false)
-            .limit(limit as i32);
-        let request = match after {
-            Some(key) => request
-                .key_condition_expression("#p = :p AND #k < :after")
-                .expression_attribute_names("#k", "received_key")
-                .expression_attribute_values(":after", AttributeValue::S(key.to_owned())),
-            None => request.key_condition_expression("#p = :p"),
-        };
-        let output = request.send().await.map_err(|e| {
-            dynamodb_error(format!("dynamodb:Query {} {index}", self.images.table), e)
-        })?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|item| {
-                let key = item.get("received_key")?.as_s().ok()?.clone();
-                Some((key, item.get("id")?.as_s().ok()?.clone()))
-            })
-            .collect();
-        Ok(PartitionPage {
-            items,
-            more: output.last_evaluated_key.is_some(),
-        })
     }
 
     /// The table's creation day; on failure, a year ago (the gallery then walks further back

@@ -17,8 +17,7 @@ use aws_sdk_dynamodb::{
 };
 use imgflow_catalog::{
     keys::{
-        label_changes, label_partitions, merge_newest, object_pk, rate_pk, LabelEntry,
-        PartitionPage, OBJECT_SK,
+        label_changes, label_partitions, merge_newest, object_pk, rate_pk, LabelEntry, OBJECT_SK,
     },
     ports::{LabelIndex, ThroughputLog},
 };
@@ -28,7 +27,7 @@ use imgflow_runtime::{
     PortError, PortErrorKind,
 };
 
-use super::{dynamodb_error, is_condition_failure_update};
+use super::{dynamodb_error, is_condition_failure_update, query_newest, Partition};
 
 /// Entries per BatchWriteItem call (DynamoDB's limit).
 const BATCH_WRITE_MAX: usize = 25;
@@ -145,55 +144,20 @@ impl IndexTable {
         limit: usize,
     ) -> Result<LabelHits, PortError> {
         let limit = limit.clamp(1, 1000);
-        let pages = futures::future::try_join_all(
-            label_partitions(name)
-                .into_iter()
-                .map(|pk| self.label_partition(pk, after, limit)),
-        )
+        let pages = futures::future::try_join_all(label_partitions(name).into_iter().map(|pk| {
+            let partition = Partition {
+                table: &self.table,
+                index: None,
+                key: ("pk", pk),
+                sort_key: "sk",
+            };
+            query_newest(&self.client, partition, after, limit, |item| {
+                Some((string(item, "image_id")?, string(item, "labeled_at")?))
+            })
+        }))
         .await?;
         let (hits, next) = merge_newest(pages, limit);
         Ok(LabelHits { hits, next })
-    }
-
-    /// One partition of a label, newest first, below `after`.
-    async fn label_partition(
-        &self,
-        pk: String,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<PartitionPage<(String, String)>, PortError> {
-        let request = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .expression_attribute_names("#pk", "pk")
-            .expression_attribute_values(":pk", s(pk))
-            .scan_index_forward(false)
-            .limit(limit as i32);
-        let request = match after {
-            Some(sk) => request
-                .key_condition_expression("#pk = :pk AND #sk < :after")
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_values(":after", s(sk.to_owned())),
-            None => request.key_condition_expression("#pk = :pk"),
-        };
-        let output = request
-            .send()
-            .await
-            .map_err(|e| dynamodb_error(format!("dynamodb:Query {} label", self.table), e))?;
-        let items = output
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|item| {
-                let hit = (string(&item, "image_id")?, string(&item, "labeled_at")?);
-                Some((string(&item, "sk")?, hit))
-            })
-            .collect();
-        Ok(PartitionPage {
-            items,
-            more: output.last_evaluated_key.is_some(),
-        })
     }
 
     /// `stage`'s completed messages per minute from `since` (`YYYY-MM-DDTHH:MM`) on, oldest

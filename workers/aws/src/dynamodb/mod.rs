@@ -111,6 +111,65 @@ impl DynamoImageTable {
     }
 }
 
+/// One partition of a newest-first listing: where it is, and the sort key it is ordered by.
+pub(crate) struct Partition<'a> {
+    pub table: &'a str,
+    /// A secondary index of `table`, or the table itself.
+    pub index: Option<&'a str>,
+    /// The partition key's attribute and value.
+    pub key: (&'a str, String),
+    pub sort_key: &'a str,
+}
+
+/// Up to `limit` items of `partition`, newest first, below the sort key `after`, each mapped by
+/// `item` and paired with its sort key; and whether the partition holds more. The console's
+/// listings read each shard of theirs this way and merge (`keys::merge_newest`).
+pub(crate) async fn query_newest<T>(
+    client: &Client,
+    partition: Partition<'_>,
+    after: Option<&str>,
+    limit: usize,
+    item: impl Fn(&HashMap<String, AttributeValue>) -> Option<T>,
+) -> Result<imgflow_catalog::keys::PartitionPage<T>, PortError> {
+    let Partition {
+        table,
+        index,
+        key: (key, value),
+        sort_key,
+    } = partition;
+    let request = client
+        .query()
+        .table_name(table)
+        .set_index_name(index.map(str::to_owned))
+        .expression_attribute_names("#p", key)
+        .expression_attribute_values(":p", AttributeValue::S(value))
+        .scan_index_forward(false)
+        .limit(limit as i32);
+    let request = match after {
+        Some(after) => request
+            .key_condition_expression("#p = :p AND #s < :after")
+            .expression_attribute_names("#s", sort_key)
+            .expression_attribute_values(":after", AttributeValue::S(after.to_owned())),
+        None => request.key_condition_expression("#p = :p"),
+    };
+    let output = request.send().await.map_err(|e| {
+        dynamodb_error(
+            format!("dynamodb:Query {table} {}", index.unwrap_or(key)),
+            e,
+        )
+    })?;
+    let items = output
+        .items
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|found| Some((text(found, sort_key)?, item(found)?)))
+        .collect();
+    Ok(imgflow_catalog::keys::PartitionPage {
+        items,
+        more: output.last_evaluated_key.is_some(),
+    })
+}
+
 /// The labels an item held before a write, from its `UPDATED_OLD` attributes.
 fn replaced_labels(mut old: HashMap<String, AttributeValue>) -> Option<StoredLabels> {
     let labeled_at = old.remove("labeled_at")?.as_s().ok()?.clone();

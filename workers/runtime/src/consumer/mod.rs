@@ -196,9 +196,16 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         Ok(self.process(messages, &Shutdown::never(), None).await)
     }
 
+    /// Messages per receive: the configured number, within SQS' 1–10.
+    fn batch_size(&self) -> u32 {
+        self.config.max_messages.clamp(1, 10)
+    }
+
     async fn receive(&self) -> Result<Vec<ReceivedMessage>, PortError> {
-        let max = self.config.max_messages.clamp(1, 10);
-        let received = self.queue.receive(max, self.config.wait_time).await;
+        let received = self
+            .queue
+            .receive(self.batch_size(), self.config.wait_time)
+            .await;
         self.health.record(&received);
         received
     }
@@ -464,7 +471,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
     async fn poll(self: Arc<Self>, mut shutdown: Shutdown, deletes: pace::DeleteSender) {
         let mut failures: u32 = 0;
         let mut arrivals = pace::ArrivalRate::default();
-        let max = self.config.max_messages.clamp(1, 10) as usize;
+        let max = self.batch_size() as usize;
         while !shutdown.is_requested() {
             // The long poll is not cancelled on shutdown: a receive abandoned client-side may
             // still have taken messages server-side, which would then stay invisible for the
