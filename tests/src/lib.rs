@@ -116,6 +116,20 @@ pub fn spawn_worker(
     spawn_binary(&format!("imgflow-{stage}"), prefix, log_dir, extra)
 }
 
+/// The label stage's settings for the local detector on ONNX Runtime, from
+/// `IMGFLOW_ONNXRUNTIME_LIB` (which `scripts/test` sets).
+pub fn local_detector_on_onnxruntime() -> [(&'static str, String); 3] {
+    let library = std::env::var("IMGFLOW_ONNXRUNTIME_LIB").expect(
+        "IMGFLOW_ONNXRUNTIME_LIB is unset: run scripts/test, or export \
+         IMGFLOW_ONNXRUNTIME_LIB=$(scripts/onnxruntime)",
+    );
+    [
+        ("IMGFLOW_DETECTOR", "local".to_owned()),
+        ("IMGFLOW_LOCAL_ENGINE", "onnxruntime".to_owned()),
+        ("IMGFLOW_ONNXRUNTIME_LIB", library),
+    ]
+}
+
 /// Starts the workspace binary `name` (`imgflow-api`, say) as [`spawn_worker`] does, logging
 /// to `<log_dir>/<name>.log`.
 pub fn spawn_binary(

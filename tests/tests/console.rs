@@ -9,7 +9,8 @@ use std::{
 use base64::Engine;
 use fantoccini::{Client, ClientBuilder, Locator};
 use imgflow_e2e::{
-    free_port, http_ok, log_dir, photo, spawn_binary, spawn_worker, until, TestPipeline,
+    free_port, http_ok, local_detector_on_onnxruntime, log_dir, photo, spawn_binary, spawn_worker,
+    until, TestPipeline,
 };
 use imgflow_runtime::config::Stage;
 use serde_json::json;
@@ -129,7 +130,10 @@ async fn the_console_shows_uploads_boxes_search_and_the_pipeline_in_a_real_brows
     let logs = log_dir(&prefix);
     std::fs::create_dir_all(&logs).unwrap();
     let quiet = [("IMGFLOW_METRICS_ADDR", "off".to_owned())];
-    let local = [quiet[0].clone(), ("IMGFLOW_DETECTOR", "local".to_owned())];
+    // The local detector on ONNX Runtime here (tract in the other end-to-end tests), so the
+    // label binary's second engine is exercised end to end.
+    let [detector, engine, library] = local_detector_on_onnxruntime();
+    let local = [quiet[0].clone(), detector, engine, library];
     let api_port = free_port();
     let _processes = [
         spawn_worker(Stage::Ingest, &prefix, &logs, &quiet),

@@ -62,6 +62,39 @@ fn every_worker_explains_itself_and_starts_nothing() {
     }
 }
 
+#[test]
+fn the_local_detector_on_onnxruntime_names_what_is_missing_and_stops_at_start() {
+    let local = [
+        ("IMGFLOW_PREFIX", "first-hour-engine"),
+        ("IMGFLOW_DETECTOR", "local"),
+        ("IMGFLOW_LOCAL_ENGINE", "onnxruntime"),
+    ];
+    let stops_with = |extra: &[(&str, &str)], hint: &str| {
+        let env: Vec<_> = local.iter().chain(extra).copied().collect();
+        let mut command = Command::new(bin_dir().join("imgflow-label"));
+        command.env_remove("IMGFLOW_ONNXRUNTIME_LIB");
+        let out = command
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_BACKTRACE", "0")
+            .envs(env)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(hint), "expected {hint:?} in: {stderr}");
+    };
+    stops_with(&[], "needs IMGFLOW_ONNXRUNTIME_LIB");
+    stops_with(
+        &[("IMGFLOW_ONNXRUNTIME_LIB", "/nonexistent/libonnxruntime.so")],
+        "failed to load from `/nonexistent/libonnxruntime.so`",
+    );
+    stops_with(
+        &[("IMGFLOW_LOCAL_ENGINE", "onnx")],
+        "expected tract or onnxruntime",
+    );
+}
+
 /// One line saying what failed and one saying what to do; the SDK's detail only with -v.
 fn assert_short_error(out: &Output, hint: &str) {
     let (_, stderr) = text(out);

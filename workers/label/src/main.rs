@@ -5,7 +5,7 @@ use anyhow::Context;
 use imgflow_aws::{rekognition::RekognitionDetector, s3::S3Store, AwsClients};
 use imgflow_catalog::throughput;
 use imgflow_label::{CallLog, DetectorChoice, FixedLatencyDetector};
-use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
+use imgflow_local_detector::{default_models_dir, engine::EngineChoice, LocalDetector, Models};
 use imgflow_runtime::{
     config::{env_in_range, env_opt, max_decoded_bytes_from_env, Stage, WorkerConfig},
     observability,
@@ -46,11 +46,13 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         DetectorChoice::Local => {
             let dir = default_models_dir();
-            // Loaded once, before the first receive: a missing model stops the worker at start.
-            let mut models = Models::load(&dir)
+            let engine = EngineChoice::from_env().map_err(anyhow::Error::msg)?;
+            // Loaded once, before the first receive: a missing model or engine library stops
+            // the worker at start.
+            let mut models = Models::load_on(&dir, engine)
                 .with_context(|| format!("loading the local models from {}", dir.display()))?;
             models.decode_budget = max_decoded_bytes_from_env()?;
-            tracing::info!(version = %models.version(), "local models loaded");
+            tracing::info!(version = %models.version(), engine = models.engine.name(), "local models loaded");
             let detector =
                 LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
             run(&aws, &config, settings, detector, shutdown).await

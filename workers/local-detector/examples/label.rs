@@ -1,9 +1,10 @@
 //! Labels local image files with the local models and prints them:
 //! `cargo run -p imgflow-local-detector --example label -- FILE...`
-use imgflow_local_detector::{default_models_dir, Models};
+//! (on ONNX Runtime with `IMGFLOW_LOCAL_ENGINE=onnxruntime IMGFLOW_ONNXRUNTIME_LIB=$(scripts/onnxruntime)`)
+use imgflow_local_detector::{default_models_dir, engine::EngineChoice, Models};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let models = Models::load(&default_models_dir())?;
+    let models = Models::load_on(&default_models_dir(), EngineChoice::from_env()?)?;
     for path in std::env::args().skip(1) {
         let detection = models.label(&std::fs::read(&path)?, 10, 55.0)?;
         println!("{path}");

@@ -1,10 +1,12 @@
 //! EfficientNet-Lite0: what the picture shows, as probabilities over 1,000 ImageNet classes.
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
 use image::imageops;
-use tract_onnx::prelude::*;
 
-use crate::{image_input, LoadError};
+use crate::{
+    engine::{EngineChoice, Input, Plan},
+    image_input, LoadError,
+};
 
 const SIDE: u32 = 224;
 /// The TensorFlow Lite models' input normalisation: (x − 127) / 128, RGB.
@@ -15,13 +17,13 @@ const CROP: f32 = 0.875;
 
 /// The classifier, loaded and optimised once.
 pub struct Classifier {
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
 }
 
 impl Classifier {
-    /// Loads the ONNX file.
-    pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let plan = image_input::load_model(path, SIDE as usize)?;
+    /// Loads the ONNX file on `engine`.
+    pub fn load(engine: &EngineChoice, path: &Path) -> Result<Self, LoadError> {
+        let plan = Plan::load(engine, path, SIDE as usize)?;
         Ok(Self { plan })
     }
 
@@ -31,7 +33,7 @@ impl Classifier {
     }
 
     /// The model input: centre crop, resize, normalise.
-    pub fn input(&self, image: &image_input::Prepared) -> Tensor {
+    pub fn input(&self, image: &image_input::Prepared) -> Input {
         let (w, h) = image.rgb.dimensions();
         let side = ((w.min(h) as f32) * CROP).round().max(1.0) as u32;
         let crop =
@@ -40,14 +42,11 @@ impl Classifier {
     }
 
     /// Runs the model on a prepared input.
-    pub fn infer(&self, input: Tensor) -> Result<Vec<f32>, String> {
-        let outputs = self
-            .plan
-            .run(tvec!(input.into()))
-            .map_err(|e| format!("{e:#}"))?;
-        let probabilities = outputs[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| format!("{e:#}"))?;
-        Ok(probabilities.iter().copied().collect())
+    pub fn infer(&self, input: Input) -> Result<Vec<f32>, String> {
+        let mut outputs = self.plan.run(input)?;
+        if outputs.is_empty() {
+            return Err("the classifier gave no output".to_owned());
+        }
+        Ok(outputs.swap_remove(0).values)
     }
 }

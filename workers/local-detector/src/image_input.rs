@@ -1,25 +1,7 @@
 //! From encoded bytes to the two models' input tensors.
 use image::{imageops::FilterType, RgbImage};
-use tract_onnx::prelude::tract_ndarray::Array4;
-use tract_onnx::prelude::*;
 
-use crate::LoadError;
-
-/// Loads an ONNX model for a fixed NCHW input of `side`×`side` and optimises it once.
-pub fn load_model(
-    path: &std::path::Path,
-    side: usize,
-) -> Result<std::sync::Arc<TypedRunnableModel>, LoadError> {
-    tract_onnx::onnx()
-        .model_for_path(path)
-        .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, side, side]).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| LoadError::Model {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
-        })
-}
+use crate::engine::Input;
 
 /// Longest side kept after decoding: both models look at far fewer pixels (416 and 224), and
 /// a fast downscale first keeps the exact resizes cheap for camera-sized photos.
@@ -41,7 +23,7 @@ pub fn decode(encoded: &[u8], budget: u64) -> Result<Prepared, imgflow_imaging::
     })
 }
 
-/// An NCHW float tensor of `image` resized to `side`×`side`, each channel (taken in `order`
+/// An NCHW model input of `image` resized to `side`×`side`, each channel (taken in `order`
 /// from RGB) normalised as (x − mean) / std.
 pub fn tensor(
     image: &RgbImage,
@@ -49,14 +31,23 @@ pub fn tensor(
     order: [usize; 3],
     mean: [f32; 3],
     std: [f32; 3],
-) -> Tensor {
+) -> Input {
     let resized = image::imageops::resize(image, side, side, FilterType::Triangle);
-    let side = side as usize;
-    let array = Array4::from_shape_fn((1, 3, side, side), |(_, c, y, x)| {
-        let value = f32::from(resized.get_pixel(x as u32, y as u32)[order[c]]);
-        (value - mean[c]) / std[c]
-    });
-    array.into()
+    let plane = resized.width() as usize * resized.height() as usize;
+    let scale = std.map(|s| 1.0 / s);
+    let mut values = vec![0.0f32; 3 * plane];
+    let (first, rest) = values.split_at_mut(plane);
+    let (second, third) = rest.split_at_mut(plane);
+    for (i, pixel) in resized.as_raw().chunks_exact(3).enumerate() {
+        let channel = |c: usize| (f32::from(pixel[order[c]]) - mean[c]) * scale[c];
+        first[i] = channel(0);
+        second[i] = channel(1);
+        third[i] = channel(2);
+    }
+    Input {
+        side: side as usize,
+        values,
+    }
 }
 
 #[cfg(test)]
@@ -85,11 +76,20 @@ mod tests {
             *p = image::Rgb([10, 20, 30]);
         }
         let t = tensor(&img, 2, [2, 1, 0], [0.0; 3], [1.0; 3]);
-        assert_eq!(t.shape(), &[1, 3, 2, 2]);
-        let v = t.to_plain_array_view::<f32>().unwrap();
+        assert_eq!((t.side, t.values.len()), (2, 3 * 2 * 2));
+        // [channel][y][x] → channel × 4 + y × 2 + x
         assert_eq!(
-            (v[[0, 0, 0, 0]], v[[0, 1, 1, 1]], v[[0, 2, 0, 1]]),
+            (t.values[0], t.values[4 + 2 + 1], t.values[8 + 1]),
             (30.0, 20.0, 10.0)
+        );
+        let normalised = tensor(&img, 2, [0, 1, 2], [10.0, 0.0, 0.0], [2.0, 4.0, 1.0]);
+        assert_eq!(
+            (
+                normalised.values[0],
+                normalised.values[4],
+                normalised.values[8]
+            ),
+            (0.0, 5.0, 30.0)
         );
     }
 

@@ -1,6 +1,7 @@
 //! # imgflow-local-detector: labels with no AWS at all
 //!
-//! Two small models run in-process with `tract` (pure Rust):
+//! Two small models run in-process, on `tract` (pure Rust, the default) or on ONNX Runtime
+//! loaded from its shared library ([`engine`]):
 //! - **NanoDet-m** (COCO, 80 classes) finds objects and their boxes → `Instances`;
 //! - **EfficientNet-Lite0** (ImageNet, 1,000 classes) says what the picture shows, and WordNet
 //!   hypernyms turn its classes into parents (`Tabby` → `Cat` → `Mammal` → `Animal`), whose
@@ -13,9 +14,11 @@
 //! # Layout
 //! - [`image_input`]: decode, EXIF orientation, downscale, model tensors.
 //! - [`classifier`], [`objects`]: the two models and their outputs.
+//! - [`engine`]: tract or ONNX Runtime under both.
 //! - [`vocabulary`]: the label map (`models/labels.json`) and how the answers merge.
 
 pub mod classifier;
+pub mod engine;
 pub mod image_input;
 pub mod objects;
 pub mod vocabulary;
@@ -42,6 +45,9 @@ pub enum LoadError {
         /// What tract said.
         message: String,
     },
+    /// The engine could not be started (ONNX Runtime's library missing or too old).
+    #[error("{0}")]
+    Engine(String),
     /// The label map could not be read.
     #[error("reading label map {path}")]
     Labels {
@@ -78,6 +84,8 @@ pub struct Models {
     pub objects: objects::ObjectDetector,
     /// The label map.
     pub vocabulary: vocabulary::Vocabulary,
+    /// The engine running both models.
+    pub engine: engine::EngineChoice,
     /// Most bytes of pixels one decode may hold (`IMGFLOW_MAX_DECODED_BYTES`).
     pub decode_budget: u64,
 }
@@ -86,22 +94,34 @@ impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Models")
             .field("version", &self.version())
+            .field("engine", &self.engine.name())
             .finish()
     }
 }
 
 impl Models {
-    /// Loads `nanodet-m.onnx`, `efficientnet-lite0.onnx` and `labels.json` from `dir`.
+    /// Loads `nanodet-m.onnx`, `efficientnet-lite0.onnx` and `labels.json` from `dir`, on tract.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        Self::load_on(dir, engine::EngineChoice::Tract)
+    }
+
+    /// Loads the models from `dir` on `engine`.
+    pub fn load_on(dir: &Path, engine: engine::EngineChoice) -> Result<Self, LoadError> {
         Ok(Self {
-            classifier: classifier::Classifier::load(&dir.join("efficientnet-lite0.onnx"))?,
-            objects: objects::ObjectDetector::load(&dir.join("nanodet-m.onnx"))?,
+            classifier: classifier::Classifier::load(
+                &engine,
+                &dir.join("efficientnet-lite0.onnx"),
+            )?,
+            objects: objects::ObjectDetector::load(&engine, &dir.join("nanodet-m.onnx"))?,
             vocabulary: vocabulary::Vocabulary::load(&dir.join("labels.json"))?,
             decode_budget: imgflow_imaging::DEFAULT_MAX_DECODED_BYTES,
+            engine,
         })
     }
 
-    /// The `LabelModelVersion` reported with every answer.
+    /// The `LabelModelVersion` reported with every answer. The engine is not part of it: both
+    /// run the same models and give the same labels (checked on the test photos), so a change
+    /// of engine is not a reason to relabel.
     pub fn version(&self) -> String {
         format!("nanodet-m+efficientnet-lite0/{}", self.vocabulary.version())
     }

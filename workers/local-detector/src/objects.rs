@@ -3,11 +3,12 @@
 //! Outputs, per stride 8, 16 and 32 (52², 26² and 13² cells): sigmoid class scores `[cells, 80]`
 //! and Generalized Focal Loss box bins `[cells, 4 × 11]`. Each side's distance from the cell
 //! centre is the expectation of a softmax over 11 bins, in units of the stride.
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
-use tract_onnx::prelude::*;
-
-use crate::{image_input, LoadError};
+use crate::{
+    engine::{EngineChoice, Input, Plan},
+    image_input, LoadError,
+};
 
 const SIDE: usize = 416;
 const STRIDES: [usize; 3] = [8, 16, 32];
@@ -34,13 +35,13 @@ pub struct Found {
 
 /// The detector, loaded and optimised once.
 pub struct ObjectDetector {
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
 }
 
 impl ObjectDetector {
-    /// Loads the ONNX file.
-    pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let plan = image_input::load_model(path, SIDE)?;
+    /// Loads the ONNX file on `engine`.
+    pub fn load(engine: &EngineChoice, path: &Path) -> Result<Self, LoadError> {
+        let plan = Plan::load(engine, path, SIDE)?;
         Ok(Self { plan })
     }
 
@@ -51,31 +52,24 @@ impl ObjectDetector {
 
     /// The model input: the image stretched to the square input, BGR, normalised. Ratios in the
     /// stretched image are ratios in the original.
-    pub fn input(&self, image: &image_input::Prepared) -> Tensor {
+    pub fn input(&self, image: &image_input::Prepared) -> Input {
         image_input::tensor(&image.rgb, SIDE as u32, [2, 1, 0], MEAN_BGR, STD_BGR)
     }
 
     /// Runs the model on a prepared input and decodes its boxes.
-    pub fn infer(&self, input: Tensor) -> Result<Vec<Found>, String> {
-        let outputs = self
-            .plan
-            .run(tvec!(input.into()))
-            .map_err(|e| format!("{e:#}"))?;
+    pub fn infer(&self, input: Input) -> Result<Vec<Found>, String> {
+        let outputs = self.plan.run(input)?;
         let mut found = Vec::new();
         for stride in STRIDES {
             let cells = (SIDE / stride) * (SIDE / stride);
             let pick = |width: usize| {
                 outputs
                     .iter()
-                    .find(|o| o.shape() == [1, cells, width])
+                    .find(|o| o.shape == [1, cells, width])
+                    .map(|o| o.values.as_slice())
                     .ok_or_else(|| format!("no output of shape [1, {cells}, {width}]"))
-                    .and_then(|o| o.to_plain_array_view::<f32>().map_err(|e| format!("{e:#}")))
             };
-            let scores = pick(CLASSES)?;
-            let bins = pick(4 * BINS)?;
-            let scores = scores.as_slice().ok_or("scores are not contiguous")?;
-            let bins = bins.as_slice().ok_or("box bins are not contiguous")?;
-            decode_level(stride, scores, bins, &mut found);
+            decode_level(stride, pick(CLASSES)?, pick(4 * BINS)?, &mut found);
         }
         Ok(non_max_suppression(found))
     }

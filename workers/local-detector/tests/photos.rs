@@ -2,7 +2,7 @@
 //! Debian's darknet; `scripts/fetch-photos` unpacks the ones not committed).
 use std::{path::PathBuf, sync::OnceLock};
 
-use imgflow_local_detector::{default_models_dir, Models};
+use imgflow_local_detector::{default_models_dir, engine::EngineChoice, Models};
 use imgflow_messages::Label;
 
 fn models() -> &'static Models {
@@ -124,5 +124,79 @@ fn a_corrupt_image_is_invalid_not_a_crash() {
     let mut cut = photo("chelsea.png");
     cut.truncate(1000);
     let err = models().label(&cut, 10, 55.0).unwrap_err();
+    assert_eq!(err.kind, imgflow_runtime::PortErrorKind::Invalid);
+}
+
+/// The same models on ONNX Runtime (`IMGFLOW_ONNXRUNTIME_LIB`, which `scripts/test` sets).
+fn models_on_onnxruntime() -> &'static Models {
+    static MODELS: OnceLock<Models> = OnceLock::new();
+    MODELS.get_or_init(|| {
+        let library = std::env::var_os("IMGFLOW_ONNXRUNTIME_LIB").expect(
+            "IMGFLOW_ONNXRUNTIME_LIB is unset: run scripts/test, or export \
+             IMGFLOW_ONNXRUNTIME_LIB=$(scripts/onnxruntime)",
+        );
+        let engine = EngineChoice::OnnxRuntime {
+            library: library.into(),
+        };
+        Models::load_on(&default_models_dir(), engine).expect("loading the models on ONNX Runtime")
+    })
+}
+
+const PHOTOS: [&str; 9] = [
+    "chelsea.png",
+    "coffee.png",
+    "astronaut.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "dog.jpg",
+    "giraffe.jpg",
+    "eagle.jpg",
+    "kite.jpg",
+];
+
+#[test]
+fn onnxruntime_gives_the_same_labels_and_boxes_as_tract() {
+    let onnxruntime = models_on_onnxruntime();
+    assert_eq!(onnxruntime.engine.name(), "onnxruntime");
+    assert_eq!(onnxruntime.version(), models().version());
+    for name in PHOTOS {
+        let bytes = photo(name);
+        // Everything above 20%, so a label near the usual 55% cut cannot hide a difference.
+        let tract = models().label(&bytes, 50, 20.0).unwrap().labels;
+        let other = onnxruntime.label(&bytes, 50, 20.0).unwrap().labels;
+        assert_eq!(names(&tract), names(&other), "{name}");
+        assert!(!tract.is_empty(), "{name}: no label at all");
+        for (a, b) in tract.iter().zip(&other) {
+            // Float sums in another order: far below a tenth of a percentage point.
+            assert!(
+                (a.confidence - b.confidence).abs() < 0.1,
+                "{name} {}: {} vs {}",
+                a.name,
+                a.confidence,
+                b.confidence
+            );
+            assert_eq!(a.instances.len(), b.instances.len(), "{name} {}", a.name);
+            for (x, y) in a.instances.iter().zip(&b.instances) {
+                let (x, y) = (x.bounding_box, y.bounding_box);
+                let gap = [
+                    x.left - y.left,
+                    x.top - y.top,
+                    x.width - y.width,
+                    x.height - y.height,
+                ]
+                .map(f32::abs)
+                .into_iter()
+                .fold(0.0, f32::max);
+                assert!(gap < 0.002, "{name} {}: {x:?} vs {y:?}", a.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn onnxruntime_rejects_a_corrupt_image_like_tract() {
+    let mut cut = photo("coffee.png");
+    cut.truncate(1000);
+    let err = models_on_onnxruntime().label(&cut, 10, 55.0).unwrap_err();
     assert_eq!(err.kind, imgflow_runtime::PortErrorKind::Invalid);
 }
