@@ -93,8 +93,8 @@ fn main() {
                         image_input::decode(bytes, imgflow_imaging::DEFAULT_MAX_DECODED_BYTES)
                             .unwrap();
                     (
-                        models.classifier.input(&image),
-                        models.objects.input(&image),
+                        models.classifier.input(&image).unwrap(),
+                        models.objects.input(&image).unwrap(),
                     )
                 });
                 time(&mut s.classifier, || {

@@ -1,8 +1,6 @@
 //! EfficientNet-Lite0: what the picture shows, as probabilities over 1,000 ImageNet classes.
 use std::path::Path;
 
-use image::imageops;
-
 use crate::{
     engine::{EngineChoice, Input, Plan},
     image_input, LoadError,
@@ -29,16 +27,20 @@ impl Classifier {
 
     /// Probabilities of the 1,000 classes.
     pub fn classify(&self, image: &image_input::Prepared) -> Result<Vec<f32>, String> {
-        self.infer(self.input(image))
+        self.infer(self.input(image)?)
     }
 
     /// The model input: centre crop, resize, normalise.
-    pub fn input(&self, image: &image_input::Prepared) -> Input {
+    pub fn input(&self, image: &image_input::Prepared) -> Result<Input, String> {
         let (w, h) = image.rgb.dimensions();
         let side = ((w.min(h) as f32) * CROP).round().max(1.0) as u32;
-        let crop =
-            imageops::crop_imm(&image.rgb, (w - side) / 2, (h - side) / 2, side, side).to_image();
-        image_input::tensor(&crop, SIDE, [0, 1, 2], MEAN, STD)
+        let crop = image_input::Region {
+            left: (w - side) / 2,
+            top: (h - side) / 2,
+            width: side,
+            height: side,
+        };
+        image_input::tensor(&image.rgb, crop, SIDE, [0, 1, 2], MEAN, STD)
     }
 
     /// Runs the model on a prepared input.

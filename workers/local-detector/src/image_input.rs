@@ -1,5 +1,5 @@
 //! From encoded bytes to the two models' input tensors.
-use image::{imageops::FilterType, RgbImage};
+use image::RgbImage;
 
 use crate::engine::Input;
 
@@ -23,31 +23,74 @@ pub fn decode(encoded: &[u8], budget: u64) -> Result<Prepared, imgflow_imaging::
     })
 }
 
-/// An NCHW model input of `image` resized to `side`×`side`, each channel (taken in `order`
-/// from RGB) normalised as (x − mean) / std.
+/// A rectangle of an image, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// Left edge.
+    pub left: u32,
+    /// Top edge.
+    pub top: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+impl Region {
+    /// All of `image`.
+    pub fn whole(image: &RgbImage) -> Self {
+        let (width, height) = image.dimensions();
+        Self {
+            left: 0,
+            top: 0,
+            width,
+            height,
+        }
+    }
+}
+
+/// An NCHW model input: `region` of `image` resized to `side`×`side` (bilinear, SIMD), each
+/// channel (taken in `order` from RGB) normalised as (x − mean) / std.
 pub fn tensor(
     image: &RgbImage,
+    region: Region,
     side: u32,
     order: [usize; 3],
     mean: [f32; 3],
     std: [f32; 3],
-) -> Input {
-    let resized = image::imageops::resize(image, side, side, FilterType::Triangle);
-    let plane = resized.width() as usize * resized.height() as usize;
+) -> Result<Input, String> {
+    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let (width, height) = image.dimensions();
+    let source = images::ImageRef::new(width, height, image.as_raw(), PixelType::U8x3)
+        .map_err(|e| format!("model input: {e}"))?;
+    let mut resized = images::Image::new(side, side, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(
+            f64::from(region.left),
+            f64::from(region.top),
+            f64::from(region.width),
+            f64::from(region.height),
+        );
+    Resizer::new()
+        .resize(&source, &mut resized, &options)
+        .map_err(|e| format!("model input: {e}"))?;
+
+    let plane = side as usize * side as usize;
     let scale = std.map(|s| 1.0 / s);
     let mut values = vec![0.0f32; 3 * plane];
     let (first, rest) = values.split_at_mut(plane);
     let (second, third) = rest.split_at_mut(plane);
-    for (i, pixel) in resized.as_raw().chunks_exact(3).enumerate() {
+    for (i, pixel) in resized.buffer().chunks_exact(3).enumerate() {
         let channel = |c: usize| (f32::from(pixel[order[c]]) - mean[c]) * scale[c];
         first[i] = channel(0);
         second[i] = channel(1);
         third[i] = channel(2);
     }
-    Input {
+    Ok(Input {
         side: side as usize,
         values,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -75,14 +118,22 @@ mod tests {
         for p in img.pixels_mut() {
             *p = image::Rgb([10, 20, 30]);
         }
-        let t = tensor(&img, 2, [2, 1, 0], [0.0; 3], [1.0; 3]);
+        let t = tensor(&img, Region::whole(&img), 2, [2, 1, 0], [0.0; 3], [1.0; 3]).unwrap();
         assert_eq!((t.side, t.values.len()), (2, 3 * 2 * 2));
         // [channel][y][x] → channel × 4 + y × 2 + x
         assert_eq!(
             (t.values[0], t.values[4 + 2 + 1], t.values[8 + 1]),
             (30.0, 20.0, 10.0)
         );
-        let normalised = tensor(&img, 2, [0, 1, 2], [10.0, 0.0, 0.0], [2.0, 4.0, 1.0]);
+        let normalised = tensor(
+            &img,
+            Region::whole(&img),
+            2,
+            [0, 1, 2],
+            [10.0, 0.0, 0.0],
+            [2.0, 4.0, 1.0],
+        )
+        .unwrap();
         assert_eq!(
             (
                 normalised.values[0],
@@ -90,6 +141,27 @@ mod tests {
                 normalised.values[8]
             ),
             (0.0, 5.0, 30.0)
+        );
+    }
+
+    #[test]
+    fn a_region_is_what_gets_resized() {
+        // Left half black, right half white: the right half comes out white (the bilinear
+        // kernel at its edge reaches a pixel beyond it, as a crop of a larger picture should).
+        let img = RgbImage::from_fn(8, 4, |x, _| image::Rgb([if x < 4 { 0 } else { 255 }; 3]));
+        let right = Region {
+            left: 4,
+            top: 0,
+            width: 4,
+            height: 4,
+        };
+        let t = tensor(&img, right, 2, [0, 1, 2], [0.0; 3], [1.0; 3]).unwrap();
+        assert!(t.values.iter().all(|&v| v >= 200.0), "{:?}", t.values);
+        let whole = tensor(&img, Region::whole(&img), 2, [0, 1, 2], [0.0; 3], [1.0; 3]).unwrap();
+        assert!(
+            whole.values[0] < 50.0 && whole.values[1] > 200.0,
+            "{:?}",
+            whole.values
         );
     }
 

@@ -47,13 +47,14 @@ impl ObjectDetector {
 
     /// Objects in the image after per-class non-maximum suppression, best first.
     pub fn detect(&self, image: &image_input::Prepared) -> Result<Vec<Found>, String> {
-        self.infer(self.input(image))
+        self.infer(self.input(image)?)
     }
 
     /// The model input: the image stretched to the square input, BGR, normalised. Ratios in the
     /// stretched image are ratios in the original.
-    pub fn input(&self, image: &image_input::Prepared) -> Input {
-        image_input::tensor(&image.rgb, SIDE as u32, [2, 1, 0], MEAN_BGR, STD_BGR)
+    pub fn input(&self, image: &image_input::Prepared) -> Result<Input, String> {
+        let whole = image_input::Region::whole(&image.rgb);
+        image_input::tensor(&image.rgb, whole, SIDE as u32, [2, 1, 0], MEAN_BGR, STD_BGR)
     }
 
     /// Runs the model on a prepared input and decodes its boxes.
