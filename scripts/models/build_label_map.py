@@ -16,7 +16,7 @@ import json
 import re
 import sys
 
-MAP_VERSION = "map-1"
+MAP_VERSION = "map-2"
 
 # WordNet synsets (by their first lemma) that become Rekognition-style parents.
 PARENTS = {
@@ -41,6 +41,16 @@ PARENTS = {
     "geological_formation": "Nature", "home_appliance": "Appliance", "kitchen_utensil": "Kitchenware",
 }
 PETS = {"dog", "domestic_cat"}
+# Parents set by hand where WordNet's are wrong for the pictures. ImageNet's two missile classes
+# hold photos of rockets of every kind, launch vehicles on their pads and in flight as much as
+# weapons, and the model cannot tell a space launch from a military one: their shared parent is
+# Rocket (a vehicle), and only "missile" (a rocket with a warhead) keeps Weapon. Before this
+# (map-1) the two summed to "Weapon (63%)" for a SpaceX launch pad.
+CLASS_PARENTS = {
+    "n03773504": ["Rocket", "Weapon", "Vehicle"],  # missile
+    "n04008634": ["Rocket", "Vehicle"],  # projectile, missile
+}
+EXTRA_PARENTS_OF = {"Rocket": ["Vehicle"]}
 # Rekognition's categories, from the most specific parent that has one.
 CATEGORIES = [
     ({"Animal"}, "Animals and Pets"),
@@ -166,6 +176,7 @@ def main(js_path, darknet_dir, wordnet_dir, out_path):
                 parents.append(PARENTS[lemma])
             if lemma in PETS and "Pet" not in parents:
                 parents.append("Pet")
+        parents = CLASS_PARENTS.get(wnid, parents)
         name = title(first)
         # A name another class (or a COCO class) also uses gets its nearest parent to tell them
         # apart: ImageNet's "kite" is a bird of prey, COCO's a toy.
@@ -193,6 +204,8 @@ def main(js_path, darknet_dir, wordnet_dir, out_path):
             above.insert(0, "Pet")
         parents_of[PARENTS[lemma]] = above
     parents_of.setdefault("Pet", ["Animal"])
+    for parent, above in EXTRA_PARENTS_OF.items():
+        parents_of.setdefault(parent, above)
     coco = []
     for line in open(f"{darknet_dir}/coco.names"):
         raw = line.strip()

@@ -84,6 +84,12 @@ fn astronaut_is_a_person_with_a_box() {
 }
 
 #[test]
+fn a_rocket_on_its_launch_pad_is_a_rocket_not_a_weapon() {
+    let found = assert_has("rocket.jpg", &["Rocket", "Vehicle"]);
+    assert!(!names(&found).contains(&"Weapon"), "{:?}", names(&found));
+}
+
+#[test]
 fn motorcycle_is_a_motorcycle() {
     assert_has("motorcycle_left.png", &["Motorcycle"]);
 }
