@@ -52,7 +52,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             let mut models = Models::load_on(&dir, engine)
                 .with_context(|| format!("loading the local models from {}", dir.display()))?;
             models.decode_budget = max_decoded_bytes_from_env()?;
-            tracing::info!(version = %models.version(), engine = models.engine.name(), "local models loaded");
+            let library = match &models.engine {
+                EngineChoice::OnnxRuntime { library } => library.display().to_string(),
+                EngineChoice::Tract => "compiled in".to_owned(),
+            };
+            tracing::info!(
+                version = %models.version(),
+                engine = models.engine.name(),
+                %library,
+                "local models loaded"
+            );
             let detector =
                 LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
             run(&aws, &config, settings, detector, shutdown).await

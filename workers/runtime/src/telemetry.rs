@@ -19,7 +19,11 @@ use tracing_subscriber::{
 
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // ONNX Runtime's loader logs at info that the library is newer than the API imgflow asks
+    // for ("may have compatibility issues"), which is expected and would only alarm an
+    // operator; the label stage logs the engine and library it loaded itself.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
