@@ -119,10 +119,63 @@ pub fn thumbnail_jpeg(
     Ok((out, small.width(), small.height()))
 }
 
-/// `image` with its longer side brought down to `max_side`, keeping its shape (bilinear, SIMD:
-/// a tenth of the time of `image`'s generic `thumbnail` on a 1,352 × 900 photo).
-fn shrink_to(image: RgbImage, max_side: u32) -> RgbImage {
+/// A rectangle of an image, in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    /// Left edge.
+    pub left: u32,
+    /// Top edge.
+    pub top: u32,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+impl Region {
+    /// All of `image`.
+    pub fn whole(image: &RgbImage) -> Self {
+        let (width, height) = image.dimensions();
+        Self {
+            left: 0,
+            top: 0,
+            width,
+            height,
+        }
+    }
+}
+
+/// `region` of `image` resized to `width`×`height`, bilinear, with SIMD (AVX2, SSE4.1 or NEON,
+/// chosen at run time): about a tenth of the time of `image`'s generic filters. Fails on a
+/// region outside the image.
+pub fn resize(
+    image: &RgbImage,
+    region: Region,
+    width: u32,
+    height: u32,
+) -> Result<RgbImage, String> {
     use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let (source_width, source_height) = image.dimensions();
+    let source =
+        images::ImageRef::new(source_width, source_height, image.as_raw(), PixelType::U8x3)
+            .map_err(|e| format!("resizing: {e}"))?;
+    let mut out = images::Image::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(
+            f64::from(region.left),
+            f64::from(region.top),
+            f64::from(region.width),
+            f64::from(region.height),
+        );
+    Resizer::new()
+        .resize(&source, &mut out, &options)
+        .map_err(|e| format!("resizing: {e}"))?;
+    RgbImage::from_raw(width, height, out.into_vec()).ok_or_else(|| "resizing: short buffer".into())
+}
+
+/// `image` with its longer side brought down to `max_side`, keeping its shape.
+fn shrink_to(image: RgbImage, max_side: u32) -> RgbImage {
     let (width, height) = image.dimensions();
     let longer = width.max(height);
     if longer <= max_side {
@@ -132,19 +185,9 @@ fn shrink_to(image: RgbImage, max_side: u32) -> RgbImage {
         u32::try_from(u64::from(side) * u64::from(max_side) / u64::from(longer))
             .map_or(1, |s| s.max(1))
     };
-    let (new_width, new_height) = (scaled(width), scaled(height));
-    let mut out = images::Image::new(new_width, new_height, PixelType::U8x3);
-    let resized = images::ImageRef::new(width, height, image.as_raw(), PixelType::U8x3)
-        .ok()
-        .and_then(|source| {
-            let options =
-                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-            Resizer::new().resize(&source, &mut out, &options).ok()
-        })
-        .and_then(|()| RgbImage::from_raw(new_width, new_height, out.into_vec()));
-    // Both images are non-empty RGB of matching buffers, so the SIMD path cannot fail; were
-    // it ever to, the slower generic filter gives the same answer.
-    resized.unwrap_or_else(|| {
+    // A decoded image is never empty and the region is all of it, so this cannot fail; were it
+    // ever to, `image`'s generic filter gives the same answer, slower.
+    resize(&image, Region::whole(&image), scaled(width), scaled(height)).unwrap_or_else(|_| {
         DynamicImage::ImageRgb8(image)
             .thumbnail(max_side, max_side)
             .into_rgb8()
@@ -441,6 +484,20 @@ mod tests {
             decode_scaled(&png, 100, 1000),
             Err(DecodeError::OverBudget { needed: 72_000, .. })
         ));
+    }
+
+    #[test]
+    fn a_region_outside_the_image_is_an_error_not_a_panic() {
+        let image = RgbImage::new(8, 4);
+        let outside = Region {
+            left: 6,
+            top: 0,
+            width: 4,
+            height: 4,
+        };
+        assert!(resize(&image, outside, 2, 2).is_err());
+        let resized = resize(&image, Region::whole(&image), 4, 2).unwrap();
+        assert_eq!(resized.dimensions(), (4, 2));
     }
 
     #[test]

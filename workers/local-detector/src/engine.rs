@@ -56,7 +56,7 @@ impl EngineChoice {
         }
     }
 
-    /// `tract` or `onnxruntime`, as reported in the model version.
+    /// `tract` or `onnxruntime`, for logs and benchmarks (not part of the model version).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Tract => "tract",

@@ -23,31 +23,7 @@ pub fn decode(encoded: &[u8], budget: u64) -> Result<Prepared, imgflow_imaging::
     })
 }
 
-/// A rectangle of an image, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Region {
-    /// Left edge.
-    pub left: u32,
-    /// Top edge.
-    pub top: u32,
-    /// Width.
-    pub width: u32,
-    /// Height.
-    pub height: u32,
-}
-
-impl Region {
-    /// All of `image`.
-    pub fn whole(image: &RgbImage) -> Self {
-        let (width, height) = image.dimensions();
-        Self {
-            left: 0,
-            top: 0,
-            width,
-            height,
-        }
-    }
-}
+pub use imgflow_imaging::Region;
 
 /// An NCHW model input: `region` of `image` resized to `side`×`side` (bilinear, SIMD), each
 /// channel (taken in `order` from RGB) normalised as (x − mean) / std.
@@ -59,29 +35,14 @@ pub fn tensor(
     mean: [f32; 3],
     std: [f32; 3],
 ) -> Result<Input, String> {
-    use fast_image_resize::{images, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-    let (width, height) = image.dimensions();
-    let source = images::ImageRef::new(width, height, image.as_raw(), PixelType::U8x3)
+    let resized = imgflow_imaging::resize(image, region, side, side)
         .map_err(|e| format!("model input: {e}"))?;
-    let mut resized = images::Image::new(side, side, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(
-            f64::from(region.left),
-            f64::from(region.top),
-            f64::from(region.width),
-            f64::from(region.height),
-        );
-    Resizer::new()
-        .resize(&source, &mut resized, &options)
-        .map_err(|e| format!("model input: {e}"))?;
-
     let plane = side as usize * side as usize;
     let scale = std.map(|s| 1.0 / s);
     let mut values = vec![0.0f32; 3 * plane];
     let (first, rest) = values.split_at_mut(plane);
     let (second, third) = rest.split_at_mut(plane);
-    for (i, pixel) in resized.buffer().chunks_exact(3).enumerate() {
+    for (i, pixel) in resized.as_raw().chunks_exact(3).enumerate() {
         let channel = |c: usize| (f32::from(pixel[order[c]]) - mean[c]) * scale[c];
         first[i] = channel(0);
         second[i] = channel(1);
