@@ -24,7 +24,7 @@ pub use record::{
     thumbnail_key, ImageRecord, ImageStatus, Thumbnail, THUMBNAIL_MAX_SIDE, THUMBNAIL_PREFIX,
 };
 pub use s3_event::{
-    created_notification, order_key, parse_notification, Notification, ObjectEvent,
+    created_notification, order_key, parse_notification, Notification, ObjectChange, ObjectEvent,
 };
 pub use stage::{
     ImageAccepted, ImageCompleted, ImageLabeled, ImageRef, ImageStored, MessageError, StageMessage,

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Label;
 
-/// Where an image is in its life. `rejected`, `missing`, `labeled` and `deleted` are final.
+/// Where an image is in its life. `rejected`, `missing`, `labeled`, `replaced` and `deleted`
+/// are final (short of the key's history changing: see the README's "What happens to every
+/// image").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageStatus {
@@ -20,6 +22,9 @@ pub enum ImageStatus {
     Labeled,
     /// Its object was deleted: out of the gallery and the label index.
     Deleted,
+    /// A later upload to its key took its place (an overwrite, or a newer version): out of the
+    /// gallery and the label index, kept for history.
+    Replaced,
 }
 
 impl ImageStatus {
@@ -31,6 +36,7 @@ impl ImageStatus {
             Self::Missing => "missing",
             Self::Labeled => "labeled",
             Self::Deleted => "deleted",
+            Self::Replaced => "replaced",
         }
     }
 
@@ -42,6 +48,7 @@ impl ImageStatus {
             "missing" => Self::Missing,
             "labeled" => Self::Labeled,
             "deleted" => Self::Deleted,
+            "replaced" => Self::Replaced,
             _ => return None,
         })
     }
@@ -49,6 +56,12 @@ impl ImageStatus {
     /// Whether no stage will change this status again (short of a new upload).
     pub fn is_final(self) -> bool {
         !matches!(self, Self::Accepted)
+    }
+
+    /// Whether the image is no longer what its key holds (`deleted` or `replaced`): out of the
+    /// gallery and the label index, its bytes never served.
+    pub fn is_gone(self) -> bool {
+        matches!(self, Self::Deleted | Self::Replaced)
     }
 }
 
@@ -120,6 +133,11 @@ pub struct ImageRecord {
     /// When ingest learned that the object was deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
+    /// The version of the key's ledger that last decided this image's fate (live, replaced or
+    /// deleted): a decision from an older version never overrides it, so concurrent events on
+    /// one key end as their order says, not as their handlers' timing does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger_version: Option<u64>,
     /// The stored thumbnail, once the thumbnail stage wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnail: Option<Thumbnail>,
@@ -192,6 +210,7 @@ impl ImageRecord {
             labeled_at: None,
             stored_at: None,
             deleted_at: None,
+            ledger_version: None,
             thumbnail: None,
             thumbnail_error: None,
             completed_at: None,
@@ -222,6 +241,7 @@ mod tests {
             ImageStatus::Missing,
             ImageStatus::Labeled,
             ImageStatus::Deleted,
+            ImageStatus::Replaced,
         ] {
             assert_eq!(ImageStatus::parse(s.as_str()), Some(s));
         }

@@ -42,17 +42,53 @@ pub struct ObjectEvent {
     pub sequencer: Option<String>,
 }
 
+/// What an event did to its key, with S3's version semantics
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html>).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectChange {
+    /// A new object (or a new version) became the key's current content.
+    Created,
+    /// The key no longer has a current object: a deletion on an unversioned bucket, a delete
+    /// marker (by a user or by lifecycle expiry) on a versioned one, or a lifecycle expiry of an
+    /// unversioned object. Whatever the key held is gone.
+    KeyRemoved,
+    /// One version was permanently deleted (by a user naming it, or by lifecycle expiry of a
+    /// noncurrent version): only that version's image is gone; the key's current object, if
+    /// another version, is untouched.
+    VersionRemoved(String),
+    /// Anything else (restores, tagging, replication): nothing for imgflow to do.
+    Other,
+}
+
 impl ObjectEvent {
     /// Whether the event reports a new object (any `ObjectCreated:*`).
     pub fn is_object_created(&self) -> bool {
         self.event_name.starts_with("ObjectCreated:")
     }
 
-    /// Whether the event reports a deletion (`ObjectRemoved:Delete`, a delete marker, or
-    /// lifecycle expiry).
+    /// Whether the event reports a deletion (`ObjectRemoved:*`, or lifecycle expiry:
+    /// `LifecycleExpiration:Delete` and `LifecycleExpiration:DeleteMarkerCreated`).
     pub fn is_object_removed(&self) -> bool {
         self.event_name.starts_with("ObjectRemoved:")
             || self.event_name.starts_with("LifecycleExpiration:Delete")
+    }
+
+    /// What the event did to its key. A `Delete` (by a user or by lifecycle expiry) that names
+    /// a version other than `null` removed that version only; without one, or with `null`
+    /// (an unversioned or suspended bucket), the key's object is gone. A delete marker removes
+    /// the key's current object whatever version id (the marker's own) the event carries.
+    pub fn change(&self) -> ObjectChange {
+        if self.is_object_created() {
+            return ObjectChange::Created;
+        }
+        if !self.is_object_removed() {
+            return ObjectChange::Other;
+        }
+        let version = self.version_id.as_deref().filter(|v| *v != "null");
+        match (self.event_name.ends_with(":DeleteMarkerCreated"), version) {
+            (false, Some(version)) => ObjectChange::VersionRemoved(version.to_owned()),
+            _ => ObjectChange::KeyRemoved,
+        }
     }
 }
 
@@ -239,6 +275,11 @@ struct EventBridgeEvent {
 struct EventBridgeDetail {
     bucket: DirectBucket,
     object: EventBridgeObject,
+    /// `Object Deleted` only: `Permanently Deleted` or `Delete Marker Created`.
+    #[serde(rename = "deletion-type")]
+    deletion_type: Option<String>,
+    /// `Object Deleted` only: `DeleteObject` or `Lifecycle Expiration`.
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,9 +294,22 @@ struct EventBridgeObject {
 
 impl From<EventBridgeEvent> for ObjectEvent {
     fn from(e: EventBridgeEvent) -> Self {
+        // An "Object Deleted" event says how (a permanent deletion of the version it names, or
+        // a delete marker whose own version id it carries) and why (a user, or lifecycle
+        // expiry); each pair maps to the direct notification's name with the same meaning.
         let event_name = match e.detail_type.as_str() {
             "Object Created" => "ObjectCreated:Put".to_owned(),
-            "Object Deleted" => "ObjectRemoved:Delete".to_owned(),
+            "Object Deleted" => {
+                let marker = e.detail.deletion_type.as_deref() == Some("Delete Marker Created");
+                let lifecycle = e.detail.reason.as_deref() == Some("Lifecycle Expiration");
+                match (lifecycle, marker) {
+                    (false, false) => "ObjectRemoved:Delete",
+                    (false, true) => "ObjectRemoved:DeleteMarkerCreated",
+                    (true, false) => "LifecycleExpiration:Delete",
+                    (true, true) => "LifecycleExpiration:DeleteMarkerCreated",
+                }
+                .to_owned()
+            }
             other => other.to_owned(),
         };
         Self {

@@ -673,7 +673,11 @@ async fn provisioned_resources_match_the_template() {
     provisioned_events.sort();
     assert_eq!(
         provisioned_events,
-        ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+        [
+            "s3:LifecycleExpiration:*",
+            "s3:ObjectCreated:*",
+            "s3:ObjectRemoved:*"
+        ]
     );
     assert_eq!(template_events, provisioned_events);
     assert!(provisioned

@@ -10,8 +10,9 @@ use imgflow_messages::{
 };
 use imgflow_runtime::{
     config::{Stage, COMPLETED_TOPIC},
+    fakes::deletion,
     fakes::FakeDetector,
-    ports::{Branch, ImageTable, Join, LabelsWrite, ThumbnailOutcome, ThumbnailWrite},
+    ports::{Branch, ImageTable, Join, LabelsWrite, Revival, ThumbnailOutcome, ThumbnailWrite},
 };
 
 fn image(id: &str) -> ImageRef {
@@ -154,7 +155,7 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
     // A deleted image refuses the thumbnail and never completes; a revival starts over.
     accepted_item(&p, "d").await;
     labels(&p, "d").await;
-    t.mark_deleted("d", "t1").await.unwrap();
+    t.end(&deletion("d", 1)).await.unwrap();
     assert_eq!(thumbnail(&p, "d").await, ThumbnailWrite::Refused);
     assert!(t
         .complete("d", Branch::Labels, "t2")
@@ -165,8 +166,8 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
         thumbnail(&p, "a").await,
         ThumbnailWrite::Written(Join::Completed)
     );
-    t.mark_deleted("a", "t5").await.unwrap();
-    t.revive("a").await.unwrap();
+    t.end(&deletion("a", 1)).await.unwrap();
+    assert_eq!(t.live("a", 2).await.unwrap(), Revival::Revived);
     let revived = t.get("a").await.unwrap().unwrap();
     assert!(revived.completed_at.is_none() && revived.thumbnail.is_none());
     assert_eq!(

@@ -73,6 +73,9 @@ pub struct ApiState<S, T, C> {
     pub loopback_hosts_only: bool,
     /// Uploads being received at once; more are answered 503 before their body is read.
     pub upload_permits: Arc<Semaphore>,
+    /// Full images being read from S3 and sent at once (each up to the image size limit in
+    /// memory); more are answered 503 with `Retry-After`.
+    pub object_permits: Arc<Semaphore>,
 }
 
 impl<S, T, C> ApiState<S, T, C> {
@@ -96,6 +99,7 @@ impl<S, T, C> ApiState<S, T, C> {
             api_key: None,
             loopback_hosts_only: false,
             upload_permits: Arc::new(Semaphore::new(8)),
+            object_permits: Arc::new(Semaphore::new(8)),
         }
     }
 }

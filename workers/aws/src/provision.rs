@@ -439,8 +439,10 @@ pub async fn ensure_notification(
         .id("imgflow-incoming")
         .queue_arn(queue_arn)
         .events(Event::from("s3:ObjectCreated:*"))
-        // Deletions too: ingest marks the images of a deleted object `deleted`.
+        // Deletions too: ingest marks the images of a deleted object `deleted`; and lifecycle
+        // expiry, which S3 reports as its own events, not as ObjectRemoved.
         .events(Event::from("s3:ObjectRemoved:*"))
+        .events(Event::from("s3:LifecycleExpiration:*"))
         .filter(filter)
         .build()
         .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;

@@ -5,10 +5,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use imgflow_messages::{ImageRecord, ImageStatus};
+use imgflow_messages::ImageRecord;
 use imgflow_runtime::{
     fakes::{FakeLedger, FakeTable},
-    ports::{ObjectLedger, ObjectOrder, StoredLabels},
+    ledger::{Decision, KeyChange},
+    ports::{ObjectLedger, StoredLabels},
     PortError, PortErrorKind,
 };
 
@@ -64,26 +65,25 @@ impl FakeLabelIndex {
     }
 }
 
-impl ObjectLedger for FakeLabelIndex {
-    async fn object_created(
-        &self,
-        bucket: &str,
-        key: &str,
-        image_id: &str,
-        sequencer: Option<&str>,
-    ) -> Result<ObjectOrder, PortError> {
-        self.ledger
-            .object_created(bucket, key, image_id, sequencer)
-            .await
+impl FakeLabelIndex {
+    /// The object ledger sharing the table.
+    pub fn ledger(&self) -> &FakeLedger {
+        &self.ledger
     }
+}
 
-    async fn object_deleted(
+impl ObjectLedger for FakeLabelIndex {
+    async fn record(
         &self,
         bucket: &str,
         key: &str,
         sequencer: Option<&str>,
-    ) -> Result<Option<Vec<String>>, PortError> {
-        self.ledger.object_deleted(bucket, key, sequencer).await
+        event_time: &str,
+        change: KeyChange<'_>,
+    ) -> Result<Decision, PortError> {
+        self.ledger
+            .record(bucket, key, sequencer, event_time, change)
+            .await
     }
 }
 
@@ -136,7 +136,7 @@ impl ImageCatalog for FakeCatalog {
             .items()
             .into_values()
             // Deleted images have left the gallery's indexes.
-            .filter(|r| r.status != ImageStatus::Deleted)
+            .filter(|r| !r.status.is_gone())
             .filter(|r| query.status.is_none_or(|s| s == r.status))
             .filter(|r| labeled.as_ref().is_none_or(|ids| ids.contains(&r.id)))
             .collect();

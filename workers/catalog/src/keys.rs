@@ -93,9 +93,9 @@ pub struct GalleryKeys {
 }
 
 impl GalleryKeys {
-    /// The keys of `record`, or `None` once it is deleted.
+    /// The keys of `record`, or `None` once it is deleted or replaced.
     pub fn of(record: &imgflow_messages::ImageRecord) -> Option<Self> {
-        (record.status != ImageStatus::Deleted).then(|| Self {
+        (!record.status.is_gone()).then(|| Self {
             day: day_key(&record.received_at, &record.id),
             status_day: status_day(record.status, &record.received_at, &record.id),
             received_key: received_key(&record.received_at, &record.id),

@@ -1,19 +1,22 @@
-//! Ingest: S3 event → `accepted`, `rejected` or `missing` item (+ `ImageAccepted`); a
-//! deletion → its images `deleted`, out of the gallery and the label index.
+//! Ingest: S3 event → `accepted`, `rejected` or `missing` item (+ `ImageAccepted`); every
+//! event placed in its key's history (the object ledger), which decides which images are no
+//! longer the key's object: `replaced` by a later upload or `deleted`, out of the gallery and
+//! the label index.
 use std::{collections::BTreeMap, sync::Arc};
 
 use imgflow_catalog::ports::LabelIndex;
 use imgflow_imaging::probe::{Check, ImageInfo, Limits, HEAD_BYTES, TAIL_BYTES};
 use imgflow_messages::{
     image_id, parse_notification, thumbnail_key, ImageAccepted, ImageRecord, ImageRef, ImageStatus,
-    Notification, ObjectEvent, StageMessage, SCHEMA_VERSION,
+    Notification, ObjectChange, ObjectEvent, StageMessage, SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     clock,
     consumer::{HandleError, Handler},
+    ledger::{Decision, Fate, KeyChange},
     ports::{
-        ImageTable, ObjectHead, ObjectLedger, ObjectLocation, ObjectOrder, ObjectStore, Publisher,
-        ReceivedMessage, StoredLabels, WriteOutcome,
+        GoneImage, ImageTable, ObjectHead, ObjectLedger, ObjectLocation, ObjectStore, Publisher,
+        ReceivedMessage, Revival, StoredLabels, WriteOutcome, PURGED,
     },
     PortError, PortErrorKind,
 };
@@ -90,13 +93,20 @@ where
             tracing::info!(prefix = %self.incoming_prefix, "object outside the incoming prefix; ignored");
             return Ok(());
         }
-        if event.is_object_removed() {
-            return self.forget(&event).await;
+        match event.change() {
+            ObjectChange::Created => self.create(event).await,
+            ObjectChange::KeyRemoved => self.remove_key(&event).await,
+            ObjectChange::VersionRemoved(version) => self.remove_version(&event, &version).await,
+            ObjectChange::Other => {
+                tracing::info!(event_name = %event.event_name, "neither a creation nor a deletion; ignored");
+                Ok(())
+            }
         }
-        if !event.is_object_created() {
-            tracing::info!(event_name = %event.event_name, "neither a creation nor a deletion; ignored");
-            return Ok(());
-        }
+    }
+
+    /// A new object under the prefix: its verdict, its place in the key's history, and, if it
+    /// is the key's object, `ImageAccepted`.
+    async fn create(&self, event: ObjectEvent) -> Result<(), HandleError> {
         let location = ObjectLocation {
             bucket: event.bucket.clone(),
             key: event.key.clone(),
@@ -159,33 +169,48 @@ where
             }
         }
 
+        // The verdict before the ledger: an id enters the key's history only once its item
+        // exists, so whichever event later decides its fate finds the item to mark.
         let mut written = self.write_verdict(&record).await?;
-        // After the verdict, so that a deletion recorded meanwhile finds the item to mark.
-        let order = self
+        let decision = self
             .index
-            .object_created(&event.bucket, &event.key, &id, event.sequencer.as_deref())
+            .record(
+                &event.bucket,
+                &event.key,
+                event.sequencer.as_deref(),
+                &event.event_time,
+                KeyChange::Created(&id),
+            )
             .await
             .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
-        if order == ObjectOrder::LaterDeleted {
-            self.delete_image(&event.bucket, &id).await?;
-            tracing::info!("the object was deleted after this upload; image marked deleted");
+        self.apply_fates(&event, &decision, Some(&id)).await?;
+        let fate = decision
+            .fates
+            .iter()
+            .find(|(fate_of, _)| *fate_of == id)
+            .map_or(Fate::Replaced, |(_, fate)| *fate);
+        if let Some(status) = gone_status(fate) {
+            self.end_image(&event, &id, status, decision.version)
+                .await?;
+            tracing::info!(%status, "a later event on the key is recorded; image not labelled");
             return Ok(());
         }
-        // Identical bytes uploaded again after a deletion: the same id, to be labelled anew.
-        if written == WriteOutcome::Superseded
-            && order == ObjectOrder::Current
-            && self
+        // The same bytes uploaded to the key again (the same id), or an item a redelivery finds
+        // written: record that this image is the key's object, bringing it back if an older
+        // decision ended it.
+        if written == WriteOutcome::Superseded || decision.recreated {
+            let revival = self
                 .table
-                .revive(&id)
+                .live(&id, decision.version)
                 .await
-                .map_err(|e| HandleError::from_port("table_write_failed", e))?
-                == WriteOutcome::Written
-        {
-            tracing::info!("uploaded again after a deletion; processed anew");
-            written = self.write_verdict(&record).await?;
+                .map_err(|e| HandleError::from_port("table_write_failed", e))?;
+            if revival == Revival::Revived {
+                tracing::info!("uploaded again after it was deleted or replaced; processed anew");
+                written = self.write_verdict(&record).await?;
+            }
         }
         if written == WriteOutcome::Superseded {
-            tracing::info!("image already labeled or deleted; event ignored");
+            tracing::info!("image already labeled, deleted or replaced; event ignored");
             return Ok(());
         }
         let Verdict::Accepted { head, info, .. } = verdict else {
@@ -231,41 +256,78 @@ where
             .map_err(|e| HandleError::from_port("table_write_failed", e))
     }
 
-    /// A deletion under the prefix: every image created under the key (or, for a versioned
-    /// bucket's permanent deletion of one version, that version's) becomes `deleted`.
-    async fn forget(&self, event: &ObjectEvent) -> Result<(), HandleError> {
-        let version = event.version_id.as_deref().filter(|v| *v != "null");
-        let ids = match version {
-            Some(version) if event.event_name == "ObjectRemoved:Delete" => {
-                vec![image_id(&event.bucket, &event.key, version)]
-            }
-            _ => {
-                let recorded = self
-                    .index
-                    .object_deleted(&event.bucket, &event.key, event.sequencer.as_deref())
-                    .await
-                    .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
-                let Some(ids) = recorded else {
-                    tracing::info!("a later upload to this key is recorded; deletion ignored");
-                    return Ok(());
-                };
-                ids
-            }
-        };
-        for id in &ids {
-            self.delete_image(&event.bucket, id).await?;
-        }
-        tracing::info!(images = ids.len(), event_name = %event.event_name, "object deleted; its images are marked deleted");
+    /// The key's object was removed: whatever the key held at that point in its history is
+    /// `deleted`.
+    async fn remove_key(&self, event: &ObjectEvent) -> Result<(), HandleError> {
+        let decision = self
+            .index
+            .record(
+                &event.bucket,
+                &event.key,
+                event.sequencer.as_deref(),
+                &event.event_time,
+                KeyChange::Removed,
+            )
+            .await
+            .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
+        let ended = self.apply_fates(event, &decision, None).await?;
+        tracing::info!(images = ended, event_name = %event.event_name, "object deleted");
         Ok(())
     }
 
-    /// Marks one image deleted, drops its label-index entries and deletes its thumbnail.
-    /// Idempotent, so a failure part-way retries the whole message. The item is marked first:
-    /// a thumbnail written after this point is refused and removed by the thumbnail stage.
-    async fn delete_image(&self, bucket: &str, id: &str) -> Result<(), HandleError> {
+    /// One version was deleted for good: its image is `deleted`, and nothing brings it back.
+    async fn remove_version(&self, event: &ObjectEvent, version: &str) -> Result<(), HandleError> {
+        let id = image_id(&event.bucket, &event.key, version);
+        Span::current().record("image_id", id.as_str());
+        self.end_image(event, &id, ImageStatus::Deleted, PURGED)
+            .await?;
+        tracing::info!(event_name = %event.event_name, "object version deleted");
+        Ok(())
+    }
+
+    /// Ends the images other than `own` that the ledger's decision says are no longer the
+    /// key's object; how many.
+    async fn apply_fates(
+        &self,
+        event: &ObjectEvent,
+        decision: &Decision,
+        own: Option<&str>,
+    ) -> Result<usize, HandleError> {
+        let mut ended = 0;
+        for (id, fate) in &decision.fates {
+            if Some(id.as_str()) == own {
+                continue;
+            }
+            if let Some(status) = gone_status(*fate) {
+                self.end_image(event, id, status, decision.version).await?;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Marks one image deleted or replaced (unless a newer decision holds), drops its
+    /// label-index entries and deletes its thumbnail. Idempotent, so a failure part-way
+    /// retries the whole message. The item is marked first: a thumbnail written after this
+    /// point is refused and removed by the thumbnail stage.
+    async fn end_image(
+        &self,
+        event: &ObjectEvent,
+        id: &str,
+        status: ImageStatus,
+        version: u64,
+    ) -> Result<(), HandleError> {
+        let gone = GoneImage {
+            image_id: id.to_owned(),
+            bucket: event.bucket.clone(),
+            key: event.key.clone(),
+            status,
+            at: clock::now_rfc3339(),
+            version,
+        };
         let labels = self
             .table
-            .mark_deleted(id, &clock::now_rfc3339())
+            .end(&gone)
             .await
             .map_err(|e| HandleError::from_port("table_write_failed", e))?;
         if let Some(labels) = labels {
@@ -279,7 +341,7 @@ where
                 .map_err(|e| HandleError::from_port("index_write_failed", e))?;
         }
         self.store
-            .delete(bucket, &thumbnail_key(id))
+            .delete(&event.bucket, &thumbnail_key(id))
             .await
             .map_err(|e| HandleError::from_port("thumbnail_delete_failed", e))?;
         Ok(())
@@ -355,6 +417,15 @@ where
             }) => Ok(None),
             Err(e) => Err(HandleError::from_port("object_read_failed", e)),
         }
+    }
+}
+
+/// The status of an image whose fate is not to be its key's object.
+fn gone_status(fate: Fate) -> Option<ImageStatus> {
+    match fate {
+        Fate::Live => None,
+        Fate::Replaced => Some(ImageStatus::Replaced),
+        Fate::Deleted => Some(ImageStatus::Deleted),
     }
 }
 

@@ -400,7 +400,10 @@ async fn a_deleted_image_is_not_labelled_or_relabelled() {
         ImageStatus::Accepted,
     );
     f.table.write_verdict(&record).await.unwrap();
-    f.table.mark_deleted("a", "now").await.unwrap();
+    f.table
+        .end(&imgflow_runtime::fakes::deletion("a", 1))
+        .await
+        .unwrap();
     f.handler
         .handle(&copy(accepted("a").encode(), "m1"))
         .await

@@ -13,6 +13,7 @@
 //!   what a stage implements (`Handler`, `HandleError`).
 //! - The AWS adapters implementing the ports are in `imgflow-aws` (`workers/aws`); image
 //!   checks and decoding in `imgflow-imaging`.
+//! - [`ledger`]: the object ledger's rules: each image's fate in its key's history.
 //! - [`join`]: the join of the two parallel branches (labels, thumbnail) on the item.
 //! - [`config`]: environment variables, read once, and resource names from the prefix.
 //! - [`observability`]: Prometheus metrics, `/metrics`, `/healthz`, `/readyz`.
@@ -28,6 +29,7 @@ pub mod error;
 #[cfg(feature = "test-util")]
 pub mod fakes;
 pub mod join;
+pub mod ledger;
 pub mod observability;
 pub mod ports;
 pub mod shutdown;

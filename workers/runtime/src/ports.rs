@@ -5,7 +5,10 @@ use std::{collections::HashMap, future::Future, time::Duration};
 use bytes::Bytes;
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, Thumbnail};
 
-use crate::PortError;
+use crate::{
+    ledger::{Decision, KeyChange},
+    PortError,
+};
 
 /// One message received from a queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -313,7 +316,7 @@ pub enum ThumbnailOutcome {
 pub enum ThumbnailWrite {
     /// Recorded; where the join stands now.
     Written(Join),
-    /// The image is deleted (or has no item): its thumbnail must go.
+    /// The image is deleted or replaced (or has no item): its thumbnail must go.
     Refused,
 }
 
@@ -344,7 +347,7 @@ pub enum LabelClaim {
     Done,
     /// Labels from this detector are already stored.
     AlreadyLabeled,
-    /// The image's object was deleted: nothing to label.
+    /// The image is deleted or replaced: nothing to label.
     Deleted,
 }
 
@@ -424,7 +427,7 @@ pub trait ImageTable: Send + Sync + 'static {
         token: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 
-    /// Records the thumbnail branch's outcome unless the image is deleted.
+    /// Records the thumbnail branch's outcome unless the image is deleted or replaced.
     fn write_thumbnail(
         &self,
         image_id: &str,
@@ -454,55 +457,79 @@ pub trait ImageTable: Send + Sync + 'static {
         image_id: &str,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
 
-    /// Marks an image `deleted` (its object is gone) and takes it out of the gallery. Returns
-    /// the labels it held, so the label index can drop them; `None` as well when there is no
-    /// item (yet: the creation's own ledger entry catches that order). Idempotent.
-    fn mark_deleted(
+    /// Records that an image is no longer what its key holds (`deleted` or `replaced`, as
+    /// the key's ledger decided at `gone.version`) and takes it out of the gallery, unless a
+    /// newer decision is recorded. Creates the item when there is none (a version deleted
+    /// before its creation event arrived), so the late creation finds it gone. Returns the
+    /// labels it held, so the label index can drop them. Idempotent.
+    fn end(
         &self,
-        image_id: &str,
-        deleted_at: &str,
+        gone: &GoneImage,
     ) -> impl Future<Output = Result<Option<StoredLabels>, PortError>> + Send;
 
-    /// Makes a `deleted` image new again: identical bytes were uploaded to the key after the
-    /// deletion, which gives the same id. Clears the labels, the label claim, the thumbnail and
-    /// the completion so both branches run afresh. `Superseded` unless the item is `deleted`.
-    fn revive(
+    /// Records that the ledger decided at `version` that the image is its key's object. A
+    /// `deleted` or `replaced` item decided at an older version is made new again (identical
+    /// bytes uploaded to the key again give the same id): labels, claim, thumbnail and
+    /// completion cleared so both branches run afresh.
+    fn live(
         &self,
         image_id: &str,
-    ) -> impl Future<Output = Result<WriteOutcome, PortError>> + Send;
+        version: u64,
+    ) -> impl Future<Output = Result<Revival, PortError>> + Send;
 }
 
-/// Where a creation stands in its key's history ([`ObjectLedger::object_created`]).
+/// An image that is no longer its key's object ([`ImageTable::end`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoneImage {
+    /// The image.
+    pub image_id: String,
+    /// Its bucket and key, for an item created by this write.
+    pub bucket: String,
+    /// See `bucket`.
+    pub key: String,
+    /// `Deleted` or `Replaced`.
+    pub status: ImageStatus,
+    /// When imgflow learned it (RFC 3339).
+    pub at: String,
+    /// The ledger's version that decided it; [`PURGED`] for a version deleted for good.
+    pub version: u64,
+}
+
+/// The `reason` recorded on an image that is no longer its key's object.
+pub fn gone_reason(status: ImageStatus) -> &'static str {
+    match status {
+        ImageStatus::Replaced => "a later upload to the same key replaced it",
+        _ => "the object was deleted",
+    }
+}
+
+/// The ledger version of a permanently deleted version: no later decision brings it back.
+pub const PURGED: u64 = u64::MAX;
+
+/// How [`ImageTable::live`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectOrder {
-    /// No later event is recorded for the key (or the event carries no sequencer).
+pub enum Revival {
+    /// The item was ended by an older decision and is new again: process it from the start.
+    Revived,
+    /// The item was not ended; the decision is recorded.
     Current,
-    /// A later deletion is recorded: the object this event announced is gone.
-    LaterDeleted,
-    /// A later creation is recorded: the key was overwritten.
-    LaterCreated,
+    /// A newer decision is recorded (or there is no item): nothing changed.
+    Newer,
 }
 
-/// Each object key's history of creations and deletions, ordered by S3's sequencer, so that
-/// events arriving out of order (S3 does not promise order) still end right.
+/// Each object key's history of creations and removals, ordered by S3's sequencer, so that
+/// events arriving out of order (S3 does not promise order) or more than once still end as
+/// in-order processing would ([`crate::ledger`] has the rules).
 pub trait ObjectLedger: Send + Sync + 'static {
-    /// Records that `image_id` was created under `key` at `sequencer`.
-    fn object_created(
-        &self,
-        bucket: &str,
-        key: &str,
-        image_id: &str,
-        sequencer: Option<&str>,
-    ) -> impl Future<Output = Result<ObjectOrder, PortError>> + Send;
-
-    /// Records that `key` was deleted at `sequencer`. Returns every image id created under the
-    /// key so far, or `None` when a later creation is recorded (the deletion is stale).
-    fn object_deleted(
+    /// Records one event on `key` and answers the fates it decides.
+    fn record(
         &self,
         bucket: &str,
         key: &str,
         sequencer: Option<&str>,
-    ) -> impl Future<Output = Result<Option<Vec<String>>, PortError>> + Send;
+        event_time: &str,
+        change: KeyChange<'_>,
+    ) -> impl Future<Output = Result<Decision, PortError>> + Send;
 }
 
 /// A shared detector is a detector, so tests can keep a handle on a counting fake.

@@ -300,7 +300,10 @@ async fn a_deleted_image_keeps_no_thumbnail_and_never_completes() {
     let f = fixture().await;
     f.labels().await.unwrap();
     f.table
-        .mark_deleted(&f.accepted.image.image_id, "2026-11-28T06:00:02.000000Z")
+        .end(&imgflow_runtime::fakes::deletion(
+            &f.accepted.image.image_id,
+            1,
+        ))
         .await
         .unwrap();
     f.thumbnail().await.unwrap();

@@ -102,8 +102,7 @@ impl DynamoCatalog {
             .filter_map(|(id, labeled_at)| {
                 let record = records.remove(id)?;
                 let current = record.labeled_at.as_deref() == Some(labeled_at.as_str());
-                let wanted = status.is_none_or(|s| s == record.status)
-                    && record.status != ImageStatus::Deleted;
+                let wanted = status.is_none_or(|s| s == record.status) && !record.status.is_gone();
                 (current && wanted).then_some(record)
             })
             .collect();

@@ -217,6 +217,7 @@ mod tests {
             labeled_at: None,
             stored_at: None,
             deleted_at: None,
+            ledger_version: Some(3),
             thumbnail: Some(imgflow_messages::Thumbnail {
                 key: "thumbnails/abc.jpg".into(),
                 width: 320,

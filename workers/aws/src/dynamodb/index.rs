@@ -6,13 +6,14 @@
 //!   items rather than adding any.
 //! - Completed messages per stage and minute: `pk = rate#<stage>`, `sk = <YYYY-MM-DDTHH:MM>`,
 //!   `count` added to by every replica; `expires_at` lets DynamoDB's TTL drop old minutes.
-//! - The object ledger: `pk = object#<bucket>/<key>`, `sk = object`, with `image_ids` (a
-//!   string set of every id created under the key), `sequencer` (the latest sequenced event's
-//!   [`order_key`]) and `deleted` (whether that event was a deletion).
+//! - The object ledger: `pk = object#<bucket>/<key>`, `sk = object`, with `history` (the key's
+//!   latest events as JSON, [`KeyHistory`]: at most `LEDGER_WINDOW` of them, under 4 KB
+//!   whatever the key's history) and `version` (bumped by every change, the condition of the
+//!   next write).
 use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::{
-    types::{AttributeValue, DeleteRequest, PutRequest, ReturnValue, WriteRequest},
+    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
     Client,
 };
 use imgflow_catalog::{
@@ -21,13 +22,13 @@ use imgflow_catalog::{
     },
     ports::{LabelIndex, ThroughputLog},
 };
-use imgflow_messages::order_key;
 use imgflow_runtime::{
-    ports::{ObjectLedger, ObjectOrder, StoredLabels},
+    ledger::{Decision, KeyChange, KeyHistory},
+    ports::{ObjectLedger, StoredLabels},
     PortError, PortErrorKind,
 };
 
-use super::{dynamodb_error, is_condition_failure_update, query_newest, Partition};
+use super::{dynamodb_error, query_newest, Partition};
 
 /// Entries per BatchWriteItem call (DynamoDB's limit).
 const BATCH_WRITE_MAX: usize = 25;
@@ -234,120 +235,94 @@ impl ThroughputLog for IndexTable {
     }
 }
 
-impl IndexTable {
-    /// One ledger update; `None` when its condition failed.
-    async fn ledger_update(
+/// How many times a ledger write is tried against concurrent writers of the same key.
+const LEDGER_ATTEMPTS: u32 = 8;
+
+impl ObjectLedger for IndexTable {
+    /// A consistent read of the key's history, the event placed in it, and a write conditional
+    /// on the version read: writers of one key take turns, none overwrites another's event.
+    async fn record(
         &self,
         bucket: &str,
         key: &str,
-        expression: &str,
-        condition: Option<&str>,
-        values: HashMap<String, AttributeValue>,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
-        let names = [
-            ("#image_ids", "image_ids"),
-            ("#sequencer", "sequencer"),
-            ("#deleted", "deleted"),
-        ];
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self::key(object_pk(bucket, key), OBJECT_SK.into())))
-            .update_expression(expression)
-            .set_condition_expression(condition.map(str::to_owned))
-            .set_expression_attribute_names(Some(
-                names
-                    .iter()
-                    .filter(|(n, _)| {
-                        expression.contains(n) || condition.is_some_and(|c| c.contains(n))
-                    })
-                    .map(|(n, a)| (n.to_string(), a.to_string()))
-                    .collect(),
-            ))
-            .set_expression_attribute_values((!values.is_empty()).then_some(values))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
-            Err(e) if is_condition_failure_update(&e) => Ok(None),
-            Err(e) => Err(dynamodb_error(
-                format!("dynamodb:UpdateItem {} object {key}", self.table),
-                e,
-            )),
+        sequencer: Option<&str>,
+        event_time: &str,
+        change: KeyChange<'_>,
+    ) -> Result<Decision, PortError> {
+        let item_key = self::key(object_pk(bucket, key), OBJECT_SK.into());
+        let what = || format!("dynamodb:PutItem {} object {key}", self.table);
+        for attempt in 0..LEDGER_ATTEMPTS {
+            let read = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(item_key.clone()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    dynamodb_error(format!("dynamodb:GetItem {} object {key}", self.table), e)
+                })?;
+            let stored = read.item.as_ref().and_then(|item| string(item, "history"));
+            let mut history: KeyHistory = match &stored {
+                Some(json) => serde_json::from_str(json).map_err(|e| {
+                    PortError::new(PortErrorKind::Fatal, what(), format!("stored history: {e}"))
+                })?,
+                None => KeyHistory::default(),
+            };
+            let before = history.version;
+            let decision = history.record(sequencer, event_time, change);
+            if history.version == before && stored.is_some() {
+                return Ok(decision);
+            }
+            let mut item = item_key.clone();
+            let json = serde_json::to_string(&history).expect("a history serializes");
+            item.insert("history".into(), s(json));
+            item.insert(
+                "version".into(),
+                AttributeValue::N(history.version.to_string()),
+            );
+            let request = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item));
+            let request = match stored {
+                Some(_) => request
+                    .condition_expression("#version = :version")
+                    .expression_attribute_names("#version", "version")
+                    .expression_attribute_values(":version", AttributeValue::N(before.to_string())),
+                None => request.condition_expression("attribute_not_exists(pk)"),
+            };
+            match request.send().await {
+                Ok(_) => return Ok(decision),
+                Err(e) if is_condition_failure_put(&e) => {
+                    // Another event on this key was recorded meanwhile: read it and place
+                    // this one again, after a short, jittered pause.
+                    let pause = rand::random_range(5..20) << attempt.min(4);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(dynamodb_error(what(), e)),
+            }
         }
+        Err(PortError::new(
+            PortErrorKind::Retryable,
+            what(),
+            format!("{LEDGER_ATTEMPTS} concurrent writers of the key won first"),
+        ))
     }
 }
 
-/// Newer-or-equal: an equal sequencer is the same event again.
-const IN_ORDER: &str = "attribute_not_exists(#sequencer) OR #sequencer <= :sequencer";
-
-impl ObjectLedger for IndexTable {
-    async fn object_created(
-        &self,
-        bucket: &str,
-        key: &str,
-        image_id: &str,
-        sequencer: Option<&str>,
-    ) -> Result<ObjectOrder, PortError> {
-        let id = (
-            ":id".to_owned(),
-            AttributeValue::Ss(vec![image_id.to_owned()]),
-        );
-        let Some(sequencer) = sequencer.map(order_key) else {
-            let values = [id].into();
-            self.ledger_update(bucket, key, "ADD #image_ids :id", None, values)
-                .await?;
-            return Ok(ObjectOrder::Current);
-        };
-        let values = [
-            id.clone(),
-            (":sequencer".to_owned(), s(sequencer)),
-            (":false".to_owned(), AttributeValue::Bool(false)),
-        ]
-        .into();
-        let expression = "ADD #image_ids :id SET #sequencer = :sequencer, #deleted = :false";
-        if self
-            .ledger_update(bucket, key, expression, Some(IN_ORDER), values)
-            .await?
-            .is_some()
-        {
-            return Ok(ObjectOrder::Current);
-        }
-        // A later event is recorded: still remember the id (a later deletion must find it).
-        let later = self
-            .ledger_update(bucket, key, "ADD #image_ids :id", None, [id].into())
-            .await?
-            .unwrap_or_default();
-        Ok(match later.get("deleted") {
-            Some(AttributeValue::Bool(true)) => ObjectOrder::LaterDeleted,
-            _ => ObjectOrder::LaterCreated,
-        })
-    }
-
-    async fn object_deleted(
-        &self,
-        bucket: &str,
-        key: &str,
-        sequencer: Option<&str>,
-    ) -> Result<Option<Vec<String>>, PortError> {
-        let truth = (":true".to_owned(), AttributeValue::Bool(true));
-        let item = match sequencer.map(order_key) {
-            Some(sequencer) => {
-                let values = [truth, (":sequencer".to_owned(), s(sequencer))].into();
-                let expression = "SET #sequencer = :sequencer, #deleted = :true";
-                self.ledger_update(bucket, key, expression, Some(IN_ORDER), values)
-                    .await?
-            }
-            None => {
-                self.ledger_update(bucket, key, "SET #deleted = :true", None, [truth].into())
-                    .await?
-            }
-        };
-        Ok(item.map(|item| match item.get("image_ids") {
-            Some(AttributeValue::Ss(ids)) => ids.clone(),
-            _ => Vec::new(),
-        }))
-    }
+fn is_condition_failure_put(
+    e: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::put_item::PutItemError,
+        aws_sdk_dynamodb::config::http::HttpResponse,
+    >,
+) -> bool {
+    matches!(
+        e.as_service_error(),
+        Some(
+            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_)
+        )
+    )
 }

@@ -18,8 +18,9 @@ use super::ModeledKind;
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{
-        Branch, ImageTable, Join, LabelClaim, LabelsWrite, StoredLabels, ThumbnailOutcome,
-        ThumbnailWrite, WriteOutcome, CLAIM_DONE, RELABEL_CLAIM_PREFIX,
+        gone_reason, Branch, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite, Revival,
+        StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+        RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -230,10 +231,11 @@ impl ImageTable for DynamoImageTable {
             }
         }
         update.condition(
-            "attribute_not_exists(#id) OR (#status <> :labeled AND #status <> :deleted)",
+            "attribute_not_exists(#id) OR (#status <> :labeled AND #status <> :deleted AND #status <> :replaced)",
             &[
                 ("labeled", s(ImageStatus::Labeled.as_str())),
                 ("deleted", s(ImageStatus::Deleted.as_str())),
+                ("replaced", s(ImageStatus::Replaced.as_str())),
             ],
         );
         self.update(&record.id, update, "ingest").await
@@ -253,10 +255,11 @@ impl ImageTable for DynamoImageTable {
         );
         update.set("reason", s(reason));
         update.condition(
-            "attribute_exists(#id) AND #status <> :labeled AND #status <> :deleted",
+            "attribute_exists(#id) AND #status <> :labeled AND #status <> :deleted AND #status <> :replaced",
             &[
                 ("labeled", s(ImageStatus::Labeled.as_str())),
                 ("deleted", s(ImageStatus::Deleted.as_str())),
+                ("replaced", s(ImageStatus::Replaced.as_str())),
             ],
         );
         self.update(&image.image_id, update, status.as_str()).await
@@ -306,10 +309,11 @@ impl ImageTable for DynamoImageTable {
         // A deleted image stays deleted, whatever was still on its way to this stage.
         update.condition(
             "(attribute_not_exists(#labeled_at) OR #labeled_at <= :labeled_at) \
-             AND (attribute_not_exists(#status) OR #status <> :deleted)",
+             AND (attribute_not_exists(#status) OR (#status <> :deleted AND #status <> :replaced))",
             &[
                 ("labeled_at", s(&labeled.labeled_at)),
                 ("deleted", s(ImageStatus::Deleted.as_str())),
+                ("replaced", s(ImageStatus::Replaced.as_str())),
             ],
         );
         // The whole item before the write: the labels it replaces, and the join's state
@@ -343,8 +347,11 @@ impl ImageTable for DynamoImageTable {
             }
         }
         update.condition(
-            "attribute_exists(#id) AND #status <> :deleted",
-            &[("deleted", s(ImageStatus::Deleted.as_str()))],
+            "attribute_exists(#id) AND #status <> :deleted AND #status <> :replaced",
+            &[
+                ("deleted", s(ImageStatus::Deleted.as_str())),
+                ("replaced", s(ImageStatus::Replaced.as_str())),
+            ],
         );
         let (written, old) = self
             .update_returning(image_id, update, "thumbnail", ReturnValue::AllOld)
@@ -368,10 +375,13 @@ impl ImageTable for DynamoImageTable {
         update.condition(
             "attribute_exists(#labeled_at) \
              AND (attribute_exists(#thumbnail) OR attribute_exists(#thumbnail_error)) \
-             AND #status <> :deleted \
+             AND #status <> :deleted AND #status <> :replaced \
              AND (attribute_not_exists(#completed_by) \
                   OR (#completed_by = :completed_by AND attribute_not_exists(#completion_announced)))",
-            &[("deleted", s(ImageStatus::Deleted.as_str()))],
+            &[
+                ("deleted", s(ImageStatus::Deleted.as_str())),
+                ("replaced", s(ImageStatus::Replaced.as_str())),
+            ],
         );
         let (written, item) = self
             .update_returning(image_id, update, "completion", ReturnValue::AllNew)
@@ -399,7 +409,7 @@ impl ImageTable for DynamoImageTable {
         now: &str,
         until: &str,
     ) -> Result<LabelClaim, PortError> {
-        let condition = "attribute_exists(#id) AND #status <> :deleted \
+        let condition = "attribute_exists(#id) AND #status <> :deleted AND #status <> :replaced \
              AND NOT (#status = :labeled AND #detector = :detector) \
              AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
                   OR (#label_claim = :label_claim AND #label_claim_until <> :done))";
@@ -423,7 +433,7 @@ impl ImageTable for DynamoImageTable {
         // Stored labels do not refuse a relabel; its own completed claim does. An upload's
         // claim is never completed (its stored labels refuse its duplicates): once the labels
         // are stored, its lease no longer holds a relabel off.
-        let condition = "attribute_exists(#id) AND #status <> :deleted \
+        let condition = "attribute_exists(#id) AND #status <> :deleted AND #status <> :replaced \
              AND (attribute_not_exists(#label_claim_until) OR #label_claim_until < :now \
                   OR #label_claim_until = :done OR #label_claim = :label_claim \
                   OR (#status = :labeled AND NOT begins_with(#label_claim, :relabel))) \
@@ -490,55 +500,112 @@ impl ImageTable for DynamoImageTable {
             .transpose()
     }
 
-    async fn mark_deleted(
-        &self,
-        image_id: &str,
-        deleted_at: &str,
-    ) -> Result<Option<StoredLabels>, PortError> {
+    async fn end(&self, gone: &GoneImage) -> Result<Option<StoredLabels>, PortError> {
         let mut update = Update::default();
-        update.set("status", s(ImageStatus::Deleted.as_str()));
-        update.set("reason", s("the object was deleted"));
-        update.set_if_not_exists("deleted_at", s(deleted_at));
+        update.set("status", s(gone.status.as_str()));
+        update.set("reason", s(gone_reason(gone.status)));
+        update.set(
+            "ledger_version",
+            AttributeValue::N(gone.version.to_string()),
+        );
+        if gone.status == ImageStatus::Deleted {
+            update.set_if_not_exists("deleted_at", s(&gone.at));
+        }
+        // A version deleted before its creation event arrived: the item is made here, so the
+        // late creation finds it gone.
+        update.set_if_not_exists("bucket", s(&gone.bucket));
+        update.set_if_not_exists("key", s(&gone.key));
+        update.set_if_not_exists("etag", s(""));
+        update.set_if_not_exists("received_at", s(&gone.at));
         // Without its index keys the item leaves the gallery's indexes (both are sparse).
         for attribute in ["day", "status_day", "received_key"] {
             update.remove(attribute);
         }
-        update.condition("attribute_exists(#id)", &[]);
+        update.condition(
+            "attribute_not_exists(#ledger_version) OR #ledger_version <= :ledger_version",
+            &[],
+        );
         let (_, old) = self
-            .update_returning(image_id, update, "deletion", ReturnValue::AllOld)
+            .update_returning(&gone.image_id, update, "end", ReturnValue::AllOld)
             .await?;
         Ok(replaced_labels(old))
     }
 
-    async fn revive(&self, image_id: &str) -> Result<WriteOutcome, PortError> {
-        let mut update = Update::default();
-        update.set("status", s(ImageStatus::Accepted.as_str()));
-        for attribute in [
-            "reason",
-            "labels",
-            "detector",
-            "label_model_version",
-            "labeled_at",
-            "stored_at",
-            "deleted_at",
-            "label_claim",
-            "label_claim_until",
-            "label_pending",
-            "thumbnail",
-            "thumbnail_error",
-            "completed_at",
-            "completed_by",
-            "completion_announced",
-        ] {
-            update.remove(attribute);
+    async fn live(&self, image_id: &str, version: u64) -> Result<Revival, PortError> {
+        let gone = [
+            ("deleted", s(ImageStatus::Deleted.as_str())),
+            ("replaced", s(ImageStatus::Replaced.as_str())),
+        ];
+        let newer_or_equal =
+            "(attribute_not_exists(#ledger_version) OR #ledger_version <= :ledger_version)";
+        // Two conditional writes, one of which can hold: the item is current (the common
+        // case, tried first) or ended by an older decision. Should the status change between
+        // them, the first is tried again.
+        for _ in 0..3 {
+            let mut update = Update::default();
+            update.set("ledger_version", AttributeValue::N(version.to_string()));
+            update.condition(
+                &format!(
+                    "attribute_exists(#id) AND #status <> :deleted AND #status <> :replaced \
+                     AND {newer_or_equal}"
+                ),
+                &gone,
+            );
+            if self.update(image_id, update, "live").await? == WriteOutcome::Written {
+                return Ok(Revival::Current);
+            }
+            let mut update = Update::default();
+            update.set("status", s(ImageStatus::Accepted.as_str()));
+            update.set("ledger_version", AttributeValue::N(version.to_string()));
+            for attribute in REVIVAL_CLEARS {
+                update.remove(attribute);
+            }
+            update.condition(
+                &format!("(#status = :deleted OR #status = :replaced) AND {newer_or_equal}"),
+                &gone,
+            );
+            if self.update(image_id, update, "revival").await? == WriteOutcome::Written {
+                return Ok(Revival::Revived);
+            }
+            match self.get_item(image_id).await? {
+                None => return Ok(Revival::Newer),
+                Some(item) => {
+                    let recorded = item
+                        .get("ledger_version")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if recorded.is_some_and(|v| v > version) {
+                        return Ok(Revival::Newer);
+                    }
+                }
+            }
         }
-        update.condition(
-            "#status = :deleted",
-            &[("deleted", s(ImageStatus::Deleted.as_str()))],
-        );
-        self.update(image_id, update, "revival").await
+        Err(PortError::new(
+            PortErrorKind::Retryable,
+            format!("dynamodb:UpdateItem live {image_id}"),
+            "the item changed under every attempt",
+        ))
     }
 }
+
+/// What a revival clears, so both branches run afresh.
+const REVIVAL_CLEARS: [&str; 15] = [
+    "reason",
+    "labels",
+    "detector",
+    "label_model_version",
+    "labeled_at",
+    "stored_at",
+    "deleted_at",
+    "label_claim",
+    "label_claim_until",
+    "label_pending",
+    "thumbnail",
+    "thumbnail_error",
+    "completed_at",
+    "completed_by",
+    "completion_announced",
+];
 
 impl DynamoImageTable {
     /// Takes the label claim for `token` until `until` if `condition` holds (it may use
@@ -560,6 +627,7 @@ impl DynamoImageTable {
         update.set("label_claim_until", s(until));
         let mut all = vec![
             ("deleted", s(ImageStatus::Deleted.as_str())),
+            ("replaced", s(ImageStatus::Replaced.as_str())),
             ("now", s(now)),
             ("done", s(CLAIM_DONE)),
         ];
@@ -606,7 +674,10 @@ fn text(item: &HashMap<String, AttributeValue>, attribute: &str) -> Option<Strin
 /// Why a relabel's claim was refused.
 fn relabel_refusal(item: &HashMap<String, AttributeValue>) -> LabelClaim {
     let until = text(item, "label_claim_until");
-    if text(item, "status").as_deref() == Some(ImageStatus::Deleted.as_str()) {
+    if text(item, "status")
+        .and_then(|s| ImageStatus::parse(&s))
+        .is_some_and(ImageStatus::is_gone)
+    {
         LabelClaim::Deleted
     } else if until.as_deref() == Some(CLAIM_DONE) {
         LabelClaim::Done
@@ -619,7 +690,11 @@ fn relabel_refusal(item: &HashMap<String, AttributeValue>) -> LabelClaim {
 
 fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> LabelClaim {
     let status = text(item, "status");
-    if status.as_deref() == Some(ImageStatus::Deleted.as_str()) {
+    if status
+        .as_deref()
+        .and_then(ImageStatus::parse)
+        .is_some_and(ImageStatus::is_gone)
+    {
         return LabelClaim::Deleted;
     }
     let labeled = status.as_deref() == Some(ImageStatus::Labeled.as_str())

@@ -1,74 +1,65 @@
 //! The object ledger in memory.
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex},
 };
 
-use imgflow_messages::order_key;
-
 use crate::{
-    ports::{ObjectLedger, ObjectOrder},
-    PortError,
+    fakes::table::ITEM_LIMIT_BYTES,
+    ledger::{Decision, KeyChange, KeyHistory},
+    ports::ObjectLedger,
+    PortError, PortErrorKind,
 };
 
-#[derive(Debug, Default, Clone)]
-struct Entry {
-    image_ids: BTreeSet<String>,
-    /// Order key of the latest sequenced event, and whether it was a deletion.
-    latest: Option<(String, bool)>,
-}
-
-/// Each key's creations and deletions, with the same ordering rule as the DynamoDB ledger.
+/// Each key's history with the same rules as the DynamoDB ledger ([`crate::ledger`]), stored
+/// as DynamoDB stores it (one item per key, refused over the item limit).
 #[derive(Debug, Default, Clone)]
 pub struct FakeLedger {
-    entries: Arc<Mutex<HashMap<(String, String), Entry>>>,
+    entries: Arc<Mutex<HashMap<(String, String), String>>>,
+}
+
+impl FakeLedger {
+    /// The largest ledger item, in bytes, as stored.
+    pub fn largest_item_bytes(&self) -> usize {
+        let entries = self.entries.lock().unwrap();
+        entries.values().map(String::len).max().unwrap_or(0)
+    }
+
+    /// The history recorded for a key.
+    pub fn history(&self, bucket: &str, key: &str) -> KeyHistory {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|item| serde_json::from_str(item).expect("stored history"))
+            .unwrap_or_default()
+    }
 }
 
 impl ObjectLedger for FakeLedger {
-    async fn object_created(
-        &self,
-        bucket: &str,
-        key: &str,
-        image_id: &str,
-        sequencer: Option<&str>,
-    ) -> Result<ObjectOrder, PortError> {
-        let mut entries = self.entries.lock().unwrap();
-        let entry = entries
-            .entry((bucket.to_owned(), key.to_owned()))
-            .or_default();
-        entry.image_ids.insert(image_id.to_owned());
-        let Some(sequencer) = sequencer.map(order_key) else {
-            return Ok(ObjectOrder::Current);
-        };
-        match &entry.latest {
-            Some((latest, deleted)) if *latest > sequencer => Ok(if *deleted {
-                ObjectOrder::LaterDeleted
-            } else {
-                ObjectOrder::LaterCreated
-            }),
-            _ => {
-                entry.latest = Some((sequencer, false));
-                Ok(ObjectOrder::Current)
-            }
-        }
-    }
-
-    async fn object_deleted(
+    async fn record(
         &self,
         bucket: &str,
         key: &str,
         sequencer: Option<&str>,
-    ) -> Result<Option<Vec<String>>, PortError> {
+        event_time: &str,
+        change: KeyChange<'_>,
+    ) -> Result<Decision, PortError> {
         let mut entries = self.entries.lock().unwrap();
-        let entry = entries
-            .entry((bucket.to_owned(), key.to_owned()))
-            .or_default();
-        if let Some(sequencer) = sequencer.map(order_key) {
-            if entry.latest.as_ref().is_some_and(|(l, _)| *l > sequencer) {
-                return Ok(None);
-            }
-            entry.latest = Some((sequencer, true));
+        let slot = (bucket.to_owned(), key.to_owned());
+        let mut history: KeyHistory = entries
+            .get(&slot)
+            .map(|item| serde_json::from_str(item).expect("stored history"))
+            .unwrap_or_default();
+        let decision = history.record(sequencer, event_time, change);
+        let item = serde_json::to_string(&history).expect("history serializes");
+        if item.len() + key.len() + bucket.len() > ITEM_LIMIT_BYTES {
+            return Err(PortError::new(
+                PortErrorKind::Fatal,
+                "fake:PutItem ledger",
+                "Item size has exceeded the maximum allowed size",
+            ));
         }
-        Ok(Some(entry.image_ids.iter().cloned().collect()))
+        entries.insert(slot, item);
+        Ok(decision)
     }
 }

@@ -512,3 +512,16 @@ impl LabelDetector for FakeDetector {
         })
     }
 }
+
+/// A deletion of `image_id` decided at ledger version `version`, for tests that end an image
+/// directly ([`crate::ports::ImageTable::end`]).
+pub fn deletion(image_id: &str, version: u64) -> crate::ports::GoneImage {
+    crate::ports::GoneImage {
+        image_id: image_id.to_owned(),
+        bucket: "bucket".into(),
+        key: "incoming/deleted.png".into(),
+        status: imgflow_messages::ImageStatus::Deleted,
+        at: crate::clock::now_rfc3339(),
+        version,
+    }
+}

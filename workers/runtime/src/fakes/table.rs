@@ -8,8 +8,9 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus};
 
 use crate::{
     ports::{
-        Branch, ImageTable, Join, LabelClaim, LabelsWrite, StoredLabels, ThumbnailOutcome,
-        ThumbnailWrite, WriteOutcome, CLAIM_DONE, RELABEL_CLAIM_PREFIX,
+        gone_reason, Branch, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite, Revival,
+        StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+        RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -91,11 +92,20 @@ impl ImageTable for FakeTable {
         let mut items = self.items.lock().unwrap();
         if items
             .get(&record.id)
-            .is_some_and(|r| matches!(r.status, ImageStatus::Labeled | ImageStatus::Deleted))
+            .is_some_and(|r| r.status == ImageStatus::Labeled || r.status.is_gone())
         {
             return Ok(WriteOutcome::Superseded);
         }
-        items.insert(record.id.clone(), record.clone());
+        check_item_size(record)?;
+        // An update of ingest's attributes: what other writers recorded stays.
+        let mut record = record.clone();
+        if let Some(old) = items.get(&record.id) {
+            record.ledger_version = old.ledger_version;
+            record.thumbnail = old.thumbnail.clone();
+            record.thumbnail_error = old.thumbnail_error.clone();
+            record.completed_at = old.completed_at.clone();
+        }
+        items.insert(record.id.clone(), record);
         Ok(WriteOutcome::Written)
     }
 
@@ -108,7 +118,7 @@ impl ImageTable for FakeTable {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         match items.get_mut(&image.image_id) {
-            Some(r) if !matches!(r.status, ImageStatus::Labeled | ImageStatus::Deleted) => {
+            Some(r) if r.status != ImageStatus::Labeled && !r.status.is_gone() => {
                 r.status = status;
                 r.reason = Some(reason.into());
                 Ok(WriteOutcome::Written)
@@ -138,7 +148,7 @@ impl ImageTable for FakeTable {
             r.trace_id = Some(image.trace_id.clone());
             r
         });
-        if record.status == ImageStatus::Deleted
+        if record.status.is_gone()
             || record
                 .labeled_at
                 .as_ref()
@@ -158,6 +168,7 @@ impl ImageTable for FakeTable {
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
         record.stored_at = Some(stored_at.to_owned());
+        check_item_size(record)?;
         self.kept.lock().unwrap().remove(&image.image_id);
         let join = self.join(Branch::Labels, record);
         Ok(LabelsWrite::Written { replaced, join })
@@ -172,10 +183,7 @@ impl ImageTable for FakeTable {
         until: &str,
     ) -> Result<LabelClaim, PortError> {
         let items = self.items.lock().unwrap();
-        if items
-            .get(image_id)
-            .is_some_and(|r| r.status == ImageStatus::Deleted)
-        {
+        if items.get(image_id).is_some_and(|r| r.status.is_gone()) {
             return Ok(LabelClaim::Deleted);
         }
         let labeled_by_me = items.get(image_id).is_some_and(|r| {
@@ -211,7 +219,7 @@ impl ImageTable for FakeTable {
         let items = self.items.lock().unwrap();
         let status = match items.get(image_id).map(|r| r.status) {
             None => return Ok(LabelClaim::Granted { pending: None }),
-            Some(ImageStatus::Deleted) => return Ok(LabelClaim::Deleted),
+            Some(status) if status.is_gone() => return Ok(LabelClaim::Deleted),
             Some(status) => status,
         };
         let mut claims = self.claims.lock().unwrap();
@@ -284,10 +292,7 @@ impl ImageTable for FakeTable {
     ) -> Result<ThumbnailWrite, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
-        let Some(record) = items
-            .get_mut(image_id)
-            .filter(|r| r.status != ImageStatus::Deleted)
-        else {
+        let Some(record) = items.get_mut(image_id).filter(|r| !r.status.is_gone()) else {
             return Ok(ThumbnailWrite::Refused);
         };
         match outcome {
@@ -323,7 +328,7 @@ impl ImageTable for FakeTable {
             None => true,
             Some((by, announced)) => *by == branch && !announced,
         };
-        if !both || !ours || record.status == ImageStatus::Deleted {
+        if !both || !ours || record.status.is_gone() {
             return Ok(None);
         }
         completions.insert(image_id.to_owned(), (branch, false));
@@ -343,53 +348,85 @@ impl ImageTable for FakeTable {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
     }
 
-    async fn mark_deleted(
-        &self,
-        image_id: &str,
-        deleted_at: &str,
-    ) -> Result<Option<StoredLabels>, PortError> {
+    async fn end(&self, gone: &GoneImage) -> Result<Option<StoredLabels>, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
-        let Some(record) = items.get_mut(image_id) else {
+        let record = items.entry(gone.image_id.clone()).or_insert_with(|| {
+            ImageRecord::new(
+                gone.image_id.clone(),
+                gone.bucket.clone(),
+                gone.key.clone(),
+                String::new(),
+                gone.at.clone(),
+                gone.status,
+            )
+        });
+        if record.ledger_version.is_some_and(|v| v > gone.version) {
             return Ok(None);
-        };
-        record.status = ImageStatus::Deleted;
-        record.reason = Some("the object was deleted".into());
-        record
-            .deleted_at
-            .get_or_insert_with(|| deleted_at.to_owned());
-        Ok(record
+        }
+        record.status = gone.status;
+        record.ledger_version = Some(gone.version);
+        record.reason = Some(gone_reason(gone.status).into());
+        if gone.status == ImageStatus::Deleted {
+            record.deleted_at.get_or_insert_with(|| gone.at.clone());
+        }
+        let labels = record
             .labeled_at
             .clone()
             .zip(record.labels.clone())
-            .map(|(labeled_at, labels)| StoredLabels { labeled_at, labels }))
+            .map(|(labeled_at, labels)| StoredLabels { labeled_at, labels });
+        check_item_size(record)?;
+        Ok(labels)
     }
 
-    async fn revive(&self, image_id: &str) -> Result<WriteOutcome, PortError> {
+    async fn live(&self, image_id: &str, version: u64) -> Result<Revival, PortError> {
+        self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
-        match items.get_mut(image_id) {
-            Some(record) if record.status == ImageStatus::Deleted => {
-                record.status = ImageStatus::Accepted;
-                for field in [
-                    &mut record.reason,
-                    &mut record.detector,
-                    &mut record.label_model_version,
-                    &mut record.labeled_at,
-                    &mut record.stored_at,
-                    &mut record.deleted_at,
-                ] {
-                    *field = None;
-                }
-                record.labels = None;
-                record.thumbnail = None;
-                record.thumbnail_error = None;
-                record.completed_at = None;
-                self.completions.lock().unwrap().remove(image_id);
-                self.claims.lock().unwrap().remove(image_id);
-                self.kept.lock().unwrap().remove(image_id);
-                Ok(WriteOutcome::Written)
-            }
-            _ => Ok(WriteOutcome::Superseded),
+        let Some(record) = items.get_mut(image_id) else {
+            return Ok(Revival::Newer);
+        };
+        if record.ledger_version.is_some_and(|v| v > version) {
+            return Ok(Revival::Newer);
         }
+        record.ledger_version = Some(version);
+        if !record.status.is_gone() {
+            return Ok(Revival::Current);
+        }
+        record.status = ImageStatus::Accepted;
+        for field in [
+            &mut record.reason,
+            &mut record.detector,
+            &mut record.label_model_version,
+            &mut record.labeled_at,
+            &mut record.stored_at,
+            &mut record.deleted_at,
+        ] {
+            *field = None;
+        }
+        record.labels = None;
+        record.thumbnail = None;
+        record.thumbnail_error = None;
+        record.completed_at = None;
+        self.completions.lock().unwrap().remove(image_id);
+        self.claims.lock().unwrap().remove(image_id);
+        self.kept.lock().unwrap().remove(image_id);
+        Ok(Revival::Revived)
     }
+}
+
+/// DynamoDB's item size limit (400 KB, names and values counted).
+pub const ITEM_LIMIT_BYTES: usize = 400 * 1024;
+
+/// Refuses an item over DynamoDB's limit as DynamoDB does (a ValidationException, fatal). The
+/// JSON form is a close over-estimate of DynamoDB's own count.
+pub fn check_item_size(record: &ImageRecord) -> Result<(), PortError> {
+    let size = serde_json::to_vec(record).map_or(0, |v| v.len());
+    if size > ITEM_LIMIT_BYTES {
+        return Err(PortError::new(
+            PortErrorKind::Fatal,
+            "fake:UpdateItem",
+            format!("Item size has exceeded the maximum allowed size ({size} bytes)"),
+        ));
+    }
+    Ok(())
 }
