@@ -46,6 +46,11 @@ impl FakeTable {
         failures.extend(kinds.into_iter().map(Some));
     }
 
+    /// Drops the failures scheduled and not yet met.
+    pub fn clear_failures(&self) {
+        self.failures.lock().unwrap().clear();
+    }
+
     /// Every item.
     pub fn items(&self) -> HashMap<String, ImageRecord> {
         self.items.lock().unwrap().clone()
