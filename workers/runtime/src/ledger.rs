@@ -106,8 +106,9 @@ impl KeyHistory {
             (Some(sequencer), _) => Some(order_key(sequencer)),
             // A listing's object the ledger already knows: nothing new.
             (None, Some(_)) if known => None,
-            // Before every sequenced event ('!' sorts before every hex digit).
-            (None, Some(_)) => Some(format!("!{event_time}")),
+            // Before every sequenced event ('!' sorts before every hex digit); the id keeps
+            // two listed objects of one instant apart.
+            (None, Some(id)) => Some(format!("!{event_time}#{id}")),
             // Real deletions carry sequencers; one without is taken as the latest: just after
             // the last event ('+' sorts after the end of a string and before every hex digit).
             (None, None) => Some(format!(
