@@ -131,3 +131,56 @@ fn malformed_bodies_are_malformed() {
         );
     }
 }
+
+/// Each way S3 reports a removal, in both envelopes, with what it did to the key.
+#[test]
+fn every_removal_maps_to_what_it_did_to_the_key() {
+    use imgflow_messages::ObjectChange;
+    let direct = |name: &str, version: Option<&str>| {
+        let mut object = serde_json::json!({"key": "incoming/a.png", "sequencer": "0A"});
+        if let Some(v) = version {
+            object["versionId"] = v.into();
+        }
+        let body = serde_json::json!({"Records": [{"eventName": name,
+            "s3": {"bucket": {"name": "b"}, "object": object}}]});
+        single(&body.to_string())
+    };
+    let bridge = |deletion_type: &str, reason: &str, version: &str| {
+        let body = serde_json::json!({"detail-type": "Object Deleted", "source": "aws.s3",
+            "detail": {"bucket": {"name": "b"}, "deletion-type": deletion_type, "reason": reason,
+                "object": {"key": "incoming/a.png", "version-id": version, "sequencer": "0A"}}});
+        single(&body.to_string())
+    };
+    let version = || ObjectChange::VersionRemoved("v1".into());
+    let cases = [
+        // Unversioned (or suspended: the null version) deletions remove the key's object.
+        (direct("ObjectRemoved:Delete", None), ObjectChange::KeyRemoved),
+        (direct("ObjectRemoved:Delete", Some("null")), ObjectChange::KeyRemoved),
+        (direct("LifecycleExpiration:Delete", None), ObjectChange::KeyRemoved),
+        // A version named: that version only, by a user or by lifecycle expiry.
+        (direct("ObjectRemoved:Delete", Some("v1")), version()),
+        (direct("LifecycleExpiration:Delete", Some("v1")), version()),
+        // A delete marker names its own version: the key's object is gone.
+        (direct("ObjectRemoved:DeleteMarkerCreated", Some("m1")), ObjectChange::KeyRemoved),
+        (direct("LifecycleExpiration:DeleteMarkerCreated", Some("m1")), ObjectChange::KeyRemoved),
+        (bridge("Permanently Deleted", "DeleteObject", "v1"), version()),
+        (bridge("Permanently Deleted", "Lifecycle Expiration", "v1"), version()),
+        (bridge("Delete Marker Created", "DeleteObject", "m1"), ObjectChange::KeyRemoved),
+        (bridge("Delete Marker Created", "Lifecycle Expiration", "m1"), ObjectChange::KeyRemoved),
+        (direct("ObjectCreated:Copy", Some("v1")), ObjectChange::Created),
+        (direct("ObjectRestore:Completed", None), ObjectChange::Other),
+        (direct("LifecycleTransition", None), ObjectChange::Other),
+    ];
+    for (event, change) in cases {
+        assert_eq!(event.change(), change, "{event:?}");
+    }
+    let lifecycle = bridge("Delete Marker Created", "Lifecycle Expiration", "m1");
+    assert_eq!(lifecycle.event_name, "LifecycleExpiration:DeleteMarkerCreated");
+}
+
+fn single(body: &str) -> imgflow_messages::ObjectEvent {
+    match parse_notification(body).unwrap() {
+        Notification::Objects(mut events) => events.remove(0),
+        other => panic!("{other:?}"),
+    }
+}

@@ -301,6 +301,48 @@ async fn images_and_thumbnails_are_served_through_the_api() {
     assert!(svg.contains("rejected"));
 }
 
+/// A deleted or replaced image is gone: 410, and its bytes (still readable on a versioned
+/// bucket) are never read; one in flight too many is 503 with Retry-After; an object under the
+/// key larger than the image limit is never read whole.
+#[tokio::test]
+async fn deleted_images_are_gone_and_full_reads_are_bounded() {
+    let (app, state) = app(15 * 1024 * 1024);
+    let id = labeled_image(&state, "incoming/red.png", "Red").await;
+    let (status, headers, _) = get(&app, &format!("/images/{id}/object"), "image/*").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["cache-control"], "private, no-cache");
+
+    let permits: Vec<_> = (0..8)
+        .map(|_| state.object_permits.clone().try_acquire_owned().unwrap())
+        .collect();
+    let (status, headers, _) = get(&app, &format!("/images/{id}/object"), "image/*").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    drop(permits);
+
+    let mut gone = imgflow_runtime::fakes::deletion(&id, 1);
+    for status in [ImageStatus::Replaced, ImageStatus::Deleted] {
+        gone.status = status;
+        gone.version += 1;
+        state.table.end(&gone).await.unwrap();
+        let reads = state.store.range_reads();
+        let (code, _, body) = get(&app, &format!("/images/{id}/object"), "image/*").await;
+        assert_eq!(code, StatusCode::GONE, "{status}");
+        assert!(body.contains(status.as_str()), "{body}");
+        assert_eq!(state.store.range_reads(), reads, "no byte of a {status} image is read");
+        let (_, _, svg) = get(&app, &format!("/images/{id}/thumbnail"), "*/*").await;
+        assert!(svg.contains(status.as_str()), "{svg}");
+    }
+
+    // The key now holds more than the limit allows (the item says it was a small PNG).
+    let (small, state) = self::app(64 * 1024);
+    let id = labeled_image(&state, "incoming/big.png", "Big").await;
+    state.store.insert("b", "incoming/big.png", vec![0u8; 1024 * 1024]);
+    let (code, _, body) = get(&small, &format!("/images/{id}/object"), "image/*").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(body.contains("larger than the image limit"), "{body}");
+}
+
 #[tokio::test]
 async fn with_a_key_configured_every_request_must_present_it() {
     let (table, catalog) = tables();
