@@ -35,8 +35,38 @@ pub fn init(json: bool) {
             .event_format(FlatJson)
             .init();
     } else {
-        builder.init();
+        builder.fmt_fields(text_fields()).init();
     }
+}
+
+/// Text-mode fields with every control character escaped: an S3 key (or any other value from
+/// outside) holding a newline or an escape sequence cannot forge a log line or repaint the
+/// terminal.
+pub fn text_fields() -> impl for<'w> FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let raw = format!("{value:?}");
+        let text = escape_controls(&raw);
+        match field.name() {
+            "message" => write!(writer, "{text}"),
+            name => write!(writer, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
+}
+
+/// `text` with control characters written as Rust escapes (`\n`, `\u{1b}`).
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// One JSON object per event: time, level, target, the enclosing spans' fields (inner ones
@@ -129,6 +159,31 @@ mod tests {
         assert_eq!(line["message"], "image labeled");
         assert_eq!(line["level"], "INFO");
         assert!(line.get("span").is_none() && line.get("spans").is_none());
+    }
+
+    /// A key with a newline and an escape sequence stays on its own line, escaped, whether it
+    /// is a span field, recorded later, or an event field shown with `%`.
+    #[test]
+    fn text_lines_cannot_be_forged_by_a_key() {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || Buffer(sink.clone()))
+            .with_ansi(false)
+            .fmt_fields(text_fields())
+            .finish();
+        let key = "incoming/a.png\n2026-12-07T00:00:00Z  INFO imgflow: forged\u{1b}[2J";
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("message", key = %key, image_id = tracing::field::Empty);
+            let _entered = span.enter();
+            span.record("image_id", key);
+            tracing::info!(%key, "image accepted");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("a.png\\n2026"), "{text}");
+        assert!(text.contains("image accepted"), "{text}");
     }
 
     struct Buffer(Arc<Mutex<Vec<u8>>>);
