@@ -23,7 +23,8 @@ use serde_json::json;
 
 use crate::{errors::ApiError, ApiState};
 
-/// Answers 503 at once when [`ApiState::upload_permits`] are all taken, before the body is
+/// Refuses uploads from another site's page (403), declared bodies over the limit (413), and
+/// answers 503 at once when [`ApiState::upload_permits`] are all taken, all before the body is
 /// read: a flood of uploads queues nowhere and holds no memory.
 pub(crate) async fn limit_uploads<
     S: Send + Sync + 'static,
@@ -34,6 +35,17 @@ pub(crate) async fn limit_uploads<
     request: Request,
     next: Next,
 ) -> Response {
+    // Any web page can make a browser POST a body with no Content-Type (`sendBeacon`, a form)
+    // to a reachable API, each upload a paid detector call: like the console's other
+    // state-changing requests, uploads come from this origin or from a client that is not a
+    // browser (which sends no Origin).
+    if !crate::auth::same_origin(request.headers()) {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "uploads from another site's page are refused; upload from the console or with a client such as curl".into(),
+        )
+        .into_response();
+    }
     // Refused from the header, before a byte of the body is read.
     let declared = request
         .headers()

@@ -422,6 +422,37 @@ async fn raw_and_base64_uploads_land_under_incoming_with_their_pipeline_id() {
     assert!(body["key"].as_str().unwrap().ends_with(".png"));
 }
 
+/// A page on another site cannot post images into the pipeline (each a paid detector call):
+/// `sendBeacon` sends no Content-Type, and a browser marks it cross-site.
+#[tokio::test]
+async fn uploads_from_another_sites_page_are_refused() {
+    let (app, state) = app(15 * 1024 * 1024);
+    let beacon = |headers: &[(&str, &str)]| {
+        let mut request = Request::post("/images");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::from(png(100, 100))).unwrap()
+    };
+    for headers in [
+        &[("origin", "https://evil.example"), ("host", "127.0.0.1:8080")][..],
+        &[("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:8080")][..],
+    ] {
+        let response = app.clone().oneshot(beacon(headers)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
+    }
+    assert!(state.table.items().is_empty(), "nothing stored");
+    // The console's own page, and clients that are not browsers, still upload.
+    for headers in [
+        &[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")][..],
+        &[("sec-fetch-site", "same-origin")][..],
+        &[][..],
+    ] {
+        let response = app.clone().oneshot(beacon(headers)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED, "{headers:?}");
+    }
+}
+
 #[tokio::test]
 async fn oversize_is_413_and_not_an_image_is_415_with_the_reason() {
     let (app, _) = app(100_000);
