@@ -154,20 +154,50 @@ fn every_removal_maps_to_what_it_did_to_the_key() {
     let version = || ObjectChange::VersionRemoved("v1".into());
     let cases = [
         // Unversioned (or suspended: the null version) deletions remove the key's object.
-        (direct("ObjectRemoved:Delete", None), ObjectChange::KeyRemoved),
-        (direct("ObjectRemoved:Delete", Some("null")), ObjectChange::KeyRemoved),
-        (direct("LifecycleExpiration:Delete", None), ObjectChange::KeyRemoved),
+        (
+            direct("ObjectRemoved:Delete", None),
+            ObjectChange::KeyRemoved,
+        ),
+        (
+            direct("ObjectRemoved:Delete", Some("null")),
+            ObjectChange::KeyRemoved,
+        ),
+        (
+            direct("LifecycleExpiration:Delete", None),
+            ObjectChange::KeyRemoved,
+        ),
         // A version named: that version only, by a user or by lifecycle expiry.
         (direct("ObjectRemoved:Delete", Some("v1")), version()),
         (direct("LifecycleExpiration:Delete", Some("v1")), version()),
         // A delete marker names its own version: the key's object is gone.
-        (direct("ObjectRemoved:DeleteMarkerCreated", Some("m1")), ObjectChange::KeyRemoved),
-        (direct("LifecycleExpiration:DeleteMarkerCreated", Some("m1")), ObjectChange::KeyRemoved),
-        (bridge("Permanently Deleted", "DeleteObject", "v1"), version()),
-        (bridge("Permanently Deleted", "Lifecycle Expiration", "v1"), version()),
-        (bridge("Delete Marker Created", "DeleteObject", "m1"), ObjectChange::KeyRemoved),
-        (bridge("Delete Marker Created", "Lifecycle Expiration", "m1"), ObjectChange::KeyRemoved),
-        (direct("ObjectCreated:Copy", Some("v1")), ObjectChange::Created),
+        (
+            direct("ObjectRemoved:DeleteMarkerCreated", Some("m1")),
+            ObjectChange::KeyRemoved,
+        ),
+        (
+            direct("LifecycleExpiration:DeleteMarkerCreated", Some("m1")),
+            ObjectChange::KeyRemoved,
+        ),
+        (
+            bridge("Permanently Deleted", "DeleteObject", "v1"),
+            version(),
+        ),
+        (
+            bridge("Permanently Deleted", "Lifecycle Expiration", "v1"),
+            version(),
+        ),
+        (
+            bridge("Delete Marker Created", "DeleteObject", "m1"),
+            ObjectChange::KeyRemoved,
+        ),
+        (
+            bridge("Delete Marker Created", "Lifecycle Expiration", "m1"),
+            ObjectChange::KeyRemoved,
+        ),
+        (
+            direct("ObjectCreated:Copy", Some("v1")),
+            ObjectChange::Created,
+        ),
         (direct("ObjectRestore:Completed", None), ObjectChange::Other),
         (direct("LifecycleTransition", None), ObjectChange::Other),
     ];
@@ -175,7 +205,10 @@ fn every_removal_maps_to_what_it_did_to_the_key() {
         assert_eq!(event.change(), change, "{event:?}");
     }
     let lifecycle = bridge("Delete Marker Created", "Lifecycle Expiration", "m1");
-    assert_eq!(lifecycle.event_name, "LifecycleExpiration:DeleteMarkerCreated");
+    assert_eq!(
+        lifecycle.event_name,
+        "LifecycleExpiration:DeleteMarkerCreated"
+    );
 }
 
 fn single(body: &str) -> imgflow_messages::ObjectEvent {

@@ -329,7 +329,11 @@ async fn deleted_images_are_gone_and_full_reads_are_bounded() {
         let (code, _, body) = get(&app, &format!("/images/{id}/object"), "image/*").await;
         assert_eq!(code, StatusCode::GONE, "{status}");
         assert!(body.contains(status.as_str()), "{body}");
-        assert_eq!(state.store.range_reads(), reads, "no byte of a {status} image is read");
+        assert_eq!(
+            state.store.range_reads(),
+            reads,
+            "no byte of a {status} image is read"
+        );
         let (_, _, svg) = get(&app, &format!("/images/{id}/thumbnail"), "*/*").await;
         assert!(svg.contains(status.as_str()), "{svg}");
     }
@@ -337,7 +341,9 @@ async fn deleted_images_are_gone_and_full_reads_are_bounded() {
     // The key now holds more than the limit allows (the item says it was a small PNG).
     let (small, state) = self::app(64 * 1024);
     let id = labeled_image(&state, "incoming/big.png", "Big").await;
-    state.store.insert("b", "incoming/big.png", vec![0u8; 1024 * 1024]);
+    state
+        .store
+        .insert("b", "incoming/big.png", vec![0u8; 1024 * 1024]);
     let (code, _, body) = get(&small, &format!("/images/{id}/object"), "image/*").await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert!(body.contains("larger than the image limit"), "{body}");
@@ -435,7 +441,10 @@ async fn uploads_from_another_sites_page_are_refused() {
         request.body(Body::from(png(100, 100))).unwrap()
     };
     for headers in [
-        &[("origin", "https://evil.example"), ("host", "127.0.0.1:8080")][..],
+        &[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080"),
+        ][..],
         &[("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:8080")][..],
     ] {
         let response = app.clone().oneshot(beacon(headers)).await.unwrap();
@@ -444,7 +453,10 @@ async fn uploads_from_another_sites_page_are_refused() {
     assert!(state.table.items().is_empty(), "nothing stored");
     // The console's own page, and clients that are not browsers, still upload.
     for headers in [
-        &[("origin", "http://127.0.0.1:8080"), ("host", "127.0.0.1:8080")][..],
+        &[
+            ("origin", "http://127.0.0.1:8080"),
+            ("host", "127.0.0.1:8080"),
+        ][..],
         &[("sec-fetch-site", "same-origin")][..],
         &[][..],
     ] {

@@ -226,17 +226,26 @@ pub async fn run_inventory(
     // Inventory rows are not in key order: no resume point to name.
     run.done.last_key = None;
     for file in &manifest.files {
-        let rows = match inventory::read_file(target.s3, manifest, file).await {
-            Ok(rows) => rows,
-            Err(error) => return Err(run.interrupted(error)),
-        };
-        let objects: Vec<ListedObject> = rows
-            .into_iter()
-            .filter(|o| wanted(&o.key, options))
-            .collect();
-        for page in objects.chunks(PAGE) {
-            if let Err(error) = run.page(page, None).await {
-                return Err(run.interrupted(error));
+        // Rows stream in; a page is sent as soon as it is full, so memory holds one page.
+        let mut rows = inventory::read_file(target.s3, manifest, file);
+        let mut page = Vec::with_capacity(PAGE);
+        loop {
+            let row = rows.recv().await;
+            let done = row.is_none();
+            match row {
+                Some(Err(error)) => return Err(run.interrupted(error)),
+                Some(Ok(object)) if wanted(&object.key, options) => page.push(object),
+                Some(Ok(_)) => continue,
+                None => {}
+            }
+            if page.len() == PAGE || (done && !page.is_empty()) {
+                if let Err(error) = run.page(&page, None).await {
+                    return Err(run.interrupted(error));
+                }
+                page.clear();
+            }
+            if done {
+                break;
             }
         }
     }

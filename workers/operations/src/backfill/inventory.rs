@@ -2,19 +2,28 @@
 //! and its gzip-compressed CSV data files
 //! (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/storage-inventory-location.html>).
 //!
-//! A data file is read whole (at most [`MAX_DATA_FILE_BYTES`] compressed) and decompressed as
-//! a stream, row by row, so a file that inflates past its size costs time, not memory.
-use std::io::{BufRead, BufReader};
+//! A data file is streamed: read in [`CHUNK_BYTES`] ranged GETs, decompressed on a blocking
+//! thread, split into lines of at most [`MAX_LINE_BYTES`], and handed over row by row through
+//! bounded channels, so memory stays a few chunks and a page of rows whatever the file's size,
+//! and a small gzip that inflates to one huge line is refused at the line limit.
+use std::io::{BufRead, BufReader, Read};
 
+use bytes::Bytes;
 use imgflow_aws::s3::{ListedObject, S3Store};
 use imgflow_runtime::{
     ports::{ObjectLocation, ObjectStore},
     PortError, PortErrorKind,
 };
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
-/// Largest compressed data file read.
-pub const MAX_DATA_FILE_BYTES: u64 = 512 * 1024 * 1024;
+/// Compressed bytes per ranged GET of a data file.
+pub const CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// Longest CSV row accepted: a row is a bucket, a URL-encoded key (at most 1,024 bytes
+/// before encoding, so at most 3 KiB after), a version id and a few short fields.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Rows decoded ahead of the consumer.
+const ROWS_AHEAD: usize = 256;
 
 /// What backfill needs from a manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,16 +83,6 @@ pub fn parse_manifest(text: &str, bucket: &str) -> Result<Manifest, String> {
         return Err(format!(
             "the inventory must include Key, Size and ETag (it has {})",
             raw.file_schema
-        ));
-    }
-    if let Some((key, size)) = raw
-        .files
-        .iter()
-        .map(|f| (&f.key, f.size))
-        .find(|(_, size)| *size > MAX_DATA_FILE_BYTES)
-    {
-        return Err(format!(
-            "data file {key} is {size} bytes, over the {MAX_DATA_FILE_BYTES} read at once"
         ));
     }
     Ok(Manifest {
@@ -161,33 +160,117 @@ fn split_csv(line: &str) -> Option<Vec<String>> {
     }
 }
 
-/// The current objects of one data file.
-pub async fn read_file(
+/// The current objects of one data file, streamed: each item is a row's object, or the
+/// error that ended the file.
+pub fn read_file(
     s3: &S3Store,
     manifest: &Manifest,
     (key, _): &(String, u64),
-) -> Result<Vec<ListedObject>, PortError> {
+) -> mpsc::Receiver<Result<ListedObject, PortError>> {
     let location = ObjectLocation {
         bucket: manifest.destination_bucket.clone(),
         key: key.clone(),
         version_id: None,
     };
-    let bytes = s3.get(&location).await?;
     let what = format!("reading inventory data file s3://{}/{key}", location.bucket);
-    if bytes.len() as u64 > MAX_DATA_FILE_BYTES {
-        return Err(PortError::new(
-            PortErrorKind::Invalid,
-            what,
-            "over the size read at once",
-        ));
+    let (chunks_tx, chunks_rx) = mpsc::channel::<Result<Bytes, PortError>>(2);
+    let rows = decode_rows(chunks_rx, manifest.schema.clone(), what);
+    let s3 = s3.clone();
+    tokio::spawn(async move {
+        let size = match s3.head(&location).await {
+            Ok(head) => head.size,
+            Err(e) => return drop(chunks_tx.send(Err(e)).await),
+        };
+        let mut offset = 0;
+        while offset < size {
+            let last = (offset + CHUNK_BYTES).min(size) - 1;
+            let chunk = s3.get_range(&location, offset, last).await;
+            let failed = chunk.is_err();
+            // The decoder stopped (an error, or the consumer went away): stop reading.
+            if chunks_tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+            offset = last + 1;
+        }
+    });
+    rows
+}
+
+/// Decompresses `chunks` (a gzip file in order) on a blocking thread and sends the current
+/// objects of its rows, a bounded number ahead of the consumer.
+pub fn decode_rows(
+    chunks: mpsc::Receiver<Result<Bytes, PortError>>,
+    schema: Vec<String>,
+    what: String,
+) -> mpsc::Receiver<Result<ListedObject, PortError>> {
+    let (rows_tx, rows_rx) = mpsc::channel(ROWS_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let failure = |detail: String| PortError::new(PortErrorKind::Invalid, what.clone(), detail);
+        let source = ChunkReader {
+            chunks,
+            current: Bytes::new(),
+            failed: None,
+        };
+        let mut lines = BufReader::new(flate2::read::GzDecoder::new(source));
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut lines)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line);
+            let error = match read {
+                Ok(0) => return,
+                Ok(_) if line.len() > MAX_LINE_BYTES && !line.ends_with(b"\n") => {
+                    Some(failure(format!(
+                        "a row is longer than {MAX_LINE_BYTES} bytes; not an S3 Inventory CSV file"
+                    )))
+                }
+                Ok(_) => None,
+                Err(e) => Some(match lines.get_mut().get_mut().failed.take() {
+                    Some(source_error) => source_error,
+                    None => failure(e.to_string()),
+                }),
+            };
+            if let Some(error) = error {
+                let _ = rows_tx.blocking_send(Err(error));
+                return;
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some(object) = parse_row(text.trim_end_matches(['\r', '\n']), &schema) {
+                if rows_tx.blocking_send(Ok(object)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    rows_rx
+}
+
+/// The compressed file as a `Read`, from chunks received one at a time.
+struct ChunkReader {
+    chunks: mpsc::Receiver<Result<Bytes, PortError>>,
+    current: Bytes,
+    /// The read failure that ended the file, to report as itself.
+    failed: Option<PortError>,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => {
+                    let message = e.to_string();
+                    self.failed = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
-    let mut objects = Vec::new();
-    for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
-        let line =
-            line.map_err(|e| PortError::new(PortErrorKind::Invalid, what.clone(), e.to_string()))?;
-        objects.extend(parse_row(&line, &manifest.schema));
-    }
-    Ok(objects)
 }
 
 #[cfg(test)]
@@ -215,10 +298,6 @@ mod tests {
             .contains("not other"));
         let parquet = MANIFEST.replace("\"CSV\"", "\"Parquet\"");
         assert!(parse_manifest(&parquet, "imgflow-images").is_err());
-        let huge = MANIFEST.replace("2048", "99999999999");
-        assert!(parse_manifest(&huge, "imgflow-images")
-            .unwrap_err()
-            .contains("over"));
     }
 
     #[test]
@@ -234,5 +313,75 @@ mod tests {
         let quoted = r#""b","a ""b"".png","","true","false","1","t","e""#;
         assert_eq!(parse_row(quoted, &m.schema).unwrap().key, "a \"b\".png");
         assert_eq!(parse_row("garbage", &m.schema), None);
+    }
+
+    /// A gzip of `text`, cut into chunks of `size` bytes as ranged GETs would.
+    fn chunks(text: &[u8], size: usize) -> mpsc::Receiver<Result<Bytes, PortError>> {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(text).unwrap();
+        let gzip = encoder.finish().unwrap();
+        let (tx, rx) = mpsc::channel(gzip.len() / size + 2);
+        for chunk in gzip.chunks(size) {
+            tx.try_send(Ok(Bytes::copy_from_slice(chunk))).unwrap();
+        }
+        rx
+    }
+
+    async fn drain(
+        mut rows: mpsc::Receiver<Result<ListedObject, PortError>>,
+    ) -> (Vec<ListedObject>, Option<PortError>) {
+        let (mut objects, mut error) = (Vec::new(), None);
+        while let Some(row) = rows.recv().await {
+            match row {
+                Ok(object) => objects.push(object),
+                Err(e) => error = Some(e),
+            }
+        }
+        (objects, error)
+    }
+
+    #[tokio::test]
+    async fn rows_stream_across_chunk_boundaries() {
+        let m = parse_manifest(MANIFEST, "imgflow-images").unwrap();
+        let text: String = (0..500)
+            .map(|n| format!("\"imgflow-images\",\"incoming/{n}.png\",\"\",\"true\",\"false\",\"{n}\",\"t\",\"e{n}\"\r\n"))
+            .collect();
+        for size in [1, 7, 4096] {
+            let rows = decode_rows(chunks(text.as_bytes(), size), m.schema.clone(), "f".into());
+            let (objects, error) = drain(rows).await;
+            assert!(error.is_none(), "{error:?}");
+            assert_eq!(objects.len(), 500);
+            assert_eq!(objects[499].key, "incoming/499.png");
+            assert_eq!(objects[499].etag, "e499");
+        }
+    }
+
+    /// A few kilobytes that inflate to 64 MB without a newline: refused at the line limit,
+    /// having read one line's worth.
+    #[tokio::test]
+    async fn a_gzip_that_inflates_to_one_huge_line_is_refused() {
+        let m = parse_manifest(MANIFEST, "imgflow-images").unwrap();
+        let bomb = vec![b'a'; 64 * 1024 * 1024];
+        let rows = decode_rows(chunks(&bomb, 64 * 1024), m.schema, "f".into());
+        let (objects, error) = drain(rows).await;
+        assert!(objects.is_empty());
+        let error = error.expect("refused").to_string();
+        assert!(error.contains("longer than 16384 bytes"), "{error}");
+    }
+
+    /// A read failure ends the file as itself, not as a decompression error.
+    #[tokio::test]
+    async fn a_failed_read_ends_the_file_with_its_cause() {
+        let m = parse_manifest(MANIFEST, "imgflow-images").unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        tx.try_send(Err(PortError::new(
+            PortErrorKind::Throttled,
+            "s3:GetObject",
+            "SlowDown",
+        )))
+        .unwrap();
+        let (_, error) = drain(decode_rows(rx, m.schema, "f".into())).await;
+        assert_eq!(error.unwrap().kind, PortErrorKind::Throttled);
     }
 }
