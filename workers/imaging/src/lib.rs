@@ -10,7 +10,7 @@
 //! - JPEGs are downscaled inside the decoder (DCT scaling by 1/2, 1/4 or 1/8), so a 100 Mpx
 //!   photo never exists at full size;
 //! - PNGs are read row by row and box-averaged as they come (interlaced PNGs, whose rows
-//!   arrive in seven passes, are decoded whole within the budget);
+//!   arrive in seven passes, into sums kept per output pixel: never the full-size frame);
 //! - the EXIF orientation (JPEG APP1, PNG eXIf) is applied to the small image.
 //!
 //! It also checks images without decoding them ([`probe`]): ingest and the upload route
@@ -269,6 +269,17 @@ fn decode_jpeg(encoded: &[u8], max_side: u32, budget: u64) -> Result<Decoded, De
     Ok((rgb, orientation))
 }
 
+/// Adam7's passes: first column and row, and the steps between the pixels each one carries.
+const ADAM7: [(u32, u32, u32, u32); 7] = [
+    (0, 0, 8, 8),
+    (4, 0, 8, 8),
+    (0, 4, 4, 8),
+    (2, 0, 4, 4),
+    (0, 2, 2, 4),
+    (1, 0, 2, 2),
+    (0, 1, 1, 2),
+];
+
 fn decode_png(encoded: &[u8], max_side: u32, budget: u64) -> Result<Decoded, DecodeError> {
     let bad = corrupt("PNG");
     // The decoder's own allocations (chunk buffers, metadata) fall under the same budget.
@@ -311,25 +322,46 @@ fn decode_png(encoded: &[u8], max_side: u32, budget: u64) -> Result<Decoded, Dec
         }
     };
 
-    if interlaced {
-        let size = reader
-            .output_buffer_size()
-            .ok_or_else(|| bad("image too large".into()))?;
-        let mut frame = vec![0; size];
-        reader
-            .next_frame(&mut frame)
-            .map_err(|e| bad(e.to_string()))?;
-        let line = width as usize * samples;
-        let rgb = RgbImage::from_fn(width, height, |x, y| {
-            image::Rgb(rgb_at(&frame[y as usize * line..], x as usize))
-        });
-        return Ok((rgb, orientation));
-    }
-
     // Box-average k × k blocks as rows arrive; the result's longer side stays ≥ max_side so
     // the final resize still has the detail it needs.
     let k = (width.max(height) / max_side).max(1);
     let (out_w, out_h) = (width.div_ceil(k), height.div_ceil(k));
+    if interlaced {
+        // Adam7's seven passes each cover a sparse grid of the whole image, so no block is
+        // complete before the last pass: every output pixel's sums are kept (12 bytes per
+        // output pixel), never the full-size frame.
+        let mut sums = vec![0u32; out_w as usize * out_h as usize * 3];
+        for (x0, y0, dx, dy) in ADAM7 {
+            let samples = width.saturating_sub(x0).div_ceil(dx);
+            let lines = height.saturating_sub(y0).div_ceil(dy);
+            if samples == 0 {
+                continue;
+            }
+            for line in 0..lines {
+                let row = reader
+                    .next_row()
+                    .map_err(|e| bad(e.to_string()))?
+                    .ok_or_else(|| bad("the image data ends early".into()))?;
+                let data = row.data();
+                let oy = (y0 + line * dy) / k;
+                for i in 0..samples {
+                    let ox = (x0 + i * dx) / k;
+                    let px = rgb_at(data, i as usize);
+                    let at = (oy as usize * out_w as usize + ox as usize) * 3;
+                    for c in 0..3 {
+                        sums[at + c] += u32::from(px[c]);
+                    }
+                }
+            }
+        }
+        let out = RgbImage::from_fn(out_w, out_h, |ox, oy| {
+            let n = k.min(width - ox * k) * k.min(height - oy * k);
+            let at = (oy as usize * out_w as usize + ox as usize) * 3;
+            image::Rgb([0, 1, 2].map(|c| (sums[at + c] / n) as u8))
+        });
+        return Ok((out, orientation));
+    }
+
     let mut out = RgbImage::new(out_w, out_h);
     let mut sums = vec![0u32; out_w as usize * 3];
     let (mut rows_in_block, mut out_y) = (0u32, 0u32);
@@ -480,6 +512,15 @@ mod tests {
         assert_eq!(whole, image, "every pass lands where Adam7 puts it");
         let small = decode_scaled(&png, 100, DEFAULT_MAX_DECODED_BYTES).unwrap();
         assert_eq!(small.dimensions(), (100, 60));
+        let plain = encode(
+            &DynamicImage::ImageRgb8(image.clone()),
+            image::ImageFormat::Png,
+        );
+        let plain_small = decode_scaled(&plain, 100, DEFAULT_MAX_DECODED_BYTES).unwrap();
+        assert_eq!(
+            small, plain_small,
+            "the same blocks averaged, in whatever order rows come"
+        );
         assert!(matches!(
             decode_scaled(&png, 100, 1000),
             Err(DecodeError::OverBudget { needed: 72_000, .. })
