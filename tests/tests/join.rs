@@ -1,7 +1,7 @@
 //! The join of the two branches on the emulator's DynamoDB and SNS: the real conditional
 //! expressions decide, in either order, and the whole pipeline publishes one
 //! `ImageCompleted` per image however the branches' messages are repeated.
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use imgflow_e2e::{photo, until, TestPipeline};
 use imgflow_messages::{
@@ -12,7 +12,10 @@ use imgflow_runtime::{
     config::{Stage, COMPLETED_TOPIC},
     fakes::deletion,
     fakes::FakeDetector,
-    ports::{Branch, ImageTable, Join, LabelsWrite, Revival, ThumbnailOutcome, ThumbnailWrite},
+    ports::{
+        Branch, CompletionClaim, ImageTable, Join, LabelsWrite, Revival, ThumbnailOutcome,
+        ThumbnailWrite,
+    },
 };
 
 fn image(id: &str) -> ImageRef {
@@ -66,6 +69,15 @@ async fn accepted_item(p: &TestPipeline, id: &str) {
     p.table().write_verdict(&record).await.unwrap();
 }
 
+/// A completion attempt at `now` by the message `m1`, its lease far ahead.
+fn claim(now: &str) -> CompletionClaim {
+    CompletionClaim {
+        token: "m1".into(),
+        now: now.into(),
+        until: "t9".into(),
+    }
+}
+
 async fn labels(p: &TestPipeline, id: &str) -> Join {
     match p.table().write_labels(&labeled(id), "now").await.unwrap() {
         LabelsWrite::Written { join, .. } => join,
@@ -90,22 +102,39 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
         ThumbnailWrite::Written(Join::Ready)
     );
     let done = t
-        .complete("a", Branch::Thumbnail, "t2")
+        .complete("a", Branch::Thumbnail, &claim("t2"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(done.completed_at.as_deref(), Some("t2"));
     assert!(done.thumbnail.is_some() && done.labels.is_some());
-    // Cut short before announcing: the same branch may complete again, keeping the time.
+    // A duplicate of the branch's message (another id) is refused while the lease holds, and
+    // takes over an unannounced completion once it has run out.
+    let duplicate = |now: &str| CompletionClaim {
+        token: "m2".into(),
+        now: now.into(),
+        until: "t9".into(),
+    };
+    assert!(t
+        .complete("a", Branch::Thumbnail, &duplicate("t3"))
+        .await
+        .unwrap()
+        .is_none());
+    // Cut short before announcing: the same message may complete again, keeping the time.
     let again = t
-        .complete("a", Branch::Thumbnail, "t3")
+        .complete("a", Branch::Thumbnail, &claim("t3"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.completed_at.as_deref(), Some("t2"));
+    assert!(t
+        .complete("a", Branch::Thumbnail, &duplicate("t9z"))
+        .await
+        .unwrap()
+        .is_some());
     t.completion_announced("a").await.unwrap();
     assert!(t
-        .complete("a", Branch::Thumbnail, "t4")
+        .complete("a", Branch::Thumbnail, &claim("t4"))
         .await
         .unwrap()
         .is_none());
@@ -123,7 +152,7 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
         ThumbnailWrite::Written(Join::Waiting)
     );
     assert!(
-        t.complete("b", Branch::Thumbnail, "t1")
+        t.complete("b", Branch::Thumbnail, &claim("t1"))
             .await
             .unwrap()
             .is_none(),
@@ -131,12 +160,12 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
     );
     assert_eq!(labels(&p, "b").await, Join::Ready);
     assert!(t
-        .complete("b", Branch::Labels, "t2")
+        .complete("b", Branch::Labels, &claim("t2"))
         .await
         .unwrap()
         .is_some());
     assert!(
-        t.complete("b", Branch::Thumbnail, "t3")
+        t.complete("b", Branch::Thumbnail, &claim("t3"))
             .await
             .unwrap()
             .is_none(),
@@ -158,7 +187,7 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
     t.end(&deletion("d", 1)).await.unwrap();
     assert_eq!(thumbnail(&p, "d").await, ThumbnailWrite::Refused);
     assert!(t
-        .complete("d", Branch::Labels, "t2")
+        .complete("d", Branch::Labels, &claim("t2"))
         .await
         .unwrap()
         .is_none());
@@ -313,4 +342,68 @@ async fn every_image_completes_once_however_its_branches_messages_repeat() {
         );
     }
     assert_eq!(events.len(), ids.len());
+}
+
+/// Both branches' writes from tasks released together, each branch twice (a duplicate message
+/// with another id, before any completion), for many images: DynamoDB's conditions let
+/// exactly one attempt record each image's completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_branches_and_duplicates_record_one_completion_per_image() {
+    let p = TestPipeline::new("e2e-join-race").await;
+    let mut recorded = HashMap::new();
+    for n in 0..24 {
+        let id = format!("race{n}");
+        accepted_item(&p, &id).await;
+        let start = Arc::new(tokio::sync::Barrier::new(4));
+        // Both orders of release: the thumbnail tasks first half the time.
+        let mut attempts = vec![
+            (Branch::Labels, "m1"),
+            (Branch::Labels, "m2"),
+            (Branch::Thumbnail, "m3"),
+            (Branch::Thumbnail, "m4"),
+        ];
+        if n % 2 == 1 {
+            attempts.reverse();
+        }
+        let tasks: Vec<_> = attempts
+            .into_iter()
+            .map(|(branch, token)| {
+                let (t, start, id) = (p.table(), start.clone(), id.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let join = match branch {
+                        Branch::Labels => match t.write_labels(&labeled(&id), "now").await.unwrap()
+                        {
+                            LabelsWrite::Written { join, .. } => join,
+                            LabelsWrite::Superseded => panic!("labels superseded"),
+                        },
+                        Branch::Thumbnail => {
+                            match t.write_thumbnail(&id, &made(&id)).await.unwrap() {
+                                ThumbnailWrite::Written(join) => join,
+                                ThumbnailWrite::Refused => panic!("thumbnail refused"),
+                            }
+                        }
+                    };
+                    if join != Join::Ready {
+                        return 0;
+                    }
+                    let claim = CompletionClaim {
+                        token: token.into(),
+                        now: imgflow_runtime::clock::now_rfc3339(),
+                        until: imgflow_runtime::clock::rfc3339_after(Duration::from_secs(300)),
+                    };
+                    usize::from(t.complete(&id, branch, &claim).await.unwrap().is_some())
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for task in tasks {
+            total += task.await.unwrap();
+        }
+        recorded.insert(id, total);
+    }
+    assert!(
+        recorded.values().all(|n| *n == 1),
+        "completions recorded per image: {recorded:?}"
+    );
 }

@@ -5,32 +5,50 @@
 //!
 //! Exactly one completion is recorded per image, whatever the interleaving: DynamoDB orders
 //! the writes to one item, and the later of the two branches' completion attempts comes after
-//! both facts. A branch cut short between recording and announcing (a crash, a failed
-//! publish) finds its own unannounced completion when its message comes back, and announces
-//! it then; an announced completion is never announced again by a redelivery.
+//! both facts. The completion belongs to the message that recorded it for
+//! [`COMPLETION_LEASE`]: a duplicate of the same branch's message (another id) arriving
+//! meanwhile is refused, so two duplicates at once announce once. A branch cut short between
+//! recording and announcing (a crash, a failed publish) finds its own unannounced completion
+//! when its message comes back (the same id), and announces it then; after the lease, any
+//! message of that branch may (a replay from the dead-letter queue has a new id). An
+//! announced completion is never announced again. The one window left: a message that holds
+//! the completion longer than the lease before announcing, while a duplicate arrives.
 use imgflow_messages::{ImageCompleted, ImageRef, StageMessage, SCHEMA_VERSION};
+
+use std::time::Duration;
 
 use crate::{
     clock,
     consumer::HandleError,
-    ports::{Branch, ImageTable, Join, Publisher},
+    ports::{Branch, CompletionClaim, ImageTable, Join, Publisher},
 };
 
+/// How long the message that recorded a completion holds it alone: far longer than a publish
+/// takes, shorter than a message's trip through the dead-letter queue and back.
+pub const COMPLETION_LEASE: Duration = Duration::from_secs(300);
+
 /// Completes `image` for `branch` when `join` says both branches have written: records the
-/// completion, publishes `ImageCompleted` with `publisher`, and marks it announced.
+/// completion for the message `token`, publishes `ImageCompleted` with `publisher`, and marks
+/// it announced.
 pub async fn complete_if_ready<T: ImageTable, P: Publisher>(
     table: &T,
     publisher: &P,
     image: &ImageRef,
     branch: Branch,
     join: Join,
+    token: &str,
 ) -> Result<(), HandleError> {
     if join != Join::Ready {
         return Ok(());
     }
     let now = clock::now_rfc3339();
+    let claim = CompletionClaim {
+        token: token.to_owned(),
+        now: now.clone(),
+        until: clock::rfc3339_after(COMPLETION_LEASE),
+    };
     let record = table
-        .complete(&image.image_id, branch, &now)
+        .complete(&image.image_id, branch, &claim)
         .await
         .map_err(|e| HandleError::from_port("completion_failed", e))?;
     let Some(record) = record else {

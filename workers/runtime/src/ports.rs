@@ -301,6 +301,19 @@ impl Join {
     }
 }
 
+/// Who records an image's completion, and for how long it may announce it alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletionClaim {
+    /// The completing message's id: its redelivery (the same id) may complete again.
+    pub token: String,
+    /// Now (RFC 3339); `completed_at` when this attempt records the completion.
+    pub now: String,
+    /// Until when (RFC 3339) a duplicate of the branch's message is refused: after that, an
+    /// unannounced completion is taken over (its message went to the dead-letter queue, and
+    /// the replay has a new id).
+    pub until: String,
+}
+
 /// What the thumbnail stage made of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThumbnailOutcome {
@@ -434,14 +447,15 @@ pub trait ImageTable: Send + Sync + 'static {
         outcome: &ThumbnailOutcome,
     ) -> impl Future<Output = Result<ThumbnailWrite, PortError>> + Send;
 
-    /// Records that the image is complete (`completed_at`, `completed_by`), if both branches
-    /// have written and no completion is announced, and returns the item to announce; `None`
-    /// when another branch holds the completion or it was announced already.
+    /// Records that the image is complete (`completed_at`, `completed_by`) for the message
+    /// `claim.token`, if both branches have written and no completion is announced, and
+    /// returns the item to announce; `None` when another branch holds the completion, another
+    /// message of this branch (a duplicate) holds it until `claim.until`, or it was announced.
     fn complete(
         &self,
         image_id: &str,
         branch: Branch,
-        now: &str,
+        claim: &CompletionClaim,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
 
     /// Records that `image-completed` was published, so a redelivery of the completing message

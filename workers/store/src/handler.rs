@@ -93,6 +93,7 @@ impl<T: ImageTable, I: LabelIndex, P: Publisher, C: Publisher> Handler
             &stored.image,
             Branch::Labels,
             join,
+            &message.message_id,
         )
         .await
     }

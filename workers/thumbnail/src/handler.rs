@@ -165,6 +165,7 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> Handler for ThumbnailHandler<S
             image,
             Branch::Thumbnail,
             join,
+            &message.message_id,
         )
         .await
     }

@@ -342,3 +342,88 @@ async fn an_object_replaced_since_ingest_or_gone_is_recorded_not_retried() {
         Some("the object is no longer in the bucket")
     );
 }
+
+/// Publishes once both of two callers are about to (or after `patience`, when only one is):
+/// the racy point of a completion, held open so two duplicates really overlap there.
+struct PausingPublisher {
+    inner: FakePublisher,
+    barrier: tokio::sync::Barrier,
+    patience: std::time::Duration,
+}
+
+impl imgflow_runtime::ports::Publisher for PausingPublisher {
+    async fn publish(&self, body: String) -> Result<(), imgflow_runtime::PortError> {
+        let _ = tokio::time::timeout(self.patience, self.barrier.wait()).await;
+        self.inner.publish(body).await
+    }
+}
+
+/// Two duplicates of the label branch's message (two SQS messages: SNS delivered twice)
+/// arrive at once after the thumbnail: both find the join ready, and both reach the
+/// completion; only the one that recorded it announces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_duplicates_of_one_branch_at_once_announce_once() {
+    for round in 0..10 {
+        let f = fixture().await;
+        f.thumbnail().await.unwrap();
+        let completions = Arc::new(PausingPublisher {
+            inner: FakePublisher::default(),
+            barrier: tokio::sync::Barrier::new(2),
+            patience: std::time::Duration::from_millis(300),
+        });
+        let store = Arc::new(StoreHandler::new(
+            f.table.clone(),
+            Arc::new(FakeLabelIndex::default()),
+            Arc::new(FakePublisher::default()),
+            completions.clone(),
+        ));
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = ["m1", "m2"]
+            .into_iter()
+            .map(|id| {
+                let (store, start) = (store.clone(), start.clone());
+                let message = fakes::delivered_as(f.labeled.encode(), id);
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.handle(&message).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            completions.inner.published().len(),
+            1,
+            "round {round}: one announcement"
+        );
+    }
+}
+
+/// Both branches of many images at once on two threads, each pair released together: every
+/// image completes, and announces, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_branches_on_two_threads_complete_every_image_once() {
+    for round in 0..30 {
+        let f = Arc::new(fixture().await);
+        let start = Arc::new(tokio::sync::Barrier::new(2));
+        let labels = {
+            let (f, start) = (f.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                f.labels().await
+            })
+        };
+        let thumbnail = {
+            let (f, start) = (f.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                f.thumbnail().await
+            })
+        };
+        labels.await.unwrap().unwrap();
+        thumbnail.await.unwrap().unwrap();
+        assert_eq!(f.completions().len(), 1, "round {round}");
+        assert!(f.item().completed_at.is_some());
+    }
+}

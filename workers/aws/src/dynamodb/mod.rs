@@ -18,8 +18,8 @@ use super::ModeledKind;
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{
-        gone_reason, Branch, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite, Revival,
-        StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+        gone_reason, Branch, CompletionClaim, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite,
+        Revival, StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
         RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
@@ -366,21 +366,29 @@ impl ImageTable for DynamoImageTable {
         &self,
         image_id: &str,
         branch: Branch,
-        now: &str,
+        claim: &CompletionClaim,
     ) -> Result<Option<ImageRecord>, PortError> {
         let mut update = Update::default();
         // A retried completion keeps the time of the first.
-        update.set_if_not_exists("completed_at", s(now));
+        update.set_if_not_exists("completed_at", s(&claim.now));
         update.set("completed_by", s(branch.as_str()));
+        update.set("completion_token", s(&claim.token));
+        update.set("completion_until", s(&claim.until));
+        // Another message of this branch (a duplicate) may take an unannounced completion over
+        // only once the holder's lease has run out.
         update.condition(
             "attribute_exists(#labeled_at) \
              AND (attribute_exists(#thumbnail) OR attribute_exists(#thumbnail_error)) \
              AND #status <> :deleted AND #status <> :replaced \
              AND (attribute_not_exists(#completed_by) \
-                  OR (#completed_by = :completed_by AND attribute_not_exists(#completion_announced)))",
+                  OR (#completed_by = :completed_by AND attribute_not_exists(#completion_announced) \
+                      AND (attribute_not_exists(#completion_token) \
+                           OR #completion_token = :completion_token \
+                           OR #completion_until < :now)))",
             &[
                 ("deleted", s(ImageStatus::Deleted.as_str())),
                 ("replaced", s(ImageStatus::Replaced.as_str())),
+                ("now", s(&claim.now)),
             ],
         );
         let (written, item) = self
@@ -589,7 +597,7 @@ impl ImageTable for DynamoImageTable {
 }
 
 /// What a revival clears, so both branches run afresh.
-const REVIVAL_CLEARS: [&str; 15] = [
+const REVIVAL_CLEARS: [&str; 17] = [
     "reason",
     "labels",
     "detector",
@@ -604,6 +612,8 @@ const REVIVAL_CLEARS: [&str; 15] = [
     "thumbnail_error",
     "completed_at",
     "completed_by",
+    "completion_token",
+    "completion_until",
     "completion_announced",
 ];
 

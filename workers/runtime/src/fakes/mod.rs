@@ -272,8 +272,13 @@ impl Queue for FakeQueue {
 
 /// A message as a queue would deliver it the first time.
 pub fn delivered(body: impl Into<String>) -> ReceivedMessage {
+    delivered_as(body, "m1")
+}
+
+/// A message as [`delivered`], with its own SQS message id (a duplicate is another message).
+pub fn delivered_as(body: impl Into<String>, message_id: &str) -> ReceivedMessage {
     ReceivedMessage {
-        message_id: "m1".into(),
+        message_id: message_id.into(),
         receipt_handle: "r1".into(),
         body: body.into(),
         receive_count: 1,

@@ -8,8 +8,8 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus};
 
 use crate::{
     ports::{
-        gone_reason, Branch, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite, Revival,
-        StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
+        gone_reason, Branch, CompletionClaim, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite,
+        Revival, StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
         RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
@@ -22,8 +22,9 @@ pub struct FakeTable {
     items: Arc<Mutex<HashMap<String, ImageRecord>>>,
     claims: Arc<Mutex<HashMap<String, (String, String)>>>,
     kept: Arc<Mutex<HashMap<String, String>>>,
-    /// Per image: the branch that recorded the completion, and whether it was announced.
-    completions: Arc<Mutex<HashMap<String, (Branch, bool)>>>,
+    /// Per image: the branch that recorded the completion, whether it was announced, and the
+    /// claim of the message that recorded it.
+    completions: Arc<Mutex<HashMap<String, (Branch, bool, CompletionClaim)>>>,
     /// The outcomes of the next writes: `None` succeeds, `Some` fails with that kind.
     failures: Arc<Mutex<VecDeque<Option<PortErrorKind>>>>,
 }
@@ -74,8 +75,8 @@ impl FakeTable {
         Join::after(
             branch,
             other_done,
-            completion.map(|(by, _)| by.as_str()),
-            completion.is_some_and(|(_, announced)| *announced),
+            completion.map(|(by, _, _)| by.as_str()),
+            completion.is_some_and(|(_, announced, _)| *announced),
         )
     }
 
@@ -319,7 +320,7 @@ impl ImageTable for FakeTable {
         &self,
         image_id: &str,
         branch: Branch,
-        now: &str,
+        claim: &CompletionClaim,
     ) -> Result<Option<ImageRecord>, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
@@ -331,19 +332,21 @@ impl ImageTable for FakeTable {
         let mut completions = self.completions.lock().unwrap();
         let ours = match completions.get(image_id) {
             None => true,
-            Some((by, announced)) => *by == branch && !announced,
+            Some((by, announced, held)) => {
+                *by == branch && !announced && (held.token == claim.token || held.until < claim.now)
+            }
         };
         if !both || !ours || record.status.is_gone() {
             return Ok(None);
         }
-        completions.insert(image_id.to_owned(), (branch, false));
-        record.completed_at.get_or_insert_with(|| now.to_owned());
+        completions.insert(image_id.to_owned(), (branch, false, claim.clone()));
+        record.completed_at.get_or_insert_with(|| claim.now.clone());
         Ok(Some(record.clone()))
     }
 
     async fn completion_announced(&self, image_id: &str) -> Result<(), PortError> {
         self.injected_failure()?;
-        if let Some((_, announced)) = self.completions.lock().unwrap().get_mut(image_id) {
+        if let Some((_, announced, _)) = self.completions.lock().unwrap().get_mut(image_id) {
             *announced = true;
         }
         Ok(())
