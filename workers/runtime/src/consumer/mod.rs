@@ -449,7 +449,11 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         let deleter = {
             let consumer = Arc::clone(&self);
             tokio::spawn(async move {
-                pace::delete_in_batches(handles, delay, |batch| consumer.delete(batch)).await;
+                pace::delete_in_batches(handles, delay, |batch| {
+                    let consumer = Arc::clone(&consumer);
+                    async move { consumer.delete(batch).await }
+                })
+                .await;
             })
         };
         let tasks: Vec<_> = (0..pollers.max(1))

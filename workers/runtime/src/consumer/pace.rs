@@ -60,17 +60,25 @@ impl ArrivalRate {
 /// Receipt handles of handled messages, waiting to be deleted in batches of ten.
 pub(crate) type DeleteSender = mpsc::UnboundedSender<String>;
 
+/// DeleteMessageBatch requests in flight at once. One stalled request (the SDK waits up to a
+/// minute) must not hold every later receipt behind it past the visibility timeout, which
+/// would redeliver them all; a few stalled at once still leave the queue deleting.
+pub const MAX_CONCURRENT_DELETES: usize = 4;
+
 /// Gathers the handles sent on `handles` into batches of up to ten, each sent through
 /// `delete` when full or `delay` after its first handle arrived, and the rest once every
-/// sender is gone.
+/// sender is gone. Up to [`MAX_CONCURRENT_DELETES`] batches are in flight at once; returns
+/// when every one has finished.
 pub(crate) async fn delete_in_batches<F, Fut>(
     mut handles: mpsc::UnboundedReceiver<String>,
     delay: Duration,
     delete: F,
 ) where
     F: Fn(Vec<String>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_DELETES));
+    let mut in_flight = tokio::task::JoinSet::new();
     while let Some(first) = handles.recv().await {
         let mut batch = vec![first];
         let due = Instant::now() + delay;
@@ -83,8 +91,19 @@ pub(crate) async fn delete_in_batches<F, Fut>(
                 _ = tokio::time::sleep_until(due) => break,
             }
         }
-        delete(batch).await;
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let request = delete(batch);
+        in_flight.spawn(async move {
+            request.await;
+            drop(permit);
+        });
+        while in_flight.try_join_next().is_some() {}
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
 #[cfg(test)]
@@ -173,6 +192,75 @@ mod tests {
             sizes(&sent.lock().unwrap()),
             [10, 10, 3, 1],
             "flushed when the senders are gone"
+        );
+    }
+
+    /// The first DeleteMessageBatch stalls for the SDK's full minute: the batches after it
+    /// are deleted meanwhile, not held behind it past the visibility timeout.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_delete_holds_no_other_batch_behind_it() {
+        let (send, receive) = mpsc::unbounded_channel();
+        let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let record = sent.clone();
+        let task = tokio::spawn(delete_in_batches(
+            receive,
+            Duration::from_secs(1),
+            move |batch| {
+                let record = record.clone();
+                async move {
+                    if batch[0] == "r0" {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    record.lock().unwrap().extend(batch);
+                }
+            },
+        ));
+        for i in 0..30 {
+            send.send(format!("r{i}")).unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            sent.lock().unwrap().len(),
+            20,
+            "the two batches after the stalled one are deleted"
+        );
+        drop(send);
+        task.await.unwrap();
+        assert_eq!(
+            sent.lock().unwrap().len(),
+            30,
+            "the stalled one too, in the end"
+        );
+    }
+
+    /// However many stall, at most MAX_CONCURRENT_DELETES requests are in flight.
+    #[tokio::test(start_paused = true)]
+    async fn deletes_in_flight_are_bounded() {
+        let (send, receive) = mpsc::unbounded_channel();
+        let now = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (n, p) = (now.clone(), peak.clone());
+        let task = tokio::spawn(delete_in_batches(
+            receive,
+            Duration::from_secs(1),
+            move |_| {
+                let (n, p) = (n.clone(), p.clone());
+                async move {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    p.fetch_max(n.fetch_add(1, SeqCst) + 1, SeqCst);
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    n.fetch_sub(1, SeqCst);
+                }
+            },
+        ));
+        for i in 0..100 {
+            send.send(format!("r{i}")).unwrap();
+        }
+        drop(send);
+        task.await.unwrap();
+        assert_eq!(
+            peak.load(std::sync::atomic::Ordering::SeqCst),
+            MAX_CONCURRENT_DELETES
         );
     }
 }
