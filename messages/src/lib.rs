@@ -19,7 +19,7 @@ pub mod s3_event;
 pub mod stage;
 
 pub use id::image_id;
-pub use labels::{BoundingBox, Instance, Label, NamedRef};
+pub use labels::{bound_labels, BoundingBox, Instance, Label, NamedRef, MAX_LABELS_JSON_BYTES};
 pub use record::{
     thumbnail_key, ImageRecord, ImageStatus, Thumbnail, THUMBNAIL_MAX_SIDE, THUMBNAIL_PREFIX,
 };

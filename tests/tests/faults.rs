@@ -4,14 +4,18 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use imgflow_aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin};
-use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, Counting, TestPipeline};
+use imgflow_e2e::{free_port, log_dir, photo, send_signal, spawn_worker, Counting, TestPipeline};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
-use imgflow_messages::ImageStatus;
+use imgflow_messages::{ImageCompleted, ImageStatus, StageMessage};
 use imgflow_operations::{
     dlq::{self, ReplayOptions},
     provision::ProvisionSettings,
 };
-use imgflow_runtime::{config::Stage, fakes::FakeDetector, ports::ImageTable};
+use imgflow_runtime::{
+    config::{Stage, COMPLETED_TOPIC},
+    fakes::FakeDetector,
+    ports::ImageTable,
+};
 use tokio::process::Child;
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -58,13 +62,31 @@ async fn wait_for_dead_letters(p: &TestPipeline, stage: Stage, count: u64) {
     }
 }
 
-/// 1. Each worker is SIGKILLed three times at random moments, once the pipeline is busy, and
-/// restarted: every image ends labeled, one item each, no dead letters, and the detector ran
-/// once per image plus once per detector call a kill interrupted (at least one: the kills
-/// met work in progress, with a detector slow enough to be interrupted).
+/// Whether `stage`'s worker has a message in its handler now, from its `/metrics`.
+async fn in_flight(http: &reqwest::Client, port: u16, stage: Stage) -> bool {
+    let Ok(answer) = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let text = answer.text().await.unwrap_or_default();
+    let series = format!("imgflow_in_flight{{stage=\"{stage}\"}} ");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&series))
+        .any(|value| value.trim().parse::<f64>().is_ok_and(|n| n > 0.0))
+}
+
+/// 1. Each worker is SIGKILLed three times while it has a message in its handler (its
+/// in-flight gauge above zero; the label stage right after a detector call begins), and
+/// restarted: every image ends labeled with its thumbnail and its completion, one item each,
+/// no dead letters, every image announced on `image-completed`, and the detector ran once
+/// per image plus once per detector call a kill interrupted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_three_times_each_lose_nothing() {
     let p = TestPipeline::with_settings("e2e-kill", short_visibility()).await;
+    let watch = p.subscribe_queue(COMPLETED_TOPIC, "completed-watch").await;
     let logs = log_dir(&p.names.prefix);
     let call_log = logs.join("detector-calls.log");
     std::fs::create_dir_all(&logs).unwrap();
@@ -76,13 +98,25 @@ async fn workers_killed_three_times_each_lose_nothing() {
         ("IMGFLOW_CONCURRENCY", "1".to_owned()),
         ("IMGFLOW_DETECTOR_CALL_LOG", call_log.display().to_string()),
     ];
-    let spawn = |stage| spawn_worker(stage, &p.names.prefix, &logs, &env);
+    let ports: HashMap<Stage, u16> = Stage::ALL.iter().map(|s| (*s, free_port())).collect();
+    let spawn = |stage: Stage| {
+        let mut env = env.to_vec();
+        env.push((
+            "IMGFLOW_METRICS_ADDR",
+            format!("127.0.0.1:{}", ports[&stage]),
+        ));
+        spawn_worker(stage, &p.names.prefix, &logs, &env)
+    };
     let mut workers: HashMap<Stage, Child> = Stage::ALL.iter().map(|s| (*s, spawn(*s))).collect();
 
     let (png, jpg) = (photo("chelsea.png"), photo("rocket.jpg"));
+    let kills_done = std::sync::atomic::AtomicBool::new(false);
+    // Uploads paced over the kills (and at least IMAGES of them), so every stage has work in
+    // flight whenever a kill waits for some.
     let uploads = async {
         let mut ids = Vec::new();
-        for i in 0..IMAGES {
+        while ids.len() < IMAGES || !kills_done.load(std::sync::atomic::Ordering::SeqCst) {
+            let i = ids.len();
             let (body, ext) = if i % 2 == 0 {
                 (&png, "png")
             } else {
@@ -92,20 +126,14 @@ async fn workers_killed_three_times_each_lose_nothing() {
                 p.put(&format!("incoming/kill/{i:03}.{ext}"), body.clone())
                     .await,
             );
+            tokio::time::sleep(Duration::from_millis(120)).await;
         }
         ids
     };
-    // Nine kills at pseudo-random moments (a fixed seed keeps failures reproducible), from the
-    // first detector call on, so none lands while the workers are still starting.
+    // Nine kills at pseudo-random moments (a fixed seed keeps failures reproducible), each
+    // once its worker has a message in hand.
     let kills = async {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while calls_logged(&call_log).is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no detector call began"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let http = reqwest::Client::new();
         let mut seed: u64 = 0x5eed;
         for round in 0..3 {
             for stage in Stage::ALL {
@@ -114,29 +142,51 @@ async fn workers_killed_three_times_each_lose_nothing() {
                     .wrapping_add(1442695040888963407);
                 let pause = 200 + (seed >> 33) % 900;
                 tokio::time::sleep(Duration::from_millis(pause)).await;
+                let deadline = tokio::time::Instant::now() + WAIT;
                 if stage == Stage::Label {
                     // Right after a call begins: the kill interrupts a paid call in progress.
                     let before: usize = calls_logged(&call_log).values().sum();
-                    let deadline = tokio::time::Instant::now() + WAIT;
                     while calls_logged(&call_log).values().sum::<usize>() == before {
                         assert!(tokio::time::Instant::now() < deadline, "label stalled");
                         tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                } else {
+                    while !in_flight(&http, ports[&stage], stage).await {
+                        assert!(
+                            tokio::time::Instant::now() < deadline,
+                            "{stage} never had work in flight"
+                        );
+                        tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                 }
                 let child = workers.get_mut(&stage).unwrap();
                 send_signal(child, "KILL");
                 child.wait().await.unwrap();
                 *child = spawn(stage);
-                eprintln!("round {round}: killed and restarted {stage}");
+                eprintln!("round {round}: killed {stage} with a message in flight, restarted");
             }
         }
+        kills_done.store(true, std::sync::atomic::Ordering::SeqCst);
     };
     let (ids, ()) = tokio::join!(uploads, kills);
 
     let records = p.wait_final(&ids, WAIT).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    let table = p.table();
+    imgflow_e2e::until("every image's join", WAIT, || async {
+        for id in &ids {
+            let item = table.get(id).await.ok()??;
+            item.completed_at.as_ref()?;
+        }
+        Some(())
+    })
+    .await;
     let items = p.items().await;
-    assert_eq!(items.len(), IMAGES, "exactly one item per image");
+    assert_eq!(items.len(), ids.len(), "exactly one item per image");
+    assert!(
+        items.iter().all(|r| r.thumbnail.is_some()),
+        "every image has its thumbnail"
+    );
     for (_, mut child) in workers {
         send_signal(&child, "TERM");
         assert!(child.wait().await.unwrap().success());
@@ -144,12 +194,56 @@ async fn workers_killed_three_times_each_lose_nothing() {
     assert_no_dead_letters(&p).await;
     let calls = calls_logged(&call_log);
     let total: usize = calls.values().sum();
-    assert_eq!(calls.len(), IMAGES, "every image reached the detector");
+    assert_eq!(calls.len(), ids.len(), "every image reached the detector");
     assert_eq!(
         total,
-        IMAGES + 3,
+        ids.len() + 3,
         "one call per image, and one more for each of the 3 label kills mid-call"
     );
+    // Every image announced. A kill between a completion's publish and the write that marks
+    // it announced repeats it (at-least-once, as SNS itself is): at most once per kill of the
+    // two completing stages.
+    let announced = completions_by_image(&p, &watch).await;
+    assert!(
+        ids.iter().all(|id| announced.contains_key(id)),
+        "every image announced"
+    );
+    let repeats: usize = announced.values().map(|n| n - 1).sum();
+    assert!(repeats <= 6, "{repeats} repeated announcements");
+    eprintln!("{} images, {repeats} repeated announcements", ids.len());
+}
+
+/// How many `ImageCompleted` each image got on the queue `url`, draining it.
+async fn completions_by_image(p: &TestPipeline, url: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    loop {
+        let received = p
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return counts;
+        }
+        for m in messages {
+            let event = ImageCompleted::decode(m.body().unwrap()).unwrap();
+            *counts.entry(event.image.image_id).or_insert(0) += 1;
+            p.aws
+                .sqs
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// 2. A detector that throttles half of its calls for ten seconds: every image labeled,

@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 
 use backon::{ExponentialBuilder, Retryable};
 use imgflow_messages::{
-    ImageAccepted, ImageLabeled, ImageRef, ImageStatus, StageMessage, SCHEMA_VERSION,
+    bound_labels, ImageAccepted, ImageLabeled, ImageRef, ImageStatus, StageMessage, SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     clock,
@@ -240,10 +240,19 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
                     self.release_claim(&image.image_id, token).await;
                     return Ok(());
                 };
+                let mut labels = detection.labels;
+                let trimmed = bound_labels(&mut labels);
+                if trimmed != Default::default() {
+                    tracing::warn!(
+                        labels_dropped = trimmed.labels,
+                        parts_dropped = trimmed.parts,
+                        "the detection was larger than an item holds; the least confident parts dropped"
+                    );
+                }
                 let labeled = ImageLabeled {
                     schema_version: SCHEMA_VERSION,
                     image,
-                    labels: detection.labels,
+                    labels,
                     detector: self.detector.name().to_owned(),
                     label_model_version: detection.label_model_version,
                     labeled_at: clock::now_rfc3339(),
