@@ -65,10 +65,23 @@ proptest! {
 
     #[test]
     fn keys_with_any_escapes(raw in "[a-zA-Z0-9%+/._ -]{0,200}") {
-        // Form-URL-decoding gives a key or a clear error; a plain `+` is a space.
-        match decode_key(&raw) {
-            Ok(key) => prop_assert!(!raw.contains('+') || key.contains(' ') || raw.contains('%')),
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        // Form-URL-decoding agrees with a reference decoder written from the rules: `+` is
+        // a space, `%XX` a byte, anything else itself; invalid UTF-8 is an error.
+        match (decode_key(&raw), reference_decode(&raw)) {
+            (Ok(key), Some(expected)) => prop_assert_eq!(key, expected),
+            (Err(e), None) => prop_assert!(!e.to_string().is_empty()),
+            (got, expected) => prop_assert!(false, "{:?}: decoded {:?}, reference {:?}", raw, got, expected),
+        }
+    }
+
+    #[test]
+    fn any_key_survives_the_notification_round_trip(key in "\\PC{0,300}") {
+        // What S3 (and backfill) encode, ingest decodes to the same key.
+        prop_assert_eq!(decode_key(&imgflow_messages::s3_event::encode_key(&key)).unwrap(), key.clone());
+        let body = imgflow_messages::created_notification("b", &key, 1, "e", None, "t", "test");
+        match parse_notification(&body).unwrap() {
+            imgflow_messages::Notification::Objects(events) => prop_assert_eq!(&events[0].key, &key),
+            other => prop_assert!(false, "{:?}", other),
         }
     }
 
@@ -80,4 +93,26 @@ proptest! {
         let wrapped = format!("{{\"Message\": \"{}\"}}", "[".repeat(depth));
         parse_all(&wrapped);
     }
+}
+
+/// Form-URL decoding as the rules say it, byte by byte.
+fn reference_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let (mut out, mut at) = (Vec::new(), 0);
+    while at < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[at] {
+            b'+' => out.push(b' '),
+            b'%' if at + 2 < bytes.len() => match (hex(bytes[at + 1]), hex(bytes[at + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    at += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        at += 1;
+    }
+    String::from_utf8(out).ok()
 }

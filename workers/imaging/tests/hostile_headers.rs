@@ -78,3 +78,76 @@ proptest! {
         check(&head);
     }
 }
+
+/// What a PNG of this colour type and depth decodes to, per pixel, computed here from the
+/// PNG specification (palette images expand to RGBA), not from the probe.
+fn png_pixel_bytes(colour: u8, depth: u8) -> u64 {
+    let channels = match colour {
+        0 => 1,
+        2 => 3,
+        3 | 6 => 4,
+        4 => 2,
+        _ => unreachable!(),
+    };
+    channels * if depth == 16 { 2 } else { 1 }
+}
+
+fn refused(head: &[u8]) -> bool {
+    match probe(head) {
+        Ok(info) => Limits::default().check_dimensions(&info).is_err(),
+        Err(ProbeError::Rejected(_)) => true,
+        Err(ProbeError::NeedMore(n)) => panic!("a whole header asks for {n} bytes"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Every valid PNG header is refused exactly when its decoded size is over the budget
+    /// or a side is out of range, and accepted otherwise.
+    #[test]
+    fn pngs_over_the_decode_budget_are_always_refused(
+        width in 1u32..=20_000,
+        height in 1u32..=20_000,
+        (colour, depth) in prop_oneof![
+            (Just(0u8), prop_oneof![Just(1u8), Just(2), Just(4), Just(8), Just(16)]),
+            (Just(2u8), prop_oneof![Just(8u8), Just(16)]),
+            (Just(3u8), prop_oneof![Just(1u8), Just(2), Just(4), Just(8)]),
+            (Just(4u8), prop_oneof![Just(8u8), Just(16)]),
+            (Just(6u8), prop_oneof![Just(8u8), Just(16)]),
+        ],
+    ) {
+        let limits = Limits::default();
+        let needed = u64::from(width) * u64::from(height) * png_pixel_bytes(colour, depth);
+        let sides = |s: u32| (limits.min_side..=limits.max_side).contains(&s);
+        let allowed = needed <= limits.max_decoded_bytes && sides(width) && sides(height);
+        prop_assert_eq!(
+            !refused(&png_header(width, height, depth, colour)),
+            allowed,
+            "{}x{} colour {} depth {}: {} bytes",
+            width,
+            height,
+            colour,
+            depth,
+            needed
+        );
+    }
+
+    /// The same for baseline (one byte a sample) and progressive or 12-bit JPEGs (two bytes:
+    /// their coefficients are held until the end), with 1, 3 or 4 components.
+    #[test]
+    fn jpegs_over_the_decode_budget_are_always_refused(
+        width in 1u16..=u16::MAX,
+        height in 1u16..=u16::MAX,
+        marker in prop_oneof![Just(0xC0u8), Just(0xC1), Just(0xC2)],
+        components in prop_oneof![Just(1u8), Just(3), Just(4)],
+    ) {
+        let limits = Limits::default();
+        let per_sample = if marker == 0xC2 { 2 } else { 1 };
+        let needed = u64::from(width) * u64::from(height) * u64::from(components) * per_sample;
+        let sides = |s: u16| (limits.min_side..=limits.max_side).contains(&u32::from(s));
+        let allowed = needed <= limits.max_decoded_bytes && sides(width) && sides(height);
+        let header = jpeg_header(width, height, marker, components, 2);
+        prop_assert_eq!(!refused(&header), allowed, "{}x{} SOF{:X} {} components", width, height, marker, components);
+    }
+}
