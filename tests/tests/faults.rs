@@ -525,9 +525,11 @@ async fn sigterm_under_load_exits_in_time_and_repeats_nothing() {
         signalled.elapsed()
     }))
     .await;
-    // Timed from the signal: the 10 s drain deadline, plus a last long poll and start-up.
+    eprintln!("workers exited {exit_times:?} after SIGTERM");
+    // The README's bound, timed from the signal: the 10 s drain deadline (the last long poll,
+    // 1 s here, ends within it), plus a second to release what is left and exit.
     assert!(
-        exit_times.iter().all(|t| *t <= Duration::from_secs(14)),
+        exit_times.iter().all(|t| *t <= Duration::from_secs(11)),
         "{exit_times:?}"
     );
     assert!(

@@ -43,6 +43,7 @@ fn every_worker_explains_itself_and_starts_nothing() {
         ("imgflow-ingest", "IMGFLOW_MIN_SIDE_PX"),
         ("imgflow-label", "IMGFLOW_DETECTOR_ATTEMPTS"),
         ("imgflow-store", "IMGFLOW_CONCURRENCY"),
+        ("imgflow-thumbnail", "IMGFLOW_MAX_DECODED_BYTES"),
         ("imgflow-api", "IMGFLOW_API_KEY"),
     ] {
         let out = run(binary, &["--help"], &[]);
