@@ -589,7 +589,7 @@ async fn a_message_failing_every_time_is_redriven_after_five_receives() {
 /// 8. A versioned bucket (as the template's is): each version is its own image, read by its
 /// version id, so an overwrite labels the new picture without losing the old one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_version_of_an_object_is_its_own_image() {
+async fn each_version_of_an_object_is_its_own_image_and_versions_end_on_their_own() {
     // Versioned as the stack's bucket is (`imgflow provision` leaves it unversioned).
     let mut p = TestPipeline::new("e2e-versions").await;
     p.aws
@@ -610,9 +610,79 @@ async fn each_version_of_an_object_is_its_own_image() {
     let records = p.wait_final(std::slice::from_ref(&first), WAIT).await;
     let second = p.put(key, photo("rocket.jpg")).await;
     assert_ne!(first, second, "a new version is a new image");
-    let records = [records, p.wait_final(&[second], WAIT).await].concat();
-    p.stop().await;
+    let records = [
+        records,
+        p.wait_final(std::slice::from_ref(&second), WAIT).await,
+    ]
+    .concat();
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    let table = p.table();
+    let status_of = |id: String| {
+        let table = table.clone();
+        async move { table.get(&id).await.unwrap().map(|r| r.status) }
+    };
+    // The newer version took the key's place: the first is replaced, out of the gallery.
+    imgflow_e2e::until("the first version replaced", WAIT, || async {
+        (status_of(first.clone()).await == Some(ImageStatus::Replaced)).then_some(())
+    })
+    .await;
+    // Permanently deleting the noncurrent first version marks only its image. The emulator
+    // sends no event for a versioned deletion (moto only notifies when a key's last version
+    // goes), so the test sends the one S3 documents, as S3 would.
+    let removed = |name: &str, version: &str, sequencer: &str| {
+        serde_json::json!({"Records": [{
+            "eventName": name, "eventTime": imgflow_runtime::clock::now_rfc3339(),
+            "s3": {"bucket": {"name": p.names.bucket}, "object": {
+                "key": key, "versionId": version, "sequencer": sequencer}}
+        }]})
+        .to_string()
+    };
+    let first_version = records[0].version_id.clone().unwrap();
+    p.aws
+        .s3
+        .delete_object()
+        .bucket(&p.names.bucket)
+        .key(key)
+        .version_id(&first_version)
+        .send()
+        .await
+        .unwrap();
+    p.send(
+        Stage::Ingest,
+        &removed("ObjectRemoved:Delete", &first_version, "0A"),
+    )
+    .await;
+    imgflow_e2e::until("the first version deleted", WAIT, || async {
+        (status_of(first.clone()).await == Some(ImageStatus::Deleted)).then_some(())
+    })
+    .await;
+    p.wait_idle(Duration::from_secs(30)).await;
+    assert_eq!(status_of(second.clone()).await, Some(ImageStatus::Labeled));
+    // A delete marker (its event names the marker's own version): the key's current image
+    // is deleted.
+    let marker = p
+        .aws
+        .s3
+        .delete_object()
+        .bucket(&p.names.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    p.send(
+        Stage::Ingest,
+        &removed(
+            "ObjectRemoved:DeleteMarkerCreated",
+            marker.version_id().unwrap(),
+            "0B",
+        ),
+    )
+    .await;
+    imgflow_e2e::until("the current version deleted", WAIT, || async {
+        (status_of(second.clone()).await == Some(ImageStatus::Deleted)).then_some(())
+    })
+    .await;
+    p.stop().await;
     let versions: Vec<_> = records.iter().map(|r| r.version_id.clone()).collect();
     assert!(versions.iter().all(Option::is_some), "{versions:?}");
     assert_ne!(versions[0], versions[1]);
