@@ -104,6 +104,12 @@ impl KeyHistory {
         let known = created.is_some_and(|id| self.events.iter().any(|e| e.created_is(id)));
         let order = match (sequencer, created) {
             (Some(sequencer), _) => Some(order_key(sequencer)),
+            // Known, and removed since only by sequencer-less removals: the emulator's events
+            // carry no sequencer, and this is the same bytes uploaded again after a deletion.
+            (None, Some(id)) if known && self.removed_without_sequencer(id) => Some(format!(
+                "{}+",
+                self.events.last().map_or("", |e| e.order.as_str())
+            )),
             // A listing's object the ledger already knows: nothing new.
             (None, Some(_)) if known => None,
             // Before every sequenced event ('!' sorts before every hex digit); the id keeps
@@ -164,6 +170,18 @@ impl KeyHistory {
             fates,
             recreated,
         }
+    }
+
+    /// Whether every event after `id`'s latest creation is a removal without a sequencer.
+    fn removed_without_sequencer(&self, id: &str) -> bool {
+        let Some(latest) = self.events.iter().rposition(|e| e.created_is(id)) else {
+            return false;
+        };
+        let after = &self.events[latest + 1..];
+        !after.is_empty()
+            && after
+                .iter()
+                .all(|e| e.created.is_none() && e.order.ends_with('+'))
     }
 
     /// The fate of `id` from the event after its latest creation; `None` when the window no
@@ -248,6 +266,23 @@ mod tests {
         let mut empty = KeyHistory::default();
         let d = empty.record(None, "t", KeyChange::Created("v0"));
         assert_eq!(d.fates, [("v0".into(), Fate::Live)]);
+    }
+
+    /// The emulator's events carry no sequencer: a deletion is taken as the latest event,
+    /// and the same bytes uploaded after it are live again.
+    #[test]
+    fn without_sequencers_a_reupload_after_a_deletion_is_live() {
+        let mut h = KeyHistory::default();
+        h.record(None, "2026-12-07T10:00:00.000Z", KeyChange::Created("a"));
+        let d = h.record(None, "2026-12-07T10:00:01.000Z", KeyChange::Removed);
+        assert_eq!(d.fates, [("a".into(), Fate::Deleted)]);
+        let d = h.record(None, "2026-12-07T10:00:02.000Z", KeyChange::Created("a"));
+        assert!(d.recreated);
+        assert_eq!(d.fates, [("a".into(), Fate::Live)]);
+        // A listing of it again changes nothing.
+        let again = h.record(None, "2026-12-07T10:00:03.000Z", KeyChange::Created("a"));
+        assert_eq!(again.fates, [("a".into(), Fate::Live)]);
+        assert_eq!(again.version, d.version);
     }
 
     #[test]
