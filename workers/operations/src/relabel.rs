@@ -34,7 +34,8 @@ impl Selection {
             want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
         };
         // Nothing to read for a deleted or missing image.
-        !matches!(record.status, ImageStatus::Deleted | ImageStatus::Missing)
+        !record.status.is_gone()
+            && record.status != ImageStatus::Missing
             && same(&self.detector, &record.detector)
             && same(&self.model_version, &record.label_model_version)
     }
@@ -163,6 +164,7 @@ mod tests {
         assert!(!both.matches(&record("local", "1", ImageStatus::Labeled)));
         assert!(both.matches(&record("local", "2", ImageStatus::Labeled)));
         assert!(!Selection::default().matches(&record("local", "1", ImageStatus::Deleted)));
+        assert!(!Selection::default().matches(&record("local", "1", ImageStatus::Replaced)));
     }
 
     #[test]

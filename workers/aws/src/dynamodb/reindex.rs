@@ -92,6 +92,10 @@ impl DynamoImageTable {
                 if self.set_index_keys(&record).await? == WriteOutcome::Written {
                     report.keyed += 1;
                 }
+                // A deleted or replaced image's labels stay on its item, out of the index.
+                if record.status.is_gone() {
+                    continue;
+                }
                 if let (Some(labeled_at), Some(labels)) = (record.labeled_at, record.labels) {
                     let current = StoredLabels { labeled_at, labels };
                     index.index_labels(&record.id, &current, None).await?;
@@ -107,7 +111,7 @@ impl DynamoImageTable {
 
     /// Writes the console's index keys of an item that lacks them (an item from before the
     /// console) or holds them unsharded (from before sharding), unless a stage changed its
-    /// status meanwhile (its own write set the keys). Deleted items keep none.
+    /// status meanwhile (its own write set the keys). Deleted and replaced items keep none.
     async fn set_index_keys(&self, record: &ImageRecord) -> Result<WriteOutcome, PortError> {
         let Some(keys) = GalleryKeys::of(record) else {
             return Ok(WriteOutcome::Superseded);

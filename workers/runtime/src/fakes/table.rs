@@ -15,6 +15,9 @@ use crate::{
     PortError, PortErrorKind,
 };
 
+/// A recorded completion: the branch, whether it was announced, and the holder's claim.
+type Completion = (Branch, bool, CompletionClaim);
+
 /// The images table in memory, with the same conditions as DynamoDB's. Clones share one
 /// table, as clients of one DynamoDB table do.
 #[derive(Debug, Default, Clone)]
@@ -24,7 +27,7 @@ pub struct FakeTable {
     kept: Arc<Mutex<HashMap<String, String>>>,
     /// Per image: the branch that recorded the completion, whether it was announced, and the
     /// claim of the message that recorded it.
-    completions: Arc<Mutex<HashMap<String, (Branch, bool, CompletionClaim)>>>,
+    completions: Arc<Mutex<HashMap<String, Completion>>>,
     /// The outcomes of the next writes: `None` succeeds, `Some` fails with that kind.
     failures: Arc<Mutex<VecDeque<Option<PortErrorKind>>>>,
 }
