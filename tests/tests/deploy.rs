@@ -155,6 +155,12 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
             "dynamodb:UpdateItem",
             vec!["ImagesTable.Arn", "IndexTable.Arn"],
         ),
+        // The object ledger (read, then a conditional put), and why a revival was refused.
+        (
+            "dynamodb:GetItem",
+            vec!["ImagesTable.Arn", "IndexTable.Arn"],
+        ),
+        ("dynamodb:PutItem", vec!["IndexTable.Arn"]),
         // A deleted object's label-index entries, and its images' thumbnails.
         ("dynamodb:BatchWriteItem", vec!["IndexTable.Arn"]),
         ("s3:DeleteObject", vec![THUMBNAILS]),

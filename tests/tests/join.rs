@@ -75,6 +75,7 @@ fn claim(now: &str) -> CompletionClaim {
         token: "m1".into(),
         now: now.into(),
         until: "t9".into(),
+        generation: String::new(),
     }
 }
 
@@ -114,6 +115,7 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
         token: "m2".into(),
         now: now.into(),
         until: "t9".into(),
+        generation: String::new(),
     };
     assert!(t
         .complete("a", Branch::Thumbnail, &duplicate("t3"))
@@ -391,6 +393,7 @@ async fn concurrent_branches_and_duplicates_record_one_completion_per_image() {
                         token: token.into(),
                         now: imgflow_runtime::clock::now_rfc3339(),
                         until: imgflow_runtime::clock::rfc3339_after(Duration::from_secs(300)),
+                        generation: String::new(),
                     };
                     usize::from(t.complete(&id, branch, &claim).await.unwrap().is_some())
                 })

@@ -213,3 +213,37 @@ async fn a_late_deletion_ends_the_image_it_followed_not_the_later_one() {
     );
     p.stop().await;
 }
+
+/// A ledger item of the earlier format (every id ever created under the key, the latest
+/// sequencer) is taken over by the next event, not refused for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_item_of_the_earlier_format_is_taken_over() {
+    let p = TestPipeline::new("e2e-ledger-upgrade").await;
+    let key = "incoming/old.png";
+    p.aws
+        .dynamodb
+        .put_item()
+        .table_name(&p.names.index_table)
+        .item("pk", AttributeValue::S(object_pk(&p.names.bucket, key)))
+        .item("sk", AttributeValue::S(OBJECT_SK.into()))
+        .item("image_ids", AttributeValue::Ss(vec!["a".repeat(32)]))
+        .item("sequencer", AttributeValue::S("0A".into()))
+        .item("deleted", AttributeValue::Bool(false))
+        .send()
+        .await
+        .unwrap();
+    let decision = p
+        .index()
+        .record(
+            &p.names.bucket,
+            key,
+            Some("0B"),
+            "2026-12-07T00:00:00.000Z",
+            KeyChange::Created(&"b".repeat(32)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(decision.fates, [("b".repeat(32), Fate::Live)]);
+    let (history, _) = ledger_item(&p, key).await;
+    assert_eq!(history.version, 1);
+}

@@ -15,8 +15,8 @@ use imgflow_runtime::{
     consumer::{HandleError, Handler},
     ledger::{Decision, Fate, KeyChange},
     ports::{
-        GoneImage, ImageTable, ObjectHead, ObjectLedger, ObjectLocation, ObjectStore, Publisher,
-        ReceivedMessage, Revival, StoredLabels, WriteOutcome, PURGED,
+        Ending, GoneImage, ImageTable, ObjectHead, ObjectLedger, ObjectLocation, ObjectStore,
+        Publisher, ReceivedMessage, Revival, StoredLabels, WriteOutcome, PURGED,
     },
     PortError, PortErrorKind,
 };
@@ -325,11 +325,20 @@ where
             at: clock::now_rfc3339(),
             version,
         };
-        let labels = self
+        let ending = self
             .table
             .end(&gone)
             .await
             .map_err(|e| HandleError::from_port("table_write_failed", e))?;
+        let Ending::Ended(labels) = ending else {
+            // A newer decision holds: the image may be its key's object again, thumbnail and
+            // label entries included.
+            tracing::info!(
+                image = id,
+                "a newer event decided this image; left as it is"
+            );
+            return Ok(());
+        };
         if let Some(labels) = labels {
             let none = StoredLabels {
                 labeled_at: labels.labeled_at.clone(),

@@ -545,3 +545,43 @@ async fn an_image_costs_one_or_two_small_reads_and_no_head() {
     upload_and_ingest(&f, "incoming/large.png", large).await;
     assert_eq!(f.store.range_reads(), 3);
 }
+
+/// Another worker recorded a newer decision for the image (its key's object again): an older
+/// deletion's decision changes nothing, and leaves its thumbnail and label entries alone.
+#[tokio::test]
+async fn an_older_decision_leaves_a_live_images_thumbnail_and_labels_alone() {
+    use imgflow_runtime::ports::{ObjectLocation, ObjectStore};
+    let f = fixture();
+    let etag = f.store.insert(BUCKET, "incoming/cat.png", png(451, 300));
+    f.handler
+        .handle(&sequenced(
+            "ObjectCreated:Put",
+            "incoming/cat.png",
+            Some(&etag),
+            "0A",
+        ))
+        .await
+        .unwrap();
+    let id = only_item(&f).id;
+    label(&f, &id).await;
+    let thumbnail = imgflow_messages::thumbnail_key(&id);
+    f.store.insert(BUCKET, &thumbnail, vec![0xFF, 0xD8]);
+    f.table.live(&id, 100).await.unwrap();
+    f.handler
+        .handle(&sequenced(
+            "ObjectRemoved:Delete",
+            "incoming/cat.png",
+            None,
+            "0B",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(only_item(&f).status, ImageStatus::Labeled);
+    let location = ObjectLocation {
+        bucket: BUCKET.into(),
+        key: thumbnail,
+        version_id: None,
+    };
+    assert!(f.store.get(&location).await.is_ok(), "thumbnail kept");
+    assert_eq!(f.index.images_with_label("animal"), vec![id]);
+}

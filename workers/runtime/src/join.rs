@@ -28,8 +28,8 @@ use crate::{
 pub const COMPLETION_LEASE: Duration = Duration::from_secs(300);
 
 /// Completes `image` for `branch` when `join` says both branches have written: records the
-/// completion for the message `token`, publishes `ImageCompleted` with `publisher`, and marks
-/// it announced.
+/// completion for the message `token` (carrying `generation`, see [`CompletionClaim`]),
+/// publishes `ImageCompleted` with `publisher`, and marks it announced.
 pub async fn complete_if_ready<T: ImageTable, P: Publisher>(
     table: &T,
     publisher: &P,
@@ -37,6 +37,7 @@ pub async fn complete_if_ready<T: ImageTable, P: Publisher>(
     branch: Branch,
     join: Join,
     token: &str,
+    generation: &str,
 ) -> Result<(), HandleError> {
     if join != Join::Ready {
         return Ok(());
@@ -46,6 +47,7 @@ pub async fn complete_if_ready<T: ImageTable, P: Publisher>(
         token: token.to_owned(),
         now: now.clone(),
         until: clock::rfc3339_after(COMPLETION_LEASE),
+        generation: generation.to_owned(),
     };
     let record = table
         .complete(&image.image_id, branch, &claim)

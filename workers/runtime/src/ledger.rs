@@ -13,10 +13,11 @@
 //! placed: a creation that old is `replaced`, a removal that old changes nothing (the image it
 //! removed was already ended by the event after it).
 //!
-//! Events without a sequencer (`imgflow backfill`'s, made from a listing) are placed before
-//! every sequenced one: a listing may be stale by the time its event arrives, and every real
-//! upload brings its own sequenced event, so a backfill can label an object the ledger knows
-//! nothing later about, but never undoes a recorded deletion or overwrite.
+//! Events without a sequencer (`imgflow backfill`'s, made from a listing; the emulator's) are
+//! placed before every sequenced one, in event-time order among themselves: a listing may be
+//! stale by the time its event arrives, and every real upload brings its own sequenced event,
+//! so a backfill can label an object the ledger knows nothing later about, but never undoes a
+//! recorded deletion or overwrite.
 use imgflow_messages::order_key;
 use serde::{Deserialize, Serialize};
 
@@ -104,22 +105,27 @@ impl KeyHistory {
         let known = created.is_some_and(|id| self.events.iter().any(|e| e.created_is(id)));
         let order = match (sequencer, created) {
             (Some(sequencer), _) => Some(order_key(sequencer)),
-            // Known, and removed since only by sequencer-less removals: the emulator's events
-            // carry no sequencer, and this is the same bytes uploaded again after a deletion.
-            (None, Some(id)) if known && self.removed_without_sequencer(id) => Some(format!(
-                "{}+",
-                self.events.last().map_or("", |e| e.order.as_str())
-            )),
-            // A listing's object the ledger already knows: nothing new.
-            (None, Some(_)) if known => None,
-            // Before every sequenced event ('!' sorts before every hex digit); the id keeps
-            // two listed objects of one instant apart.
-            (None, Some(id)) => Some(format!("!{event_time}#{id}")),
-            // Real deletions carry sequencers; one without is taken as the latest: just after
-            // the last event ('+' sorts after the end of a string and before every hex digit).
+            (None, Some(id)) => {
+                // Before every sequenced event ('!' sorts before every hex digit), in time
+                // order among the sequencer-less; the id keeps two of one instant apart.
+                let order = format!("!{event_time}#{id}");
+                let after_everything = self.events.last().is_none_or(|e| order > e.order);
+                match known {
+                    false => Some(order),
+                    // Known, removed since only by sequencer-less removals, and later than
+                    // them: the emulator's events carry no sequencer, and this is the same
+                    // bytes uploaded again after a deletion.
+                    true if after_everything && self.removed_without_sequencer(id) => Some(order),
+                    // A listing of an object the ledger already knows: nothing new.
+                    true => None,
+                }
+            }
+            // Real deletions carry sequencers; the emulator's do not: by time, among the
+            // sequencer-less ('~' after a creation of the same instant).
+            (None, None) if !event_time.is_empty() => Some(format!("!{event_time}~")),
             (None, None) => Some(format!(
-                "{}+",
-                self.events.last().map_or("", |e| e.order.as_str())
+                "{}~",
+                self.events.last().map_or("!", |e| e.order.as_str())
             )),
         };
         // An earlier creation of the same id (not this event again).
@@ -131,6 +137,7 @@ impl KeyHistory {
         let too_old = order
             .as_ref()
             .is_some_and(|o| self.floor.as_ref().is_some_and(|floor| o <= floor));
+        let mut dropped = Vec::new();
         if let (Some(order), false) = (&order, too_old) {
             // An equal order is the same event again (or, never seen, two events at one
             // sequencer): the first recorded stands.
@@ -141,17 +148,21 @@ impl KeyHistory {
                 };
                 self.events.insert(i, event);
                 self.version += 1;
-                self.trim();
+                dropped = self.trim();
             }
         }
         let mut fates = Vec::new();
         if let Some(id) = created {
-            let fate = match too_old {
-                true => Fate::Replaced,
-                false => self.fate(id).unwrap_or(Fate::Replaced),
-            };
-            fates.push((id.to_owned(), fate));
+            // Not in the window (too old to place, or dropped): a later event exists.
+            fates.push((id.to_owned(), self.fate(id).unwrap_or(Fate::Replaced)));
         }
+        // Images whose creations just left the window: their fates are written once more, so
+        // one never left undecided by a crash before its own decision was written stays so.
+        fates.extend(
+            dropped
+                .into_iter()
+                .filter(|(id, _)| Some(id.as_str()) != created),
+        );
         // The image created just before this event: its successor may now be this event.
         let position = order
             .filter(|_| !too_old)
@@ -181,7 +192,7 @@ impl KeyHistory {
         !after.is_empty()
             && after
                 .iter()
-                .all(|e| e.created.is_none() && e.order.ends_with('+'))
+                .all(|e| e.created.is_none() && e.order.starts_with('!'))
     }
 
     /// The fate of `id` from the event after its latest creation; `None` when the window no
@@ -195,13 +206,23 @@ impl KeyHistory {
         })
     }
 
-    fn trim(&mut self) {
+    /// Drops the oldest events past the window; the fates of the images whose latest
+    /// creation leaves with them (each followed by a later event, so replaced or deleted).
+    fn trim(&mut self) -> Vec<(String, Fate)> {
+        let mut decided = Vec::new();
         while self.events.len() > LEDGER_WINDOW {
+            if let Some(id) = self.events[0].created.clone() {
+                let latest = self.events.iter().rposition(|e| e.created_is(&id)) == Some(0);
+                if let (true, Some(fate)) = (latest, self.fate(&id)) {
+                    decided.push((id, fate));
+                }
+            }
             let dropped = self.events.remove(0);
             if self.floor.as_ref().is_none_or(|f| dropped.order > *f) {
                 self.floor = Some(dropped.order);
             }
         }
+        decided
     }
 }
 
@@ -276,6 +297,9 @@ mod tests {
         h.record(None, "2026-12-07T10:00:00.000Z", KeyChange::Created("a"));
         let d = h.record(None, "2026-12-07T10:00:01.000Z", KeyChange::Removed);
         assert_eq!(d.fates, [("a".into(), Fate::Deleted)]);
+        // The first upload's event delivered again is not a new upload.
+        let again = h.record(None, "2026-12-07T10:00:00.000Z", KeyChange::Created("a"));
+        assert_eq!(again.fates, [("a".into(), Fate::Deleted)]);
         let d = h.record(None, "2026-12-07T10:00:02.000Z", KeyChange::Created("a"));
         assert!(d.recreated);
         assert_eq!(d.fates, [("a".into(), Fate::Live)]);
@@ -312,9 +336,38 @@ mod tests {
         assert!(serde_json::to_string(&h).unwrap().len() < 4096);
         let d = h.record(Some("00000001"), "t", KeyChange::Created("old"));
         assert_eq!(d.fates, [("old".into(), Fate::Replaced)]);
+        // A too-old creation of the key's current image (replayed from a dead-letter queue)
+        // leaves it live.
+        let current = format!("{:032x}", 19_999);
+        let d = h.record(Some("00000003"), "t", KeyChange::Created(&current));
+        assert_eq!(d.fates, [(current, Fate::Live)]);
         let before = h.clone();
         h.record(Some("00000002"), "t", KeyChange::Removed);
         assert_eq!(h, before, "a removal too old to place changes nothing");
+    }
+
+    /// An image's creation leaving the window has its fate decided once more: one whose own
+    /// decision was lost to a crash (its successor's handler died after the ledger write) is
+    /// still ended.
+    #[test]
+    fn creations_leaving_the_window_are_decided_again() {
+        let mut h = KeyHistory::default();
+        for n in 0..LEDGER_WINDOW as u32 {
+            h.record(
+                Some(&format!("{n:04X}")),
+                "t",
+                KeyChange::Created(&format!("i{n}")),
+            );
+        }
+        let d = h.record(Some("1000"), "t", KeyChange::Removed);
+        assert!(
+            d.fates.contains(&("i0".into(), Fate::Replaced)),
+            "{:?}",
+            d.fates
+        );
+        assert!(d
+            .fates
+            .contains(&(format!("i{}", LEDGER_WINDOW - 1), Fate::Deleted)));
     }
 
     /// Every arrival order of a key's events, each delivered one to three times, ends with the

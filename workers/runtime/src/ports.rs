@@ -312,6 +312,11 @@ pub struct CompletionClaim {
     /// unannounced completion is taken over (its message went to the dead-letter queue, and
     /// the replay has a new id).
     pub until: String,
+    /// What the message carries, in an order: the labels' `labeled_at` for the labels branch,
+    /// empty for the thumbnail. A message with newer labels (a relabel) takes an unannounced
+    /// completion over at once: the holder's redelivery, its labels superseded, completes
+    /// nothing.
+    pub generation: String,
 }
 
 /// What the thumbnail stage made of an image.
@@ -474,12 +479,10 @@ pub trait ImageTable: Send + Sync + 'static {
     /// Records that an image is no longer what its key holds (`deleted` or `replaced`, as
     /// the key's ledger decided at `gone.version`) and takes it out of the gallery, unless a
     /// newer decision is recorded. Creates the item when there is none (a version deleted
-    /// before its creation event arrived), so the late creation finds it gone. Returns the
-    /// labels it held, so the label index can drop them. Idempotent.
-    fn end(
-        &self,
-        gone: &GoneImage,
-    ) -> impl Future<Output = Result<Option<StoredLabels>, PortError>> + Send;
+    /// before its creation event arrived), so the late creation finds it gone. Answers the
+    /// labels it held, so the label index can drop them, or that a newer decision holds (then
+    /// nothing is to be cleaned up: the image may be its key's object again). Idempotent.
+    fn end(&self, gone: &GoneImage) -> impl Future<Output = Result<Ending, PortError>> + Send;
 
     /// Records that the ledger decided at `version` that the image is its key's object. A
     /// `deleted` or `replaced` item decided at an older version is made new again (identical
@@ -515,6 +518,15 @@ pub fn gone_reason(status: ImageStatus) -> &'static str {
         ImageStatus::Replaced => "a later upload to the same key replaced it",
         _ => "the object was deleted",
     }
+}
+
+/// How [`ImageTable::end`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    /// Recorded; the labels the item held, if any.
+    Ended(Option<StoredLabels>),
+    /// A newer decision is recorded: nothing changed.
+    Newer,
 }
 
 /// The ledger version of a permanently deleted version: no later decision brings it back.

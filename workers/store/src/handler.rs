@@ -94,6 +94,7 @@ impl<T: ImageTable, I: LabelIndex, P: Publisher, C: Publisher> Handler
             Branch::Labels,
             join,
             &message.message_id,
+            &stored.labeled_at,
         )
         .await
     }

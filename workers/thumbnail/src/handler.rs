@@ -166,6 +166,7 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> Handler for ThumbnailHandler<S
             Branch::Thumbnail,
             join,
             &message.message_id,
+            "",
         )
         .await
     }

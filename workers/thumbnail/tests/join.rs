@@ -427,3 +427,36 @@ async fn both_branches_on_two_threads_complete_every_image_once() {
         assert!(f.item().completed_at.is_some());
     }
 }
+
+/// The labels' completion is recorded but its publish fails; before its message comes back, a
+/// relabel stores newer labels. The relabel's message (newer labels, another id) takes the
+/// unannounced completion over and announces it; the first message's redelivery, its labels
+/// superseded, adds nothing.
+#[tokio::test]
+async fn newer_labels_take_over_a_completion_left_unannounced() {
+    let f = fixture_with(
+        jpeg(640, 400),
+        FakeTable::default(),
+        FakePublisher::default().failing_first([PortErrorKind::Retryable]),
+    )
+    .await;
+    f.thumbnail().await.unwrap();
+    let first = fakes::delivered_as(f.labeled.encode(), "m1");
+    assert!(f.store.handle(&first).await.is_err(), "the publish failed");
+    assert!(f.completions().is_empty());
+    let newer = ImageLabeled {
+        labeled_at: "2026-11-28T07:00:00.000000Z".into(),
+        ..f.labeled.clone()
+    };
+    f.store
+        .handle(&fakes::delivered_as(newer.encode(), "m3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.completions().len(),
+        1,
+        "announced by the relabel's message"
+    );
+    f.store.handle(&first).await.unwrap();
+    assert_eq!(f.completions().len(), 1);
+}

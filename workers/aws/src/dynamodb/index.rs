@@ -263,6 +263,10 @@ impl ObjectLedger for IndexTable {
                 .map_err(|e| {
                     dynamodb_error(format!("dynamodb:GetItem {} object {key}", self.table), e)
                 })?;
+            let exists = read.item.is_some();
+            // An item without `history` is a ledger of the earlier format (every id ever
+            // created, the latest sequencer): its ids' images were decided when their events
+            // came; the history starts here, and the item is taken over.
             let stored = read.item.as_ref().and_then(|item| string(item, "history"));
             let mut history: KeyHistory = match &stored {
                 Some(json) => serde_json::from_str(json).map_err(|e| {
@@ -287,12 +291,15 @@ impl ObjectLedger for IndexTable {
                 .put_item()
                 .table_name(&self.table)
                 .set_item(Some(item));
-            let request = match stored {
-                Some(_) => request
+            let request = match (&stored, exists) {
+                (Some(_), _) => request
                     .condition_expression("#version = :version")
                     .expression_attribute_names("#version", "version")
                     .expression_attribute_values(":version", AttributeValue::N(before.to_string())),
-                None => request.condition_expression("attribute_not_exists(pk)"),
+                (None, true) => request
+                    .condition_expression("attribute_not_exists(#history)")
+                    .expression_attribute_names("#history", "history"),
+                (None, false) => request.condition_expression("attribute_not_exists(pk)"),
             };
             match request.send().await {
                 Ok(_) => return Ok(decision),

@@ -18,9 +18,9 @@ use super::ModeledKind;
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{
-        gone_reason, Branch, CompletionClaim, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite,
-        Revival, StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
-        RELABEL_CLAIM_PREFIX,
+        gone_reason, Branch, CompletionClaim, Ending, GoneImage, ImageTable, Join, LabelClaim,
+        LabelsWrite, Revival, StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome,
+        CLAIM_DONE, RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -374,6 +374,7 @@ impl ImageTable for DynamoImageTable {
         update.set("completed_by", s(branch.as_str()));
         update.set("completion_token", s(&claim.token));
         update.set("completion_until", s(&claim.until));
+        update.set("completion_generation", s(&claim.generation));
         // Another message of this branch (a duplicate) may take an unannounced completion over
         // only once the holder's lease has run out.
         update.condition(
@@ -384,7 +385,8 @@ impl ImageTable for DynamoImageTable {
                   OR (#completed_by = :completed_by AND attribute_not_exists(#completion_announced) \
                       AND (attribute_not_exists(#completion_token) \
                            OR #completion_token = :completion_token \
-                           OR #completion_until < :now)))",
+                           OR #completion_until < :now \
+                           OR #completion_generation < :completion_generation)))",
             &[
                 ("deleted", s(ImageStatus::Deleted.as_str())),
                 ("replaced", s(ImageStatus::Replaced.as_str())),
@@ -508,7 +510,7 @@ impl ImageTable for DynamoImageTable {
             .transpose()
     }
 
-    async fn end(&self, gone: &GoneImage) -> Result<Option<StoredLabels>, PortError> {
+    async fn end(&self, gone: &GoneImage) -> Result<Ending, PortError> {
         let mut update = Update::default();
         update.set("status", s(gone.status.as_str()));
         update.set("reason", s(gone_reason(gone.status)));
@@ -533,10 +535,13 @@ impl ImageTable for DynamoImageTable {
             "attribute_not_exists(#ledger_version) OR #ledger_version <= :ledger_version",
             &[],
         );
-        let (_, old) = self
+        let (written, old) = self
             .update_returning(&gone.image_id, update, "end", ReturnValue::AllOld)
             .await?;
-        Ok(replaced_labels(old))
+        Ok(match written {
+            WriteOutcome::Written => Ending::Ended(replaced_labels(old)),
+            WriteOutcome::Superseded => Ending::Newer,
+        })
     }
 
     async fn live(&self, image_id: &str, version: u64) -> Result<Revival, PortError> {
@@ -597,7 +602,7 @@ impl ImageTable for DynamoImageTable {
 }
 
 /// What a revival clears, so both branches run afresh.
-const REVIVAL_CLEARS: [&str; 17] = [
+const REVIVAL_CLEARS: [&str; 18] = [
     "reason",
     "labels",
     "detector",
@@ -614,6 +619,7 @@ const REVIVAL_CLEARS: [&str; 17] = [
     "completed_by",
     "completion_token",
     "completion_until",
+    "completion_generation",
     "completion_announced",
 ];
 

@@ -214,6 +214,11 @@ pub fn decode_rows(
         let mut lines = BufReader::new(flate2::read::GzDecoder::new(source));
         let mut line = Vec::new();
         loop {
+            // The consumer stopped (backfill ended early): read and decompress no further,
+            // even through rows that are never sent (noncurrent versions, delete markers).
+            if rows_tx.is_closed() {
+                return;
+            }
             line.clear();
             let read = (&mut lines)
                 .take(MAX_LINE_BYTES as u64 + 1)

@@ -8,9 +8,9 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus};
 
 use crate::{
     ports::{
-        gone_reason, Branch, CompletionClaim, GoneImage, ImageTable, Join, LabelClaim, LabelsWrite,
-        Revival, StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome, CLAIM_DONE,
-        RELABEL_CLAIM_PREFIX,
+        gone_reason, Branch, CompletionClaim, Ending, GoneImage, ImageTable, Join, LabelClaim,
+        LabelsWrite, Revival, StoredLabels, ThumbnailOutcome, ThumbnailWrite, WriteOutcome,
+        CLAIM_DONE, RELABEL_CLAIM_PREFIX,
     },
     PortError, PortErrorKind,
 };
@@ -336,7 +336,11 @@ impl ImageTable for FakeTable {
         let ours = match completions.get(image_id) {
             None => true,
             Some((by, announced, held)) => {
-                *by == branch && !announced && (held.token == claim.token || held.until < claim.now)
+                *by == branch
+                    && !announced
+                    && (held.token == claim.token
+                        || held.until < claim.now
+                        || held.generation < claim.generation)
             }
         };
         if !both || !ours || record.status.is_gone() {
@@ -359,7 +363,7 @@ impl ImageTable for FakeTable {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
     }
 
-    async fn end(&self, gone: &GoneImage) -> Result<Option<StoredLabels>, PortError> {
+    async fn end(&self, gone: &GoneImage) -> Result<Ending, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();
         let record = items.entry(gone.image_id.clone()).or_insert_with(|| {
@@ -373,7 +377,7 @@ impl ImageTable for FakeTable {
             )
         });
         if record.ledger_version.is_some_and(|v| v > gone.version) {
-            return Ok(None);
+            return Ok(Ending::Newer);
         }
         record.status = gone.status;
         record.ledger_version = Some(gone.version);
@@ -387,7 +391,7 @@ impl ImageTable for FakeTable {
             .zip(record.labels.clone())
             .map(|(labeled_at, labels)| StoredLabels { labeled_at, labels });
         check_item_size(record)?;
-        Ok(labels)
+        Ok(Ending::Ended(labels))
     }
 
     async fn live(&self, image_id: &str, version: u64) -> Result<Revival, PortError> {
