@@ -458,9 +458,20 @@ fn deployments_roll_back_probe_themselves_and_keep_the_data() {
             );
         }
     }
+    // Kept when the stack is deleted or a resource replaced, but not when a first create
+    // rolls back: a retry would otherwise fail on names that already exist.
     for data in ["ImagesBucket", "ImagesTable", "IndexTable", "ApiKeySecret"] {
-        assert_eq!(r[data]["DeletionPolicy"], "Retain", "{data}");
+        assert_eq!(r[data]["DeletionPolicy"], "RetainExceptOnCreate", "{data}");
         assert_eq!(r[data]["UpdateReplacePolicy"], "Retain", "{data}");
+    }
+    // The secret's name is generated: one deleted by a rolled-back create waits out its
+    // recovery window under its own name, not the retry's.
+    assert!(r["ApiKeySecret"]["Properties"].get("Name").is_none());
+    // Auto-scaled services leave their task count to the scaling: an update (a new image)
+    // must not snap a scaled-out service back to its minimum.
+    for stage in ["Ingest", "Label", "Store", "Thumbnail"] {
+        let service = &r[format!("{stage}Service")]["Properties"];
+        assert!(service.get("DesiredCount").is_none(), "{stage}Service");
     }
     let rules = r["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
         .as_array()
@@ -913,10 +924,19 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
     let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("+ ")).collect();
     let expected_order = [
         "+ aws sts get-caller-identity",
+        // No --arch: the image is built for the architecture the stack runs.
+        "+ aws cloudformation describe-stacks",
         "+ aws ecr create-repository",
+        // A tag already pushed is not built again (the repository is immutable).
+        "+ aws ecr describe-images",
         "+ aws ecr get-login-password",
         "+ docker build",
         "+ docker push",
+        // The artifacts bucket for the template, private, encrypted, self-cleaning.
+        "+ aws s3api create-bucket",
+        "+ aws s3api put-public-access-block",
+        "+ aws s3api put-bucket-encryption",
+        "+ aws s3api put-bucket-lifecycle-configuration",
         "+ aws cloudformation deploy",
         "+ aws cloudformation describe-stacks",
     ];
@@ -925,12 +945,31 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
         assert!(step.starts_with(expected), "{step} (expected {expected})");
     }
     let image = "ACCOUNT_ID.dkr.ecr.eu-west-1.amazonaws.com/imgflow:v1";
-    assert!(steps[3].ends_with(&format!("-t {image} .")), "{}", steps[3]);
-    assert!(steps[4].ends_with(image));
-    let deploy = steps[5];
+    assert!(steps[5].ends_with(&format!("-t {image} .")), "{}", steps[5]);
+    assert!(steps[6].ends_with(image));
+    let bucket = "imgflow-cfn-ACCOUNT_ID-eu-west-1";
+    assert!(
+        steps[7].contains(&format!("--bucket {bucket}")),
+        "{}",
+        steps[7]
+    );
+    let deploy = steps[11];
     assert!(deploy.contains("--template-file deploy/cloudformation/imgflow.yaml"));
+    assert!(
+        deploy.contains(&format!("--s3-bucket {bucket}")),
+        "{deploy}"
+    );
     assert!(deploy.contains("CAPABILITY_NAMED_IAM"));
     assert!(deploy.contains(&format!("Image={image}")));
+    // A minimal re-run changes no optional setting: the stack keeps its own.
+    for optional in [
+        "Detector=",
+        "CpuArchitecture=",
+        "AlarmEmail=",
+        "ConsoleDomainName=",
+    ] {
+        assert!(!deploy.contains(optional), "{optional} passed: {deploy}");
+    }
     // Every parameter without a default is given.
     let t = template();
     for (name, parameter) in t["Parameters"].as_object().unwrap() {
@@ -942,6 +981,56 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
         }
     }
     assert!(out.contains("dry run: nothing was built, pushed or deployed"));
+
+    // Given settings are passed, and --arch builds for that architecture without asking.
+    let (code, out) = run_deploy_script(&[
+        "--dry-run",
+        "--region",
+        "us-east-1",
+        "--vpc",
+        "vpc-1",
+        "--subnets",
+        "subnet-a",
+        "--public-subnets",
+        "subnet-c",
+        "--certificate",
+        "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+        "--allowed-cidr",
+        "203.0.113.0/24",
+        "--detector",
+        "local",
+        "--arch",
+        "ARM64",
+        "--alarm-email",
+        "ops@example.com",
+        "--tag",
+        "v1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("+ ")).collect();
+    assert!(!steps[1].starts_with("+ aws cloudformation describe-stacks"));
+    let build = steps
+        .iter()
+        .find(|s| s.starts_with("+ docker build"))
+        .unwrap();
+    assert!(build.contains("--platform linux/arm64"), "{build}");
+    let create = steps.iter().find(|s| s.contains("create-bucket")).unwrap();
+    assert!(
+        !create.contains("LocationConstraint"),
+        "us-east-1 takes none: {create}"
+    );
+    let deploy = steps
+        .iter()
+        .find(|s| s.starts_with("+ aws cloudformation deploy"))
+        .unwrap();
+    for given in [
+        "Detector=local",
+        "CpuArchitecture=ARM64",
+        "AlarmEmail=ops@example.com",
+    ] {
+        assert!(deploy.contains(given), "{given} not passed: {deploy}");
+    }
+    assert!(!deploy.contains("ConsoleDomainName="), "{deploy}");
 
     let (code, out) = run_deploy_script(&["--dry-run", "--region", "eu-west-1"]);
     assert_eq!(code, 2, "{out}");
@@ -979,6 +1068,38 @@ fn the_readmes_grants_match_the_template() {
                 granted.contains(token),
                 "README names {token}, which the template does not grant"
             );
+        }
+    }
+}
+
+/// CloudFormation refuses a template over 51,200 bytes passed inline: while the template is
+/// that large, no documented `aws cloudformation deploy` may pass it without `--s3-bucket`.
+#[test]
+fn a_template_over_the_inline_limit_is_never_passed_inline() {
+    let template = std::fs::read(format!(
+        "{}/../deploy/cloudformation/imgflow.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    if template.len() <= 51_200 {
+        return;
+    }
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    for document in ["README.md", "scripts/deploy"] {
+        let text = std::fs::read_to_string(format!("{root}/{document}")).unwrap();
+        // A command may continue over lines ending in a backslash.
+        let joined = text.replace("\\\n", " ");
+        for line in joined
+            .lines()
+            .filter(|l| l.contains("cloudformation deploy"))
+        {
+            if line.contains("--template-file") {
+                assert!(
+                    line.contains("--s3-bucket"),
+                    "{document}: the template ({} bytes) passed inline: {line}",
+                    template.len()
+                );
+            }
         }
     }
 }
