@@ -171,6 +171,7 @@ impl S3Store {
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
                 return Ok(None)
             }
+            Err(e) if forbidden(&e) => return Err(self.refused(operation, object, e).await),
             Err(e) => return Err(read_error(operation, e)),
         };
         let (etag, version_id) = (etag(output.e_tag()), version(output.version_id.clone()));
@@ -195,9 +196,57 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// A read answered 403. S3 answers 403, not 404, for a key that does not exist when the
+    /// caller may not list it, and the stacks grant `s3:ListBucket` only under the incoming
+    /// prefix, conditioned on `s3:prefix`, which a GetObject does not carry. A ListObjectsV2
+    /// with the key as prefix (which that grant allows) tells the two apart: no such key is
+    /// `NotFound` (the image ends `missing`), a key that is there was really refused.
+    async fn refused<E>(
+        &self,
+        operation: String,
+        object: &ObjectLocation,
+        error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> PortError
+    where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        aws_sdk_s3::Error:
+            From<aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+    {
+        let listed = self
+            .client
+            .list_objects_v2()
+            .bucket(&object.bucket)
+            .prefix(&object.key)
+            .max_keys(1)
+            .send()
+            .await;
+        match listed {
+            // The key itself sorts first among the keys it prefixes.
+            Ok(page) if !page.contents().iter().any(|o| o.key() == Some(&object.key)) => {
+                PortError::new(
+                    PortErrorKind::NotFound,
+                    operation,
+                    "no such key (S3 answered 403; a listing of the key found nothing)",
+                )
+            }
+            _ => read_error(operation, error),
+        }
+    }
+}
+
+fn forbidden<E>(
+    error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> bool {
+    error
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 403)
+}
+
 impl ObjectStore for S3Store {
     async fn head(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
-        let output = self
+        let operation = describe("HeadObject", object);
+        let output = match self
             .client
             .head_object()
             .bucket(&object.bucket)
@@ -205,7 +254,11 @@ impl ObjectStore for S3Store {
             .set_version_id(object.version_id.clone())
             .send()
             .await
-            .map_err(|e| read_error(describe("HeadObject", object), e))?;
+        {
+            Ok(output) => output,
+            Err(e) if forbidden(&e) => return Err(self.refused(operation, object, e).await),
+            Err(e) => return Err(read_error(operation, e)),
+        };
         Ok(ObjectHead {
             size: output.content_length.unwrap_or(0).max(0) as u64,
             etag: etag(output.e_tag.as_deref()),
@@ -295,10 +348,39 @@ mod tests {
 
     use super::*;
 
-    /// A loopback stand-in for S3 answering every request with `status`, as AWS does for a
-    /// missing key: 404 with `s3:ListBucket`, 403 without it.
+    /// A loopback stand-in for S3 answering every read with `status`, as AWS does for a
+    /// missing key: 404 with `s3:ListBucket`, 403 without it; and a listing of the key with
+    /// it (`listed`) or without it.
     async fn head_against(status: StatusCode) -> PortError {
-        let app = axum::Router::new().fallback(move || async move { status });
+        read_against(status, true, false).await
+    }
+
+    async fn read_against(status: StatusCode, listed: bool, get: bool) -> PortError {
+        let listing = move |uri: axum::http::Uri| async move {
+            if !uri.query().unwrap_or("").contains("list-type=2") {
+                return axum::response::Response::builder()
+                    .status(status)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+            }
+            let contents = match listed {
+                true => "<Contents><Key>incoming/gone.png</Key><Size>1</Size></Contents>",
+                false => "",
+            };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult \
+                 xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name>\
+                 <Prefix>incoming/gone.png</Prefix><KeyCount>{}</KeyCount><MaxKeys>1</MaxKeys>\
+                 <IsTruncated>false</IsTruncated>{contents}</ListBucketResult>",
+                usize::from(listed)
+            );
+            axum::response::Response::builder()
+                .status(200)
+                .header("content-type", "application/xml")
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        let app = axum::Router::new().fallback(listing);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -308,7 +390,23 @@ mod tests {
             key: "incoming/gone.png".into(),
             version_id: None,
         };
-        S3Store::new(clients.s3).head(&object).await.unwrap_err()
+        let store = S3Store::new(clients.s3);
+        match get {
+            true => store.get_start(&object, 100).await.unwrap_err(),
+            false => store.head(&object).await.unwrap_err(),
+        }
+    }
+
+    /// Under the stack's grant (`s3:ListBucket` conditioned on the prefix) a missing key is a
+    /// 403 on AWS: the listing tells it from a real refusal, for ranged GETs and HEADs alike.
+    #[tokio::test]
+    async fn a_403_for_a_key_the_listing_does_not_show_is_not_found() {
+        for get in [true, false] {
+            let missing = read_against(StatusCode::FORBIDDEN, false, get).await;
+            assert_eq!(missing.kind, PortErrorKind::NotFound, "{missing}");
+            let denied = read_against(StatusCode::FORBIDDEN, true, get).await;
+            assert_eq!(denied.kind, PortErrorKind::Fatal, "{denied}");
+        }
     }
 
     #[tokio::test]
