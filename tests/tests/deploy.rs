@@ -347,8 +347,28 @@ fn every_alarm_for_people_notifies_the_alarm_topic_and_says_when_it_clears() {
         assert_eq!(actions, ["AlarmTopic"], "{name}");
         assert_eq!(strings(&props["OKActions"]), ["AlarmTopic"], "{name}");
     }
-    // Dead letters and oldest message per stage, detector throttling and access denied.
-    assert_eq!(for_people, 2 * Stage::ALL.len() + 2);
+    // Dead letters and oldest message per stage, detector throttling and access denied; the
+    // console's unhealthy hosts, target 5XX and load balancer 5XX; and every service running
+    // fewer tasks than it wants (a crash-looping API pages someone).
+    assert_eq!(for_people, 2 * Stage::ALL.len() + 2 + 3 + services().len());
+    for service in services() {
+        let alarm = &t["Resources"][format!("{service}TasksBelowDesiredAlarm")]["Properties"];
+        assert_eq!(
+            alarm["Metrics"][0]["Expression"], "desired - running",
+            "{service}"
+        );
+        assert_eq!(
+            render(&alarm["Metrics"][2]["MetricStat"]["Metric"]["Dimensions"][1]["Value"]),
+            format!("{service}Service.Name")
+        );
+    }
+    for (alarm, metric) in [
+        ("ApiUnhealthyHostsAlarm", "UnHealthyHostCount"),
+        ("ApiTarget5xxAlarm", "HTTPCode_Target_5XX_Count"),
+        ("LoadBalancer5xxAlarm", "HTTPCode_ELB_5XX_Count"),
+    ] {
+        assert_eq!(t["Resources"][alarm]["Properties"]["MetricName"], metric);
+    }
     let topic = &t["Resources"]["AlarmTopic"]["Properties"];
     assert_eq!(
         render(&topic["KmsMasterKeyId"]),
@@ -477,10 +497,20 @@ fn deployments_roll_back_probe_themselves_and_keep_the_data() {
     assert!(r["ApiKeySecret"]["Properties"].get("Name").is_none());
     // Auto-scaled services leave their task count to the scaling: an update (a new image)
     // must not snap a scaled-out service back to its minimum.
-    for stage in ["Ingest", "Label", "Store", "Thumbnail"] {
-        let service = &r[format!("{stage}Service")]["Properties"];
-        assert!(service.get("DesiredCount").is_none(), "{stage}Service");
+    for service in services() {
+        let properties = &r[format!("{service}Service")]["Properties"];
+        assert!(properties.get("DesiredCount").is_none(), "{service}Service");
     }
+    // The API: two tasks at least (ECS spreads them over the subnets' zones), scaled on
+    // requests per task.
+    let api = &r["ApiScalableTarget"]["Properties"];
+    assert_eq!(render(&api["MinCapacity"]), "ApiMinTasks");
+    assert_eq!(t["Parameters"]["ApiMinTasks"]["MinValue"], 2);
+    let policy = &r["ApiRequestScaling"]["Properties"]["TargetTrackingScalingPolicyConfiguration"];
+    assert_eq!(
+        policy["PredefinedMetricSpecification"]["PredefinedMetricType"],
+        "ALBRequestCountPerTarget"
+    );
     let rules = r["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
         .as_array()
         .unwrap();
