@@ -116,6 +116,7 @@ fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
 
 const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IncomingPrefix}*";
 const THUMBNAILS: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/thumbnails/*";
+const API_UPLOADS: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IncomingPrefix}api/*";
 
 /// `s3:ListBucket` on the bucket for the incoming prefix only: S3 then answers 404 (not 403)
 /// for a deleted object, and nothing else of the bucket can be listed.
@@ -225,7 +226,8 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     let dead_letter_queues = queues[4..].to_vec();
     let list_served = list_served();
     let api = vec![
-        ("s3:PutObject", vec![INCOMING]),
+        // Uploads only under <IncomingPrefix>api/, where the API puts them.
+        ("s3:PutObject", vec![API_UPLOADS]),
         ("s3:ListBucket", vec![list_served.as_str()]),
         // The images, and the thumbnails the thumbnail stage stored (it decodes nothing).
         ("s3:GetObject", vec![INCOMING, THUMBNAILS]),
