@@ -1239,3 +1239,22 @@ fn the_load_balancer_sends_only_to_the_api_tasks() {
         (&8080.into(), &8080.into())
     );
 }
+
+/// The onnxruntime wheel is pinned by hash, the same in the image and in scripts/onnxruntime,
+/// and pip is made to check it.
+#[test]
+fn the_onnxruntime_wheel_is_pinned_by_hash_everywhere() {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let hashes = |file: &str| -> BTreeSet<String> {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert!(text.contains("--require-hashes"), "{file}");
+        text.split("--hash=sha256:")
+            .skip(1)
+            .map(|rest| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+            .collect()
+    };
+    let image = hashes("deploy/Dockerfile");
+    assert_eq!(image.len(), 2, "x86_64 and aarch64: {image:?}");
+    assert!(image.iter().all(|h| h.len() == 64));
+    assert_eq!(image, hashes("scripts/onnxruntime"));
+}
