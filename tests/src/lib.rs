@@ -449,6 +449,21 @@ impl TestPipeline {
         )
     }
 
+    /// Stops S3 notifying ingest: what the bucket looked like before the pipeline existed, or
+    /// a test that sends the events (with sequencers, as S3 does) itself.
+    pub async fn without_notifications(&self) {
+        self.aws
+            .s3
+            .put_bucket_notification_configuration()
+            .bucket(&self.names.bucket)
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder().build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// The images table.
     pub fn table(&self) -> DynamoImageTable {
         self.aws.image_table(&self.names)

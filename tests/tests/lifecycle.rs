@@ -3,7 +3,6 @@
 //! deletions in either order.
 use std::{process::Command, sync::Arc, time::Duration};
 
-use aws_sdk_s3::types::NotificationConfiguration;
 use imgflow_catalog::ports::{ImageCatalog, ImageQuery};
 use imgflow_e2e::{bin_dir, png_with_dimensions, until, Counting, TestPipeline};
 use imgflow_messages::{ImageStatus, Label, NamedRef};
@@ -26,18 +25,6 @@ fn imgflow(p: &TestPipeline, args: &[&str]) -> String {
     stdout
 }
 
-/// Stops S3 notifying ingest: what the bucket looked like before the pipeline existed.
-async fn without_notifications(p: &TestPipeline) {
-    p.aws
-        .s3
-        .put_bucket_notification_configuration()
-        .bucket(&p.names.bucket)
-        .notification_configuration(NotificationConfiguration::builder().build())
-        .send()
-        .await
-        .unwrap();
-}
-
 fn cat() -> Label {
     Label {
         name: "Cat".into(),
@@ -55,7 +42,7 @@ async fn status_of(p: &TestPipeline, id: &str) -> Option<ImageStatus> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
     let mut p = TestPipeline::new("e2e-backfill").await;
-    without_notifications(&p).await;
+    p.without_notifications().await;
     let mut ids = Vec::new();
     for i in 0..12u32 {
         let key = format!("incoming/old/{i:02}.png");
@@ -300,7 +287,7 @@ async fn a_deleted_object_leaves_the_gallery_and_the_label_index() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_end_right_in_either_order() {
     let mut p = TestPipeline::new("e2e-delete-order").await;
-    without_notifications(&p).await;
+    p.without_notifications().await;
     let detector = Arc::new(Counting::new(FakeDetector::new(vec![cat()])));
     p.start_ingest().await;
     p.start_label(detector.clone()).await;

@@ -3,7 +3,6 @@
 use std::{sync::Arc, time::Duration};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_s3::types::NotificationConfiguration;
 use imgflow_catalog::keys::{object_pk, OBJECT_SK};
 use imgflow_e2e::{png_with_dimensions, until, TestPipeline};
 use imgflow_messages::ImageStatus;
@@ -13,18 +12,6 @@ use imgflow_runtime::{
     ports::{ImageTable, ObjectLedger},
 };
 use tokio::sync::Barrier;
-
-/// Stops S3 notifying ingest, so the test sends the events, with sequencers, itself.
-async fn without_notifications(p: &TestPipeline) {
-    p.aws
-        .s3
-        .put_bucket_notification_configuration()
-        .bucket(&p.names.bucket)
-        .notification_configuration(NotificationConfiguration::builder().build())
-        .send()
-        .await
-        .unwrap();
-}
 
 fn event(p: &TestPipeline, name: &str, key: &str, etag: Option<&str>, sequencer: &str) -> String {
     let mut object = serde_json::json!({"key": key, "sequencer": sequencer});
@@ -108,7 +95,7 @@ async fn two_writers_of_one_key_lose_no_event_and_the_ledger_stays_small() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_overwritten_hundreds_of_times_ends_with_one_live_image() {
     let mut p = TestPipeline::new("e2e-overwrites").await;
-    without_notifications(&p).await;
+    p.without_notifications().await;
     p.start_ingest().await;
     let key = "incoming/camera.png";
     let mut ids = Vec::new();
@@ -165,7 +152,7 @@ async fn a_key_overwritten_hundreds_of_times_ends_with_one_live_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_deletion_ends_the_image_it_followed_not_the_later_one() {
     let mut p = TestPipeline::new("e2e-three-events").await;
-    without_notifications(&p).await;
+    p.without_notifications().await;
     p.start_ingest().await;
     let key = "incoming/three.png";
     let etag_of = |p: &TestPipeline| {

@@ -172,17 +172,7 @@ where
         // The verdict before the ledger: an id enters the key's history only once its item
         // exists, so whichever event later decides its fate finds the item to mark.
         let mut written = self.write_verdict(&record).await?;
-        let decision = self
-            .index
-            .record(
-                &event.bucket,
-                &event.key,
-                event.sequencer.as_deref(),
-                &event.event_time,
-                KeyChange::Created(&id),
-            )
-            .await
-            .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
+        let decision = self.place(&event, KeyChange::Created(&id)).await?;
         self.apply_fates(&event, &decision, Some(&id)).await?;
         let fate = decision
             .fates
@@ -259,20 +249,28 @@ where
     /// The key's object was removed: whatever the key held at that point in its history is
     /// `deleted`.
     async fn remove_key(&self, event: &ObjectEvent) -> Result<(), HandleError> {
-        let decision = self
-            .index
+        let decision = self.place(event, KeyChange::Removed).await?;
+        let ended = self.apply_fates(event, &decision, None).await?;
+        tracing::info!(images = ended, event_name = %event.event_name, "object deleted");
+        Ok(())
+    }
+
+    /// Places the event in its key's history (the object ledger); the fates it decides.
+    async fn place(
+        &self,
+        event: &ObjectEvent,
+        change: KeyChange<'_>,
+    ) -> Result<Decision, HandleError> {
+        self.index
             .record(
                 &event.bucket,
                 &event.key,
                 event.sequencer.as_deref(),
                 &event.event_time,
-                KeyChange::Removed,
+                change,
             )
             .await
-            .map_err(|e| HandleError::from_port("ledger_write_failed", e))?;
-        let ended = self.apply_fates(event, &decision, None).await?;
-        tracing::info!(images = ended, event_name = %event.event_name, "object deleted");
-        Ok(())
+            .map_err(|e| HandleError::from_port("ledger_write_failed", e))
     }
 
     /// One version was deleted for good: its image is `deleted`, and nothing brings it back.
