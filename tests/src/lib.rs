@@ -449,6 +449,40 @@ impl TestPipeline {
         )
     }
 
+    /// Every `ImageCompleted` waiting in the subscriber queue `url` (see
+    /// [`TestPipeline::subscribe_queue`]), received and deleted until it is empty.
+    pub async fn drain_completions(&self, url: &str) -> Vec<imgflow_messages::ImageCompleted> {
+        use imgflow_messages::StageMessage;
+        let mut events = Vec::new();
+        loop {
+            let received = self
+                .aws
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return events;
+            }
+            for m in messages {
+                events.push(imgflow_messages::ImageCompleted::decode(m.body().unwrap()).unwrap());
+                self.aws
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
     /// Stops S3 notifying ingest: what the bucket looked like before the pipeline existed, or
     /// a test that sends the events (with sequencers, as S3 does) itself.
     pub async fn without_notifications(&self) {

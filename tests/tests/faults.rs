@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use imgflow_aws::{rekognition::RekognitionDetector, s3::S3Store, sqs::QueueAdmin};
 use imgflow_e2e::{free_port, log_dir, photo, send_signal, spawn_worker, Counting, TestPipeline};
 use imgflow_local_detector::{default_models_dir, LocalDetector, Models};
-use imgflow_messages::{ImageCompleted, ImageStatus, StageMessage};
+use imgflow_messages::ImageStatus;
 use imgflow_operations::{
     dlq::{self, ReplayOptions},
     provision::ProvisionSettings,
@@ -203,7 +203,10 @@ async fn workers_killed_three_times_each_lose_nothing() {
     // Every image announced. A kill between a completion's publish and the write that marks
     // it announced repeats it (at-least-once, as SNS itself is): at most once per kill of the
     // two completing stages.
-    let announced = completions_by_image(&p, &watch).await;
+    let mut announced: HashMap<String, usize> = HashMap::new();
+    for event in p.drain_completions(&watch).await {
+        *announced.entry(event.image.image_id).or_insert(0) += 1;
+    }
     assert!(
         ids.iter().all(|id| announced.contains_key(id)),
         "every image announced"
@@ -211,39 +214,6 @@ async fn workers_killed_three_times_each_lose_nothing() {
     let repeats: usize = announced.values().map(|n| n - 1).sum();
     assert!(repeats <= 6, "{repeats} repeated announcements");
     eprintln!("{} images, {repeats} repeated announcements", ids.len());
-}
-
-/// How many `ImageCompleted` each image got on the queue `url`, draining it.
-async fn completions_by_image(p: &TestPipeline, url: &str) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    loop {
-        let received = p
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return counts;
-        }
-        for m in messages {
-            let event = ImageCompleted::decode(m.body().unwrap()).unwrap();
-            *counts.entry(event.image.image_id).or_insert(0) += 1;
-            p.aws
-                .sqs
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
 }
 
 /// 2. A detector that throttles half of its calls for ten seconds: every image labeled,

@@ -5,8 +5,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use imgflow_e2e::{photo, until, TestPipeline};
 use imgflow_messages::{
-    thumbnail_key, ImageAccepted, ImageCompleted, ImageLabeled, ImageRecord, ImageRef, ImageStatus,
-    Label, StageMessage, Thumbnail, SCHEMA_VERSION,
+    thumbnail_key, ImageAccepted, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label,
+    StageMessage, Thumbnail, SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     config::{Stage, COMPLETED_TOPIC},
@@ -207,37 +207,6 @@ async fn dynamodb_lets_exactly_one_branch_complete_in_either_order() {
     );
 }
 
-/// Every completion event received so far (deleting them).
-async fn drain(p: &TestPipeline, url: &str, into: &mut Vec<ImageCompleted>) {
-    loop {
-        let received = p
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return;
-        }
-        for m in messages {
-            into.push(ImageCompleted::decode(m.body().unwrap()).unwrap());
-            p.aws
-                .sqs
-                .delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_image_completes_once_however_its_branches_messages_repeat() {
     let mut p = TestPipeline::new("e2e-join").await;
@@ -305,7 +274,7 @@ async fn every_image_completes_once_however_its_branches_messages_repeat() {
         }
     }
     p.wait_idle(Duration::from_secs(60)).await;
-    drain(&p, &watch, &mut events).await;
+    events.extend(p.drain_completions(&watch).await);
     p.stop().await;
 
     let mut per_image: HashMap<&str, usize> = HashMap::new();

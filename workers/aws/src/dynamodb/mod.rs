@@ -1,5 +1,5 @@
-//! The DynamoDB adapters: the images table (here; the ledger's decisions on it in
-//! `lifecycle`), the console's label index, throughput and object ledger ([`index`]), the gallery's reads ([`catalog`]), the operator's `reindex` and
+//! The DynamoDB adapters: the images table (here; its label claims in `claims`, the
+//! ledger's decisions on it in `lifecycle`), the console's label index, throughput and object ledger ([`index`]), the gallery's reads ([`catalog`]), the operator's `reindex` and
 //! full-table reads ([`reindex`]), and the item codec they share ([`codec`]).
 //!
 //! Every write is conditional, so redelivered and out-of-order messages are harmless.
@@ -15,6 +15,7 @@ use imgflow_catalog::keys::{day_key, received_key, status_day};
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label};
 
 use super::ModeledKind;
+use claims::{claim_refusal, relabel_refusal};
 use codec::{item_to_record, record_to_item, s, to_attribute, to_json, Update};
 use imgflow_runtime::{
     ports::{
@@ -26,6 +27,7 @@ use imgflow_runtime::{
 };
 
 pub mod catalog;
+mod claims;
 pub mod codec;
 pub mod index;
 mod lifecycle;
@@ -521,46 +523,6 @@ impl ImageTable for DynamoImageTable {
 }
 
 impl DynamoImageTable {
-    /// Takes the label claim for `token` until `until` if `condition` holds (it may use
-    /// `:deleted`, `:now`, `:done`, `:label_claim` and `values`); when it does not, one
-    /// consistent read and `refusal` tell why (a rare path: duplicates only).
-    #[allow(clippy::too_many_arguments)]
-    async fn claim(
-        &self,
-        image_id: &str,
-        token: &str,
-        now: &str,
-        until: &str,
-        condition: &str,
-        values: &[(&str, AttributeValue)],
-        refusal: impl FnOnce(&HashMap<String, AttributeValue>) -> LabelClaim,
-    ) -> Result<LabelClaim, PortError> {
-        let mut update = Update::default();
-        update.set("label_claim", s(token));
-        update.set("label_claim_until", s(until));
-        let mut all = vec![
-            ("deleted", s(ImageStatus::Deleted.as_str())),
-            ("replaced", s(ImageStatus::Replaced.as_str())),
-            ("now", s(now)),
-            ("done", s(CLAIM_DONE)),
-        ];
-        all.extend(values.iter().cloned());
-        update.condition(condition, &all);
-        let (outcome, item) = self
-            .update_returning(image_id, update, "label claim", ReturnValue::AllNew)
-            .await?;
-        if outcome == WriteOutcome::Written {
-            return Ok(LabelClaim::Granted {
-                pending: text(&item, "label_pending"),
-            });
-        }
-        Ok(match self.get_item(image_id).await? {
-            Some(item) => refusal(&item),
-            // No item: ingest's write was lost. The store stage's write creates it.
-            None => LabelClaim::Granted { pending: None },
-        })
-    }
-
     /// One item with every attribute, read consistently.
     async fn get_item(
         &self,
@@ -581,46 +543,6 @@ impl DynamoImageTable {
 
 fn text(item: &HashMap<String, AttributeValue>, attribute: &str) -> Option<String> {
     item.get(attribute)?.as_s().ok().cloned()
-}
-
-/// Why a claim's condition failed, from the item as it is now.
-/// Why a relabel's claim was refused.
-fn relabel_refusal(item: &HashMap<String, AttributeValue>) -> LabelClaim {
-    let until = text(item, "label_claim_until");
-    if text(item, "status")
-        .and_then(|s| ImageStatus::parse(&s))
-        .is_some_and(ImageStatus::is_gone)
-    {
-        LabelClaim::Deleted
-    } else if until.as_deref() == Some(CLAIM_DONE) {
-        LabelClaim::Done
-    } else {
-        LabelClaim::HeldByOther {
-            until: until.unwrap_or_else(imgflow_runtime::clock::now_rfc3339),
-        }
-    }
-}
-
-fn claim_refusal(item: &HashMap<String, AttributeValue>, detector: &str) -> LabelClaim {
-    let status = text(item, "status");
-    if status
-        .as_deref()
-        .and_then(ImageStatus::parse)
-        .is_some_and(ImageStatus::is_gone)
-    {
-        return LabelClaim::Deleted;
-    }
-    let labeled = status.as_deref() == Some(ImageStatus::Labeled.as_str())
-        && text(item, "detector").as_deref() == Some(detector);
-    match text(item, "label_claim_until") {
-        _ if labeled => LabelClaim::AlreadyLabeled,
-        Some(until) if until == CLAIM_DONE => LabelClaim::Done,
-        Some(until) => LabelClaim::HeldByOther { until },
-        // The claim was released between the write and the read: the next try takes it.
-        None => LabelClaim::HeldByOther {
-            until: imgflow_runtime::clock::now_rfc3339(),
-        },
-    }
 }
 
 /// DynamoDB's modeled errors. A failed condition is not here: each write decides what it means.

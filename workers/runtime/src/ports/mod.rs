@@ -5,10 +5,11 @@ use std::{collections::HashMap, future::Future, time::Duration};
 use bytes::Bytes;
 use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, Thumbnail};
 
-use crate::{
-    ledger::{Decision, KeyChange},
-    PortError,
-};
+use crate::PortError;
+
+mod lifecycle;
+
+pub use lifecycle::{gone_reason, Ending, GoneImage, ObjectLedger, Revival, PURGED};
 
 /// One message received from a queue.
 #[derive(Debug, Clone, PartialEq)]
@@ -493,69 +494,6 @@ pub trait ImageTable: Send + Sync + 'static {
         image_id: &str,
         version: u64,
     ) -> impl Future<Output = Result<Revival, PortError>> + Send;
-}
-
-/// An image that is no longer its key's object ([`ImageTable::end`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct GoneImage {
-    /// The image.
-    pub image_id: String,
-    /// Its bucket and key, for an item created by this write.
-    pub bucket: String,
-    /// See `bucket`.
-    pub key: String,
-    /// `Deleted` or `Replaced`.
-    pub status: ImageStatus,
-    /// When imgflow learned it (RFC 3339).
-    pub at: String,
-    /// The ledger's version that decided it; [`PURGED`] for a version deleted for good.
-    pub version: u64,
-}
-
-/// The `reason` recorded on an image that is no longer its key's object.
-pub fn gone_reason(status: ImageStatus) -> &'static str {
-    match status {
-        ImageStatus::Replaced => "a later upload to the same key replaced it",
-        _ => "the object was deleted",
-    }
-}
-
-/// How [`ImageTable::end`] ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ending {
-    /// Recorded; the labels the item held, if any.
-    Ended(Option<StoredLabels>),
-    /// A newer decision is recorded: nothing changed.
-    Newer,
-}
-
-/// The ledger version of a permanently deleted version: no later decision brings it back.
-pub const PURGED: u64 = u64::MAX;
-
-/// How [`ImageTable::live`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Revival {
-    /// The item was ended by an older decision and is new again: process it from the start.
-    Revived,
-    /// The item was not ended; the decision is recorded.
-    Current,
-    /// A newer decision is recorded (or there is no item): nothing changed.
-    Newer,
-}
-
-/// Each object key's history of creations and removals, ordered by S3's sequencer, so that
-/// events arriving out of order (S3 does not promise order) or more than once still end as
-/// in-order processing would ([`crate::ledger`] has the rules).
-pub trait ObjectLedger: Send + Sync + 'static {
-    /// Records one event on `key` and answers the fates it decides.
-    fn record(
-        &self,
-        bucket: &str,
-        key: &str,
-        sequencer: Option<&str>,
-        event_time: &str,
-        change: KeyChange<'_>,
-    ) -> impl Future<Output = Result<Decision, PortError>> + Send;
 }
 
 /// A shared detector is a detector, so tests can keep a handle on a counting fake.
