@@ -7,112 +7,12 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use imgflow_e2e::TestPipeline;
 use imgflow_runtime::config::Stage;
 use serde_json::Value;
+use support::template::{
+    expect, grants, grants_of, policy_documents, render, strings, template, template_queue,
+    ECS_NETWORK,
+};
 
-fn read_yaml_documents(path: &str) -> Vec<Value> {
-    let full = format!("{}/../deploy/{path}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"));
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|doc| serde::Deserialize::deserialize(doc).unwrap_or_else(|e| panic!("{full}: {e}")))
-        .collect()
-}
-
-fn template() -> Value {
-    read_yaml_documents("cloudformation/imgflow.yaml").remove(0)
-}
-
-/// Renders the template's long-form intrinsic functions as short strings:
-/// `{"Ref": "X"}` → `X`, `{"Fn::GetAtt": ["X", "Arn"]}` → `X.Arn`, `{"Fn::Sub": "s"}` → `s`.
-fn render(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Object(map) if map.contains_key("Ref") => render(&map["Ref"]),
-        Value::Object(map) if map.contains_key("Fn::Sub") => render(&map["Fn::Sub"]),
-        Value::Object(map) if map.contains_key("Fn::GetAtt") => {
-            let parts: Vec<String> = map["Fn::GetAtt"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(render)
-                .collect();
-            parts.join(".")
-        }
-        other => other.to_string(),
-    }
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    match value {
-        Value::Array(items) => items.iter().map(render).collect(),
-        other => vec![render(other)],
-    }
-}
-
-/// The policy documents a role gets: its inline policies and the template's managed
-/// policies that list it (directly or under `Fn::If`) in `Roles`.
-fn policy_documents<'a>(template: &'a Value, role: &str) -> Vec<&'a Value> {
-    let resources = template["Resources"].as_object().unwrap();
-    let inline = resources[role]["Properties"]["Policies"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| &p["PolicyDocument"]);
-    let managed = resources
-        .values()
-        .filter(|r| r["Type"] == "AWS::IAM::ManagedPolicy")
-        .filter(|r| {
-            r["Properties"]["Roles"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|entry| {
-                    entry
-                        .to_string()
-                        .contains(&format!("{{\"Ref\":\"{role}\"}}"))
-                })
-        })
-        .map(|r| &r["Properties"]["PolicyDocument"]);
-    inline.chain(managed).collect()
-}
-
-/// Action → resources granted by one role.
-fn grants(template: &Value, role: &str) -> BTreeMap<String, BTreeSet<String>> {
-    grants_of(&policy_documents(template, role))
-}
-
-/// Action → resources (with their condition) granted by policy documents.
-fn grants_of(documents: &[&Value]) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for document in documents {
-        for statement in document["Statement"].as_array().unwrap() {
-            assert_eq!(statement["Effect"], "Allow");
-            // A condition narrows (or, removed, widens) a grant: it is part of what is compared.
-            let when = statement
-                .get("Condition")
-                .map(|c| format!(" when {c}"))
-                .unwrap_or_default();
-            for action in strings(&statement["Action"]) {
-                out.entry(action).or_default().extend(
-                    strings(&statement["Resource"])
-                        .into_iter()
-                        .map(|r| format!("{r}{when}")),
-                );
-            }
-        }
-    }
-    out
-}
-
-fn expect(pairs: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
-    pairs
-        .iter()
-        .map(|(action, resources)| {
-            (
-                action.to_string(),
-                resources.iter().map(|r| r.to_string()).collect(),
-            )
-        })
-        .collect()
-}
+mod support;
 
 const INCOMING: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/${IncomingPrefix}*";
 const THUMBNAILS: &str = "arn:${AWS::Partition}:s3:::${ImagesBucket}/thumbnails/*";
@@ -145,8 +45,6 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     let list = list.as_str();
     let mut ingest: Vec<(&str, Vec<&str>)> = consume("IngestQueue.Arn").into();
     ingest.extend([
-        // KEDA reads the queue depth with the stage's own role (identityOwner: workload).
-        ("sqs:GetQueueAttributes", vec!["IngestQueue.Arn"]),
         ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
@@ -168,7 +66,6 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     ]);
     let mut label: Vec<(&str, Vec<&str>)> = consume("LabelQueue.Arn").into();
     label.extend([
-        ("sqs:GetQueueAttributes", vec!["LabelQueue.Arn"]),
         ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
@@ -184,7 +81,6 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     ]);
     let mut store: Vec<(&str, Vec<&str>)> = consume("StoreQueue.Arn").into();
     store.extend([
-        ("sqs:GetQueueAttributes", vec!["StoreQueue.Arn"]),
         ("sqs:SendMessage", vec!["StoreDeadLetterQueue.Arn"]),
         // Its own output, and the join's when it completes an image.
         (
@@ -199,7 +95,6 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
     ]);
     let mut thumbnail: Vec<(&str, Vec<&str>)> = consume("ThumbnailQueue.Arn").into();
     thumbnail.extend([
-        ("sqs:GetQueueAttributes", vec!["ThumbnailQueue.Arn"]),
         ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
@@ -538,32 +433,6 @@ fn deployments_roll_back_probe_themselves_and_keep_the_data() {
 }
 
 #[test]
-fn kubernetes_roles_trust_only_their_service_account_and_keda() {
-    let t = template();
-    for stage in Stage::ALL.iter().map(|s| s.as_str()).chain(["api"]) {
-        let logical = format!("{}{}PodRole", &stage[..1].to_uppercase(), &stage[1..]);
-        let role = &t["Resources"][&logical];
-        assert_eq!(role["Condition"], "OnKubernetes");
-        let trust = role["Properties"]["AssumeRolePolicyDocument"]["Fn::Sub"][0]
-            .as_str()
-            .unwrap();
-        let trust: Value = serde_json::from_str(trust).unwrap();
-        let web = &trust["Statement"][0];
-        assert_eq!(web["Action"], "sts:AssumeRoleWithWebIdentity");
-        assert_eq!(
-            web["Condition"]["StringEquals"]["${Issuer}:sub"],
-            format!("system:serviceaccount:${{KubernetesNamespace}}:imgflow-{stage}")
-        );
-        let keda = trust["Statement"].get(1);
-        if stage == "api" {
-            assert!(keda.is_none(), "KEDA does not scale the API");
-        } else {
-            assert_eq!(keda.unwrap()["Principal"]["AWS"], "${KedaOperatorRoleArn}");
-        }
-    }
-}
-
-#[test]
 fn the_operator_policy_covers_the_cli_and_nothing_that_provisions() {
     let t = template();
     let operator = grants_of(&[&t["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]]);
@@ -609,22 +478,6 @@ fn the_operator_policy_covers_the_cli_and_nothing_that_provisions() {
             "operator policy lacks {needed}"
         );
     }
-}
-
-fn template_queue(t: &Value, stage: Stage) -> (String, u64, String) {
-    let logical = format!(
-        "{}{}Queue",
-        &stage.as_str()[..1].to_uppercase(),
-        &stage.as_str()[1..]
-    );
-    let props = &t["Resources"][&logical]["Properties"];
-    let dlq = render(&props["RedrivePolicy"]["deadLetterTargetArn"]).replace(".Arn", "");
-    let dlq_name = render(&t["Resources"][&dlq]["Properties"]["QueueName"]);
-    (
-        render(&props["QueueName"]),
-        props["VisibilityTimeout"].as_u64().unwrap(),
-        dlq_name,
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -855,99 +708,6 @@ async fn provisioned_resources_match_the_template() {
     }
 }
 
-#[test]
-fn kubernetes_manifests_parse_and_name_the_templates_queues() {
-    let t = template();
-    let prefix = t["Parameters"]["Prefix"]["Default"].as_str().unwrap();
-    for stage in Stage::ALL {
-        let docs = read_yaml_documents(&format!("k8s/{stage}.yaml"));
-        let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-        assert_eq!(
-            kinds,
-            [
-                "ServiceAccount",
-                "Deployment",
-                "TriggerAuthentication",
-                "ScaledObject"
-            ]
-        );
-        let (name, _, dlq) = template_queue(&t, stage);
-        let queue = name.replace("${Prefix}", prefix);
-        let dlq = dlq.replace("${Prefix}", prefix);
-        let container = &docs[1]["spec"]["template"]["spec"]["containers"][0];
-        let env: BTreeMap<&str, &str> = container["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
-            .collect();
-        assert!(
-            env["IMGFLOW_QUEUE_URL"].ends_with(&format!("/{queue}")),
-            "{stage}"
-        );
-        assert!(
-            env["IMGFLOW_DLQ_URL"].ends_with(&format!("/{dlq}")),
-            "{stage}"
-        );
-        let trigger = &docs[3]["spec"]["triggers"][0];
-        assert_eq!(trigger["type"], "aws-sqs-queue");
-        assert!(trigger["metadata"]["queueURL"]
-            .as_str()
-            .unwrap()
-            .ends_with(&format!("/{queue}")));
-        assert_eq!(
-            docs[3]["spec"]["scaleTargetRef"]["name"],
-            docs[1]["metadata"]["name"]
-        );
-        assert_eq!(container["command"][0], format!("imgflow-{stage}"));
-        // Credentials: the template's pod role for this stage, used by KEDA too.
-        let role = docs[0]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-            .as_str()
-            .unwrap();
-        let logical = format!(
-            "{}{}PodRole",
-            &stage.as_str()[..1].to_uppercase(),
-            &stage.as_str()[1..]
-        );
-        let role_name = render(&t["Resources"][&logical]["Properties"]["RoleName"]);
-        assert!(
-            role.ends_with(&format!(":role/{}", role_name.replace("${Prefix}", prefix))),
-            "{role}"
-        );
-        assert_eq!(docs[2]["spec"]["podIdentity"]["identityOwner"], "workload");
-        // Probes on the metrics port, which listens beyond loopback.
-        let port = container["ports"][0]["containerPort"].as_u64().unwrap();
-        assert_eq!(env["IMGFLOW_METRICS_ADDR"], format!("0.0.0.0:{port}"));
-        assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
-        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    }
-    let api = read_yaml_documents("k8s/api.yaml");
-    let kinds: Vec<&str> = api.iter().map(|d| d["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["ServiceAccount", "Deployment", "Service"]);
-    let kustomization = &read_yaml_documents("k8s/kustomization.yaml")[0];
-    let listed: BTreeSet<&str> = kustomization["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap())
-        .collect();
-    let dir = format!("{}/../deploy/k8s", env!("CARGO_MANIFEST_DIR"));
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name != "kustomization.yaml" {
-            assert!(
-                listed.contains(name.as_str()),
-                "{name} is not in kustomization.yaml"
-            );
-        }
-    }
-    // The label pod can hold the local detector, as the ECS task (2 GiB) can.
-    let label = read_yaml_documents("k8s/label.yaml");
-    let memory =
-        &label[1]["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"];
-    assert_eq!(memory, "2Gi");
-}
-
 fn run_deploy_script(args: &[&str]) -> (i32, String) {
     let script = format!("{}/../scripts/deploy", env!("CARGO_MANIFEST_DIR"));
     // No aws or docker on this PATH: a dry run must not need them.
@@ -1031,19 +791,24 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
         "CpuArchitecture=",
         "AlarmEmail=",
         "ConsoleDomainName=",
+        "Ecs=",
+        "OidcProviderArn=",
+        "KubernetesNamespace=",
     ] {
         assert!(!deploy.contains(optional), "{optional} passed: {deploy}");
     }
-    // Every parameter without a default is given.
+    // Every parameter without a default is given, and ECS's network.
     let t = template();
     for (name, parameter) in t["Parameters"].as_object().unwrap() {
-        if parameter.get("Default").is_none() {
+        if parameter.get("Default").is_none() || ECS_NETWORK.contains(&name.as_str()) {
             assert!(
                 deploy.contains(&format!(" {name}=")),
                 "{name} is not passed: {deploy}"
             );
         }
     }
+    // ECS only: no Kubernetes overlay.
+    assert!(!out.contains("k8s-overlay"), "{out}");
     assert!(out.contains("dry run: nothing was built, pushed or deployed"));
 
     // Given settings are passed, and --arch builds for that architecture without asking.
@@ -1099,6 +864,64 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
     let (code, out) = run_deploy_script(&["--dry-run", "--region", "eu-west-1"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("missing --vpc --subnets --public-subnets --certificate --allowed-cidr"));
+}
+
+#[test]
+fn a_kubernetes_only_deploy_needs_no_network_and_writes_the_overlay() {
+    let oidc = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+    let keda = "arn:aws:iam::123456789012:role/keda-operator";
+    let (code, out) = run_deploy_script(&[
+        "--dry-run",
+        "--region",
+        "eu-west-1",
+        "--no-ecs",
+        "--oidc-provider",
+        oidc,
+        "--keda-operator-role",
+        keda,
+        "--vpc-cidr",
+        "10.1.0.0/16",
+        "--namespace",
+        "flows",
+        "--tag",
+        "v1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("+ ")).collect();
+    let at = steps
+        .iter()
+        .position(|s| s.starts_with("+ aws cloudformation deploy"))
+        .unwrap();
+    let deploy = steps[at];
+    for given in [
+        "Ecs=disabled".to_owned(),
+        format!("OidcProviderArn={oidc}"),
+        format!("KedaOperatorRoleArn={keda}"),
+        "KubernetesNamespace=flows".to_owned(),
+    ] {
+        assert!(deploy.contains(&given), "{given} not passed: {deploy}");
+    }
+    for network in ["VpcId=", "SubnetIds=", "CertificateArn=", "AllowedCidr="] {
+        assert!(!deploy.contains(network), "{network} passed: {deploy}");
+    }
+    // After the stack, the overlay with the image just pushed.
+    assert_eq!(
+        steps[at + 1],
+        "+ scripts/k8s-overlay --region eu-west-1 --account ACCOUNT_ID --prefix imgflow \
+         --image ACCOUNT_ID.dkr.ecr.eu-west-1.amazonaws.com/imgflow:v1 --vpc-cidr 10.1.0.0/16 \
+         --namespace flows deploy/k8s/overlays/imgflow-eu-west-1"
+    );
+
+    // Kubernetes needs its cluster's identity, KEDA's role and the VPC's range.
+    let (code, out) = run_deploy_script(&[
+        "--dry-run",
+        "--region",
+        "eu-west-1",
+        "--oidc-provider",
+        oidc,
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("missing --vpc --subnets --public-subnets --certificate --allowed-cidr --keda-operator-role --vpc-cidr"), "{out}");
 }
 
 #[test]
@@ -1278,4 +1101,140 @@ fn the_onnxruntime_wheel_is_pinned_by_hash_everywhere() {
     assert_eq!(image.len(), 2, "x86_64 and aarch64: {image:?}");
     assert!(image.iter().all(|h| h.len() == 64));
     assert_eq!(image, hashes("scripts/onnxruntime"));
+}
+
+#[test]
+fn private_subnets_without_nat_get_an_endpoint_for_every_service_the_tasks_call() {
+    let t = template();
+    let resources = t["Resources"].as_object().unwrap();
+    let endpoints: BTreeMap<String, &Value> = resources
+        .values()
+        .filter(|r| r["Type"] == "AWS::EC2::VPCEndpoint")
+        .map(|r| {
+            assert_eq!(r["Condition"], "CreatesVpcEndpoints");
+            let service = render(&r["Properties"]["ServiceName"]);
+            let service = service
+                .strip_prefix("com.amazonaws.${AWS::Region}.")
+                .unwrap()
+                .to_owned();
+            (service, &r["Properties"])
+        })
+        .collect();
+    // Every service a task role or the execution role is granted is reachable without NAT.
+    let mut called: BTreeSet<String> = BTreeSet::new();
+    for role in services()
+        .iter()
+        .map(|s| format!("{s}TaskRole"))
+        .chain(["ExecutionRole".to_owned()])
+    {
+        for action in grants(&t, &role).keys() {
+            called.insert(action.split(':').next().unwrap().to_owned());
+        }
+    }
+    // The execution role's managed policy: image pulls and the awslogs driver.
+    called.extend(["ecr.api", "ecr.dkr", "logs"].map(String::from));
+    // Kubernetes service accounts trade their token through STS.
+    called.insert("sts".to_owned());
+    called.remove("ecr");
+    let offered: BTreeSet<String> = endpoints.keys().cloned().collect();
+    assert_eq!(offered, called);
+    for (service, properties) in &endpoints {
+        if service == "s3" || service == "dynamodb" {
+            assert_eq!(properties["VpcEndpointType"], "Gateway", "{service}");
+            assert_eq!(render(&properties["RouteTableIds"]), "PrivateRouteTableIds");
+        } else {
+            assert_eq!(properties["VpcEndpointType"], "Interface", "{service}");
+            assert_eq!(render(&properties["SubnetIds"]), "SubnetIds");
+            assert_eq!(properties["PrivateDnsEnabled"], true, "{service}");
+            assert_eq!(
+                strings(&properties["SecurityGroupIds"]),
+                ["VpcEndpointSecurityGroup"]
+            );
+        }
+    }
+    // The endpoints admit HTTPS from the imgflow tasks only, and send nothing.
+    let group = &resources["VpcEndpointSecurityGroup"]["Properties"];
+    let sources: BTreeSet<String> = group["SecurityGroupIngress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            assert_eq!(
+                (rule["FromPort"].as_u64(), rule["ToPort"].as_u64()),
+                (Some(443), Some(443))
+            );
+            render(&rule["SourceSecurityGroupId"])
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        BTreeSet::from([
+            "TaskSecurityGroup".to_owned(),
+            "ApiTaskSecurityGroup".to_owned()
+        ])
+    );
+    assert_eq!(group["SecurityGroupEgress"][0]["CidrIp"], "127.0.0.1/32");
+    // Only with ECS, only when asked, and then with the route tables.
+    assert!(t["Conditions"]["CreatesVpcEndpoints"]
+        .to_string()
+        .contains(r#"{"Condition":"OnEcs"}"#));
+    assert_eq!(t["Parameters"]["VpcEndpoints"]["Default"], "none");
+    assert!(t["Rules"]["EndpointsNeedRouteTables"]
+        .to_string()
+        .contains("PrivateRouteTableIds"));
+}
+
+/// `scripts/deploy --arch ARM64` on an x86 machine (or the reverse) must not build under
+/// emulation: every stage that runs something runs on the build machine's platform, and the
+/// image's own stage runs nothing.
+#[test]
+fn the_image_cross_compiles_and_runs_nothing_for_the_target() {
+    let text = std::fs::read_to_string(format!(
+        "{}/../deploy/Dockerfile",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    // Instructions, with continuation lines joined.
+    let joined = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("\\\n", " ");
+    let instructions: Vec<&str> = joined.lines().filter(|l| !l.trim().is_empty()).collect();
+    let stages: Vec<Vec<&str>> = instructions.iter().fold(Vec::new(), |mut stages, line| {
+        if line.starts_with("FROM ") {
+            stages.push(Vec::new());
+        }
+        stages.last_mut().unwrap().push(*line);
+        stages
+    });
+    let (last, builders) = stages.split_last().unwrap();
+    assert!(builders.len() >= 2);
+    for stage in builders {
+        assert!(
+            stage[0].starts_with("FROM --platform=$BUILDPLATFORM "),
+            "{}",
+            stage[0]
+        );
+        assert!(stage.contains(&"ARG TARGETARCH"), "{}", stage[0]);
+    }
+    assert!(
+        last.iter().all(|line| !line.starts_with("RUN ")),
+        "the image's stage runs something for the target: {last:?}"
+    );
+    let build = builders[0].join("\n");
+    assert!(build.contains("cargo build --release --locked --target \"$triple\""));
+    for (arch, triple) in [
+        ("amd64", "x86_64-unknown-linux-gnu"),
+        ("arm64", "aarch64-unknown-linux-gnu"),
+    ] {
+        assert!(
+            build.contains(&format!("{arch}) triple={triple}")),
+            "{arch}"
+        );
+    }
+    assert!(build.contains("_LINKER=$gnu-gcc"));
+    let wheel = builders[1].join("\n");
+    assert!(wheel.contains("--platform \"manylinux_2_28_$arch\""));
 }
