@@ -622,6 +622,14 @@ async fn run_dlq(aws: &AwsClients, names: &Names, action: DlqAction) -> anyhow::
                     summary.over_limit.join(", ")
                 );
             }
+            // What was asked for did not happen: say why, and exit non-zero.
+            if let Some(why) = summary.first_failure {
+                anyhow::bail!(
+                    "{} message(s) could not be sent back to {} and stay in the DLQ: {why}",
+                    summary.failed,
+                    names.queue(stage)
+                );
+            }
         }
         DlqAction::Purge { stage, yes } => {
             anyhow::ensure!(

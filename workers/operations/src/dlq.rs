@@ -118,6 +118,8 @@ pub struct ReplaySummary {
     pub over_limit: Vec<String>,
     /// Sends that failed; left in place.
     pub failed: usize,
+    /// Why the first of them failed (an access denied, a throttle, …).
+    pub first_failure: Option<String>,
     /// Dead-lettered after the replay started (its own replays failing again, mostly); left
     /// for the next run, so one run never cycles a message.
     pub arrived_during: usize,
@@ -192,6 +194,7 @@ pub async fn replay(
                     Err(e) => {
                         tracing::warn!(error = %e, "send failed; the message stays in the dead-letter queue");
                         summary.failed += 1;
+                        summary.first_failure.get_or_insert_with(|| e.to_string());
                         kept.push(m);
                     }
                 }
