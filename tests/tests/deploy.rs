@@ -911,7 +911,8 @@ fn a_kubernetes_only_deploy_needs_no_network_and_writes_the_overlay() {
         steps[at + 1],
         "+ scripts/k8s-overlay --region eu-west-1 --account ACCOUNT_ID --prefix imgflow \
          --image ACCOUNT_ID.dkr.ecr.eu-west-1.amazonaws.com/imgflow:v1 --vpc-cidr 10.1.0.0/16 \
-         --namespace flows deploy/k8s/overlays/imgflow-eu-west-1"
+         --namespace flows --incoming-prefix incoming/ --detector rekognition \
+         deploy/k8s/overlays/imgflow-eu-west-1"
     );
 
     // Kubernetes needs its cluster's identity, KEDA's role and the VPC's range.
@@ -1043,7 +1044,9 @@ fn every_resource_name_fits_its_limit_with_the_longest_prefix() {
             };
             let name = name
                 .replace("${Prefix}", &prefix)
-                .replace("${AWS::AccountId}", "123456789012");
+                .replace("${AWS::AccountId}", "123456789012")
+                // The longest region names (ap-southeast-2, ap-northeast-3, …) have 14.
+                .replace("${AWS::Region}", "ap-southeast-2");
             assert!(
                 name.len() <= *limit,
                 "{logical}: {name} is {} characters, over {kind}'s {limit}",
@@ -1113,7 +1116,6 @@ fn private_subnets_without_nat_get_an_endpoint_for_every_service_the_tasks_call(
         .values()
         .filter(|r| r["Type"] == "AWS::EC2::VPCEndpoint")
         .map(|r| {
-            assert_eq!(r["Condition"], "CreatesVpcEndpoints");
             let service = render(&r["Properties"]["ServiceName"]);
             let service = service
                 .strip_prefix("com.amazonaws.${AWS::Region}.")
@@ -1135,11 +1137,33 @@ fn private_subnets_without_nat_get_an_endpoint_for_every_service_the_tasks_call(
     }
     // The execution role's managed policy: image pulls and the awslogs driver.
     called.extend(["ecr.api", "ecr.dkr", "logs"].map(String::from));
-    // Kubernetes service accounts trade their token through STS.
-    called.insert("sts".to_owned());
     called.remove("ecr");
     let offered: BTreeSet<String> = endpoints.keys().cloned().collect();
     assert_eq!(offered, called);
+    // Each only when asked for; Rekognition's only where it labels.
+    for (id, resource) in resources {
+        if resource["Type"] == "AWS::EC2::VPCEndpoint" {
+            let wanted = if id.starts_with("Rekognition") {
+                "CreatesRekognitionEndpoint"
+            } else {
+                "CreatesVpcEndpoints"
+            };
+            assert_eq!(resource["Condition"], wanted, "{id}");
+        }
+    }
+    // No service starts before them: each depends on a handle that refers to every endpoint.
+    let handle = resources["VpcEndpointsReady"]["Metadata"].to_string();
+    for (id, resource) in resources {
+        if resource["Type"] == "AWS::EC2::VPCEndpoint" {
+            assert!(handle.contains(&format!(r#"{{"Ref":"{id}"}}"#)), "{id}");
+        }
+        if resource["Type"] == "AWS::ECS::Service" {
+            assert!(
+                strings(&resource["DependsOn"]).contains(&"VpcEndpointsReady".to_owned()),
+                "{id} may start before the endpoints"
+            );
+        }
+    }
     for (service, properties) in &endpoints {
         if service == "s3" || service == "dynamodb" {
             assert_eq!(properties["VpcEndpointType"], "Gateway", "{service}");

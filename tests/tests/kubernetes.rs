@@ -21,6 +21,7 @@ const PREFIX: &str = "my-flow";
 const NAMESPACE: &str = "flows";
 const IMAGE: &str = "999999999999.dkr.ecr.us-east-2.amazonaws.com/my-flow:0123456789ab";
 const VPC_CIDR: &str = "172.31.0.0/16";
+const INCOMING: &str = "uploads/2024/";
 
 fn kubectl() -> PathBuf {
     PathBuf::from(std::env::var("IMGFLOW_KUBECTL").expect(
@@ -62,6 +63,10 @@ fn rendered() -> (String, Vec<Value>) {
         VPC_CIDR,
         "--namespace",
         NAMESPACE,
+        "--incoming-prefix",
+        INCOMING,
+        "--detector",
+        "local",
     ]);
     assert_eq!(code, 0, "{out}");
     let render = Command::new(kubectl())
@@ -93,6 +98,7 @@ fn named(template_name: &str) -> String {
     template_name
         .replace("${Prefix}", PREFIX)
         .replace("${AWS::AccountId}", ACCOUNT)
+        .replace("${AWS::Region}", REGION)
 }
 
 /// The base's placeholders (`AWS_REGION` is a variable's name, not one).
@@ -141,6 +147,12 @@ fn an_overlay_fills_in_every_placeholder_with_the_stacks_values() {
     let config = &find(&docs, "ConfigMap", "imgflow")["data"];
     assert_eq!(config["AWS_REGION"], REGION);
     assert_eq!(config["IMGFLOW_PREFIX"], PREFIX);
+    // The stack's IncomingPrefix and Detector, not the base's defaults.
+    assert_eq!(config["IMGFLOW_INCOMING_PREFIX"], INCOMING);
+    assert_eq!(
+        container_env(find(&docs, "Deployment", "imgflow-label"))["IMGFLOW_DETECTOR"],
+        "local"
+    );
     let resources = &t["Resources"];
     assert_eq!(
         config["IMGFLOW_BUCKET"],
@@ -289,6 +301,8 @@ fn the_overlay_script_refuses_values_the_stack_cannot_have() {
         ("--prefix", PREFIX),
         ("--image", IMAGE),
         ("--vpc-cidr", VPC_CIDR),
+        ("--incoming-prefix", INCOMING),
+        ("--detector", "local"),
     ];
     for (flag, bad, says) in [
         ("--prefix", "My_Flow", "--prefix is 1-24"),
@@ -301,6 +315,17 @@ fn the_overlay_script_refuses_values_the_stack_cannot_have() {
         ("--region", "Europe", "--region is a region"),
         ("--vpc-cidr", "10.0.0.0", "--vpc-cidr is a CIDR"),
         ("--image", "imgflow", "--image is a registry/name:tag"),
+        (
+            "--incoming-prefix",
+            "incoming",
+            "--incoming-prefix is a folder",
+        ),
+        (
+            "--incoming-prefix",
+            "/abs/",
+            "--incoming-prefix is a folder",
+        ),
+        ("--detector", "yolo", "--detector is rekognition or local"),
     ] {
         let args: Vec<&str> = good
             .iter()
@@ -366,17 +391,30 @@ fn keda_reads_queue_depths_with_a_role_that_can_do_nothing_else() {
     }
 }
 
-/// Conditions that hold only with ECS: `OnEcs` and those that require it.
+/// Conditions that hold only with ECS: `OnEcs` and those that require one of them (`And`).
 fn ecs_conditions(t: &Value) -> BTreeSet<String> {
-    t["Conditions"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(name, definition)| {
-            *name == "OnEcs" || definition.to_string().contains(r#"{"Condition":"OnEcs"}"#)
-        })
-        .map(|(name, _)| name.clone())
-        .collect()
+    let conditions = t["Conditions"].as_object().unwrap();
+    let mut ecs_only = BTreeSet::from(["OnEcs".to_owned()]);
+    loop {
+        let more: Vec<String> = conditions
+            .iter()
+            .filter(|(name, _)| !ecs_only.contains(*name))
+            .filter(|(_, definition)| {
+                definition["Fn::And"].as_array().is_some_and(|terms| {
+                    terms.iter().any(|term| {
+                        term["Condition"]
+                            .as_str()
+                            .is_some_and(|c| ecs_only.contains(c))
+                    })
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        if more.is_empty() {
+            return ecs_only;
+        }
+        ecs_only.extend(more);
+    }
 }
 
 #[test]
