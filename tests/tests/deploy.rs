@@ -711,12 +711,18 @@ async fn provisioned_resources_match_the_template() {
 }
 
 fn run_deploy_script(args: &[&str]) -> (i32, String) {
-    let script = format!("{}/../scripts/deploy", env!("CARGO_MANIFEST_DIR"));
-    // No aws or docker on this PATH: a dry run must not need them.
+    run_script("deploy", args, &[])
+}
+
+/// Runs `scripts/<name>` with `args` and `env`; its exit code and output.
+fn run_script(name: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let script = format!("{}/../scripts/{name}", env!("CARGO_MANIFEST_DIR"));
+    // No aws or docker on this PATH unless `env` gives one: a dry run must not need them.
     let out = std::process::Command::new("bash")
         .arg(script)
         .args(args)
         .env("PATH", "/usr/bin:/bin")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let text = format!(
@@ -1228,11 +1234,14 @@ fn the_image_cross_compiles_and_runs_nothing_for_the_target() {
         .join("\n")
         .replace("\\\n", " ");
     let instructions: Vec<&str> = joined.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Stages, from each FROM (the ARGs before the first are global).
     let stages: Vec<Vec<&str>> = instructions.iter().fold(Vec::new(), |mut stages, line| {
         if line.starts_with("FROM ") {
             stages.push(Vec::new());
         }
-        stages.last_mut().unwrap().push(*line);
+        if let Some(stage) = stages.last_mut() {
+            stage.push(*line);
+        }
         stages
     });
     let (last, builders) = stages.split_last().unwrap();
@@ -1263,4 +1272,109 @@ fn the_image_cross_compiles_and_runs_nothing_for_the_target() {
     assert!(build.contains("_LINKER=$gnu-gcc"));
     let wheel = builders[1].join("\n");
     assert!(wheel.contains("--platform \"manylinux_2_28_$arch\""));
+}
+
+/// Base images pinned by digest: `scripts/pin-base-images` resolves each of the Dockerfile's
+/// base-image tags (here through a stand-in `docker buildx imagetools inspect`) into a lock
+/// file, and `scripts/deploy` builds with exactly those; a malformed lock stops it before
+/// anything is built.
+#[test]
+fn base_images_are_pinned_by_digest_and_built_with_the_pins() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("pins-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    // A digest of the reference's own, so that each image gets a different one.
+    let docker = dir.join("bin/docker");
+    std::fs::write(
+        &docker,
+        "#!/usr/bin/env bash\n[ \"$1 $2 $3\" = \"buildx imagetools inspect\" ] || exit 1\n\
+         d=$(printf %s \"${@: -1}\" | sha256sum | cut -c1-64)\n\
+         echo \"{\\\"mediaType\\\": \\\"application/vnd.oci.image.index.v1+json\\\", \\\"digest\\\": \\\"sha256:$d\\\"}\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let lock = dir.join("base-images.lock");
+    let path = format!("{}:/usr/bin:/bin", dir.join("bin").display());
+    let (code, out) = run_script(
+        "pin-base-images",
+        &["--lock", lock.to_str().unwrap()],
+        &[("PATH", &path)],
+    );
+    assert_eq!(code, 0, "{out}");
+    let dockerfile = std::fs::read_to_string(format!(
+        "{}/../deploy/Dockerfile",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let pins = std::fs::read_to_string(&lock).unwrap();
+    let pins: Vec<&str> = pins.lines().filter(|l| !l.starts_with('#')).collect();
+    for name in ["RUST_IMAGE", "PYTHON_IMAGE", "RUNTIME_IMAGE"] {
+        let tag = dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("ARG {name}=")))
+            .unwrap_or_else(|| panic!("no ARG {name}"));
+        assert!(
+            dockerfile.contains(&format!("${{{name}}}")),
+            "{name} unused"
+        );
+        let pin = pins
+            .iter()
+            .find(|p| p.starts_with(&format!("{name}={tag}@sha256:")))
+            .unwrap_or_else(|| panic!("{name} not pinned: {pins:?}"));
+        assert_eq!(
+            pin.len(),
+            name.len() + 1 + tag.len() + "@sha256:".len() + 64
+        );
+    }
+    assert_eq!(pins.len(), 3);
+
+    // scripts/deploy builds with them.
+    let deploy_args = [
+        "--dry-run",
+        "--region",
+        "eu-west-1",
+        "--vpc",
+        "vpc-1",
+        "--subnets",
+        "subnet-a",
+        "--public-subnets",
+        "subnet-c",
+        "--certificate",
+        "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
+        "--allowed-cidr",
+        "203.0.113.0/24",
+        "--tag",
+        "v1",
+    ];
+    let (code, out) = run_script(
+        "deploy",
+        &deploy_args,
+        &[("IMGFLOW_BASE_IMAGES_LOCK", lock.to_str().unwrap())],
+    );
+    assert_eq!(code, 0, "{out}");
+    let build = out
+        .lines()
+        .find(|l| l.starts_with("+ docker build"))
+        .unwrap();
+    for pin in &pins {
+        assert!(build.contains(&format!("--build-arg {pin}")), "{build}");
+    }
+    // Without a lock it says the images go by tag.
+    let (_, out) = run_script(
+        "deploy",
+        &deploy_args,
+        &[("IMGFLOW_BASE_IMAGES_LOCK", "/nonexistent")],
+    );
+    assert!(out.contains("base images by tag"), "{out}");
+    // A malformed lock stops it before anything is built.
+    std::fs::write(&lock, "RUST_IMAGE=rust:latest\n").unwrap();
+    let (code, out) = run_script(
+        "deploy",
+        &deploy_args,
+        &[("IMGFLOW_BASE_IMAGES_LOCK", lock.to_str().unwrap())],
+    );
+    assert_eq!(code, 2, "{out}");
+    assert!(!out.contains("+ docker build"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
