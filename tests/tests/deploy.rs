@@ -710,6 +710,20 @@ async fn provisioned_resources_match_the_template() {
     }
 }
 
+/// The ECS network a deploy needs (values the dry run only passes on).
+const ECS_ARGS: [&str; 10] = [
+    "--vpc",
+    "vpc-1",
+    "--subnets",
+    "subnet-a",
+    "--public-subnets",
+    "subnet-c",
+    "--certificate",
+    "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
+    "--allowed-cidr",
+    "203.0.113.0/24",
+];
+
 fn run_deploy_script(args: &[&str]) -> (i32, String) {
     run_script("deploy", args, &[])
 }
@@ -820,29 +834,23 @@ fn the_deploy_script_dry_run_shows_every_step_and_gives_every_required_parameter
     assert!(out.contains("dry run: nothing was built, pushed or deployed"));
 
     // Given settings are passed, and --arch builds for that architecture without asking.
-    let (code, out) = run_deploy_script(&[
-        "--dry-run",
-        "--region",
-        "us-east-1",
-        "--vpc",
-        "vpc-1",
-        "--subnets",
-        "subnet-a",
-        "--public-subnets",
-        "subnet-c",
-        "--certificate",
-        "arn:aws:acm:us-east-1:123456789012:certificate/abc",
-        "--allowed-cidr",
-        "203.0.113.0/24",
-        "--detector",
-        "local",
-        "--arch",
-        "ARM64",
-        "--alarm-email",
-        "ops@example.com",
-        "--tag",
-        "v1",
-    ]);
+    let (code, out) = run_deploy_script(
+        &[
+            &["--dry-run", "--region", "us-east-1"][..],
+            &ECS_ARGS,
+            &[
+                "--detector",
+                "local",
+                "--arch",
+                "ARM64",
+                "--alarm-email",
+                "ops@example.com",
+                "--tag",
+                "v1",
+            ],
+        ]
+        .concat(),
+    );
     assert_eq!(code, 0, "{out}");
     let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("+ ")).collect();
     assert!(!steps[1].starts_with("+ aws cloudformation describe-stacks"));
@@ -1331,22 +1339,10 @@ fn base_images_are_pinned_by_digest_and_built_with_the_pins() {
 
     // scripts/deploy builds with them.
     let deploy_args = [
-        "--dry-run",
-        "--region",
-        "eu-west-1",
-        "--vpc",
-        "vpc-1",
-        "--subnets",
-        "subnet-a",
-        "--public-subnets",
-        "subnet-c",
-        "--certificate",
-        "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
-        "--allowed-cidr",
-        "203.0.113.0/24",
-        "--tag",
-        "v1",
-    ];
+        &["--dry-run", "--region", "eu-west-1", "--tag", "v1"][..],
+        &ECS_ARGS,
+    ]
+    .concat();
     let (code, out) = run_script(
         "deploy",
         &deploy_args,
