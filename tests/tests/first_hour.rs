@@ -149,6 +149,86 @@ fn an_unreachable_endpoint_and_a_missing_region_are_named() {
     assert_short_error(&out, "no AWS region set");
 }
 
+/// Settings that keep every AWS call from working stop every binary at start, in one line
+/// that names the cause (told apart by the SDK's error kinds), with no backtrace even where
+/// `RUST_BACKTRACE=1` is set.
+#[test]
+fn every_binary_names_a_setting_that_cannot_work() {
+    let no_credentials: &[(&str, &str)] = &[
+        ("AWS_ACCESS_KEY_ID", ""),
+        ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+    ];
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            no_credentials,
+            "no AWS credentials found (none in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, \
+             AWS_PROFILE, SSO, or a container or instance role); with the emulator any pair \
+             works: export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
+        ),
+        (
+            &[("AWS_ENDPOINT_URL", "localhost:4601")],
+            "error: AWS_ENDPOINT_URL=localhost:4601 has no scheme: write http://localhost:4601 \
+             (a local emulator) or https://localhost:4601",
+        ),
+        (
+            &[
+                ("AWS_REGION", ""),
+                ("AWS_DEFAULT_REGION", ""),
+                ("AWS_CONFIG_FILE", "/nonexistent"),
+            ],
+            "error: no AWS region set: set AWS_REGION (or a region in your AWS profile), for \
+             example us-east-1; with the emulator any region works",
+        ),
+    ];
+    let api_addr = format!("127.0.0.1:{}", free_port());
+    for (binary, args) in [
+        ("imgflow", &["status"][..]),
+        ("imgflow-ingest", &[]),
+        ("imgflow-label", &[]),
+        ("imgflow-store", &[]),
+        ("imgflow-thumbnail", &[]),
+        ("imgflow-api", &[]),
+    ] {
+        for (env, says) in cases {
+            let mut command = Command::new(bin_dir().join(binary));
+            command
+                .args(args)
+                .env("AWS_ENDPOINT_URL", endpoint())
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing")
+                .env("RUST_BACKTRACE", "1")
+                .env("IMGFLOW_METRICS_ADDR", "off")
+                .env("IMGFLOW_API_ADDR", &api_addr)
+                .env_remove("RUST_LOG");
+            for (name, value) in env {
+                if value.is_empty() {
+                    command.env_remove(name);
+                } else {
+                    command.env(name, value);
+                }
+            }
+            let out = command.output().unwrap();
+            let (_, stderr) = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{binary}: {stderr}");
+            assert!(
+                stderr.contains(says),
+                "{binary}: expected {says:?} in: {stderr}"
+            );
+            assert!(
+                !stderr.contains("backtrace") && !stderr.contains("DispatchFailure"),
+                "{binary}: {stderr}"
+            );
+            assert!(
+                !stderr.contains("is it running") && !stderr.contains("api listening"),
+                "{binary}: {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn two_files_with_one_name_are_refused_before_any_upload() {
     let dir = std::env::temp_dir().join(format!("imgflow-first-hour-{}", std::process::id()));

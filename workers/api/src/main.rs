@@ -26,7 +26,11 @@ use tower_http::{
 };
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
+    usage::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     if let Some(code) = usage::handle_args(
         "api",
         "HTTP uploads into the pipeline, reads of its results, and the web console",
@@ -55,7 +59,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         anyhow::bail!("IMGFLOW_API_KEY must be at least 16 characters");
     }
     telemetry::init(log_format_is_json()?);
-    let aws = AwsClients::from_env().await;
+    let aws = AwsClients::from_env().await?;
     let metrics = observability::install().map_err(anyhow::Error::msg)?;
     let table = aws.image_table(&names);
     let ready_table = table.clone();

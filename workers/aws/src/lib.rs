@@ -53,6 +53,7 @@ pub mod dynamodb;
 pub mod provision;
 pub mod rekognition;
 pub mod s3;
+pub mod setup;
 pub mod sns;
 pub mod sqs;
 
@@ -113,13 +114,26 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// Loads the standard configuration chain (environment, profile, container or instance
-    /// credentials; `AWS_ENDPOINT_URL`) and builds every client from it, with [`timeouts`].
-    pub async fn from_env() -> Self {
+    /// credentials; `AWS_ENDPOINT_URL`) and builds every client from it, with [`timeouts`];
+    /// first checks that the endpoint, the region and the credentials can work at all
+    /// ([`setup`]), so that a process refuses to start in one line rather than failing every
+    /// call.
+    pub async fn from_env() -> Result<Self, setup::SetupError> {
+        setup::check_endpoints(std::env::vars())?;
         let config = aws_config::defaults(BehaviorVersion::latest())
             .timeout_config(timeouts())
             .load()
             .await;
-        Self::new(&config)
+        setup::check_config(&config).await?;
+        Ok(Self::new(&config))
+    }
+
+    /// The region the clients call (the CLI names it where resources are missing).
+    pub fn region(&self) -> String {
+        self.sqs
+            .config()
+            .region()
+            .map_or_else(|| "(none)".to_owned(), |r| r.to_string())
     }
 
     /// Builds every client from `config`.
@@ -331,7 +345,7 @@ where
 }
 
 /// The error's messages down its source chain, without the SDK's debug dump.
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(cause) = next {

@@ -207,6 +207,9 @@ enum DlqAction {
     },
 }
 
+/// The region the command called, for the error hints.
+static REGION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -215,7 +218,8 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            if let Some(hint) = errors::hint(&e, &prefix) {
+            let region = REGION.get().map_or("(none)", String::as_str);
+            if let Some(hint) = errors::hint(&e, &prefix, region) {
                 eprintln!("  {hint}");
             }
             if verbose {
@@ -249,11 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     std::env::set_var("IMGFLOW_PREFIX", &cli.prefix);
     let names = Names::from_env()?;
-    let aws = AwsClients::from_env().await;
-    anyhow::ensure!(
-        aws.s3.config().region().is_some(),
-        "no AWS region set: set AWS_REGION (or a region in your AWS profile)"
-    );
+    let aws = AwsClients::from_env().await?;
+    let _ = REGION.set(aws.region());
     match cli.command {
         Command::Provision {
             max_receive_count,

@@ -13,7 +13,11 @@ use imgflow_runtime::{
 // local models) runs on the blocking pool; a multi-threaded scheduler only added cross-thread
 // wake-ups (8-16% of the workers' CPU per image in the benchmark's probes; see the README).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
+    usage::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     if let Some(code) = usage::handle_args(
         "ingest",
         "checks each new object under the incoming prefix and records it accepted, rejected or missing",
@@ -28,7 +32,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let keep_gps = imgflow_ingest::keep_gps_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
-    let aws = AwsClients::from_env().await;
+    let aws = AwsClients::from_env().await?;
     let consumer = imgflow_ingest::build(&aws, &config, limits, keep_gps)
         .await
         .context("connecting the ingest stage to its queue and topic")?;

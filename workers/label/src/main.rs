@@ -17,7 +17,11 @@ use imgflow_runtime::{
 // local models) runs on the blocking pool; a multi-threaded scheduler only added cross-thread
 // wake-ups (8-16% of the workers' CPU per image in the benchmark's probes; see the README).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
+    usage::finish(start().await)
+}
+
+async fn start() -> anyhow::Result<ExitCode> {
     if let Some(code) = usage::handle_args(
         "label",
         "labels each accepted image with Rekognition or the local models",
@@ -32,7 +36,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let choice = imgflow_label::detector_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
-    let aws = AwsClients::from_env().await;
+    let aws = AwsClients::from_env().await?;
     tracing::info!(prefix = %config.names.prefix, detector = ?choice, "label stage starting");
     match choice {
         DetectorChoice::Rekognition => {

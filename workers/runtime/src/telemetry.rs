@@ -21,9 +21,11 @@ use tracing_subscriber::{
 pub fn init(json: bool) {
     // ONNX Runtime's loader logs at info that the library is newer than the API imgflow asks
     // for ("may have compatibility issues"), which is expected and would only alarm an
-    // operator; the label stage logs the engine and library it loaded itself.
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,ort=warn"));
+    // operator; the label stage logs the engine and library it loaded itself. Off EC2, the
+    // SDK's instance-metadata lookups (region, credentials) warn with a dump for each miss;
+    // a missing region or credentials is refused at start in one line instead.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,ort=warn,aws_config::imds=error"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -72,6 +72,19 @@ pub fn help(binary: &str, about: &str) -> String {
     text
 }
 
+/// A binary's exit: its code, or its error in one line (`error: what failed: why`, the causes
+/// joined) and exit code 1. Never a backtrace, whatever `RUST_BACKTRACE` says: a setting
+/// refused is for the person who set it, not a crash.
+pub fn finish<E: std::fmt::Display>(result: Result<ExitCode, E>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Handles `--help`, `--version` and unknown arguments: `Some(exit code)` when the process
 /// should exit now. `--healthcheck` (and no argument) carries on.
 pub fn handle_args(binary: &str, about: &str) -> Option<ExitCode> {

@@ -13,7 +13,11 @@ use imgflow_runtime::{
 // local models) runs on the blocking pool; a multi-threaded scheduler only added cross-thread
 // wake-ups (8-16% of the workers' CPU per image in the benchmark's probes; see the README).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
+    usage::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     if let Some(code) = usage::handle_args(
         "store",
         "stores each image's labels in the images table and the console's label index",
@@ -26,7 +30,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
-    let aws = AwsClients::from_env().await;
+    let aws = AwsClients::from_env().await?;
     let consumer = imgflow_store::build(&aws, &config)
         .await
         .context("connecting the store stage to its queue and topic")?;

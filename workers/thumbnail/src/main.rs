@@ -13,7 +13,11 @@ use imgflow_runtime::{
 // local models) runs on the blocking pool; a multi-threaded scheduler only added cross-thread
 // wake-ups (8-16% of the workers' CPU per image in the benchmark's probes; see the README).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
+    usage::finish(run().await)
+}
+
+async fn run() -> anyhow::Result<ExitCode> {
     if let Some(code) = usage::handle_args(
         "thumbnail",
         "stores an upright JPEG thumbnail of each image, in parallel with labelling, and \
@@ -28,7 +32,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let limits = imgflow_thumbnail::limits_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
-    let aws = AwsClients::from_env().await;
+    let aws = AwsClients::from_env().await?;
     let consumer = imgflow_thumbnail::build(&aws, &config, limits)
         .await
         .context("connecting the thumbnail stage to its queue and topic")?;
