@@ -118,3 +118,90 @@ async fn sigterm_mid_run_exits_zero_and_a_restart_finishes_every_image() {
         );
     }
 }
+
+/// An idle worker stops within its poll wait (5 s) of SIGTERM, plus two seconds for the
+/// process to exit, saying what it waits for; it never abandons the receive under way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_stops_within_its_poll_wait_and_says_what_it_waits_for() {
+    let p = TestPipeline::new("e2e-idle-stop").await;
+    let logs = log_dir(&p.names.prefix);
+    let port = imgflow_e2e::free_port();
+    let env = [("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))];
+    let mut worker = spawn_worker(Stage::Store, &p.names.prefix, &logs, &env);
+    // Running: its first receive has returned.
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    imgflow_e2e::until("the worker ready", Duration::from_secs(30), || {
+        let ready = ready.clone();
+        async move { imgflow_e2e::http_ok(&ready).await.then_some(()) }
+    })
+    .await;
+    let signalled = tokio::time::Instant::now();
+    sigterm(&worker);
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took < Duration::from_secs(7),
+        "an idle worker took {took:?} to stop"
+    );
+    let log = std::fs::read_to_string(logs.join("imgflow-store.log")).unwrap();
+    assert!(
+        log.contains("stopping: no new receives") && log.contains("in_flight=0"),
+        "{log}"
+    );
+}
+
+/// A second process of a stage on one host with the same metrics port refuses to start (it
+/// would advertise, and `--healthcheck` would probe, the first one's); port 0 takes a free
+/// port and logs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_worker_on_a_taken_metrics_port_refuses_to_start() {
+    let p = TestPipeline::new("e2e-two-workers").await;
+    let logs = log_dir(&p.names.prefix);
+    let port = imgflow_e2e::free_port();
+    let taken = [("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))];
+    let first = spawn_worker(Stage::Store, &p.names.prefix, &logs, &taken);
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    imgflow_e2e::until("the first worker serving", Duration::from_secs(30), || {
+        let health = health.clone();
+        async move { imgflow_e2e::http_ok(&health).await.then_some(()) }
+    })
+    .await;
+    let second_logs = logs.join("second");
+    let mut second = spawn_worker(Stage::Store, &p.names.prefix, &second_logs, &taken);
+    let status = tokio::time::timeout(Duration::from_secs(30), second.wait())
+        .await
+        .expect("the second worker stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = std::fs::read_to_string(second_logs.join("imgflow-store.log")).unwrap();
+    assert!(
+        log.contains(&format!(
+            "error: IMGFLOW_METRICS_ADDR=127.0.0.1:{port} cannot be used"
+        )) && log.contains("127.0.0.1:0 for any free one"),
+        "{log}"
+    );
+
+    let any = [("IMGFLOW_METRICS_ADDR", "127.0.0.1:0".to_owned())];
+    let third_logs = logs.join("third");
+    let third = spawn_worker(Stage::Store, &p.names.prefix, &third_logs, &any);
+    let served = imgflow_e2e::until("the third worker's port", Duration::from_secs(30), || {
+        let log = std::fs::read_to_string(third_logs.join("imgflow-store.log")).unwrap_or_default();
+        std::future::ready(
+            log.split("metrics=http://")
+                .nth(1)
+                .and_then(|rest| rest.split("/metrics").next())
+                .map(str::to_owned),
+        )
+    })
+    .await;
+    assert_ne!(served, format!("127.0.0.1:{port}"));
+    assert!(!served.ends_with(":0"), "{served}");
+    assert!(imgflow_e2e::http_ok(&format!("http://{served}/healthz")).await);
+    sigterm(&first);
+    sigterm(&third);
+    wait_all_exit_zero(&mut [first, third]).await;
+}

@@ -73,21 +73,23 @@ pub async fn run_recorded<Q: Queue, H: Handler, L: ThroughputLog>(
 }
 
 /// Runs a built stage until `shutdown`: its probes and metrics served, its throughput
-/// recorded in `log`. What every worker's `main` does once it is wired.
+/// recorded in `log`. What every worker's `main` does once it is wired. Refuses to run when
+/// its metrics port is taken (see [`observability::serve`]).
 pub async fn run_stage<Q: Queue, H: Handler, L: ThroughputLog>(
     consumer: Consumer<Q, H>,
     config: &WorkerConfig,
     log: L,
     shutdown: Shutdown,
-) {
-    observability::start_for_worker(config, consumer.health()).await;
+) -> Result<(), String> {
+    let served = observability::start_for_worker(config, consumer.health()).await?;
     tracing::info!(
         prefix = %config.names.prefix,
         stage = config.stage.as_str(),
         queue = %config.names.queue(config.stage),
         concurrency = config.consumer.concurrency,
-        metrics = %config.metrics_addr.map_or("off".into(), |a| format!("http://{a}/metrics")),
+        metrics = %served.map_or("off".into(), |a| format!("http://{a}/metrics")),
         "stage running"
     );
     run_recorded(Arc::new(consumer), shutdown, log, config.stage.as_str()).await;
+    Ok(())
 }

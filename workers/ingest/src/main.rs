@@ -37,6 +37,8 @@ async fn run() -> anyhow::Result<ExitCode> {
         .await
         .context("connecting the ingest stage to its queue and topic")?;
     let log = aws.throughput_log(&config.names);
-    throughput::run_stage(consumer, &config, log, shutdown).await;
+    throughput::run_stage(consumer, &config, log, shutdown)
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -88,6 +88,8 @@ async fn run<D: LabelDetector>(
         .await
         .context("connecting the label stage to its queue and topic")?;
     let log = aws.throughput_log(&config.names);
-    throughput::run_stage(consumer, config, log, shutdown).await;
+    throughput::run_stage(consumer, config, log, shutdown)
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(())
 }

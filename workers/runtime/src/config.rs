@@ -358,8 +358,11 @@ impl WorkerConfig {
     pub fn from_env(stage: Stage) -> Result<Self, ConfigError> {
         let mut consumer = ConsumerConfig::new(stage.as_str());
         consumer.concurrency = env_in_range("IMGFLOW_CONCURRENCY", consumer.concurrency, 1..=1000)?;
-        consumer.wait_time =
-            Duration::from_secs(env_in_range("IMGFLOW_WAIT_TIME_SECS", 20, 0..=20)?);
+        consumer.wait_time = Duration::from_secs(env_in_range(
+            "IMGFLOW_WAIT_TIME_SECS",
+            crate::consumer::DEFAULT_WAIT_TIME.as_secs(),
+            0..=20,
+        )?);
         consumer.max_messages =
             env_in_range("IMGFLOW_MAX_MESSAGES", consumer.max_messages, 1..=10)?;
         consumer.retry_min_delay =

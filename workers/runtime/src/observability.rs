@@ -56,44 +56,48 @@ pub fn router(handle: PrometheusHandle, ready: ReadyCheck) -> Router {
         )
 }
 
-/// Serves the routes on `addr` in the background. A port already taken (another process of
-/// the same stage on this host) costs the metrics, not the worker: it is logged and skipped.
-pub async fn serve(addr: SocketAddr, router: Router) {
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, router).await {
-                    tracing::warn!(error = %e, "metrics server stopped");
-                }
-            });
+/// Serves the routes on `addr` in the background; the address it listens on (port 0 takes a
+/// free one). A port already taken (another process of the same stage on this host) stops the
+/// process: running on would advertise, and let `--healthcheck` probe, the other one's.
+pub async fn serve(addr: SocketAddr, router: Router) -> Result<SocketAddr, String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        format!(
+            "IMGFLOW_METRICS_ADDR={addr} cannot be used ({e}; another process of this stage \
+             on this host?): give each process its own port, 127.0.0.1:0 for any free one (the \
+             log names it), or off"
+        )
+    })?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(addr = %local, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::warn!(error = %e, "metrics server stopped");
         }
-        Err(e) => {
-            tracing::warn!(%addr, error = %e, "metrics server not started (set IMGFLOW_METRICS_ADDR)")
-        }
-    }
+    });
+    Ok(local)
 }
 
-/// Installs metrics and serves them for a worker, ready while its receives succeed.
+/// Installs metrics and serves them for a worker, ready while its receives succeed: the
+/// address served, `None` when off.
 pub async fn start_for_worker(
     config: &crate::config::WorkerConfig,
     health: Arc<crate::consumer::ReceiveHealth>,
-) {
+) -> Result<Option<SocketAddr>, String> {
     let handle = match install() {
         Ok(handle) => handle,
         Err(e) => {
             tracing::warn!(error = %e, "metrics recorder not installed");
-            return;
+            return Ok(None);
         }
     };
     let Some(addr) = config.metrics_addr else {
-        return;
+        return Ok(None);
     };
     let ready: ReadyCheck = Arc::new(move || {
         let status = health.status();
         Box::pin(std::future::ready(status))
     });
-    serve(addr, router(handle, ready)).await;
+    serve(addr, router(handle, ready)).await.map(Some)
 }
 
 /// Whether the command line asks for [`healthcheck`].

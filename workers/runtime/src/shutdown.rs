@@ -48,7 +48,7 @@ pub fn on_signals() -> Shutdown {
     let (trigger, shutdown) = channel();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("shutdown requested; finishing in-flight messages");
+        tracing::info!("shutdown requested (SIGTERM or SIGINT)");
         trigger.trigger();
     });
     shutdown

@@ -74,13 +74,19 @@ pub struct ConsumerConfig {
 /// the gathering adds at most 3 × 50 ms, and about half that on average.
 pub const DEFAULT_RECEIVE_WINDOW: Duration = Duration::from_millis(50);
 
+/// How long a receive waits for messages. A shutdown waits for the receive under way rather
+/// than abandon it (a message it took would stay hidden for the visibility timeout), so this
+/// bounds how long an idle worker takes to stop; 5 s costs an idle poller 12 receives a minute
+/// instead of 3 at SQS' 20 s maximum (about $0.20 a month more per poller).
+pub const DEFAULT_WAIT_TIME: Duration = Duration::from_secs(5);
+
 impl ConsumerConfig {
     /// Production defaults for `stage`.
     pub fn new(stage: impl Into<String>) -> Self {
         Self {
             stage: stage.into(),
             max_messages: 10,
-            wait_time: Duration::from_secs(20),
+            wait_time: DEFAULT_WAIT_TIME,
             concurrency: 10,
             retry_min_delay: Duration::from_secs(2),
             retry_max_delay: Duration::from_secs(300),
@@ -459,6 +465,7 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         let tasks: Vec<_> = (0..pollers.max(1))
             .map(|_| tokio::spawn(Arc::clone(&self).poll(shutdown.clone(), deletes.clone())))
             .collect();
+        let announcer = tokio::spawn(Arc::clone(&self).announce_shutdown(shutdown.clone()));
         drop(deletes);
         for task in join_all(tasks).await {
             if let Err(e) = task {
@@ -469,7 +476,23 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         if let Err(e) = deleter.await {
             tracing::error!(error = %e, "delete task failed");
         }
+        announcer.abort();
         tracing::info!(stage = %self.config.stage, "consumer stopped");
+    }
+
+    /// Says, when shutdown comes, what the process waits for and for how long at most.
+    async fn announce_shutdown(self: Arc<Self>, mut shutdown: Shutdown) {
+        shutdown.requested().await;
+        let in_flight = self.config.concurrency.max(1) - self.permits.available_permits();
+        tracing::info!(
+            stage = %self.config.stage,
+            in_flight,
+            receive_wait_secs = self.config.wait_time.as_secs(),
+            drain_deadline_secs = self.config.drain_deadline.as_secs(),
+            "stopping: no new receives; waiting for the current receive to return (at most \
+             receive_wait_secs; abandoned, a message it took would stay hidden for the \
+             visibility timeout) and for the messages in flight (at most drain_deadline_secs)"
+        );
     }
 
     async fn poll(self: Arc<Self>, mut shutdown: Shutdown, deletes: pace::DeleteSender) {
@@ -479,7 +502,8 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         while !shutdown.is_requested() {
             // The long poll is not cancelled on shutdown: a receive abandoned client-side may
             // still have taken messages server-side, which would then stay invisible for the
-            // whole visibility timeout. It ends within `wait_time`; what it brings after the
+            // whole visibility timeout. It ends within `wait_time` (5 s by default, so that an
+            // idle worker stops within that); what it brings after the
             // shutdown request is released at once.
             match self.receive().await {
                 Ok(messages) if shutdown.is_requested() => {
