@@ -82,6 +82,10 @@ pub struct Trimmed {
     pub parts: usize,
 }
 
+/// The names a detector writes into an image's `detector`: Amazon Rekognition, the local
+/// models, and the benchmark's fixed stand-in. What `imgflow relabel --detector` accepts.
+pub const DETECTORS: [&str; 3] = ["rekognition", "local", "fixed"];
+
 /// Bounds a detector's answer for storage and messages: names cut to [`MAX_NAME_CHARS`], at
 /// most [`MAX_INSTANCES`] instances and [`MAX_REFS`] parents and categories per label, then the
 /// least confident labels dropped until the whole fits [`MAX_LABELS_JSON_BYTES`].

@@ -19,7 +19,9 @@ pub mod s3_event;
 pub mod stage;
 
 pub use id::image_id;
-pub use labels::{bound_labels, BoundingBox, Instance, Label, NamedRef, MAX_LABELS_JSON_BYTES};
+pub use labels::{
+    bound_labels, BoundingBox, Instance, Label, NamedRef, DETECTORS, MAX_LABELS_JSON_BYTES,
+};
 pub use record::{
     thumbnail_key, ImageRecord, ImageStatus, Thumbnail, THUMBNAIL_MAX_SIDE, THUMBNAIL_PREFIX,
 };

@@ -40,6 +40,16 @@ impl ImageStatus {
         }
     }
 
+    /// Every status, in a pipeline's order: what commands accept and list.
+    pub const ALL: [Self; 6] = [
+        Self::Accepted,
+        Self::Labeled,
+        Self::Rejected,
+        Self::Missing,
+        Self::Deleted,
+        Self::Replaced,
+    ];
+
     /// Parses the stored `status` attribute.
     pub fn parse(value: &str) -> Option<Self> {
         Some(match value {

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// imgflow: labels for every image dropped into S3.
 #[derive(Debug, Parser)]
 #[command(
+    name = "imgflow",
     version,
     about,
     after_help = "Examples:
@@ -84,8 +85,8 @@ enum Command {
         /// Only images with this label or parent (any case).
         #[arg(long)]
         label: Option<String>,
-        /// Only images in this status: accepted, labeled, rejected, missing.
-        #[arg(long, value_parser = parse_status)]
+        /// Only images in this status.
+        #[arg(long, value_parser = status_parser())]
         status: Option<imgflow_messages::ImageStatus>,
         /// Refresh every two seconds until interrupted.
         #[arg(long)]
@@ -103,14 +104,14 @@ enum Command {
         /// Items labeled by this model version.
         #[arg(long, group = "which")]
         model_version: Option<String>,
-        /// Items labeled by this detector (rekognition, local).
-        #[arg(long, group = "which")]
+        /// Items labeled by this detector.
+        #[arg(long, group = "which", value_parser = clap::builder::PossibleValuesParser::new(imgflow_messages::DETECTORS))]
         detector: Option<String>,
         /// Items with this label or parent (any case).
         #[arg(long, group = "which")]
         label: Option<String>,
         /// Items in this status (default: labeled).
-        #[arg(long, group = "which", value_parser = parse_status)]
+        #[arg(long, group = "which", value_parser = status_parser())]
         status: Option<imgflow_messages::ImageStatus>,
         /// At most this many images per second (default: no limit).
         #[arg(long, value_parser = parse_rate)]
@@ -168,8 +169,8 @@ enum Command {
 enum DlqAction {
     /// Count, age of the oldest, messages by reason, a few bodies. Consumes nothing.
     Inspect {
-        /// ingest, label or store.
-        #[arg(long)]
+        /// The stage whose dead-letter queue it is.
+        #[arg(long, value_parser = stage_parser())]
         stage: Stage,
         /// Messages to read for the histogram.
         #[arg(long, default_value_t = 100)]
@@ -177,8 +178,8 @@ enum DlqAction {
     },
     /// Move messages back to the stage's queue (deleted from the DLQ only once sent).
     Replay {
-        /// ingest, label or store.
-        #[arg(long)]
+        /// The stage whose dead-letter queue it is.
+        #[arg(long, value_parser = stage_parser())]
         stage: Stage,
         /// Show what would move; move nothing.
         #[arg(long)]
@@ -198,8 +199,8 @@ enum DlqAction {
     },
     /// Delete every message in the stage's dead-letter queue.
     Purge {
-        /// ingest, label or store.
-        #[arg(long)]
+        /// The stage whose dead-letter queue it is.
+        #[arg(long, value_parser = stage_parser())]
         stage: Stage,
         /// Required: purging cannot be undone.
         #[arg(long)]
@@ -662,9 +663,19 @@ fn parse_rate(value: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_status(value: &str) -> Result<imgflow_messages::ImageStatus, String> {
-    imgflow_messages::ImageStatus::parse(value)
-        .ok_or_else(|| format!("{value:?} is not one of accepted, labeled, rejected, missing"))
+/// The stages, listed in help and checked, from `Stage::ALL`.
+fn stage_parser() -> impl clap::builder::TypedValueParser<Value = Stage> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Stage::ALL.map(Stage::as_str))
+        .map(|stage| stage.parse::<Stage>().expect("one of Stage::ALL"))
+}
+
+/// The statuses, listed in help and checked, from `ImageStatus::ALL`.
+fn status_parser() -> impl clap::builder::TypedValueParser<Value = imgflow_messages::ImageStatus> {
+    use clap::builder::TypedValueParser;
+    use imgflow_messages::ImageStatus;
+    clap::builder::PossibleValuesParser::new(ImageStatus::ALL.map(ImageStatus::as_str))
+        .map(|status| ImageStatus::parse(&status).expect("one of ImageStatus::ALL"))
 }
 
 #[cfg(test)]
@@ -672,6 +683,59 @@ mod tests {
     use clap::CommandFactory;
 
     use super::Cli;
+
+    /// The values an argument lists in its help (and accepts), wherever it appears.
+    fn possible_values(argument: &str) -> Vec<Vec<String>> {
+        fn walk(command: &clap::Command, argument: &str, out: &mut Vec<Vec<String>>) {
+            for arg in command.get_arguments() {
+                if arg.get_id() == argument {
+                    out.push(
+                        arg.get_possible_values()
+                            .iter()
+                            .map(|v| v.get_name().to_owned())
+                            .collect(),
+                    );
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, argument, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), argument, &mut out);
+        out
+    }
+
+    /// Help, accepted values and names come from one place: the stages, statuses and
+    /// detectors the pipeline has.
+    #[test]
+    fn help_lists_exactly_the_values_the_pipeline_has() {
+        let stages: Vec<String> = imgflow_runtime::config::Stage::ALL
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        let listed = possible_values("stage");
+        assert_eq!(listed.len(), 3, "dlq inspect, replay, purge");
+        assert!(listed.iter().all(|values| *values == stages), "{listed:?}");
+        let statuses: Vec<String> = imgflow_messages::ImageStatus::ALL
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        let listed = possible_values("status");
+        assert_eq!(listed.len(), 2, "results, relabel");
+        assert!(
+            listed.iter().all(|values| *values == statuses),
+            "{listed:?}"
+        );
+        assert_eq!(
+            possible_values("detector"),
+            vec![imgflow_messages::DETECTORS.map(String::from).to_vec()]
+        );
+        assert_eq!(Cli::command().get_name(), "imgflow");
+        assert!(Cli::command()
+            .render_version()
+            .starts_with(&format!("imgflow {}", env!("CARGO_PKG_VERSION"))));
+    }
 
     /// The `imgflow …` rows of the README's Commands table: (command path, flags named).
     fn readme_commands() -> Vec<(Vec<String>, Vec<String>)> {

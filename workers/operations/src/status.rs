@@ -65,8 +65,14 @@ pub async fn status_at(
 
 /// Renders the depths as a table.
 pub fn table(statuses: &[StageStatus]) -> String {
+    // The widest stage name sets the first column (thumbnail is nine letters).
+    let width = Stage::ALL
+        .iter()
+        .map(|s| s.as_str().len())
+        .max()
+        .unwrap_or(5);
     let mut out = format!(
-        "{:<8}  {:>8}  {:>9}  {:>5}\n",
+        "{:<width$}  {:>8}  {:>9}  {:>5}\n",
         "STAGE", "WAITING", "IN FLIGHT", "DLQ"
     );
     for s in statuses {
@@ -76,7 +82,7 @@ pub fn table(statuses: &[StageStatus]) -> String {
             ""
         };
         out.push_str(&format!(
-            "{:<8}  {:>8}  {:>9}  {:>5}{flag}\n",
+            "{:<width$}  {:>8}  {:>9}  {:>5}{flag}\n",
             s.stage.as_str(),
             s.visible,
             s.in_flight,
@@ -84,4 +90,31 @@ pub fn table(statuses: &[StageStatus]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_lines_up_with_the_header() {
+        let statuses: Vec<StageStatus> = Stage::ALL
+            .iter()
+            .map(|&stage| StageStatus {
+                stage,
+                visible: 12345,
+                in_flight: 7,
+                dead_lettered: 0,
+            })
+            .collect();
+        let text = table(&statuses);
+        let ends: Vec<usize> = text
+            .lines()
+            .map(|line| {
+                line.find("WAITING")
+                    .map_or_else(|| line.find("12345").unwrap() + 5, |at| at + 7)
+            })
+            .collect();
+        assert!(ends.windows(2).all(|w| w[0] == w[1]), "{text}");
+    }
 }
