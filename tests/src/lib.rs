@@ -81,6 +81,8 @@ pub fn process_env(prefix: &str) -> Vec<(&'static str, String)> {
         ("IMGFLOW_PREFIX", prefix.into()),
         ("IMGFLOW_WAIT_TIME_SECS", "1".into()),
         ("IMGFLOW_RETRY_MIN_DELAY_SECS", "1".into()),
+        // Tests run side by side: each process on a free port (a taken one stops it).
+        ("IMGFLOW_METRICS_ADDR", "127.0.0.1:0".into()),
     ]
 }
 

@@ -8,8 +8,8 @@ use std::{
 };
 
 use imgflow_e2e::{
-    bin_dir, endpoint, free_port, http_ok, log_dir, png_with_dimensions, spawn_binary, until,
-    TestPipeline,
+    bin_dir, endpoint, free_port, http_ok, log_dir, png_with_dimensions, send_signal, spawn_binary,
+    spawn_worker, until, TestPipeline,
 };
 use imgflow_messages::{
     ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, NamedRef, SCHEMA_VERSION,
@@ -227,6 +227,40 @@ fn every_binary_names_a_setting_that_cannot_work() {
             );
         }
     }
+}
+
+/// Quiet when nothing is wrong: photos without EXIF, larger than the head ingest reads,
+/// leave no line about EXIF in the ingest binary's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn photos_without_exif_log_nothing_about_exif() {
+    let p = TestPipeline::new("e2e-quiet-exif").await;
+    let logs = log_dir(&p.names.prefix);
+    let mut ingest = spawn_worker(
+        imgflow_runtime::config::Stage::Ingest,
+        &p.names.prefix,
+        &logs,
+        &[],
+    );
+    let mut ids = Vec::new();
+    for name in ["chelsea.png", "coffee.png", "rocket.jpg"] {
+        let photo = imgflow_e2e::photo(name);
+        assert!(
+            photo.len() > 64 * 1024,
+            "{name} is larger than the head ingest reads"
+        );
+        ids.push(p.put(&format!("incoming/{name}"), photo).await);
+    }
+    until("every photo accepted", Duration::from_secs(60), || async {
+        let items = p.items().await;
+        ids.iter()
+            .all(|id| items.iter().any(|r| &r.id == id))
+            .then_some(())
+    })
+    .await;
+    send_signal(&ingest, "TERM");
+    ingest.wait().await.unwrap();
+    let log = std::fs::read_to_string(logs.join("imgflow-ingest.log")).unwrap();
+    assert!(!log.contains("EXIF"), "{log}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! The input is whatever ingest already read (at most a few tens of KiB), so parsing is bounded
 //! by it; every value is cut to [`MAX_VALUE_CHARS`] printable characters because the bytes are
 //! the uploader's.
-use std::{collections::BTreeMap, io::Cursor};
+use std::collections::BTreeMap;
 
 use ::exif::{In, Rational, Reader, Tag, Value};
 
@@ -29,15 +29,95 @@ const KEPT: [(&str, Tag); 9] = [
 #[error("unreadable EXIF: {0}")]
 pub struct ExifError(#[from] ::exif::Error);
 
+/// Where an image's EXIF is, as far as its first bytes tell.
+#[derive(Debug, PartialEq, Eq)]
+enum Located<'a> {
+    /// The TIFF payload (a JPEG's APP1 after `Exif\0\0`, a PNG's eXIf data).
+    Exif(&'a [u8]),
+    /// None before the image data, or the bytes end first: no EXIF to read, nothing wrong.
+    Absent,
+    /// The container's own structure is broken where EXIF would be.
+    Corrupt(&'static str),
+}
+
+/// Finds the EXIF payload in `head` by walking the JPEG segments (up to the scan) or the PNG
+/// chunks (up to the end, as far as `head` goes). The EXIF parser's own walk reads to the end of the file and
+/// calls a head that ends early "broken", which every image without EXIF would then be.
+fn locate(head: &[u8]) -> Located<'_> {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if let Some(mut rest) = head.strip_prefix(PNG) {
+        while rest.len() >= 8 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let kind = &rest[4..8];
+            // (eXIf may follow the image data in some writers: walk on to IEND.)
+            if kind == b"IEND" {
+                return Located::Absent;
+            }
+            let Some(data) = rest.get(8..8usize.saturating_add(len)) else {
+                return Located::Absent;
+            };
+            if kind == b"eXIf" {
+                return Located::Exif(data);
+            }
+            rest = rest.get(8 + len + 4..).unwrap_or_default();
+        }
+        return Located::Absent;
+    }
+    if let Some(mut rest) = head.strip_prefix(&[0xFF, 0xD8]) {
+        loop {
+            // Fill bytes (0xFF) may precede a marker.
+            while rest.len() >= 2 && rest[0] == 0xFF && rest[1] == 0xFF {
+                rest = &rest[1..];
+            }
+            let [0xFF, marker, ..] = *rest else {
+                return if rest.len() < 2 {
+                    Located::Absent
+                } else {
+                    Located::Corrupt("JPEG segment without a marker")
+                };
+            };
+            match marker {
+                // Start of scan, end of image: EXIF would have come before.
+                0xDA | 0xD9 => return Located::Absent,
+                // Stand-alone markers.
+                0x01 | 0xD0..=0xD7 => {
+                    rest = &rest[2..];
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(&[high, low]) = rest.get(2..4) else {
+                return Located::Absent;
+            };
+            let len = u16::from_be_bytes([high, low]) as usize;
+            if len < 2 {
+                return Located::Corrupt("JPEG segment length under 2");
+            }
+            let Some(segment) = rest.get(4..2 + len) else {
+                return Located::Absent;
+            };
+            if marker == 0xE1 {
+                if let Some(tiff) = segment.strip_prefix(b"Exif\0\0") {
+                    return Located::Exif(tiff);
+                }
+            }
+            rest = &rest[2 + len..];
+        }
+    }
+    Located::Absent
+}
+
 /// The kept tags found in `head` (an image's first bytes), GPS (`gps_latitude`,
 /// `gps_longitude` in signed decimal degrees, `gps_altitude_m`) only when `keep_gps`.
-/// `Ok` and empty when the image carries no EXIF at all.
+/// `Ok` and empty when the image carries no EXIF, or none within `head`; an error only for
+/// EXIF (or the structure around it) that is really broken.
 pub fn read(head: &[u8], keep_gps: bool) -> Result<BTreeMap<String, String>, ExifError> {
-    let exif = match Reader::new().read_from_container(&mut Cursor::new(head)) {
-        Ok(exif) => exif,
-        Err(::exif::Error::NotFound(_)) => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e.into()),
+    let payload = match locate(head) {
+        Located::Exif(payload) => payload,
+        Located::Absent => return Ok(BTreeMap::new()),
+        Located::Corrupt(why) => return Err(::exif::Error::InvalidFormat(why).into()),
     };
+    let exif = Reader::new().read_raw(payload.to_vec())?;
     let field = |tag| exif.get_field(tag, In::PRIMARY).map(|f| &f.value);
     let mut out = BTreeMap::new();
     for (name, tag) in KEPT {
@@ -148,6 +228,8 @@ fn printable(text: &str) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::io::Cursor;
+
     use ::exif::{experimental::Writer, Field};
 
     use super::*;
@@ -255,6 +337,50 @@ pub(crate) mod tests {
         assert!(read(&broken, true).is_err());
         let truncated = &with_app1(&small_jpeg(), &camera_exif())[..40];
         let _ = read(truncated, true);
+    }
+
+    fn small_png() -> Vec<u8> {
+        let mut out = Vec::new();
+        image::RgbImage::new(8, 8)
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    /// `png` with `tiff` as an eXIf chunk right after the header chunk.
+    fn with_exif_chunk(png: &[u8], tiff: &[u8]) -> Vec<u8> {
+        let ihdr_end = 8 + 8 + 13 + 4;
+        let mut out = png[..ihdr_end].to_vec();
+        out.extend_from_slice(&(tiff.len() as u32).to_be_bytes());
+        out.extend_from_slice(b"eXIf");
+        out.extend_from_slice(tiff);
+        out.extend_from_slice(&[0, 0, 0, 0]); // The CRC, which nothing here checks.
+        out.extend_from_slice(&png[ihdr_end..]);
+        out
+    }
+
+    /// Ingest reads only an image's first bytes: a head that ends before any EXIF (every PNG
+    /// and JPEG without one, cut anywhere) is "no EXIF", not an error to log.
+    #[test]
+    fn a_head_that_ends_before_any_exif_is_no_exif_not_an_error() {
+        for image in [small_jpeg(), small_png()] {
+            for cut in 0..=image.len() {
+                assert_eq!(
+                    read(&image[..cut], true).unwrap(),
+                    BTreeMap::new(),
+                    "cut at {cut}"
+                );
+            }
+        }
+        // EXIF within the head is read from a PNG too; cut inside it, it is simply not there.
+        let png = with_exif_chunk(&small_png(), &camera_exif());
+        assert_eq!(read(&png, false).unwrap()["camera_make"], "Canon");
+        let inside = 8 + 25 + 8 + 10;
+        assert!(read(&png[..inside], false).unwrap().is_empty());
+        // Structure that is really broken is still an error.
+        let mut bad = small_jpeg();
+        bad.splice(2..2, [0xFF, 0xE1, 0x00, 0x01]);
+        assert!(read(&bad, false).is_err());
     }
 
     #[test]

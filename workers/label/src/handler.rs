@@ -324,11 +324,14 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             LabelClaim::HeldByOther { until } => {
                 // Not dropped: the holder may still fail (and give the claim up), and this copy
                 // may be an operator's replay. It comes back once the holder's lease has ended.
+                // (The consumer logs the wait, at info: it is a duplicate, not a failure.)
                 let delay = clock::until(&until) + Duration::from_secs(1);
-                tracing::info!(retry_in = ?delay, "another message is labelling this image; detector not called");
                 return Err(HandleError::retry_after(
                     "label_claim_held",
-                    format!("another message holds the label claim until {until}"),
+                    format!(
+                        "a duplicate: another message is labelling this image (its claim \
+                         holds until {until}); detector not called"
+                    ),
                     delay,
                 ));
             }

@@ -42,7 +42,8 @@ impl HandleError {
         }
     }
 
-    /// A failure that may succeed once `delay` has passed (a lease held elsewhere ends).
+    /// A failure that may succeed once `delay` has passed (a lease held elsewhere ends): an
+    /// expected wait, logged at info rather than as a failure.
     pub fn retry_after(
         error_class: &'static str,
         source: impl Into<Box<dyn StdError + Send + Sync>>,

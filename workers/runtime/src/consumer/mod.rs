@@ -354,6 +354,14 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                 .record(started.elapsed().as_secs_f64());
             match &result {
                 Ok(()) => tracing::debug!("message handled"),
+                // A wait for something held elsewhere (a duplicate while another copy works):
+                // the design working, not a failure.
+                Err(e) if e.retry_after.is_some() => tracing::info!(
+                    error_code = e.error_class,
+                    recheck_in = ?e.retry_after.unwrap_or_default(),
+                    "waiting: {}; the message comes back then",
+                    e.source
+                ),
                 Err(e) => tracing::warn!(
                     error_code = e.error_class,
                     disposition = ?e.disposition,
