@@ -77,6 +77,8 @@ fn the_local_detector_on_onnxruntime_names_what_is_missing_and_stops_at_start() 
         let out = command
             .env("AWS_ENDPOINT_URL", endpoint())
             .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("RUST_BACKTRACE", "0")
             .envs(env)
             .output()
@@ -263,12 +265,82 @@ async fn photos_without_exif_log_nothing_about_exif() {
     assert!(!log.contains("EXIF"), "{log}");
 }
 
+/// `submit` uploads images only, says what it skipped, shows the OS's reason for a file it
+/// cannot read, exits non-zero when something asked for failed, and, waiting on a stage no
+/// worker receives from, names that stage and its queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_skips_what_is_not_an_image_and_names_what_it_waits_for() {
+    let p = TestPipeline::new("e2e-submit-says").await;
+    let dir = log_dir(&p.names.prefix).join("photos");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.png"), png_with_dimensions(200, 100)).unwrap();
+    std::fs::write(dir.join("README.md"), "# holiday photos").unwrap();
+    std::fs::write(dir.join("SHA256SUMS"), "0123  a.png").unwrap();
+    let notes = log_dir(&p.names.prefix).join("notes.txt");
+    std::fs::write(&notes, "not an image").unwrap();
+    let prefix = ["--prefix", p.names.prefix.as_str()];
+    let submit = |args: &[&str]| {
+        let args: Vec<&str> = ["submit"]
+            .iter()
+            .chain(args)
+            .chain(&prefix)
+            .copied()
+            .collect();
+        run("imgflow", &args, &[])
+    };
+
+    let out = submit(&[dir.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped 2 file(s) that are not PNG or JPEG images")
+            && stderr.contains("README.md")
+            && stderr.contains("SHA256SUMS")
+            && stderr.contains("submitted 1 files"),
+        "{stderr}"
+    );
+
+    let out = submit(&["/nonexistent/missing.jpg"]);
+    assert_short_error(
+        &out,
+        "cannot read /nonexistent/missing.jpg: No such file or directory (os error 2)",
+    );
+
+    let out = submit(&[notes.to_str().unwrap(), dir.join("a.png").to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: not submitted, not PNG or JPEG images: ")
+            && stderr.contains("notes.txt"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("submitted 1 files"),
+        "the image still went: {stderr}"
+    );
+
+    // No worker runs: the wait names the stage that holds the image and its queue.
+    let out = submit(&[
+        dir.join("a.png").to_str().unwrap(),
+        "--wait",
+        "--timeout-secs",
+        "3",
+    ]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ingest: ")
+            && stderr.contains("is an imgflow-ingest worker running for this prefix?"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn two_files_with_one_name_are_refused_before_any_upload() {
     let dir = std::env::temp_dir().join(format!("imgflow-first-hour-{}", std::process::id()));
     for sub in ["a", "b"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
-        std::fs::write(dir.join(sub).join("photo.png"), b"x").unwrap();
+        std::fs::write(dir.join(sub).join("photo.png"), png_with_dimensions(64, 64)).unwrap();
     }
     let a = dir.join("a/photo.png");
     let b = dir.join("b/photo.png");

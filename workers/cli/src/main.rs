@@ -309,8 +309,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout_secs,
             concurrency,
         } => {
-            let uploads = submit::collect(&paths, names.incoming_prefix())?;
-            anyhow::ensure!(!uploads.is_empty(), "no files under {paths:?}");
+            let submit::Collected { uploads, skipped } =
+                submit::collect(&paths, names.incoming_prefix())?;
+            if !skipped.is_empty() {
+                let list: Vec<String> = skipped
+                    .iter()
+                    .map(|s| s.path.display().to_string())
+                    .collect();
+                eprintln!(
+                    "skipped {} file(s) that are not PNG or JPEG images (by their first bytes): {}",
+                    skipped.len(),
+                    list.join(", ")
+                );
+            }
+            let named_but_skipped: Vec<String> = skipped
+                .iter()
+                .filter(|s| s.named)
+                .map(|s| s.path.display().to_string())
+                .collect();
+            anyhow::ensure!(
+                !uploads.is_empty(),
+                "no PNG or JPEG images under {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             let bar = ProgressBar::new(uploads.len() as u64).with_style(
                 ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
                     .context("progress template")?,
@@ -340,14 +365,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for line in results::unfinished(&submitted_keys(&submitted), &records) {
                         eprintln!("  {line}");
                     }
+                    // Where they wait: a stage with messages and none being worked on has no
+                    // worker receiving.
+                    if let Ok(stages) = status::status(&aws, &names).await {
+                        for line in results::stalled(&stages) {
+                            eprintln!("  {line}");
+                        }
+                    }
                 }
                 anyhow::ensure!(
                     done,
-                    "{} of {} images were not processed within {timeout_secs} s (above: where each waits; `imgflow status` shows the queues)",
+                    "{} of {} images were not processed within {timeout_secs} s (above: where each waits)",
                     ids.len() - records.iter().filter(|r| r.status.is_final()).count(),
                     ids.len()
                 );
+                let refused = records
+                    .iter()
+                    .filter(|r| {
+                        matches!(
+                            r.status,
+                            imgflow_messages::ImageStatus::Rejected
+                                | imgflow_messages::ImageStatus::Missing
+                        )
+                    })
+                    .count();
+                anyhow::ensure!(
+                    refused == 0,
+                    "{refused} of {} images were not labeled (above: the reasons)",
+                    ids.len()
+                );
             }
+            anyhow::ensure!(
+                named_but_skipped.is_empty(),
+                "not submitted, not PNG or JPEG images: {}",
+                named_but_skipped.join(", ")
+            );
         }
         Command::Results {
             limit,

@@ -26,16 +26,34 @@ pub struct Submitted {
     pub size: u64,
 }
 
+/// A file left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Local path.
+    pub path: PathBuf,
+    /// Whether the user named it (a failure) rather than it being found in a directory.
+    pub named: bool,
+}
+
+/// What `collect` found: the files to upload, and those that are not images.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// To upload.
+    pub uploads: Vec<Upload>,
+    /// Not PNG or JPEG by their first bytes (a README, a checksum file): not uploaded.
+    pub skipped: Vec<Skipped>,
+}
+
 /// Why a submission failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// A local file or directory could not be read.
-    #[error("reading {path}")]
+    /// A local file or directory could not be read: the OS says why in the one line.
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         /// The path.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Two files would be stored under one key, and one would replace the other.
     #[error("{} and {} would both be stored as {key}; rename one, or submit them in separate runs with different --prefix", first.display(), second.display())]
@@ -59,28 +77,49 @@ pub enum SubmitError {
 
 /// Files under `paths` (directories recursively, hidden entries skipped), with their keys:
 /// a file keeps its name, a directory's files keep their path below the directory's name.
-pub fn collect(paths: &[PathBuf], key_prefix: &str) -> Result<Vec<Upload>, SubmitError> {
-    let mut uploads = Vec::new();
+/// Files whose first bytes are not a PNG or JPEG are left out and listed.
+pub fn collect(paths: &[PathBuf], key_prefix: &str) -> Result<Collected, SubmitError> {
+    let mut found = Collected::default();
     for path in paths {
-        let read_err = |source| SubmitError::Read {
+        let read_err = |error| SubmitError::Read {
             path: path.clone(),
-            source,
+            error,
         };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if path.metadata().map_err(read_err)?.is_dir() {
-            walk(path, &format!("{key_prefix}{name}/"), &mut uploads)?;
+            walk(path, &format!("{key_prefix}{name}/"), &mut found)?;
         } else {
-            uploads.push(Upload {
-                path: path.clone(),
-                key: format!("{key_prefix}{name}"),
-            });
+            add(
+                path.clone(),
+                format!("{key_prefix}{name}"),
+                true,
+                &mut found,
+            )?;
         }
     }
-    refuse_clashes(&uploads)?;
-    Ok(uploads)
+    refuse_clashes(&found.uploads)?;
+    Ok(found)
+}
+
+/// Adds `path` as an upload when its first bytes are an image's, else as skipped.
+fn add(path: PathBuf, key: String, named: bool, found: &mut Collected) -> Result<(), SubmitError> {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    let read = std::fs::File::open(&path)
+        .and_then(|mut file| file.read(&mut head))
+        .map_err(|error| SubmitError::Read {
+            path: path.clone(),
+            error,
+        })?;
+    if imgflow_imaging::probe::sniff(&head[..read]).is_some() {
+        found.uploads.push(Upload { path, key });
+    } else {
+        found.skipped.push(Skipped { path, named });
+    }
+    Ok(())
 }
 
 /// Fails when two files would get the same key (`a/photo.png` and `b/photo.png` both become
@@ -100,10 +139,10 @@ fn refuse_clashes(uploads: &[Upload]) -> Result<(), SubmitError> {
     Ok(())
 }
 
-fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Upload>) -> Result<(), SubmitError> {
-    let read_err = |source| SubmitError::Read {
+fn walk(dir: &Path, key_prefix: &str, out: &mut Collected) -> Result<(), SubmitError> {
+    let read_err = |error| SubmitError::Read {
         path: dir.to_owned(),
-        source,
+        error,
     };
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(read_err)?
@@ -119,10 +158,7 @@ fn walk(dir: &Path, key_prefix: &str, out: &mut Vec<Upload>) -> Result<(), Submi
         if entry.file_type().map_err(read_err)?.is_dir() {
             walk(&path, &format!("{key_prefix}{name}/"), out)?;
         } else {
-            out.push(Upload {
-                path,
-                key: format!("{key_prefix}{name}"),
-            });
+            add(path, format!("{key_prefix}{name}"), false, out)?;
         }
     }
     Ok(())
@@ -153,9 +189,9 @@ pub async fn submit<S: ObjectStore>(
         .map(|upload| async move {
             let body = tokio::fs::read(&upload.path)
                 .await
-                .map_err(|source| SubmitError::Read {
+                .map_err(|error| SubmitError::Read {
                     path: upload.path.clone(),
-                    source,
+                    error,
                 })?;
             let size = body.len() as u64;
             let put = store
@@ -188,16 +224,30 @@ pub async fn submit<S: ObjectStore>(
 mod tests {
     use super::*;
 
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR";
+    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 16];
+
     #[test]
     fn directories_keep_their_structure_under_the_prefix() {
         let dir = std::env::temp_dir().join(format!("imgflow-submit-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("photos/2024")).unwrap();
-        std::fs::write(dir.join("photos/a b.png"), b"x").unwrap();
-        std::fs::write(dir.join("photos/2024/c.jpg"), b"x").unwrap();
-        std::fs::write(dir.join("photos/.hidden"), b"x").unwrap();
-        std::fs::write(dir.join("single.jpeg"), b"x").unwrap();
-        let uploads = collect(&[dir.join("photos"), dir.join("single.jpeg")], "incoming/").unwrap();
-        let keys: Vec<_> = uploads.iter().map(|u| u.key.as_str()).collect();
+        std::fs::write(dir.join("photos/a b.png"), PNG).unwrap();
+        std::fs::write(dir.join("photos/2024/c.jpg"), JPEG).unwrap();
+        std::fs::write(dir.join("photos/.hidden"), PNG).unwrap();
+        std::fs::write(dir.join("photos/README.md"), b"# my photos").unwrap();
+        std::fs::write(dir.join("photos/SHA256SUMS"), b"0123 a b.png").unwrap();
+        std::fs::write(dir.join("single.jpeg"), JPEG).unwrap();
+        std::fs::write(dir.join("notes.txt"), b"not an image").unwrap();
+        let found = collect(
+            &[
+                dir.join("photos"),
+                dir.join("single.jpeg"),
+                dir.join("notes.txt"),
+            ],
+            "incoming/",
+        )
+        .unwrap();
+        let keys: Vec<_> = found.uploads.iter().map(|u| u.key.as_str()).collect();
         assert_eq!(
             keys,
             vec![
@@ -205,6 +255,32 @@ mod tests {
                 "incoming/photos/a b.png",
                 "incoming/single.jpeg"
             ]
+        );
+        // Not images by their bytes: left out; the one named is a failure, the others not.
+        let skipped: Vec<(String, bool)> = found
+            .skipped
+            .iter()
+            .map(|s| {
+                (
+                    s.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    s.named,
+                )
+            })
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("README.md".to_owned(), false),
+                ("SHA256SUMS".to_owned(), false),
+                ("notes.txt".to_owned(), true)
+            ]
+        );
+        let missing = collect(&[dir.join("missing.jpg")], "incoming/")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.ends_with("missing.jpg: No such file or directory (os error 2)"),
+            "{missing}"
         );
         std::fs::remove_dir_all(dir).unwrap();
         assert_eq!(content_type_for("x.JPG"), "image/jpeg");
@@ -215,8 +291,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("imgflow-clash-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("a")).unwrap();
         std::fs::create_dir_all(dir.join("b")).unwrap();
-        std::fs::write(dir.join("a/photo.png"), b"x").unwrap();
-        std::fs::write(dir.join("b/photo.png"), b"y").unwrap();
+        std::fs::write(dir.join("a/photo.png"), PNG).unwrap();
+        std::fs::write(dir.join("b/photo.png"), PNG).unwrap();
         let error = collect(
             &[dir.join("a/photo.png"), dir.join("b/photo.png")],
             "incoming/",

@@ -192,6 +192,17 @@ impl Limits {
 
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 
+/// The format the first bytes of a file announce (PNG or JPEG), whatever its name says.
+pub fn sniff(head: &[u8]) -> Option<ImageFormat> {
+    if head.starts_with(PNG_SIGNATURE) {
+        Some(ImageFormat::Png)
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some(ImageFormat::Jpeg)
+    } else {
+        None
+    }
+}
+
 /// Reads format and dimensions from the first bytes of a file.
 pub fn probe(head: &[u8]) -> Result<ImageInfo, ProbeError> {
     if head.starts_with(PNG_SIGNATURE) {

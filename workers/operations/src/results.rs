@@ -36,9 +36,13 @@ pub fn table(records: &[ImageRecord]) -> String {
                 Some(reason) => reason.clone(),
                 None => labels_text(r),
             };
-            // The id's start tells two images under one key apart (`imgflow-api`'s /images/{id}).
-            let id = r.id.chars().take(12).collect();
-            [id, shorten(&r.key, 60), r.status.to_string(), detail]
+            // Whole: an id pastes into the API's and the console's /images/{id} as it is.
+            [
+                r.id.clone(),
+                shorten(&r.key, 60),
+                r.status.to_string(),
+                detail,
+            ]
         })
         .collect();
     let key_width = rows
@@ -47,13 +51,14 @@ pub fn table(records: &[ImageRecord]) -> String {
         .max()
         .unwrap_or(0)
         .max(3);
+    let id_width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(2);
     let mut out = format!(
-        "{:<12}  {:<key_width$}  {:<8}  LABELS / REASON\n",
+        "{:<id_width$}  {:<key_width$}  {:<8}  LABELS / REASON\n",
         "ID", "KEY", "STATUS"
     );
     for [id, key, status, detail] in rows {
         out.push_str(&format!(
-            "{id:<12}  {key:<key_width$}  {status:<8}  {detail}\n"
+            "{id:<id_width$}  {key:<key_width$}  {status:<8}  {detail}\n"
         ));
     }
     out
@@ -92,10 +97,29 @@ pub fn unfinished(submitted: &[(String, String)], records: &[ImageRecord]) -> Ve
         .iter()
         .filter_map(|(id, key)| match records.iter().find(|r| &r.id == id) {
             None => Some(format!("{key}: waiting in ingest (no item yet)")),
-            Some(r) if !r.status.is_final() => {
-                Some(format!("{key}: {}, waiting in label or store", r.status))
-            }
+            Some(r) if !r.status.is_final() => Some(format!(
+                "{key}: {}, waiting for its labels (the label stage) and thumbnail (the thumbnail \
+                 stage) to be stored (the store stage)",
+                r.status
+            )),
             Some(_) => None,
+        })
+        .collect()
+}
+
+/// For each stage with messages waiting and none being worked on: that no worker seems to
+/// be receiving (what keeps a `submit --wait` waiting when a stage is not running).
+pub fn stalled(stages: &[crate::status::StageStatus]) -> Vec<String> {
+    stages
+        .iter()
+        .filter(|s| s.visible > 0 && s.in_flight == 0)
+        .map(|s| {
+            format!(
+                "{stage}: {n} message(s) waiting in its queue and none being worked on: is an \
+                 imgflow-{stage} worker running for this prefix?",
+                stage = s.stage,
+                n = s.visible
+            )
         })
         .collect()
 }
@@ -129,6 +153,39 @@ mod tests {
     use imgflow_messages::ImageStatus;
 
     #[test]
+    fn a_stage_with_waiting_messages_and_none_in_flight_is_named() {
+        use crate::status::StageStatus;
+        use imgflow_runtime::config::Stage;
+        let stages = [
+            StageStatus {
+                stage: Stage::Ingest,
+                visible: 0,
+                in_flight: 0,
+                dead_lettered: 0,
+            },
+            StageStatus {
+                stage: Stage::Label,
+                visible: 3,
+                in_flight: 0,
+                dead_lettered: 0,
+            },
+            StageStatus {
+                stage: Stage::Store,
+                visible: 2,
+                in_flight: 1,
+                dead_lettered: 0,
+            },
+        ];
+        assert_eq!(
+            stalled(&stages),
+            [
+                "label: 3 message(s) waiting in its queue and none being worked on: is an \
+              imgflow-label worker running for this prefix?"
+            ]
+        );
+    }
+
+    #[test]
     fn unfinished_images_name_the_stage_they_wait_in() {
         let accepted = ImageRecord::new(
             "b".into(),
@@ -152,7 +209,7 @@ mod tests {
             unfinished(&submitted, &[accepted, labeled]),
             [
                 "incoming/a.png: waiting in ingest (no item yet)",
-                "incoming/b.png: accepted, waiting in label or store",
+                "incoming/b.png: accepted, waiting for its labels (the label stage) and thumbnail (the thumbnail stage) to be stored (the store stage)",
             ]
         );
         assert_eq!(table(&[]), "no matching images\n");

@@ -17,6 +17,10 @@ use tracing_subscriber::{
     EnvFilter,
 };
 
+/// The log filter without `RUST_LOG`.
+pub const DEFAULT_FILTER: &str =
+    "info,ort=warn,aws_config::imds=error,aws_config::meta::credentials=error";
+
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init(json: bool) {
     // ONNX Runtime's loader logs at info that the library is newer than the API imgflow asks
@@ -24,8 +28,8 @@ pub fn init(json: bool) {
     // operator; the label stage logs the engine and library it loaded itself. Off EC2, the
     // SDK's instance-metadata lookups (region, credentials) warn with a dump for each miss;
     // a missing region or credentials is refused at start in one line instead.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,ort=warn,aws_config::imds=error"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
