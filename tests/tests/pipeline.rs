@@ -252,7 +252,31 @@ async fn http_uploads_are_labeled_and_bad_ones_refused() {
     assert_eq!(b64.status(), 202);
     let b64: serde_json::Value = b64.json().await.unwrap();
 
-    for upload in [raw, b64] {
+    // curl -F file=@rocket.jpg: multipart, the file's name kept in the key.
+    let boundary = "------------------------e2e0123456789abc";
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"rocket.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n")
+            .into_bytes();
+    body.extend(photo("rocket.jpg"));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let form = http
+        .post(format!("{base}/images"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 202);
+    let form: serde_json::Value = form.json().await.unwrap();
+    assert!(
+        form["key"].as_str().unwrap().ends_with("/rocket.jpg"),
+        "{form}"
+    );
+
+    for upload in [raw, b64, form] {
         let id = upload["id"].as_str().unwrap();
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {

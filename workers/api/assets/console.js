@@ -96,6 +96,8 @@
         const xhr = new XMLHttpRequest();
         xhr.open("POST", "/images");
         xhr.setRequestHeader("Content-Type", typeOf(file));
+        // The name the file keeps in its key (made safe by the API).
+        xhr.setRequestHeader("X-Filename", encodeURIComponent(file.name));
         xhr.setRequestHeader("Accept", "application/json");
         xhr.upload.onprogress = (e) => {
           if (e.lengthComputable) bar.value = Math.round((e.loaded * 100) / e.total);

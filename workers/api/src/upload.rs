@@ -1,5 +1,7 @@
-//! `POST /images`: an image as raw bytes or base64 JSON, checked as ingest would check it,
-//! stored under the API's key prefix; the S3 event then starts the pipeline.
+//! `POST /images`: an image as raw bytes (also as curl's `--data-binary`, a form body),
+//! multipart form data (`curl -F file=@x.png`, a browser form) or base64 JSON, checked as
+//! ingest would check it, stored under the API's key prefix with the file's own name when the
+//! client gives one; the S3 event then starts the pipeline.
 use std::sync::Arc;
 
 use axum::{
@@ -108,25 +110,38 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
             "the body is empty: send the image's bytes (image/png, image/jpeg or application/octet-stream), or JSON {\"base64Image\": \"...\"}".into(),
         ));
     }
-    let content_type = headers
+    let full_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+        .unwrap_or("");
+    let content_type = full_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    let mut file_name = client_file_name(&headers);
     let image = match content_type.as_str() {
-        // Raw bytes, whatever they claim to be: the check below reads what they are.
-        "image/png" | "image/jpeg" | "image/jpg" | "application/octet-stream" | "" => body,
+        // Raw bytes, whatever they claim to be: the check below reads what they are. curl's
+        // --data-binary labels them a form body, and sends them untouched.
+        "image/png"
+        | "image/jpeg"
+        | "image/jpg"
+        | "application/octet-stream"
+        | "application/x-www-form-urlencoded"
+        | "" => body,
         // The body is dropped once decoded: one copy of the image at a time.
         "application/json" => decode_base64(body)?,
+        "multipart/form-data" => {
+            let (image, name) = first_file(full_type, body).await?;
+            file_name = name.or(file_name);
+            image
+        }
         other => {
             return Err(ApiError(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
-                    "Content-Type {other:?} is not accepted; send image/png, image/jpeg or application/octet-stream bytes, or JSON {{\"base64Image\": \"...\"}}"
+                    "Content-Type {other:?} is not accepted; send the image's bytes (image/png, image/jpeg, application/octet-stream; curl --data-binary @photo.jpg), a form (curl -F file=@photo.jpg), or JSON {{\"base64Image\": \"...\"}}"
                 ),
             ))
         }
@@ -154,12 +169,22 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         }
     };
 
-    let key = format!(
-        "{}{}.{}",
-        state.key_prefix,
-        uuid::Uuid::new_v4(),
-        info.format.extension()
-    );
+    // A folder of its own keeps two uploads of one name apart; the name, made safe, keeps
+    // the file recognisable in the gallery.
+    let key = match file_name.as_deref().and_then(safe_name) {
+        Some(name) => format!(
+            "{}{}/{name}.{}",
+            state.key_prefix,
+            uuid::Uuid::new_v4(),
+            info.format.extension()
+        ),
+        None => format!(
+            "{}{}.{}",
+            state.key_prefix,
+            uuid::Uuid::new_v4(),
+            info.format.extension()
+        ),
+    };
     let put = state
         .store
         .put(&state.bucket, &key, image, info.format.content_type())
@@ -194,6 +219,82 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         .into_response())
 }
 
+/// The file name a client sends with raw bytes: `X-Filename` (percent-encoded, as the
+/// console sends it) or `Content-Disposition`'s `filename`.
+fn client_file_name(headers: &HeaderMap) -> Option<String> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(name) = header("x-filename") {
+        return Some(
+            percent_encoding::percent_decode_str(name)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
+    }
+    let disposition = header("content-disposition")?;
+    let (_, rest) = disposition.split_once("filename=")?;
+    Some(rest.split(';').next()?.trim().trim_matches('"').to_owned())
+}
+
+/// Longest name kept, in characters (before the extension).
+const MAX_NAME_CHARS: usize = 80;
+
+/// `raw` (a client's file name) reduced to something safe in a key and in the console: its
+/// last path segment without extension, letters and digits kept, `-`, `_` and `.` kept inside,
+/// anything else (spaces, slashes, quotes, control characters) one `-`, at most
+/// [`MAX_NAME_CHARS`]; `None` when nothing is left. The extension is the detected format's.
+pub(crate) fn safe_name(raw: &str) -> Option<String> {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
+    let stem = match base.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => base,
+    };
+    let mut out = String::new();
+    for c in stem.chars() {
+        let keep = c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+        let c = if keep { c } else { '-' };
+        if !(c == '-' && out.ends_with('-')) {
+            out.push(c);
+        }
+        if out.chars().count() >= MAX_NAME_CHARS {
+            break;
+        }
+    }
+    let name = out.trim_matches(|c| matches!(c, '-' | '_' | '.'));
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// The first file of a multipart body (a part with a file name, else the first part), and its
+/// file name. The body was read whole, within the upload limit, before this.
+async fn first_file(content_type: &str, body: Bytes) -> Result<(Bytes, Option<String>), ApiError> {
+    let bad = |reason: String| ApiError(StatusCode::BAD_REQUEST, reason);
+    let boundary = multer::parse_boundary(content_type).map_err(|e| {
+        bad(format!(
+            "multipart/form-data without a usable boundary: {e}"
+        ))
+    })?;
+    let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut first = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("the multipart body is malformed: {e}")))?
+    {
+        let name = field.file_name().map(str::to_owned);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("the multipart body is malformed: {e}")))?;
+        if name.is_some() {
+            return Ok((bytes, name));
+        }
+        first.get_or_insert(bytes);
+    }
+    first.map(|bytes| (bytes, None)).ok_or_else(|| {
+        bad("the multipart body has no part: send the image as a file field (curl -F file=@photo.jpg)".into())
+    })
+}
+
 fn decode_base64(body: Bytes) -> Result<Bytes, ApiError> {
     let bad = |reason: String| ApiError(StatusCode::BAD_REQUEST, reason);
     let upload: Base64Upload = serde_json::from_slice(&body)
@@ -206,4 +307,29 @@ fn decode_base64(body: Bytes) -> Result<Bytes, ApiError> {
         .decode(text.as_bytes())
         .map(Bytes::from)
         .map_err(|e| bad(format!("base64Image is not valid base64: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_file_name_is_made_safe_for_a_key_and_a_page() {
+        for (raw, safe) in [
+            ("holiday.jpg", Some("holiday")),
+            ("C:\\Users\\me\\Pictures\\cat photo.jpeg", Some("cat-photo")),
+            ("../../thumbnails/x.png", Some("x")),
+            ("a\u{0}b\r\nc.png", Some("a-b-c")),
+            ("\u{202e}gpj.exe", Some("gpj")),
+            ("...", None),
+            ("", None),
+            ("/", None),
+            (".hidden", Some("hidden")),
+            ("naïve façade.PNG", Some("naïve-façade")),
+        ] {
+            assert_eq!(safe_name(raw).as_deref(), safe, "{raw:?}");
+        }
+        let long = safe_name(&"x".repeat(10_000)).unwrap();
+        assert_eq!(long.chars().count(), MAX_NAME_CHARS);
+    }
 }

@@ -556,3 +556,151 @@ async fn every_refusal_is_json_naming_the_limit() {
         assert!(body["error"].is_string(), "{query}: {body}");
     }
 }
+
+/// A body with `headers` (name, value) posted to /images; the status and JSON answer.
+async fn post(
+    app: Router,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::post("/images");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn multipart(boundary: &str, file_name: Option<&str>, image: &[u8]) -> Vec<u8> {
+    let mut body =
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n")
+            .into_bytes();
+    let disposition = match file_name {
+        Some(name) => format!("form-data; name=\"file\"; filename=\"{name}\""),
+        None => "form-data; name=\"file\"".to_owned(),
+    };
+    body.extend(
+        format!(
+            "--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .into_bytes(),
+    );
+    body.extend_from_slice(image);
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    body
+}
+
+/// The two ways curl sends a file most often: `--data-binary @x` (labelled a form body, the
+/// bytes untouched) and `-F file=@x` (multipart). Both are images, and both keep the file's
+/// name, made safe, in their own folder under the API's prefix.
+#[tokio::test]
+async fn curl_form_and_multipart_uploads_are_accepted_and_keep_the_file_name() {
+    let (app, _) = app(15 * 1024 * 1024);
+    let (status, body) = post(
+        app.clone(),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        png(100, 100),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let boundary = "------------------------d74496d66958873e";
+    let (status, body) = post(
+        app.clone(),
+        &[(
+            "content-type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )],
+        multipart(boundary, Some("My Holiday (1).JPG"), &png(120, 100)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let key = body["key"].as_str().unwrap();
+    // The extension is the bytes' format, not the name's.
+    let rest = key.strip_prefix("incoming/api/").unwrap();
+    let (folder, name) = rest.split_once('/').unwrap();
+    assert_eq!(folder.len(), 36, "a uuid: {key}");
+    assert_eq!(name, "My-Holiday-1.png");
+
+    // Raw bytes name themselves through X-Filename (as the console sends it) or
+    // Content-Disposition; a hostile name stays inside the folder.
+    for (header, value, expected) in [
+        ("x-filename", "..%2F..%2Fthumbnails%2Fx.png", "x.png"),
+        (
+            "x-filename",
+            "caf%C3%A9%20au%20lait.png",
+            "café-au-lait.png",
+        ),
+        (
+            "content-disposition",
+            "attachment; filename=\"<script>.png\"",
+            "script.png",
+        ),
+    ] {
+        let (status, body) = post(
+            app.clone(),
+            &[("content-type", "image/png"), (header, value)],
+            png(100, 100),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let key = body["key"].as_str().unwrap();
+        assert!(key.starts_with("incoming/api/"), "{key}");
+        assert_eq!(key.matches('/').count(), 3, "{key}");
+        assert!(key.ends_with(&format!("/{expected}")), "{value}: {key}");
+    }
+    // A name with nothing usable in it: the uuid alone, as before.
+    let (_, body) = post(
+        app.clone(),
+        &[("content-type", "image/png"), ("x-filename", "%2F..%2F")],
+        png(100, 100),
+    )
+    .await;
+    assert_eq!(
+        body["key"].as_str().unwrap().matches('/').count(),
+        2,
+        "{body}"
+    );
+
+    // Multipart is a form a cross-site page can post without asking: refused like the rest.
+    let (status, _) = post(
+        app.clone(),
+        &[
+            (
+                "content-type",
+                &format!("multipart/form-data; boundary={boundary}"),
+            ),
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8080"),
+        ],
+        multipart(boundary, Some("x.png"), &png(100, 100)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A broken multipart body is a 400 that says so; one that is not an image, a 415.
+    let (status, body) = post(
+        app.clone(),
+        &[("content-type", "multipart/form-data; boundary=nothere")],
+        b"garbage".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _) = post(
+        app,
+        &[(
+            "content-type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )],
+        multipart(boundary, Some("notes.png"), b"not an image at all"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
