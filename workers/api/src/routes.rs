@@ -135,6 +135,7 @@ pub fn router_with<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         .route("/images/{id}/thumbnail", get(thumbnail::<S, T, C>))
         .route("/console.js", get(script))
         .route("/console.css", get(styles))
+        .fallback(not_found)
         .with_state(state.clone())
         .merge(extra)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -146,6 +147,28 @@ pub fn router_with<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
             state,
             require_loopback_host::<S, T, C>,
         ))
+}
+
+/// Any other path: a console page with the navigation for a browser (a guess such as
+/// `/gallery` leads somewhere), a JSON error for a client.
+async fn not_found(uri: axum::http::Uri, headers: HeaderMap) -> Response {
+    let path = uri.path();
+    if wants_html(&headers) {
+        let body = format!(
+            "<h1>Not found</h1><p>There is no page at <code>{}</code>. The console has the \
+             <a href=\"/\">Pipeline</a> and the <a href=\"/images\">Gallery</a>, where each \
+             image links to its own page.</p>",
+            console::esc(path)
+        );
+        let mut response = page(console::layout("Not found", console::Nav::Other, &body));
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    }
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("no such route: {path} (the API has /images, /images/{{id}}, /api/pipeline and /dlq/{{stage}})"),
+    )
+    .into_response()
 }
 
 /// Whether the client asked for a page rather than data (browsers put `text/html` first).

@@ -704,3 +704,30 @@ async fn curl_form_and_multipart_uploads_are_accepted_and_keep_the_file_name() {
     .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// A guess such as `/gallery` leads somewhere: a browser gets a page with the navigation, a
+/// client a JSON error naming the routes there are.
+#[tokio::test]
+async fn unknown_paths_are_a_page_with_the_navigation_or_json() {
+    let (app, _) = app(15 * 1024 * 1024);
+    let (status, headers, body) = get(&app, "/gallery", "text/html").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        body.contains("<nav>") && body.contains("href=\"/images\"") && body.contains("/gallery"),
+        "{body}"
+    );
+    let (status, _, body) = get(&app, "/gallery%3Cscript%3E", "text/html").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!body.contains("<script>"), "{body}");
+    let (status, _, body) = get(&app, "/gallery", "application/json").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("/images"),
+        "{body}"
+    );
+}
