@@ -120,7 +120,11 @@ fn commands_before_provision_say_to_provision() {
     ] {
         let args: Vec<&str> = command.iter().chain(&prefix).copied().collect();
         let out = run("imgflow", &args, &[]);
-        assert_short_error(&out, "run `imgflow provision`");
+        // The command pastes: the region searched and the prefix asked for.
+        assert_short_error(
+            &out,
+            "run `AWS_REGION=us-east-1 imgflow provision --prefix first-hour-never-provisioned`",
+        );
         let verbose: Vec<&str> = args.iter().copied().chain(["-v"]).collect();
         let (_, detail) = text(&run("imgflow", &verbose, &[]));
         assert!(
@@ -511,13 +515,20 @@ async fn the_api_before_provision_says_to_provision() {
     let body: serde_json::Value = upload.json().await.unwrap();
     let error = body["error"].as_str().unwrap();
     assert!(error.contains(&format!("the bucket {prefix}-")), "{error}");
-    assert!(error.contains("run `imgflow provision`"), "{error}");
+    assert!(
+        error.contains(&format!(
+            "run `AWS_REGION=us-east-1 imgflow provision --prefix {prefix}`"
+        )),
+        "{error}"
+    );
 
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let text = ready.text().await.unwrap();
     assert!(
-        text.contains("the table is missing; run `imgflow provision`"),
+        text.contains(&format!(
+            "the table is missing; run `AWS_REGION=us-east-1 imgflow provision --prefix {prefix}`"
+        )),
         "{text}"
     );
 }

@@ -63,12 +63,14 @@ async fn run() -> anyhow::Result<ExitCode> {
     let metrics = observability::install().map_err(anyhow::Error::msg)?;
     let table = aws.image_table(&names);
     let ready_table = table.clone();
+    let provision = PipelineProbe::new(aws.clone(), names.clone()).command("provision");
     let ready: observability::ReadyCheck = Arc::new(move || {
         let table = ready_table.clone();
+        let provision = provision.clone();
         Box::pin(async move {
             table.reachable().await.map_err(|e| match e.kind {
                 PortErrorKind::NotFound => {
-                    format!("{e}: the table is missing; run `imgflow provision`")
+                    format!("{e}: the table is missing; run `{provision}`")
                 }
                 _ => e.to_string(),
             })

@@ -57,6 +57,15 @@ pub struct PipelineProbe {
 }
 
 impl PipelineProbe {
+    /// An `imgflow` command for this deployment, as it pastes: its region and prefix given.
+    pub fn command(&self, args: &str) -> String {
+        format!(
+            "AWS_REGION={} imgflow {args} --prefix {}",
+            self.aws.region(),
+            self.names.prefix
+        )
+    }
+
     /// A probe of the resources under `names`.
     pub fn new(aws: AwsClients, names: Names) -> Self {
         Self {

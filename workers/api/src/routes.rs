@@ -287,6 +287,7 @@ async fn dead_letters_page<S, T, C>(
     Ok(page(console::dead_letters_page(
         stage.as_str(),
         &inspection,
+        &|args| probe.command(args),
     )))
 }
 

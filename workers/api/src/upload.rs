@@ -193,8 +193,12 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
             tracing::error!(error = %e, "upload failed");
             if e.kind == PortErrorKind::NotFound {
                 // The bucket does not exist: nothing a retry fixes.
+                let provision = state.pipeline.as_ref().map_or_else(
+                    || "imgflow provision".to_owned(),
+                    |p| p.command("provision"),
+                );
                 let reason = format!(
-                    "the bucket {} does not exist: run `imgflow provision`",
+                    "the bucket {} does not exist: run `{provision}`",
                     state.bucket
                 );
                 return ApiError(StatusCode::SERVICE_UNAVAILABLE, reason);

@@ -25,7 +25,7 @@ pub fn hint(error: &anyhow::Error, prefix: &str, region: &str) -> Option<String>
         PortErrorKind::NotFound => Some(format!(
             "the resources for prefix {prefix:?} do not exist in region {region}: if they were \
              created elsewhere, pass that region (AWS_REGION) and prefix (--prefix); otherwise \
-             run `imgflow provision`"
+             run `AWS_REGION={region} imgflow provision --prefix {prefix}`"
         )),
         PortErrorKind::Throttled => Some("AWS is throttling these calls; try again shortly".into()),
         PortErrorKind::Fatal

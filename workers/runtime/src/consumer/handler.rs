@@ -79,6 +79,10 @@ impl HandleError {
     }
 }
 
+/// Dead-letter classes a replay can never fix: the message's own bytes are what is wrong (a
+/// body that is not the JSON it should be). The console offers no replay for them.
+pub const NEVER_REPLAYABLE: [&str; 2] = ["malformed_message", "malformed_event"];
+
 impl From<imgflow_messages::MessageError> for HandleError {
     /// A body that cannot be read never will be: dead-letter it, classed by why.
     fn from(e: imgflow_messages::MessageError) -> Self {

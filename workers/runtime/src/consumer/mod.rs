@@ -38,7 +38,7 @@ use crate::{
 mod handler;
 pub mod pace;
 
-pub use handler::{error_chain, Disposition, HandleError, Handler};
+pub use handler::{error_chain, Disposition, HandleError, Handler, NEVER_REPLAYABLE};
 
 /// How the consumer polls and paces.
 #[derive(Debug, Clone)]
