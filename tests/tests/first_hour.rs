@@ -377,6 +377,17 @@ fn provision_lists_every_resource_created_then_unchanged() {
         stdout.ends_with("0 created, 15 already there\n"),
         "{stdout}"
     );
+    // S3's test events (one per notification configured) are not uploads: none waits.
+    let status = run("imgflow", &["--prefix", &prefix, "status"], &[]);
+    let (stdout, stderr) = text(&status);
+    assert!(status.status.success(), "{stderr}");
+    let ingest: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.starts_with("ingest"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(ingest[1..4], ["0", "0", "0"], "{stdout}");
 }
 
 fn seeded_image(p: &TestPipeline, n: usize, key: &str) -> ImageRef {

@@ -16,6 +16,39 @@ use serde_json::json;
 
 pub use imgflow_aws::provision::ProvisionError;
 
+/// S3 answers a notification configuration with an `s3:TestEvent` in the ingest queue: taken
+/// out here (others are released at once), so that `imgflow status` right after `provision`
+/// shows no message that is not an upload. Best effort: any that arrives later, or that a
+/// caller without `sqs:ReceiveMessage` cannot take, is deleted by ingest when it runs.
+async fn drop_test_events(aws: &AwsClients, url: &str) {
+    let queue = imgflow_aws::sqs::QueueAdmin::new(aws.sqs.clone(), url.to_owned());
+    for _ in 0..3 {
+        let batch = match queue.take(10, std::time::Duration::from_secs(30)).await {
+            Ok(batch) if !batch.is_empty() => batch,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "S3 test events left for ingest");
+                return;
+            }
+        };
+        let (tests, others): (Vec<_>, Vec<_>) = batch.into_iter().partition(|m| {
+            matches!(
+                imgflow_messages::parse_notification(&m.body),
+                Ok(imgflow_messages::Notification::TestEvent)
+            )
+        });
+        if let Err(e) = queue.release(&others).await {
+            tracing::warn!(error = %e, "messages taken while looking for S3 test events come back after their hold");
+        }
+        for test in &tests {
+            let _ = queue.delete(test).await;
+        }
+        if tests.is_empty() {
+            return;
+        }
+    }
+}
+
 /// The images table's console indexes: (name, partition key, sort key), keys only.
 const IMAGE_INDEXES: &[(&str, &str, &str)] = &[
     (BY_DAY_INDEX, "day", "received_key"),
@@ -163,6 +196,7 @@ pub async fn provision(
         dead_letter_queue_urls.insert(stage, dlq_url);
         if stage == Stage::Ingest {
             ensure_notification(aws, &names.bucket, &arn, names.incoming_prefix()).await?;
+            drop_test_events(aws, &queue_urls[&stage]).await;
         }
     }
     Ok(Provisioned {
