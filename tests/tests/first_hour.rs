@@ -269,6 +269,86 @@ async fn photos_without_exif_log_nothing_about_exif() {
     assert!(!log.contains("EXIF"), "{log}");
 }
 
+/// A duplicate event while its image is being labelled waits for the live claim: the label
+/// binary logs that at info, as a duplicate with when it is rechecked, never as a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_waiting_on_a_claim_is_logged_as_one_not_as_a_failure() {
+    use imgflow_runtime::config::Stage;
+    let p = TestPipeline::new("e2e-quiet-dup").await;
+    let logs = log_dir(&p.names.prefix);
+    std::fs::create_dir_all(&logs).unwrap();
+    let calls = logs.join("detector-calls.log");
+    let env = [
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        ("IMGFLOW_FIXED_LATENCY_MS", "3000".to_owned()),
+        ("IMGFLOW_DETECTOR_CALL_LOG", calls.display().to_string()),
+        // One message per receive: several pollers, so the duplicate is received while the
+        // first copy's call runs (one poller finishes its batch before it receives again).
+        ("IMGFLOW_MAX_MESSAGES", "1".to_owned()),
+    ];
+    let mut workers: Vec<_> = Stage::ALL
+        .iter()
+        .map(|s| spawn_worker(*s, &p.names.prefix, &logs, &env))
+        .collect();
+    let id = p
+        .put("incoming/dup/cat.png", imgflow_e2e::photo("chelsea.png"))
+        .await;
+    until(
+        "the detector call under way",
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(&calls)
+                .is_ok_and(|text| !text.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+    let event = serde_json::json!({"Records": [{
+        "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-27T03:40:11.532Z",
+        "s3": {"bucket": {"name": p.names.bucket}, "object": {"key": "incoming%2Fdup%2Fcat.png"}}
+    }]});
+    p.send(Stage::Ingest, &event.to_string()).await;
+    let label_log = logs.join("imgflow-label.log");
+    until(
+        "the duplicate's wait logged",
+        Duration::from_secs(60),
+        || async {
+            std::fs::read_to_string(&label_log)
+                .is_ok_and(|log| log.contains("waiting: a duplicate"))
+                .then_some(())
+        },
+    )
+    .await;
+    let records = p.wait_final(&[id], Duration::from_secs(60)).await;
+    assert_eq!(records[0].status, imgflow_messages::ImageStatus::Labeled);
+    for worker in &workers {
+        send_signal(worker, "TERM");
+    }
+    for worker in &mut workers {
+        worker.wait().await.unwrap();
+    }
+    let log = std::fs::read_to_string(&label_log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("waiting: a duplicate"))
+        .unwrap();
+    assert!(
+        line.contains(" INFO ") && line.contains("recheck_in="),
+        "{line}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains(" WARN ") && l.contains("label_claim_held")),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap().lines().count(),
+        1,
+        "one detector call"
+    );
+}
+
 /// `submit` uploads images only, says what it skipped, shows the OS's reason for a file it
 /// cannot read, exits non-zero when something asked for failed, and, waiting on a stage no
 /// worker receives from, names that stage and its queue.
