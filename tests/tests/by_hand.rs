@@ -16,8 +16,12 @@ fn the_run_it_by_hand_section_works_as_written() {
         block.contains("scripts/emulator stop"),
         "the block stops what it starts"
     );
+    // Whatever fails, what the block started is stopped (as its last lines would).
+    let script = format!(
+        "trap 'kill $(jobs -p) 2>/dev/null || true; IMGFLOW_EMULATOR_PORT=4610 scripts/emulator stop' EXIT\n{block}"
+    );
     let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", block])
+        .args(["-euo", "pipefail", "-c", &script])
         .current_dir(&root)
         // Nothing of the caller's emulator leaks in: the block sets its own.
         .env_remove("AWS_ENDPOINT_URL")

@@ -160,11 +160,18 @@ fn an_unreachable_endpoint_and_a_missing_region_are_named() {
 /// `RUST_BACKTRACE=1` is set.
 #[test]
 fn every_binary_names_a_setting_that_cannot_work() {
+    // None anywhere, on a CI machine with an instance role or a container's credentials too.
     let no_credentials: &[(&str, &str)] = &[
         ("AWS_ACCESS_KEY_ID", ""),
         ("AWS_SECRET_ACCESS_KEY", ""),
+        ("AWS_SESSION_TOKEN", ""),
+        ("AWS_PROFILE", ""),
         ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
         ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", ""),
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", ""),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", ""),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
     let cases: [(&[(&str, &str)], &str); 3] = [
         (
@@ -606,9 +613,11 @@ async fn the_api_before_provision_says_to_provision() {
     let body: serde_json::Value = upload.json().await.unwrap();
     let error = body["error"].as_str().unwrap();
     assert!(error.contains(&format!("the bucket {prefix}-")), "{error}");
+    // The command pastes for this deployment: the emulator's endpoint, region and prefix.
     assert!(
         error.contains(&format!(
-            "run `AWS_REGION=us-east-1 imgflow provision --prefix {prefix}`"
+            "run `AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 imgflow provision --prefix {prefix}`",
+            endpoint()
         )),
         "{error}"
     );
@@ -618,7 +627,9 @@ async fn the_api_before_provision_says_to_provision() {
     let text = ready.text().await.unwrap();
     assert!(
         text.contains(&format!(
-            "the table is missing; run `AWS_REGION=us-east-1 imgflow provision --prefix {prefix}`"
+            "the table is missing; run `AWS_ENDPOINT_URL={} AWS_REGION=us-east-1 imgflow \
+             provision --prefix {prefix}`",
+            endpoint()
         )),
         "{text}"
     );

@@ -173,7 +173,8 @@ async fn inventory_report(p: &TestPipeline) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relabel_with_another_detector_replaces_labels_and_their_index_entries() {
     let mut p = TestPipeline::new("e2e-relabel").await;
-    let first = Arc::new(Counting::new(FakeDetector::new(vec![cat()])));
+    // Labelled first as the local detector would (its name), then by Rekognition.
+    let first = Arc::new(Counting::new(FakeDetector::new(vec![cat()]).named("local")));
     p.start_ingest().await;
     p.start_label(first.clone()).await;
     p.start_store().await;
@@ -195,10 +196,10 @@ async fn a_relabel_with_another_detector_replaces_labels_and_their_index_entries
 
     // The label stage now runs another detector (the emulator's Rekognition).
     let second = p.start_all().await;
-    let dry = imgflow(&p, &["relabel", "--detector", "fake", "--dry-run"]);
+    let dry = imgflow(&p, &["relabel", "--detector", "local", "--dry-run"]);
     assert!(dry.starts_with("read 20, would relabel 20"), "{dry}");
     assert_eq!(second.calls(), 0);
-    let run = imgflow(&p, &["relabel", "--detector", "fake", "--label", "cat"]);
+    let run = imgflow(&p, &["relabel", "--detector", "local", "--label", "cat"]);
     assert!(run.starts_with("read 20, sent for relabelling 20"), "{run}");
     until(
         "every image relabelled",
@@ -226,7 +227,7 @@ async fn a_relabel_with_another_detector_replaces_labels_and_their_index_entries
         .await
         .unwrap();
     assert_eq!(phones.hits.len(), 20);
-    let again = imgflow(&p, &["relabel", "--detector", "fake"]);
+    let again = imgflow(&p, &["relabel", "--detector", "local"]);
     assert!(
         again.starts_with("read 20, sent for relabelling 0"),
         "{again}"

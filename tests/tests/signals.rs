@@ -126,7 +126,12 @@ async fn an_idle_worker_stops_within_its_poll_wait_and_says_what_it_waits_for() 
     let p = TestPipeline::new("e2e-idle-stop").await;
     let logs = log_dir(&p.names.prefix);
     let port = imgflow_e2e::free_port();
-    let env = [("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}"))];
+    // The default poll wait (the tests' processes otherwise poll for 1 s).
+    let wait = imgflow_runtime::consumer::DEFAULT_WAIT_TIME;
+    let env = [
+        ("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")),
+        ("IMGFLOW_WAIT_TIME_SECS", wait.as_secs().to_string()),
+    ];
     let mut worker = spawn_worker(Stage::Store, &p.names.prefix, &logs, &env);
     // Running: its first receive has returned.
     let ready = format!("http://127.0.0.1:{port}/readyz");
@@ -135,6 +140,8 @@ async fn an_idle_worker_stops_within_its_poll_wait_and_says_what_it_waits_for() 
         async move { imgflow_e2e::http_ok(&ready).await.then_some(()) }
     })
     .await;
+    // Into the next poll, which then has most of its wait still to run.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let signalled = tokio::time::Instant::now();
     sigterm(&worker);
     let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
@@ -149,7 +156,9 @@ async fn an_idle_worker_stops_within_its_poll_wait_and_says_what_it_waits_for() 
     );
     let log = std::fs::read_to_string(logs.join("imgflow-store.log")).unwrap();
     assert!(
-        log.contains("stopping: no new receives") && log.contains("in_flight=0"),
+        log.contains("stopping: no new receives")
+            && log.contains("in_flight=0")
+            && log.contains(&format!("receive_wait_secs={}", wait.as_secs())),
         "{log}"
     );
 }

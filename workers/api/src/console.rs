@@ -543,7 +543,22 @@ fn what_to_do(stage: &str, inspection: &Inspection, command: &dyn Fn(&str) -> St
             esc(&replays.join("\n"))
         );
     }
-    if !hopeless.is_empty() {
+    // A purge empties the whole queue: offered only when every message in it was read.
+    if !hopeless.is_empty() && (inspection.read as u64) < inspection.count {
+        let _ = write!(
+            out,
+            "<p>{} can never succeed, however often replayed; {} of {} messages were read, \
+             so look at all of them before dropping any (a purge empties the queue):</p>\
+             <pre>{}</pre>",
+            esc(&hopeless.join(", ")),
+            inspection.read,
+            inspection.count,
+            esc(&command(&format!(
+                "dlq inspect --stage {stage} --sample {}",
+                inspection.count
+            )))
+        );
+    } else if !hopeless.is_empty() {
         let then = if fixable.is_empty() {
             "Keep a sample if you need one, then drop them"
         } else {
@@ -627,6 +642,15 @@ mod tests {
         );
         assert!(!page.contains("--reason malformed_message"), "{page}");
         assert!(page.contains("Once the others are replayed"), "{page}");
+        // Ten read of fifty: no purge, which would drop the forty unread.
+        let mut partial = inspection(&[("malformed_message", 10)]);
+        partial.count = 50;
+        let page = dead_letters_page("ingest", &partial, &command);
+        assert!(!page.contains("dlq purge"), "{page}");
+        assert!(
+            page.contains("dlq inspect --stage ingest --sample 50"),
+            "{page}"
+        );
         // Not read yet: the general replay, with the deployment's region and prefix.
         let page = dead_letters_page("store", &inspection(&[]), &command);
         assert!(

@@ -57,10 +57,18 @@ pub struct PipelineProbe {
 }
 
 impl PipelineProbe {
-    /// An `imgflow` command for this deployment, as it pastes: its region and prefix given.
+    /// An `imgflow` command for this deployment, as it pastes: its region and prefix given,
+    /// and its endpoint when it is not AWS's (pasted without it, the command would act on the
+    /// real AWS of whoever runs it).
     pub fn command(&self, args: &str) -> String {
+        let endpoint = self
+            .aws
+            .endpoint
+            .as_ref()
+            .map(|url| format!("AWS_ENDPOINT_URL={url} "))
+            .unwrap_or_default();
         format!(
-            "AWS_REGION={} imgflow {args} --prefix {}",
+            "{endpoint}AWS_REGION={} imgflow {args} --prefix {}",
             self.aws.region(),
             self.names.prefix
         )

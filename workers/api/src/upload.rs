@@ -133,7 +133,7 @@ pub(crate) async fn upload<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         // The body is dropped once decoded: one copy of the image at a time.
         "application/json" => decode_base64(body)?,
         "multipart/form-data" => {
-            let (image, name) = first_file(full_type, body).await?;
+            let (image, name) = first_file(full_type, body, state.limits.max_bytes).await?;
             file_name = name.or(file_name);
             image
         }
@@ -269,7 +269,11 @@ pub(crate) fn safe_name(raw: &str) -> Option<String> {
 
 /// The first file of a multipart body (a part with a file name, else the first part), and its
 /// file name. The body was read whole, within the upload limit, before this.
-async fn first_file(content_type: &str, body: Bytes) -> Result<(Bytes, Option<String>), ApiError> {
+async fn first_file(
+    content_type: &str,
+    body: Bytes,
+    max_part: u64,
+) -> Result<(Bytes, Option<String>), ApiError> {
     let bad = |reason: String| ApiError(StatusCode::BAD_REQUEST, reason);
     let boundary = multer::parse_boundary(content_type).map_err(|e| {
         bad(format!(
@@ -277,7 +281,10 @@ async fn first_file(content_type: &str, body: Bytes) -> Result<(Bytes, Option<St
         ))
     })?;
     let stream = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
-    let mut multipart = multer::Multipart::new(stream, boundary);
+    // No part may hold more than an image may be: a bigger one is refused as it is read.
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().per_field(max_part));
+    let mut multipart = multer::Multipart::with_constraints(stream, boundary, constraints);
     let mut first = None;
     while let Some(field) = multipart
         .next_field()

@@ -110,6 +110,8 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     /// Rekognition.
     pub rekognition: aws_sdk_rekognition::Client,
+    /// `AWS_ENDPOINT_URL`, when the clients call an endpoint other than AWS's (the emulator).
+    pub endpoint: Option<String>,
 }
 
 impl AwsClients {
@@ -164,6 +166,7 @@ impl AwsClients {
                     .interceptor(CountAwsCalls)
                     .build(),
             ),
+            endpoint: config.endpoint_url().map(str::to_owned),
         }
     }
 }

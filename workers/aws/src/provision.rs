@@ -416,13 +416,47 @@ pub async fn ensure_subscription(
     Ok(())
 }
 
-/// Sends the bucket's object-created events under `prefix` to `queue_arn`.
+/// Sends the bucket's object-created events under `prefix` to `queue_arn`. Left as it is when
+/// it already does exactly that: each configuration put makes S3 send a test event into the
+/// queue, which a re-run on a live deployment should not. `true` when it was put.
 pub async fn ensure_notification(
     aws: &AwsClients,
     bucket: &str,
     queue_arn: &str,
     prefix: &str,
-) -> Result<(), ProvisionError> {
+) -> Result<bool, ProvisionError> {
+    let wanted_events = [
+        "s3:ObjectCreated:*",
+        "s3:ObjectRemoved:*",
+        "s3:LifecycleExpiration:*",
+    ];
+    if let Ok(current) = aws
+        .s3
+        .get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        let queues = current.queue_configurations();
+        let same = queues.len() == 1
+            && current.topic_configurations().is_empty()
+            && current.lambda_function_configurations().is_empty()
+            && queues.iter().all(|q| {
+                let events: Vec<&str> = q.events().iter().map(|e| e.as_str()).collect();
+                let prefixes: Vec<&str> = q
+                    .filter()
+                    .and_then(|f| f.key())
+                    .map(|k| k.filter_rules().iter().filter_map(|r| r.value()).collect())
+                    .unwrap_or_default();
+                q.queue_arn() == queue_arn
+                    && events.len() == wanted_events.len()
+                    && wanted_events.iter().all(|e| events.contains(e))
+                    && prefixes == [prefix]
+            });
+        if same {
+            return Ok(false);
+        }
+    }
     let filter = NotificationConfigurationFilter::builder()
         .key(
             S3KeyFilter::builder()
@@ -457,5 +491,5 @@ pub async fn ensure_notification(
         .send()
         .await
         .map_err(|e| failed(format!("bucket {bucket} notification"), e))?;
-    Ok(())
+    Ok(true)
 }

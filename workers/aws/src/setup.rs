@@ -88,25 +88,51 @@ pub async fn check_config(config: &SdkConfig) -> Result<(), SetupError> {
             last: String::new(),
         });
     };
-    match provider.provide_credentials().await {
-        Ok(_) => Ok(()),
-        Err(error) => Err(credentials_error(error, emulated)),
+    // A source that is only slow to come up (a pod identity agent, a sidecar, STS under load)
+    // gets a few tries; none of them may hold the start longer than CREDENTIALS_TIMEOUT.
+    let mut last = None;
+    for attempt in 0..CREDENTIALS_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(1 << attempt)).await;
+        }
+        tracing::debug!(attempt, "checking the AWS credentials");
+        match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
+            Ok(Ok(_)) => return Ok(()),
+            // Nothing configured, or configured wrongly: no wait will change that.
+            Ok(Err(error @ CredentialsError::CredentialsNotLoaded(_)))
+            | Ok(Err(error @ CredentialsError::InvalidConfiguration(_))) => {
+                return Err(credentials_error(error, emulated))
+            }
+            Ok(Err(error)) => last = Some(credentials_error(error, emulated)),
+            Err(_) => {
+                last = Some(SetupError::CredentialsTimedOut(format!(
+                    "{} s",
+                    CREDENTIALS_TIMEOUT.as_secs()
+                )))
+            }
+        }
     }
+    Err(last.expect("at least one attempt"))
 }
+
+/// Tries at loading credentials at start, 2 s then 4 s apart.
+const CREDENTIALS_ATTEMPTS: u32 = 3;
+/// The longest one try may take (the SDK's own calls may wait up to a minute).
+const CREDENTIALS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn credentials_error(error: CredentialsError, emulated: bool) -> SetupError {
     let emulator = if emulated { EMULATOR_CREDENTIALS } else { "" };
     match error {
         CredentialsError::CredentialsNotLoaded(_) => SetupError::NoCredentials {
             emulator,
-            last: String::new(),
+            last: format!(" ({})", words(&error)),
         },
-        // The default chain ends with the instance metadata service, whose failure off AWS is
-        // what the chain reports when nothing was configured: still "none found", with the
-        // last source's reason (a role that failed to assume shows up here too).
+        // A source that was tried and failed: off AWS the instance metadata service (what the
+        // chain reports when nothing else was configured), or a configured role, web identity
+        // or SSO session; its reason says which.
         CredentialsError::ProviderError(_) => SetupError::NoCredentials {
             emulator,
-            last: format!("; the last source tried said: {}", words(&error)),
+            last: format!("; the last source tried failed: {}", words(&error)),
         },
         CredentialsError::ProviderTimedOut(timeout) => {
             SetupError::CredentialsTimedOut(format!("{:?}", timeout.timeout_duration()))
@@ -168,8 +194,8 @@ mod tests {
         assert!(imds.to_string().contains("any pair works"), "{imds}");
         assert!(
             imds.to_string().ends_with(
-                "said: an error occurred while loading credentials: failed to load IMDS session \
-                 token"
+                "failed: an error occurred while loading credentials: failed to load IMDS \
+                 session token"
             ),
             "{imds}"
         );

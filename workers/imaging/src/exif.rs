@@ -65,22 +65,25 @@ fn locate(head: &[u8]) -> Located<'_> {
     }
     if let Some(mut rest) = head.strip_prefix(&[0xFF, 0xD8]) {
         loop {
+            // Stray bytes between segments are skipped to the next marker, as decoders do.
+            if rest.first().is_some_and(|&b| b != 0xFF) {
+                match rest.iter().position(|&b| b == 0xFF) {
+                    Some(at) => rest = &rest[at..],
+                    None => return Located::Absent,
+                }
+            }
             // Fill bytes (0xFF) may precede a marker.
             while rest.len() >= 2 && rest[0] == 0xFF && rest[1] == 0xFF {
                 rest = &rest[1..];
             }
             let [0xFF, marker, ..] = *rest else {
-                return if rest.len() < 2 {
-                    Located::Absent
-                } else {
-                    Located::Corrupt("JPEG segment without a marker")
-                };
+                return Located::Absent;
             };
             match marker {
                 // Start of scan, end of image: EXIF would have come before.
                 0xDA | 0xD9 => return Located::Absent,
-                // Stand-alone markers.
-                0x01 | 0xD0..=0xD7 => {
+                // Stand-alone markers (a stray start of image among them).
+                0x01 | 0xD0..=0xD8 => {
                     rest = &rest[2..];
                     continue;
                 }
@@ -377,6 +380,11 @@ pub(crate) mod tests {
         assert_eq!(read(&png, false).unwrap()["camera_make"], "Canon");
         let inside = 8 + 25 + 8 + 10;
         assert!(read(&png[..inside], false).unwrap().is_empty());
+        // Stray bytes and fill bytes before the Exif segment are skipped, as decoders do.
+        let jpeg = with_app1(&small_jpeg(), &camera_exif());
+        let mut stray = vec![0xFF, 0xD8, 0x00, 0x13, 0xFF, 0xFF];
+        stray.extend_from_slice(&jpeg[2..]);
+        assert_eq!(read(&stray, false).unwrap()["camera_make"], "Canon");
         // Structure that is really broken is still an error.
         let mut bad = small_jpeg();
         bad.splice(2..2, [0xFF, 0xE1, 0x00, 0x01]);

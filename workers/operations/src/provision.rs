@@ -22,6 +22,8 @@ pub use imgflow_aws::provision::ProvisionError;
 /// caller without `sqs:ReceiveMessage` cannot take, is deleted by ingest when it runs.
 async fn drop_test_events(aws: &AwsClients, url: &str) {
     let queue = imgflow_aws::sqs::QueueAdmin::new(aws.sqs.clone(), url.to_owned());
+    // The event may take a moment to arrive; a few short looks, each ending at the first
+    // batch without one.
     for _ in 0..3 {
         let batch = match queue.take(10, std::time::Duration::from_secs(30)).await {
             Ok(batch) if !batch.is_empty() => batch,
@@ -195,8 +197,13 @@ pub async fn provision(
         queue_urls.insert(stage, url);
         dead_letter_queue_urls.insert(stage, dlq_url);
         if stage == Stage::Ingest {
-            ensure_notification(aws, &names.bucket, &arn, names.incoming_prefix()).await?;
-            drop_test_events(aws, &queue_urls[&stage]).await;
+            let put =
+                ensure_notification(aws, &names.bucket, &arn, names.incoming_prefix()).await?;
+            // Only into a queue this run made: on a live one, receiving would count against
+            // real uploads' receives (an unchanged configuration sends no test event anyway).
+            if put && created_now {
+                drop_test_events(aws, &queue_urls[&stage]).await;
+            }
         }
     }
     Ok(Provisioned {

@@ -114,6 +114,13 @@ pub fn healthcheck(addr: Option<SocketAddr>) -> std::process::ExitCode {
         eprintln!("healthcheck: the health port is off (IMGFLOW_METRICS_ADDR=off)");
         return std::process::ExitCode::FAILURE;
     };
+    if addr.port() == 0 {
+        eprintln!(
+            "healthcheck: IMGFLOW_METRICS_ADDR={addr} takes any free port, which only the \
+             process's log names; give it a fixed port to probe"
+        );
+        return std::process::ExitCode::FAILURE;
+    }
     // A server on the wildcard address is reached on loopback.
     if addr.ip().is_unspecified() {
         addr.set_ip(if addr.is_ipv4() {

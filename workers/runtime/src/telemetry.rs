@@ -19,7 +19,7 @@ use tracing_subscriber::{
 
 /// The log filter without `RUST_LOG`.
 pub const DEFAULT_FILTER: &str =
-    "info,ort=warn,aws_config::imds=error,aws_config::meta::credentials=error";
+    "info,ort=warn,aws_config::imds::region=error,aws_config::meta::credentials::chain=error";
 
 /// Installs the global subscriber. Call once, first thing in `main`.
 pub fn init(json: bool) {

@@ -434,6 +434,7 @@ pub struct FakeDetector {
     delay: Duration,
     throttle_window: Option<Duration>,
     first_call: Mutex<Option<tokio::time::Instant>>,
+    name: &'static str,
 }
 
 impl FakeDetector {
@@ -447,7 +448,15 @@ impl FakeDetector {
             delay: Duration::ZERO,
             throttle_window: None,
             first_call: Mutex::new(None),
+            name: "fake",
         }
+    }
+
+    /// Records its labels under `name` (`fake` by default): a real detector's name, where a
+    /// test goes through a command that accepts only those.
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
     }
 
     /// Throttles every other call during `window` from the first call (a saturated service).
@@ -481,7 +490,7 @@ impl FakeDetector {
 
 impl LabelDetector for FakeDetector {
     fn name(&self) -> &str {
-        "fake"
+        self.name
     }
 
     async fn detect(&self, _request: &DetectRequest) -> Result<Detection, PortError> {
