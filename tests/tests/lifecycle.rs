@@ -62,15 +62,34 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
             "incoming/old/05.png",
         ],
     );
+    let mut lines = dry.lines();
     assert_eq!(
-        dry.trim(),
+        lines.next().unwrap(),
         "listed 6, skipped 0 (already final), would enqueue 6"
     );
-    let dry = imgflow(&p, &["backfill", "--dry-run", "--key-prefix", "old/1"]);
+    // The spend preview: the calls, their price, the time at the default quotas.
+    let preview = lines.next().unwrap();
+    assert!(
+        preview.starts_with("at most 6 detector call(s): $0.01 with Rekognition")
+            && preview.contains("about 1 s at Rekognition's default quota of 50/s"),
+        "{preview}"
+    );
+    let dry = imgflow(
+        &p,
+        &[
+            "backfill",
+            "--dry-run",
+            "--key-prefix",
+            "old/1",
+            "--rate",
+            "0.5",
+        ],
+    );
     assert_eq!(
-        dry.trim(),
+        dry.lines().next().unwrap(),
         "listed 2, skipped 0 (already final), would enqueue 2"
     );
+    assert!(dry.contains("about 4 s at --rate 0.5/s"), "{dry}");
 
     let run = imgflow(&p, &["backfill", "--rate", "100"]);
     assert_eq!(
@@ -198,6 +217,10 @@ async fn a_relabel_with_another_detector_replaces_labels_and_their_index_entries
     let second = p.start_all().await;
     let dry = imgflow(&p, &["relabel", "--detector", "local", "--dry-run"]);
     assert!(dry.starts_with("read 20, would relabel 20"), "{dry}");
+    assert!(
+        dry.contains("\n20 detector call(s): $0.02 with Rekognition"),
+        "{dry}"
+    );
     assert_eq!(second.calls(), 0);
     let run = imgflow(&p, &["relabel", "--detector", "local", "--label", "cat"]);
     assert!(run.starts_with("read 20, sent for relabelling 20"), "{run}");

@@ -39,6 +39,47 @@ impl Prices {
     }
 }
 
+/// Rekognition's default DetectLabels quota, requests per second: in us-east-1, us-west-2 and
+/// eu-west-1, and in every other region (the service quotas page; raise it there).
+pub const REKOGNITION_QUOTA_MAIN: f64 = 50.0;
+/// See [`REKOGNITION_QUOTA_MAIN`].
+pub const REKOGNITION_QUOTA_OTHER: f64 = 5.0;
+
+/// What `calls` detector calls cost at Rekognition's list price and how long they take: at
+/// `rate` per second when one is given, else at the default quotas. One line, for dry runs.
+pub fn detector_preview(calls: u64, rate: Option<f64>, prices: &Prices) -> String {
+    let dollars = calls as f64 * prices.rekognition_per_image_first_million;
+    let time = |per_second: f64| duration_text(calls as f64 / per_second);
+    let pace = match rate {
+        Some(rate) => format!("about {} at --rate {rate}/s", time(rate)),
+        None => format!(
+            "about {} at Rekognition's default quota of {REKOGNITION_QUOTA_MAIN}/s (us-east-1, \
+             us-west-2, eu-west-1), {} at its {REKOGNITION_QUOTA_OTHER}/s elsewhere",
+            time(REKOGNITION_QUOTA_MAIN),
+            time(REKOGNITION_QUOTA_OTHER)
+        ),
+    };
+    format!(
+        "{calls} detector call(s): ${dollars:.2} with Rekognition (${}/1,000 images, {} list \
+         price), nothing with the local detector; {pace}",
+        prices.rekognition_per_image_first_million * 1000.0,
+        prices.recorded
+    )
+}
+
+/// Seconds as a person reads them: `45 s`, `12 min`, `3.5 h`, `2.1 days`.
+fn duration_text(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{} s", seconds.ceil())
+    } else if seconds < 90.0 * 60.0 {
+        format!("{} min", (seconds / 60.0).ceil())
+    } else if seconds < 48.0 * 3600.0 {
+        format!("{:.1} h", seconds / 3600.0)
+    } else {
+        format!("{:.1} days", seconds / 86400.0)
+    }
+}
+
 /// Per image, summed over the stages, as measured by the benchmark.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measured {
@@ -224,6 +265,24 @@ pub fn markdown(lines: &[Line], images: f64, prices: &Prices) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_prices_the_calls_and_says_how_long_they_take() {
+        let prices = Prices::builtin();
+        let line = detector_preview(1_000_000, None, &prices);
+        assert!(
+            line.starts_with("1000000 detector call(s): $1000.00 with Rekognition"),
+            "{line}"
+        );
+        assert!(
+            line.contains("about 5.6 h at Rekognition's default quota of 50/s"),
+            "{line}"
+        );
+        assert!(line.contains("2.3 days at its 5/s elsewhere"), "{line}");
+        let line = detector_preview(120, Some(2.0), &prices);
+        assert!(line.contains("$0.12"), "{line}");
+        assert!(line.ends_with("about 60 s at --rate 2/s"), "{line}");
+    }
 
     /// The README's cost table is what `imgflow cost` prints from the recorded figures.
     #[test]

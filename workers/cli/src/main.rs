@@ -491,6 +491,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let done = result?;
             println!("{}", summary(&done));
+            if dry_run {
+                // Each enqueued object is one detector call (an image that turns out not to
+                // be one costs none).
+                println!(
+                    "at most {}",
+                    cost::detector_preview(done.enqueued as u64, rate, &cost::Prices::builtin())
+                );
+            }
         }
         Command::Relabel {
             model_version,
@@ -529,6 +537,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let done = result?;
             println!("{} (generation {})", summary(&done), options.generation);
+            if dry_run {
+                println!(
+                    "{}",
+                    cost::detector_preview(done.matched as u64, rate, &cost::Prices::builtin())
+                );
+            }
         }
         Command::Reindex => {
             let index = aws.index_table(&names);
