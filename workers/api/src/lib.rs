@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub mod console;
+pub mod dead_letters;
 pub mod errors;
 pub mod pipeline;
 pub mod routes;

@@ -284,7 +284,7 @@ async fn dead_letters_page<S, T, C>(
         probe.dead_letter_count(stage).await
     }
     .map_err(|e| upstream("reading the dead-letter queue", e))?;
-    Ok(page(console::dead_letters_page(
+    Ok(page(crate::dead_letters::page(
         stage.as_str(),
         &inspection,
         &|args| probe.command(args),
