@@ -137,6 +137,10 @@ pub struct ImageRecord {
     /// When the label stage produced the labels now stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labeled_at: Option<String>,
+    /// The image whose labels were copied to this one, its bytes being the same (no
+    /// detector call was paid for this image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
     /// When the store stage wrote those labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_at: Option<String>,
@@ -218,6 +222,7 @@ impl ImageRecord {
             received_at,
             accepted_at: None,
             labeled_at: None,
+            duplicate_of: None,
             stored_at: None,
             deleted_at: None,
             ledger_version: None,

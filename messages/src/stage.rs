@@ -69,6 +69,10 @@ pub struct ImageLabeled {
     pub label_model_version: String,
     /// When the labels were produced; newer labels win in the table.
     pub labeled_at: String,
+    /// The image whose labels these are, when this image's bytes are an exact copy of its
+    /// (confirmed by SHA-256): the detector was not called for this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 /// The labels are in the table; for downstream subscribers.

@@ -381,6 +381,7 @@ impl TestPipeline {
             &self.aws,
             &self.worker_config(Stage::Label),
             settings,
+            true,
             detector,
         )
         .await

@@ -45,6 +45,7 @@ async fn ingest(p: &TestPipeline, image: &ImageRef, status: ImageStatus) {
 
 fn labeled(image: &ImageRef, labels: Vec<Label>) -> ImageLabeled {
     ImageLabeled {
+        duplicate_of: None,
         schema_version: SCHEMA_VERSION,
         image: image.clone(),
         labels,

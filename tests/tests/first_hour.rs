@@ -519,6 +519,7 @@ async fn results_reads_well_for_a_person_and_a_pipe() {
             categories: vec![],
         };
         p.store_labels(&ImageLabeled {
+            duplicate_of: None,
             schema_version: SCHEMA_VERSION,
             image: image.clone(),
             labels: vec![dog],

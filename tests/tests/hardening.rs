@@ -516,6 +516,7 @@ async fn stored_labels_finish_an_uploads_claim_for_a_relabel_and_drop_its_kept_d
         detector: "local".into(),
         label_model_version: "1".into(),
         labeled_at: clock::now_rfc3339(),
+        duplicate_of: None,
     };
     table
         .keep_detection("stored", "m1", &labeled.encode())

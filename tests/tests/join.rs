@@ -32,6 +32,7 @@ fn image(id: &str) -> ImageRef {
 
 fn labeled(id: &str) -> ImageLabeled {
     ImageLabeled {
+        duplicate_of: None,
         schema_version: SCHEMA_VERSION,
         image: image(id),
         labels: vec![Label {
@@ -251,6 +252,7 @@ async fn every_image_completes_once_however_its_branches_messages_repeat() {
             received_at: item.received_at.clone(),
         };
         let again_labeled = ImageLabeled {
+            duplicate_of: None,
             schema_version: SCHEMA_VERSION,
             image: image.clone(),
             labels: item.labels.clone().unwrap(),

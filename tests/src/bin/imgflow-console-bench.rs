@@ -123,6 +123,7 @@ async fn main() {
                     detector: "bench".into(),
                     label_model_version: "1".into(),
                     labeled_at: clock::now_rfc3339(),
+                    duplicate_of: None,
                 };
                 p.store_labels(&labeled).await;
             }

@@ -122,6 +122,7 @@ async fn labeled_image(state: &State, key: &str, label: &str) -> String {
         detector: "fake".into(),
         label_model_version: "1".into(),
         labeled_at: imgflow_runtime::clock::now_rfc3339(),
+        duplicate_of: None,
     };
     let write = state
         .table

@@ -78,6 +78,7 @@ fn labeled(at: &str) -> ImageLabeled {
         detector: "rekognition".into(),
         label_model_version: "3.0".into(),
         labeled_at: at.into(),
+        duplicate_of: None,
     }
 }
 

@@ -149,6 +149,7 @@ async fn label(f: &Fixture, id: &str) {
         detector: "test".into(),
         label_model_version: "1".into(),
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
+        duplicate_of: None,
     };
     let LabelsWrite::Written { replaced, .. } =
         f.table.write_labels(&labeled, "now").await.unwrap()
@@ -461,6 +462,7 @@ async fn a_duplicate_event_maps_to_the_same_item_and_never_undoes_labels() {
         detector: "fake".into(),
         label_model_version: "1".into(),
         labeled_at: "2026-11-27T03:40:12.000000Z".into(),
+        duplicate_of: None,
     };
     f.table
         .write_labels(&labeled, "2026-11-27T05:00:00.000000Z")

@@ -161,6 +161,7 @@ impl ObjectStore for ModelBucket {
             size: bytes.len() as u64,
             etag: etag_of(&bytes),
             version_id,
+            checksum: None,
         })
     }
 

@@ -16,7 +16,10 @@ use imgflow_runtime::{
 };
 use tracing::Span;
 
-use crate::adaptive::AdaptiveLimit;
+use crate::{
+    adaptive::AdaptiveLimit,
+    copies::{Copies, NoCopies, Reuse},
+};
 
 /// How the stage asks for labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,17 +74,19 @@ impl ClaimToken {
     }
 }
 
-/// The label stage's logic.
-pub struct LabelHandler<D, T, P> {
+/// The label stage's logic. `C` finds exact copies whose labels are reused.
+pub struct LabelHandler<D, T, P, C = NoCopies> {
     detector: Arc<D>,
     table: Arc<T>,
     publisher: Arc<P>,
+    copies: C,
     settings: LabelSettings,
     limit: AdaptiveLimit,
 }
 
 impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
-    /// A handler calling `detector`, reading `table`, publishing to `publisher`.
+    /// A handler calling `detector`, reading `table`, publishing to `publisher`; every image
+    /// labelled by the detector until [`LabelHandler::reusing`] says otherwise.
     pub fn new(
         detector: Arc<D>,
         table: Arc<T>,
@@ -92,10 +97,26 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             detector,
             table,
             publisher,
+            copies: NoCopies,
             limit: AdaptiveLimit::new(settings.max_detector_concurrency),
             settings,
         }
     }
+
+    /// The handler, labelling the exact copies `copies` finds from their originals' labels.
+    pub fn reusing<C: Copies>(self, copies: C) -> LabelHandler<D, T, P, C> {
+        LabelHandler {
+            detector: self.detector,
+            table: self.table,
+            publisher: self.publisher,
+            copies,
+            settings: self.settings,
+            limit: self.limit,
+        }
+    }
+}
+
+impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> LabelHandler<D, T, P, C> {
 
     /// The current adaptive limit on detector calls.
     pub fn detector_limit(&self) -> f64 {
@@ -220,54 +241,97 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
         }
     }
 
-    /// The work done while this message holds the claim: detect (or reuse a kept
-    /// detection), keep it, publish it.
-    async fn label_claimed(
+    /// Labels from the detector, kept before they are published: a publish that fails now
+    /// costs a republish later, not another paid call. `None`: the image was rejected.
+    async fn labeled_by_detector(
         &self,
         image: ImageRef,
+        token: &ClaimToken,
+    ) -> Result<Option<ImageLabeled>, HandleError> {
+        let Some(detection) = self.detect(&image).await? else {
+            // Rejected: nothing to hold off.
+            self.release_claim(&image.image_id, token).await;
+            return Ok(None);
+        };
+        let mut labels = detection.labels;
+        let trimmed = bound_labels(&mut labels);
+        if trimmed != Default::default() {
+            tracing::warn!(
+                labels_dropped = trimmed.labels,
+                parts_dropped = trimmed.parts,
+                "the detection was larger than an item holds; the least confident parts dropped"
+            );
+        }
+        let labeled = ImageLabeled {
+            schema_version: SCHEMA_VERSION,
+            image,
+            labels,
+            detector: self.detector.name().to_owned(),
+            label_model_version: detection.label_model_version,
+            labeled_at: clock::now_rfc3339(),
+            duplicate_of: None,
+        };
+        if let Err(e) = self
+            .table
+            .keep_detection(&labeled.image.image_id, token.as_str(), &labeled.encode())
+            .await
+        {
+            tracing::warn!(error = %e, "could not keep the detection; publishing anyway");
+        }
+        Ok(Some(labeled))
+    }
+
+    /// The work done while this message holds the claim: reuse a kept detection or an exact
+    /// copy's labels, or detect and keep; then publish.
+    async fn label_claimed(
+        &self,
+        accepted: ImageAccepted,
+        receive_count: u32,
         pending: Option<String>,
         token: &ClaimToken,
     ) -> Result<(), HandleError> {
         let started = std::time::Instant::now();
-        let labeled = match self.kept_detection(pending) {
+        let reuse = match self.kept_detection(pending) {
             Some(kept) => {
                 tracing::info!("republishing the kept detection; detector not called");
-                kept
+                Err(kept)
             }
-            None => {
-                let Some(detection) = self.detect(&image).await? else {
-                    // Rejected: nothing to hold off.
-                    self.release_claim(&image.image_id, token).await;
-                    return Ok(());
-                };
-                let mut labels = detection.labels;
-                let trimmed = bound_labels(&mut labels);
-                if trimmed != Default::default() {
-                    tracing::warn!(
-                        labels_dropped = trimmed.labels,
-                        parts_dropped = trimmed.parts,
-                        "the detection was larger than an item holds; the least confident parts dropped"
-                    );
-                }
-                let labeled = ImageLabeled {
+            None => Ok(self
+                .copies
+                .reuse(&accepted, receive_count, self.detector.name())
+                .await?),
+        };
+        let image = accepted.image;
+        let labeled = match reuse {
+            Err(kept) => kept,
+            Ok(Reuse::Copy(original)) => {
+                metrics::counter!("imgflow_exact_copies_total", "detector" => self.detector.name().to_owned())
+                    .increment(1);
+                tracing::info!(original = %original.id, original_key = %original.key, "an exact copy (SHA-256) of a labelled image: its labels copied; detector not called");
+                ImageLabeled {
                     schema_version: SCHEMA_VERSION,
                     image,
-                    labels,
+                    labels: original.labels.unwrap_or_default(),
                     detector: self.detector.name().to_owned(),
-                    label_model_version: detection.label_model_version,
+                    label_model_version: original.label_model_version.unwrap_or_default(),
                     labeled_at: clock::now_rfc3339(),
-                };
-                // Kept before it is published: a publish that fails now costs a republish
-                // later, not another paid call.
-                if let Err(e) = self
-                    .table
-                    .keep_detection(&labeled.image.image_id, token.as_str(), &labeled.encode())
-                    .await
-                {
-                    tracing::warn!(error = %e, "could not keep the detection; publishing anyway");
+                    duplicate_of: Some(original.id),
                 }
-                labeled
             }
+            Ok(Reuse::Wait { original, delay }) => {
+                return Err(HandleError::retry_after(
+                    "original_being_labelled",
+                    format!(
+                        "an exact copy of image {original}, which is being labelled now; \
+                         its labels are copied once stored; detector not called"
+                    ),
+                    delay,
+                ));
+            }
+            Ok(Reuse::Detect) => match self.labeled_by_detector(image, token).await? {
+                Some(labeled) => labeled,
+                None => return Ok(()),
+            },
         };
         let count = labeled.labels.len();
         let top: Vec<&str> = labeled
@@ -302,11 +366,13 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
     }
 }
 
-impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, T, P> {
+impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> Handler
+    for LabelHandler<D, T, P, C>
+{
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let accepted = ImageAccepted::decode(&message.body)?;
         let token = ClaimToken::of(&accepted, message);
-        let image = accepted.image;
+        let image = &accepted.image;
         Span::current().record("image_id", image.image_id.as_str());
         Span::current().record("trace_id", image.trace_id.as_str());
         Span::current().record("key", image.key.as_str());
@@ -337,7 +403,9 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> Handler for LabelHandler<D, 
             }
         };
         let image_id = image.image_id.clone();
-        let result = self.label_claimed(image, pending, &token).await;
+        let result = self
+            .label_claimed(accepted, message.receive_count, pending, &token)
+            .await;
         if result.is_err() {
             // Whatever comes next (a retry, the dead-letter queue, a replay), no claim of a
             // message that gave up may hold off the copy that will finish the work.

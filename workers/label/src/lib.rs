@@ -8,23 +8,40 @@
 //! - `main.rs`: wiring only.
 
 pub mod adaptive;
+pub mod copies;
 pub mod handler;
 
 use std::{sync::Arc, time::Duration};
 
-use imgflow_aws::{dynamodb::DynamoImageTable, sns::BatchingPublisher, sqs::SqsQueue, AwsClients};
+use imgflow_aws::{
+    dynamodb::{index::IndexTable, DynamoImageTable},
+    s3::S3Store,
+    sns::BatchingPublisher,
+    sqs::SqsQueue,
+    AwsClients,
+};
 use imgflow_runtime::{
-    config::{env_in_range, env_opt, env_or, ConfigError, WorkerConfig},
+    config::{env_bool, env_in_range, env_opt, env_or, ConfigError, WorkerConfig},
     consumer::Consumer,
     ports::LabelDetector,
     PortError,
 };
 
+pub use copies::{Copies, ExactCopies, NoCopies, Reuse};
 pub use handler::{LabelHandler, LabelSettings};
+
+/// Exact copies on AWS: S3 checksums, the content index in the index table.
+pub type AwsCopies = Option<ExactCopies<S3Store, IndexTable, DynamoImageTable>>;
 
 /// The label consumer on AWS with detector `D`.
 pub type LabelConsumer<D> =
-    Consumer<SqsQueue, LabelHandler<D, DynamoImageTable, BatchingPublisher>>;
+    Consumer<SqsQueue, LabelHandler<D, DynamoImageTable, BatchingPublisher, AwsCopies>>;
+
+/// Whether exact copies reuse their original's labels (`IMGFLOW_REUSE_COPIES`, default
+/// true). Off, every image costs a detector call and no HEAD or content-index write.
+pub fn reuse_copies_from_env() -> Result<bool, ConfigError> {
+    env_bool("IMGFLOW_REUSE_COPIES", true)
+}
 
 /// Which detector labels images (`IMGFLOW_DETECTOR`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +155,7 @@ pub async fn build<D: LabelDetector>(
     aws: &AwsClients,
     config: &WorkerConfig,
     settings: LabelSettings,
+    reuse_copies: bool,
     detector: D,
 ) -> Result<LabelConsumer<D>, PortError> {
     // A claim lasts as long as the message it belongs to stays invisible.
@@ -145,12 +163,22 @@ pub async fn build<D: LabelDetector>(
         claim_lease: config.consumer.visibility_timeout,
         ..settings
     };
+    let table = Arc::new(aws.image_table(&config.names));
+    let copies = reuse_copies.then(|| {
+        ExactCopies::new(
+            Arc::new(S3Store::new(aws.s3.clone())),
+            Arc::new(aws.index_table(&config.names)),
+            table.clone(),
+            settings.claim_lease,
+        )
+    });
     let handler = LabelHandler::new(
         Arc::new(detector),
-        Arc::new(aws.image_table(&config.names)),
+        table,
         Arc::new(aws.stage_publisher(config).await?),
         settings,
-    );
+    )
+    .reusing(copies);
     Ok(Consumer::new(
         Arc::new(aws.stage_queue(config).await?),
         Arc::new(handler),

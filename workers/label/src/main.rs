@@ -33,6 +33,7 @@ async fn start() -> anyhow::Result<ExitCode> {
         return Ok(observability::healthcheck(config.metrics_addr));
     }
     let settings = imgflow_label::settings_from_env()?;
+    let reuse_copies = imgflow_label::reuse_copies_from_env()?;
     let choice = imgflow_label::detector_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
@@ -41,12 +42,12 @@ async fn start() -> anyhow::Result<ExitCode> {
     match choice {
         DetectorChoice::Rekognition => {
             let detector = RekognitionDetector::new(aws.rekognition.clone(), aws.s3.clone());
-            run(&aws, &config, settings, detector, shutdown).await
+            run(&aws, &config, settings, reuse_copies, detector, shutdown).await
         }
         DetectorChoice::Fixed => {
             let latency = env_in_range("IMGFLOW_FIXED_LATENCY_MS", 50, 0..=60_000)?;
             let detector = FixedLatencyDetector::new(std::time::Duration::from_millis(latency));
-            run(&aws, &config, settings, detector, shutdown).await
+            run(&aws, &config, settings, reuse_copies, detector, shutdown).await
         }
         DetectorChoice::Local => {
             let dir = default_models_dir();
@@ -68,7 +69,7 @@ async fn start() -> anyhow::Result<ExitCode> {
             );
             let detector =
                 LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
-            run(&aws, &config, settings, detector, shutdown).await
+            run(&aws, &config, settings, reuse_copies, detector, shutdown).await
         }
     }?;
     Ok(ExitCode::SUCCESS)
@@ -78,13 +79,14 @@ async fn run<D: LabelDetector>(
     aws: &AwsClients,
     config: &WorkerConfig,
     settings: imgflow_label::LabelSettings,
+    reuse_copies: bool,
     detector: D,
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let call_log = env_opt("IMGFLOW_DETECTOR_CALL_LOG");
     let detector = CallLog::new(detector, call_log.as_deref().map(std::path::Path::new))
         .with_context(|| format!("opening {}", call_log.unwrap_or_default()))?;
-    let consumer = imgflow_label::build(aws, config, settings, detector)
+    let consumer = imgflow_label::build(aws, config, settings, reuse_copies, detector)
         .await
         .context("connecting the label stage to its queue and topic")?;
     let log = aws.throughput_log(&config.names);

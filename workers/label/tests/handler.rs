@@ -175,6 +175,7 @@ async fn an_image_the_detector_refuses_is_recorded_rejected_not_retried() {
 async fn labels_already_stored_by_this_detector_skip_the_detector() {
     let f = fixture(FakeDetector::new(vec![cat()]));
     let labeled = ImageLabeled {
+        duplicate_of: None,
         schema_version: 1,
         image: accepted("a").image,
         labels: vec![cat()],

@@ -13,6 +13,7 @@ use imgflow_store::StoreHandler;
 
 fn labeled(name: &str, labeled_at: &str) -> ImageLabeled {
     ImageLabeled {
+        duplicate_of: None,
         schema_version: 1,
         image: ImageRef {
             image_id: "a".into(),

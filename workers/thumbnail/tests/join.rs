@@ -94,6 +94,7 @@ async fn fixture_with(body: Vec<u8>, table: FakeTable, completions: FakePublishe
             relabel: None,
         },
         labeled: ImageLabeled {
+            duplicate_of: None,
             schema_version: SCHEMA_VERSION,
             image,
             labels: vec![Label {
@@ -445,6 +446,7 @@ async fn newer_labels_take_over_a_completion_left_unannounced() {
     assert!(f.store.handle(&first).await.is_err(), "the publish failed");
     assert!(f.completions().is_empty());
     let newer = ImageLabeled {
+        duplicate_of: None,
         labeled_at: "2026-11-28T07:00:00.000000Z".into(),
         ..f.labeled.clone()
     };

@@ -215,6 +215,7 @@ mod tests {
             received_at: "2026-11-27T03:40:11.532000Z".into(),
             accepted_at: None,
             labeled_at: None,
+            duplicate_of: None,
             stored_at: None,
             deleted_at: None,
             ledger_version: Some(3),

@@ -60,6 +60,14 @@ impl IndexTable {
         }
     }
 
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.table
+    }
+
     /// Writes `put` and deletes `delete` (entries of labels an image no longer has). Both are
     /// idempotent, so a failed call is simply retried with the message.
     async fn write_entries(

@@ -34,6 +34,11 @@ impl DynamoImageTable {
         update.set("detector", s(&labeled.detector));
         update.set("label_model_version", s(&labeled.label_model_version));
         update.set("labeled_at", s(&labeled.labeled_at));
+        // A relabel of a copy gets its own labels: it is no longer a copy of anything.
+        match &labeled.duplicate_of {
+            Some(original) => update.set("duplicate_of", s(original)),
+            None => update.remove("duplicate_of"),
+        }
         // Should the ingest write have been lost, the item still names its object.
         update.set_if_not_exists("bucket", s(&image.bucket));
         update.set_if_not_exists("key", s(&image.key));

@@ -110,8 +110,9 @@ impl DynamoImageTable {
 }
 
 /// What a revival clears, so both branches run afresh.
-const REVIVAL_CLEARS: [&str; 18] = [
+const REVIVAL_CLEARS: [&str; 19] = [
     "reason",
+    "duplicate_of",
     "labels",
     "detector",
     "label_model_version",

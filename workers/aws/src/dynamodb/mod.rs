@@ -28,6 +28,7 @@ use imgflow_runtime::{
 
 pub mod catalog;
 mod claims;
+mod content;
 pub mod codec;
 pub mod index;
 mod join;

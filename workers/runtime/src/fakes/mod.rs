@@ -4,7 +4,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Mutex,
     },
     time::Duration,
@@ -15,15 +15,17 @@ use imgflow_messages::Label;
 
 use crate::{
     ports::{
-        DeadLetter, DetectRequest, Detection, LabelDetector, ObjectHead, ObjectLocation,
+        DeadLetter, DetectRequest, Detection, FullChecksum, LabelDetector, ObjectHead, ObjectLocation,
         ObjectStore, Publisher, PutResult, Queue, ReceivedMessage,
     },
     PortError, PortErrorKind,
 };
 
+mod content;
 mod ledger;
 mod table;
 
+pub use content::FakeContentIndex;
 pub use ledger::FakeLedger;
 pub use table::FakeTable;
 
@@ -324,7 +326,14 @@ impl Publisher for FakePublisher {
 #[derive(Debug, Default)]
 pub struct FakeObjectStore {
     objects: Mutex<HashMap<(String, String), Bytes>>,
+    forged: Mutex<HashMap<(String, String), String>>,
+    no_checksums: AtomicBool,
     range_reads: AtomicUsize,
+    full_reads: AtomicUsize,
+}
+
+fn key_of(o: &ObjectLocation) -> (String, String) {
+    (o.bucket.clone(), o.key.clone())
 }
 
 impl FakeObjectStore {
@@ -345,6 +354,24 @@ impl FakeObjectStore {
             .lock()
             .unwrap()
             .remove(&(bucket.into(), key.into()));
+    }
+
+    /// Makes the object's checksum read `value`, as a forger of a CRC could.
+    pub fn forge_checksum(&self, bucket: &str, key: &str, value: &str) {
+        self.forged
+            .lock()
+            .unwrap()
+            .insert((bucket.into(), key.into()), value.into());
+    }
+
+    /// Answers no checksum from now on, as S3 for objects stored before it kept one.
+    pub fn without_checksums(&self) {
+        self.no_checksums.store(true, Ordering::SeqCst);
+    }
+
+    /// How many whole-object GETs were made.
+    pub fn full_reads(&self) -> usize {
+        self.full_reads.load(Ordering::SeqCst)
     }
 
     /// How many ranged GETs were made (reads must stay small).
@@ -373,10 +400,16 @@ pub fn etag_of(body: &[u8]) -> String {
 impl ObjectStore for FakeObjectStore {
     async fn head(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
         let body = self.find(object)?;
+        let forged = self.forged.lock().unwrap().get(&key_of(object)).cloned();
         Ok(ObjectHead {
             size: body.len() as u64,
             etag: etag_of(&body),
             version_id: None,
+            // S3 answers a checksum on HEAD only; a 64-bit hash stands in for a CRC.
+            checksum: (!self.no_checksums.load(Ordering::SeqCst)).then(|| FullChecksum {
+                algorithm: "crc64nvme".into(),
+                value: forged.unwrap_or_else(|| etag_of(&body)),
+            }),
         })
     }
 
@@ -385,7 +418,9 @@ impl ObjectStore for FakeObjectStore {
         object: &ObjectLocation,
         last: u64,
     ) -> Result<(ObjectHead, Bytes), PortError> {
-        let head = self.head(object).await?;
+        let mut head = self.head(object).await?;
+        // A ranged GET carries no checksum of the whole object.
+        head.checksum = None;
         let bytes = self.get_range(object, 0, last).await?;
         Ok((head, bytes))
     }
@@ -403,6 +438,7 @@ impl ObjectStore for FakeObjectStore {
     }
 
     async fn get(&self, object: &ObjectLocation) -> Result<Bytes, PortError> {
+        self.full_reads.fetch_add(1, Ordering::SeqCst);
         self.find(object)
     }
 

@@ -176,6 +176,7 @@ impl ImageTable for FakeTable {
         record.detector = Some(labeled.detector.clone());
         record.label_model_version = Some(labeled.label_model_version.clone());
         record.labeled_at = Some(labeled.labeled_at.clone());
+        record.duplicate_of = labeled.duplicate_of.clone();
         record.stored_at = Some(stored_at.to_owned());
         check_item_size(record)?;
         self.kept.lock().unwrap().remove(&image.image_id);
@@ -413,6 +414,7 @@ impl ImageTable for FakeTable {
             &mut record.detector,
             &mut record.label_model_version,
             &mut record.labeled_at,
+            &mut record.duplicate_of,
             &mut record.stored_at,
             &mut record.deleted_at,
         ] {

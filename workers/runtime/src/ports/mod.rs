@@ -7,8 +7,10 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, 
 
 use crate::PortError;
 
+mod content;
 mod lifecycle;
 
+pub use content::{ContentIndex, ContentKey, FullChecksum, Original, SHA256};
 pub use lifecycle::{gone_reason, Ending, GoneImage, ObjectLedger, Revival, PURGED};
 
 /// One message received from a queue.
@@ -133,6 +135,10 @@ pub struct ObjectHead {
     pub etag: String,
     /// Version id on versioned buckets.
     pub version_id: Option<String>,
+    /// S3's checksum of the whole object, from a HEAD that asked for it; `None` from a ranged
+    /// read (S3 answers none), for objects stored without one, and for multipart uploads whose
+    /// checksum is a checksum of part checksums (`COMPOSITE`).
+    pub checksum: Option<FullChecksum>,
 }
 
 /// What a successful upload returned.

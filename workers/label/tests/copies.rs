@@ -1,0 +1,293 @@
+//! Exact copies against in-memory ports: one detector call per picture, confirmed by SHA-256.
+use std::{sync::Arc, time::Duration};
+
+use imgflow_label::{ExactCopies, LabelHandler, LabelSettings};
+use imgflow_messages::{
+    image_id, ImageAccepted, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label,
+    StageMessage, SCHEMA_VERSION,
+};
+use imgflow_runtime::{
+    clock,
+    consumer::{Disposition, HandleError, Handler},
+    fakes::{self, FakeContentIndex, FakeDetector, FakeObjectStore, FakePublisher, FakeTable},
+    ports::{ContentKey, ImageTable},
+};
+
+const BUCKET: &str = "bucket";
+
+type Handler_ = LabelHandler<
+    FakeDetector,
+    FakeTable,
+    FakePublisher,
+    ExactCopies<FakeObjectStore, FakeContentIndex, FakeTable>,
+>;
+
+struct Fixture {
+    detector: Arc<FakeDetector>,
+    table: Arc<FakeTable>,
+    publisher: Arc<FakePublisher>,
+    store: Arc<FakeObjectStore>,
+    index: FakeContentIndex,
+    handler: Handler_,
+    stored: std::sync::Mutex<usize>,
+}
+
+fn dog() -> Label {
+    Label {
+        name: "Dog".into(),
+        confidence: 91.0,
+        instances: vec![],
+        parents: vec![],
+        categories: vec![],
+    }
+}
+
+fn fixture() -> Fixture {
+    let detector = Arc::new(FakeDetector::new(vec![dog()]));
+    let table = Arc::new(FakeTable::default());
+    let publisher = Arc::new(FakePublisher::default());
+    let store = Arc::new(FakeObjectStore::default());
+    let index = FakeContentIndex::default();
+    let settings = LabelSettings {
+        retry_min_delay: Duration::from_millis(1),
+        ..LabelSettings::default()
+    };
+    let handler = LabelHandler::new(detector.clone(), table.clone(), publisher.clone(), settings)
+        .reusing(ExactCopies::new(
+            store.clone(),
+            Arc::new(index.clone()),
+            table.clone(),
+            Duration::from_secs(120),
+        ));
+    Fixture {
+        detector,
+        table,
+        publisher,
+        store,
+        index,
+        handler,
+        stored: Default::default(),
+    }
+}
+
+/// A photo-sized body: `n` decides the bytes.
+fn picture(n: u8) -> Vec<u8> {
+    (0..50_000u32).map(|i| (i as u8).wrapping_mul(n)).collect()
+}
+
+impl Fixture {
+    /// Uploads `body` to `key` and records ingest's verdict; the message label receives.
+    async fn upload(&self, key: &str, body: &[u8]) -> ImageAccepted {
+        let etag = self.store.insert(BUCKET, key, body.to_vec());
+        let id = image_id(BUCKET, key, &etag);
+        let now = clock::now_rfc3339();
+        let record = ImageRecord::new(
+            id.clone(),
+            BUCKET.into(),
+            key.into(),
+            etag.clone(),
+            now.clone(),
+            ImageStatus::Accepted,
+        );
+        self.table.write_verdict(&record).await.unwrap();
+        ImageAccepted {
+            schema_version: SCHEMA_VERSION,
+            image: ImageRef {
+                image_id: id,
+                trace_id: "t".into(),
+                bucket: BUCKET.into(),
+                key: key.into(),
+                version_id: None,
+                etag,
+                received_at: now.clone(),
+            },
+            content_type: "image/png".into(),
+            size: body.len() as u64,
+            width: 10,
+            height: 10,
+            accepted_at: now,
+            relabel: None,
+        }
+    }
+
+    async fn label(&self, accepted: &ImageAccepted) -> Result<(), HandleError> {
+        self.handler
+            .handle(&fakes::delivered_as(
+                accepted.encode(),
+                &accepted.image.image_id,
+            ))
+            .await
+    }
+
+    /// The store stage: writes what label published since the last call.
+    async fn store_published(&self) {
+        let published = self.publisher.published();
+        let from = std::mem::replace(&mut *self.stored.lock().unwrap(), published.len());
+        for body in &published[from..] {
+            let labeled = ImageLabeled::decode(body).unwrap();
+            let now = clock::now_rfc3339();
+            self.table.write_labels(&labeled, &now).await.unwrap();
+        }
+    }
+
+    fn item(&self, accepted: &ImageAccepted) -> ImageRecord {
+        self.table.items()[&accepted.image.image_id].clone()
+    }
+}
+
+#[tokio::test]
+async fn one_picture_under_five_keys_costs_one_detector_call() {
+    let f = fixture();
+    let photo = picture(3);
+    let mut images = Vec::new();
+    for n in 0..5 {
+        images.push(f.upload(&format!("incoming/copy-{n}.png"), &photo).await);
+    }
+    f.label(&images[0]).await.unwrap();
+    f.store_published().await;
+    for copy in &images[1..] {
+        f.label(copy).await.unwrap();
+        f.store_published().await;
+    }
+    assert_eq!(f.detector.calls(), 1);
+    let original = f.item(&images[0]);
+    assert_eq!(original.duplicate_of, None);
+    for copy in &images[1..] {
+        let item = f.item(copy);
+        assert_eq!(item.status, ImageStatus::Labeled);
+        assert_eq!(item.duplicate_of.as_deref(), Some(original.id.as_str()));
+        assert_eq!(item.labels, original.labels);
+        assert_eq!(item.detector, original.detector);
+    }
+    // The first copy read its bytes and the original's; the original's digest is cached, so
+    // each later copy reads only its own.
+    assert_eq!(f.store.range_reads(), 2 + 3);
+    let key = ContentKey {
+        algorithm: "crc64nvme".into(),
+        value: fakes::etag_of(&photo),
+        size: photo.len() as u64,
+    };
+    let entry = f.index.original(&key).unwrap();
+    assert_eq!(entry.image_id, original.id);
+    assert!(entry.sha256.is_some());
+}
+
+#[tokio::test]
+async fn a_forged_checksum_borrows_no_labels() {
+    let f = fixture();
+    let photo = picture(3);
+    let mut other = photo.clone();
+    other[100] ^= 1;
+    let original = f.upload("incoming/original.png", &photo).await;
+    let forged = f.upload("incoming/forged.png", &other).await;
+    f.store
+        .forge_checksum(BUCKET, "incoming/forged.png", &fakes::etag_of(&photo));
+    f.label(&original).await.unwrap();
+    f.store_published().await;
+    f.label(&forged).await.unwrap();
+    f.store_published().await;
+    assert_eq!(f.detector.calls(), 2, "the forged copy is labelled on its own");
+    assert_eq!(f.item(&forged).duplicate_of, None);
+    // The original keeps its place for its real copies.
+    f.label(&f.upload("incoming/real-copy.png", &photo).await)
+        .await
+        .unwrap();
+    assert_eq!(f.detector.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_copy_waits_for_its_original_being_labelled_then_copies_its_labels() {
+    let f = fixture();
+    let photo = picture(5);
+    let original = f.upload("incoming/a.png", &photo).await;
+    let copy = f.upload("incoming/b.png", &photo).await;
+    // Labelled and published, not yet stored.
+    f.label(&original).await.unwrap();
+    let wait = f.label(&copy).await.unwrap_err();
+    assert_eq!(wait.disposition, Disposition::Retry);
+    assert_eq!(wait.error_class, "original_being_labelled");
+    let delay = wait.retry_after.unwrap();
+    assert!(delay <= Duration::from_secs(5), "{delay:?}");
+    f.store_published().await;
+    f.label(&copy).await.unwrap();
+    f.store_published().await;
+    assert_eq!(f.detector.calls(), 1);
+    assert_eq!(
+        f.item(&copy).duplicate_of.as_deref(),
+        Some(original.image.image_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_original_hands_its_place_to_the_next_copy() {
+    let f = fixture();
+    let photo = picture(7);
+    let original = f.upload("incoming/a.png", &photo).await;
+    let first_copy = f.upload("incoming/b.png", &photo).await;
+    f.label(&original).await.unwrap();
+    f.store_published().await;
+    f.label(&first_copy).await.unwrap();
+    f.store_published().await;
+    f.table
+        .end(&fakes::deletion(&original.image.image_id, 1))
+        .await
+        .unwrap();
+    // Copies keep their labels; the next copy pays once and becomes the original.
+    assert_eq!(f.item(&first_copy).status, ImageStatus::Labeled);
+    let late = f.upload("incoming/c.png", &photo).await;
+    f.label(&late).await.unwrap();
+    f.store_published().await;
+    assert_eq!(f.detector.calls(), 2);
+    assert_eq!(f.item(&late).duplicate_of, None);
+    let again = f.upload("incoming/d.png", &photo).await;
+    f.label(&again).await.unwrap();
+    f.store_published().await;
+    assert_eq!(f.detector.calls(), 2);
+    assert_eq!(
+        f.item(&again).duplicate_of.as_deref(),
+        Some(late.image.image_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn objects_without_a_checksum_are_named_by_their_sha256_read_once() {
+    let f = fixture();
+    f.store.without_checksums();
+    let photo = picture(9);
+    let mut images = Vec::new();
+    for n in 0..3 {
+        images.push(f.upload(&format!("incoming/old-{n}.png"), &photo).await);
+    }
+    for image in &images {
+        f.label(image).await.unwrap();
+        f.store_published().await;
+    }
+    assert_eq!(f.detector.calls(), 1);
+    // One read per image names it; a SHA-256 key needs no second read to confirm.
+    assert_eq!(f.store.range_reads(), 3);
+    assert_eq!(
+        f.item(&images[2]).duplicate_of.as_deref(),
+        Some(images[0].image.image_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_relabel_of_a_copy_asks_the_detector_and_ends_the_copy() {
+    let f = fixture();
+    let photo = picture(11);
+    let original = f.upload("incoming/a.png", &photo).await;
+    let copy = f.upload("incoming/b.png", &photo).await;
+    for image in [&original, &copy] {
+        f.label(image).await.unwrap();
+        f.store_published().await;
+    }
+    assert_eq!(f.detector.calls(), 1);
+    let relabel = ImageAccepted {
+        relabel: Some("g2".into()),
+        ..copy.clone()
+    };
+    f.label(&relabel).await.unwrap();
+    f.store_published().await;
+    assert_eq!(f.detector.calls(), 2);
+    assert_eq!(f.item(&copy).duplicate_of, None);
+}
