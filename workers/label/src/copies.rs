@@ -118,7 +118,10 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         if let Some(checksum) = head.checksum {
             return Ok(Some((ContentKey::from_checksum(checksum, head.size), None)));
         }
-        let Some(sha256) = self.sha256_of(object, &accepted.image.etag, head.size).await? else {
+        let Some(sha256) = self
+            .sha256_of(object, &accepted.image.etag, head.size)
+            .await?
+        else {
             return Ok(None);
         };
         Ok(Some((

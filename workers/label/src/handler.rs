@@ -117,7 +117,6 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
 }
 
 impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> LabelHandler<D, T, P, C> {
-
     /// The current adaptive limit on detector calls.
     pub fn detector_limit(&self) -> f64 {
         self.limit.limit()

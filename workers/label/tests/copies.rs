@@ -3,8 +3,8 @@ use std::{sync::Arc, time::Duration};
 
 use imgflow_label::{ExactCopies, LabelHandler, LabelSettings};
 use imgflow_messages::{
-    image_id, ImageAccepted, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label,
-    StageMessage, SCHEMA_VERSION,
+    image_id, ImageAccepted, ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, StageMessage,
+    SCHEMA_VERSION,
 };
 use imgflow_runtime::{
     clock,
@@ -186,7 +186,11 @@ async fn a_forged_checksum_borrows_no_labels() {
     f.store_published().await;
     f.label(&forged).await.unwrap();
     f.store_published().await;
-    assert_eq!(f.detector.calls(), 2, "the forged copy is labelled on its own");
+    assert_eq!(
+        f.detector.calls(),
+        2,
+        "the forged copy is labelled on its own"
+    );
     assert_eq!(f.item(&forged).duplicate_of, None);
     // The original keeps its place for its real copies.
     f.label(&f.upload("incoming/real-copy.png", &photo).await)

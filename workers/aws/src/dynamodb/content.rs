@@ -19,7 +19,10 @@ const CONTENT_SK: &str = "content";
 
 fn content_key(content: &ContentKey) -> HashMap<String, AttributeValue> {
     [
-        ("pk".to_owned(), s(&format!("content#{}", content.as_string()))),
+        (
+            "pk".to_owned(),
+            s(&format!("content#{}", content.as_string())),
+        ),
         ("sk".to_owned(), s(CONTENT_SK)),
     ]
     .into()

@@ -28,8 +28,8 @@ use imgflow_runtime::{
 
 pub mod catalog;
 mod claims;
-mod content;
 pub mod codec;
+mod content;
 pub mod index;
 mod join;
 mod lifecycle;

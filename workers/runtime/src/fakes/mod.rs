@@ -15,8 +15,8 @@ use imgflow_messages::Label;
 
 use crate::{
     ports::{
-        DeadLetter, DetectRequest, Detection, FullChecksum, LabelDetector, ObjectHead, ObjectLocation,
-        ObjectStore, Publisher, PutResult, Queue, ReceivedMessage,
+        DeadLetter, DetectRequest, Detection, FullChecksum, LabelDetector, ObjectHead,
+        ObjectLocation, ObjectStore, Publisher, PutResult, Queue, ReceivedMessage,
     },
     PortError, PortErrorKind,
 };

@@ -1,0 +1,133 @@
+//! Exact copies through the real binaries on the emulator: one picture uploaded under five
+//! keys at once costs one detector call and ends as five labelled items; a one-pixel change
+//! and an EXIF-only change are pictures of their own.
+use std::{collections::HashMap, time::Duration};
+
+use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, TestPipeline};
+use imgflow_messages::ImageStatus;
+use imgflow_runtime::config::Stage;
+
+/// `png` with its first pixel's red channel changed by one.
+fn one_pixel_changed(png: &[u8]) -> Vec<u8> {
+    let mut image = image::load_from_memory(png).unwrap().to_rgb8();
+    let pixel = image.get_pixel_mut(0, 0);
+    pixel.0[0] = pixel.0[0].wrapping_add(1);
+    let mut out = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// `jpeg` with an EXIF segment (an empty IFD) after its start marker: the same pixels.
+fn exif_added(jpeg: &[u8]) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], b"\xff\xd8");
+    let tiff = b"II\x2a\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+    let mut segment = b"Exif\0\0".to_vec();
+    segment.extend_from_slice(tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(b"\xff\xe1");
+    out.extend_from_slice(&((segment.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&segment);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_own() {
+    let p = TestPipeline::new("e2e-copies").await;
+    let logs = log_dir(&p.names.prefix);
+    std::fs::create_dir_all(&logs).unwrap();
+    let calls = logs.join("detector-calls.log");
+    let env = [
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        // Long enough that the copies arrive while the first of them is being labelled.
+        ("IMGFLOW_FIXED_LATENCY_MS", "3000".to_owned()),
+        ("IMGFLOW_DETECTOR_CALL_LOG", calls.display().to_string()),
+        // One message per receive, so several pollers: a batch of one copy does not wait for
+        // the batch holding its original.
+        ("IMGFLOW_MAX_MESSAGES", "1".to_owned()),
+    ];
+    let mut workers: Vec<_> = Stage::ALL
+        .iter()
+        .map(|s| spawn_worker(*s, &p.names.prefix, &logs, &env))
+        .collect();
+
+    let cat = photo("chelsea.png");
+    let rocket = photo("rocket.jpg");
+    // Uploaded together: the copies race the original for the detector.
+    let uploads = (0..5)
+        .map(|n| (format!("incoming/copies/cat-{n}.png"), cat.clone()))
+        .chain([
+            (
+                "incoming/copies/cat-pixel.png".to_owned(),
+                one_pixel_changed(&cat),
+            ),
+            ("incoming/copies/rocket.jpg".to_owned(), rocket.clone()),
+            (
+                "incoming/copies/rocket-exif.jpg".to_owned(),
+                exif_added(&rocket),
+            ),
+        ]);
+    let puts = uploads.map(|(key, body)| {
+        let p = &p;
+        async move { (p.put(&key, body).await, key) }
+    });
+    let ids: HashMap<String, String> = futures::future::join_all(puts).await.into_iter().collect();
+    let all: Vec<String> = ids.keys().cloned().collect();
+    let records = p.wait_final(&all, Duration::from_secs(120)).await;
+    for worker in &workers {
+        send_signal(worker, "TERM");
+    }
+    for worker in &mut workers {
+        worker.wait().await.unwrap();
+    }
+
+    let by_key: HashMap<&str, _> = records.iter().map(|r| (ids[&r.id].as_str(), r)).collect();
+    for record in &records {
+        assert_eq!(record.status, ImageStatus::Labeled, "{}", record.key);
+        assert!(record.labels.as_ref().is_some_and(|l| !l.is_empty()));
+    }
+    let cats: Vec<_> = (0..5)
+        .map(|n| by_key[format!("incoming/copies/cat-{n}.png").as_str()])
+        .collect();
+    let originals: Vec<_> = cats.iter().filter(|r| r.duplicate_of.is_none()).collect();
+    assert_eq!(originals.len(), 1, "one original among the copies");
+    for copy in cats.iter().filter(|r| r.duplicate_of.is_some()) {
+        assert_eq!(copy.duplicate_of.as_deref(), Some(originals[0].id.as_str()));
+        assert_eq!(copy.labels, originals[0].labels);
+    }
+    for own in [
+        "incoming/copies/cat-pixel.png",
+        "incoming/copies/rocket.jpg",
+        "incoming/copies/rocket-exif.jpg",
+    ] {
+        assert_eq!(by_key[own].duplicate_of, None, "{own}");
+    }
+    let called = std::fs::read_to_string(&calls).unwrap();
+    let mut called: Vec<&str> = called.lines().collect();
+    called.sort();
+    let cat_calls = called
+        .iter()
+        .filter(|k| k.starts_with("incoming/copies/cat-") && !k.ends_with("pixel.png"))
+        .count();
+    assert_eq!(cat_calls, 1, "one call for five copies: {called:?}");
+    assert_eq!(
+        called.len(),
+        4,
+        "and one for each changed picture: {called:?}"
+    );
+    let label_log = std::fs::read_to_string(logs.join("imgflow-label.log")).unwrap();
+    assert_eq!(
+        label_log
+            .matches("its labels copied; detector not called")
+            .count(),
+        4,
+        "{label_log}"
+    );
+    // They waited for it, at info: a copy is not a failure.
+    let waits: Vec<&str> = label_log
+        .lines()
+        .filter(|l| l.contains("which is being labelled now"))
+        .collect();
+    assert!(!waits.is_empty(), "{label_log}");
+    assert!(waits.iter().all(|l| l.contains(" INFO ")), "{waits:?}");
+}
