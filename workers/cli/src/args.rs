@@ -146,6 +146,10 @@ pub(crate) enum Command {
         /// 10 labels with their parents come to about 15).
         #[arg(long, default_value_t = 15.0)]
         index_entries: f64,
+        /// The share of images that are exact copies of another (0 to 1): labelled from their
+        /// original's labels, with no detector call.
+        #[arg(long, default_value_t = 0.0, value_parser = share)]
+        copies: f64,
     },
     /// Inspect, replay or purge a stage's dead-letter queue.
     Dlq {
@@ -219,4 +223,12 @@ fn status_parser() -> impl clap::builder::TypedValueParser<Value = imgflow_messa
     use imgflow_messages::ImageStatus;
     clap::builder::PossibleValuesParser::new(ImageStatus::ALL.map(ImageStatus::as_str))
         .map(|status| ImageStatus::parse(&status).expect("one of ImageStatus::ALL"))
+}
+
+/// A share between 0 and 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a share between 0 and 1 (0.25 is a quarter)")),
+    }
 }

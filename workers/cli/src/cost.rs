@@ -167,15 +167,22 @@ pub struct Line {
 /// a Lambda that starts the execution → 4 state transitions → 3 Lambdas of 128 MB running
 /// 300 ms each, then DetectLabels and one PutItem. The web console's indexes cost
 /// `index_entries` label entries per image (one write unit each) plus four index writes (the
-/// gallery's keys at ingest, the status partition moved at store).
+/// gallery's keys at ingest, the status partition moved at store). A share `copies` of the
+/// images are exact copies of another: no detector call, but finding them costs every image a
+/// HEAD and a content-index write, and every copy a read of its original's item and of its own
+/// bytes (the SHA-256 that confirms it).
 pub fn table(
     p: &Prices,
     plumbing: &Measured,
     local: Option<&Measured>,
     images: f64,
     index_entries: f64,
+    copies: f64,
 ) -> Vec<Line> {
     let per = |unit_price: f64, per_unit: f64| images * unit_price / per_unit;
+    let finding_copies = per(p.s3_get_per_thousand, 1e3) * (1.0 + copies)
+        + per(p.dynamodb_per_million_write_units, 1e6)
+        + per(p.dynamodb_per_million_read_units, 1e6) * copies;
     let queueing = per(p.sqs_per_million_requests, 1e6) * plumbing.sqs
         + per(p.sns_per_million_publishes, 1e6) * plumbing.sns;
     let s3 = per(p.s3_get_per_thousand, 1e3) * plumbing.s3_reads
@@ -207,10 +214,16 @@ pub fn table(
             step_functions: per(p.dynamodb_per_million_write_units, 1e6) * 3.0,
         },
         Line {
-            item: "Rekognition DetectLabels",
-            rekognition: per(p.rekognition_per_image_first_million, 1.0),
+            item: "Rekognition DetectLabels (exact copies not called)",
+            rekognition: per(p.rekognition_per_image_first_million, 1.0) * (1.0 - copies),
             local: 0.0,
             step_functions: per(p.rekognition_per_image_first_million, 1.0),
+        },
+        Line {
+            item: "Finding exact copies (HEAD, content index, SHA-256 reads)",
+            rekognition: finding_copies,
+            local: finding_copies,
+            step_functions: 0.0,
         },
         Line {
             item: "Compute (Fargate for the measured worker CPU; Lambda)",
@@ -291,7 +304,7 @@ mod tests {
         let prices = Prices::builtin();
         let (plumbing, local) = read_summary(RECORDED_SUMMARY).unwrap();
         let printed = markdown(
-            &table(&prices, &plumbing, local.as_ref(), 1e6, 15.0),
+            &table(&prices, &plumbing, local.as_ref(), 1e6, 15.0, 0.0),
             1e6,
             &prices,
         );
@@ -305,12 +318,12 @@ mod tests {
     #[test]
     fn a_workers_s3_put_is_priced_as_a_put_and_old_summaries_read_without_one() {
         let prices = Prices::builtin();
-        let without = table(&prices, &Measured::default(), None, 1e6, 0.0)[1].local;
+        let without = table(&prices, &Measured::default(), None, 1e6, 0.0, 0.0)[1].local;
         let with = Measured {
             s3_writes: 1.0,
             ..Measured::default()
         };
-        let with = table(&prices, &with, None, 1e6, 0.0)[1].local;
+        let with = table(&prices, &with, None, 1e6, 0.0, 0.0)[1].local;
         assert!((with - without - prices.s3_put_per_thousand * 1e3).abs() < 1e-9);
         let (recorded, _) = read_summary(RECORDED_SUMMARY).unwrap();
         assert_eq!(recorded.s3_writes, 1.0, "the thumbnail's PUT");
@@ -340,9 +353,9 @@ mod tests {
             cpu_seconds: 0.1,
             ..Measured::default()
         };
-        let lines = table(&prices, &plumbing, Some(&local), 1e6, 15.0);
+        let lines = table(&prices, &plumbing, Some(&local), 1e6, 15.0, 0.0);
         assert!(
-            (lines[7].local - 19.0 * 0.625).abs() < 1e-9,
+            (lines[8].local - 19.0 * 0.625).abs() < 1e-9,
             "15 entries + 4 index writes at $0.625/M write units"
         );
         let total = |f: fn(&Line) -> f64| lines.iter().map(f).sum::<f64>();
@@ -351,7 +364,7 @@ mod tests {
             "$1 per 1,000 images"
         );
         assert!(
-            (lines[5].step_functions - 100.0).abs() < 1e-6,
+            (lines[6].step_functions - 100.0).abs() < 1e-6,
             "4 transitions × $0.025/1,000"
         );
         assert!(
@@ -360,5 +373,23 @@ mod tests {
         );
         assert!(total(|l| l.local) < total(|l| l.rekognition) / 10.0);
         assert!(total(|l| l.step_functions) > total(|l| l.rekognition));
+    }
+
+    #[test]
+    fn exact_copies_cost_no_detector_call_but_every_image_pays_for_finding_them() {
+        let prices = Prices::builtin();
+        let none = table(&prices, &Measured::default(), None, 1e6, 0.0, 0.0);
+        let quarter = table(&prices, &Measured::default(), None, 1e6, 0.0, 0.25);
+        assert!((none[3].rekognition - 1000.0).abs() < 1e-6);
+        assert!((quarter[3].rekognition - 750.0).abs() < 1e-6, "a quarter not called");
+        assert_eq!(quarter[3].step_functions, none[3].step_functions);
+        let finding = prices.s3_get_per_thousand * 1e3 * 1.25
+            + prices.dynamodb_per_million_write_units
+            + prices.dynamodb_per_million_read_units * 0.25;
+        assert!((quarter[4].rekognition - finding).abs() < 1e-9);
+        assert!(
+            finding < 0.01 * 250.0,
+            "finding copies costs under 1 % of the calls it saves"
+        );
     }
 }

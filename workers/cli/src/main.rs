@@ -61,9 +61,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         images,
         report,
         index_entries,
+        copies,
     } = cli.command
     {
-        return print_cost(images, report, index_entries);
+        return print_cost(images, report, index_entries, copies);
     }
     std::env::set_var("IMGFLOW_PREFIX", &cli.prefix);
     let names = Names::from_env()?;
@@ -377,7 +378,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `imgflow cost`: a fresh `scripts/bench pipeline` summary when there is one (or `--report`),
 /// else the figures recorded with the README's benchmark; says which on stderr.
-fn print_cost(images: f64, report: Option<PathBuf>, index_entries: f64) -> anyhow::Result<()> {
+fn print_cost(
+    images: f64,
+    report: Option<PathBuf>,
+    index_entries: f64,
+    copies: f64,
+) -> anyhow::Result<()> {
     let fresh = PathBuf::from(cost::FRESH_SUMMARY);
     let (text, source) = match report {
         Some(path) => (
@@ -415,7 +421,14 @@ fn print_cost(images: f64, report: Option<PathBuf>, index_entries: f64) -> anyho
     print!(
         "{}",
         cost::markdown(
-            &cost::table(&prices, &plumbing, local.as_ref(), images, index_entries),
+            &cost::table(
+                &prices,
+                &plumbing,
+                local.as_ref(),
+                images,
+                index_entries,
+                copies
+            ),
             images,
             &prices
         )
