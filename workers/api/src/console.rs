@@ -355,7 +355,7 @@ pub fn image_page(image: &ImageRecord) -> String {
         body,
         "<section><h2>Object</h2><dl class=\"meta\">\
          <dt>bucket</dt><dd>{}</dd><dt>key</dt><dd>{}</dd><dt>size</dt><dd>{}</dd>\
-         <dt>dimensions</dt><dd>{}</dd><dt>detector</dt><dd>{}</dd><dt>id</dt><dd><code>{id}</code></dd>\
+         <dt>dimensions</dt><dd>{}</dd><dt>detector</dt><dd>{}</dd>{}<dt>id</dt><dd><code>{id}</code></dd>\
          </dl><p><a href=\"/images/{id}?format=json\">JSON</a></p></section></div>",
         esc(&image.bucket),
         esc(&image.key),
@@ -369,6 +369,16 @@ pub fn image_page(image: &ImageRecord) -> String {
             image.detector.as_deref().unwrap_or(""),
             image.label_model_version.as_deref().unwrap_or("")
         )),
+        // Labels copied from the original of the same bytes: no detector call was paid.
+        image
+            .duplicate_of
+            .as_deref()
+            .map(|original| format!(
+                "<dt>exact copy of</dt><dd><a class=\"duplicate-of\" href=\"/images/{o}\">\
+                 <code>{o}</code></a> (labels copied; no detector call)</dd>",
+                o = esc(original)
+            ))
+            .unwrap_or_default(),
     );
     layout(short_key(&image.key), Nav::Other, &body)
 }
@@ -548,6 +558,18 @@ mod tests {
         assert!(html.contains("+50 ms"), "labeled → stored");
         assert!(html.contains("End to end: 1.30 s"));
         assert!(html.contains("href=\"/images?label=Animal\""));
+    }
+
+    #[test]
+    fn an_exact_copy_links_its_original_and_an_original_says_nothing() {
+        let mut image = record("incoming/cat-again.png");
+        assert!(!image_page(&image).contains("exact copy of"));
+        image.duplicate_of = Some("orig<1>".into());
+        let html = image_page(&image);
+        assert!(
+            html.contains("href=\"/images/orig&lt;1&gt;\"><code>orig&lt;1&gt;</code></a> (labels copied; no detector call)"),
+            "{html}"
+        );
     }
 
     #[test]
