@@ -382,6 +382,7 @@ impl TestPipeline {
             &self.worker_config(Stage::Label),
             settings,
             true,
+            imgflow_label::SpendLimits::default(),
             detector,
         )
         .await

@@ -252,6 +252,23 @@ impl Queue for SqsQueue {
         change_visibility_batch(&self.client, &self.queue_url, &receipt_handles, timeout).await
     }
 
+    async fn requeue(&self, message: &ReceivedMessage, delay: Duration) -> Result<(), PortError> {
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(&message.body)
+            .delay_seconds(delay.as_secs().min(900) as i32);
+        for (name, value) in &message.attributes {
+            request = request.message_attributes(name, string_attribute(value.clone()));
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| sqs_error("sqs:SendMessage (the stage's own queue)", e))?;
+        Ok(())
+    }
+
     async fn dead_letter(
         &self,
         message: &ReceivedMessage,

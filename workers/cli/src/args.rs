@@ -229,6 +229,8 @@ fn status_parser() -> impl clap::builder::TypedValueParser<Value = imgflow_messa
 fn share(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err(format!("{text:?} is not a share between 0 and 1 (0.25 is a quarter)")),
+        _ => Err(format!(
+            "{text:?} is not a share between 0 and 1 (0.25 is a quarter)"
+        )),
     }
 }

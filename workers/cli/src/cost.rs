@@ -381,7 +381,10 @@ mod tests {
         let none = table(&prices, &Measured::default(), None, 1e6, 0.0, 0.0);
         let quarter = table(&prices, &Measured::default(), None, 1e6, 0.0, 0.25);
         assert!((none[3].rekognition - 1000.0).abs() < 1e-6);
-        assert!((quarter[3].rekognition - 750.0).abs() < 1e-6, "a quarter not called");
+        assert!(
+            (quarter[3].rekognition - 750.0).abs() < 1e-6,
+            "a quarter not called"
+        );
         assert_eq!(quarter[3].step_functions, none[3].step_functions);
         let finding = prices.s3_get_per_thousand * 1e3 * 1.25
             + prices.dynamodb_per_million_write_units

@@ -19,6 +19,7 @@ use tracing::Span;
 use crate::{
     adaptive::AdaptiveLimit,
     copies::{Copies, NoCopies, Reuse},
+    spend::{Spending, Unlimited},
 };
 
 /// How the stage asks for labels.
@@ -74,12 +75,14 @@ impl ClaimToken {
     }
 }
 
-/// The label stage's logic. `C` finds exact copies whose labels are reused.
-pub struct LabelHandler<D, T, P, C = NoCopies> {
+/// The label stage's logic. `C` finds exact copies whose labels are reused; `B` says what
+/// the detector may spend.
+pub struct LabelHandler<D, T, P, C = NoCopies, B = Unlimited> {
     detector: Arc<D>,
     table: Arc<T>,
     publisher: Arc<P>,
     copies: C,
+    spending: B,
     settings: LabelSettings,
     limit: AdaptiveLimit,
 }
@@ -98,25 +101,44 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher> LabelHandler<D, T, P> {
             table,
             publisher,
             copies: NoCopies,
+            spending: Unlimited,
             limit: AdaptiveLimit::new(settings.max_detector_concurrency),
             settings,
         }
     }
+}
 
+impl<D, T, P, C, B> LabelHandler<D, T, P, C, B> {
     /// The handler, labelling the exact copies `copies` finds from their originals' labels.
-    pub fn reusing<C: Copies>(self, copies: C) -> LabelHandler<D, T, P, C> {
+    pub fn reusing<C2: Copies>(self, copies: C2) -> LabelHandler<D, T, P, C2, B> {
         LabelHandler {
             detector: self.detector,
             table: self.table,
             publisher: self.publisher,
             copies,
+            spending: self.spending,
+            settings: self.settings,
+            limit: self.limit,
+        }
+    }
+
+    /// The handler, its detector calls counted against `spending`'s budget and rate.
+    pub fn spending<B2: Spending>(self, spending: B2) -> LabelHandler<D, T, P, C, B2> {
+        LabelHandler {
+            detector: self.detector,
+            table: self.table,
+            publisher: self.publisher,
+            copies: self.copies,
+            spending,
             settings: self.settings,
             limit: self.limit,
         }
     }
 }
 
-impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> LabelHandler<D, T, P, C> {
+impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies, B: Spending>
+    LabelHandler<D, T, P, C, B>
+{
     /// The current adaptive limit on detector calls.
     pub fn detector_limit(&self) -> f64 {
         self.limit.limit()
@@ -247,7 +269,13 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> LabelHandler<D, T
         image: ImageRef,
         token: &ClaimToken,
     ) -> Result<Option<ImageLabeled>, HandleError> {
-        let Some(detection) = self.detect(&image).await? else {
+        let taken = self.spending.take().await?;
+        let detection = self.detect(&image).await;
+        if !matches!(detection, Ok(Some(_))) {
+            // Failed or refused calls are not billed: not counted either.
+            self.spending.give_back(taken).await;
+        }
+        let Some(detection) = detection? else {
             // Rejected: nothing to hold off.
             self.release_claim(&image.image_id, token).await;
             return Ok(None);
@@ -365,9 +393,13 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> LabelHandler<D, T
     }
 }
 
-impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies> Handler
-    for LabelHandler<D, T, P, C>
+impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies, B: Spending> Handler
+    for LabelHandler<D, T, P, C, B>
 {
+    async fn admission(&self) -> imgflow_runtime::consumer::Admission {
+        self.spending.admission()
+    }
+
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let accepted = ImageAccepted::decode(&message.body)?;
         let token = ClaimToken::of(&accepted, message);

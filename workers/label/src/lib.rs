@@ -10,6 +10,7 @@
 pub mod adaptive;
 pub mod copies;
 pub mod handler;
+pub mod spend;
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,13 +30,49 @@ use imgflow_runtime::{
 
 pub use copies::{Copies, ExactCopies, NoCopies, Reuse};
 pub use handler::{LabelHandler, LabelSettings};
+pub use spend::{CallLimit, Spend, Spending, Unlimited};
 
 /// Exact copies on AWS: S3 checksums, the content index in the index table.
 pub type AwsCopies = Option<ExactCopies<S3Store, IndexTable, DynamoImageTable>>;
 
+/// The detector's budget and rate on AWS, counted in the index table.
+pub type AwsSpending = Option<Spend<IndexTable>>;
+
 /// The label consumer on AWS with detector `D`.
-pub type LabelConsumer<D> =
-    Consumer<SqsQueue, LabelHandler<D, DynamoImageTable, BatchingPublisher, AwsCopies>>;
+pub type LabelConsumer<D> = Consumer<
+    SqsQueue,
+    LabelHandler<D, DynamoImageTable, BatchingPublisher, AwsCopies, AwsSpending>,
+>;
+
+/// What the detector may spend: `IMGFLOW_DETECTOR_BUDGET` (calls per window: `1000/h`,
+/// `20000/day`) and `IMGFLOW_DETECTOR_RATE` (calls per second across every replica, `5`);
+/// both unset by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpendLimits {
+    /// Calls per window.
+    pub budget: Option<CallLimit>,
+    /// Calls per second (or per the window given).
+    pub rate: Option<CallLimit>,
+}
+
+/// Reads [`SpendLimits`].
+pub fn spend_limits_from_env() -> Result<SpendLimits, ConfigError> {
+    let read = |name: &str| -> Result<Option<CallLimit>, ConfigError> {
+        env_opt(name)
+            .map(|v| {
+                v.parse().map_err(|e: String| ConfigError {
+                    name: name.to_owned(),
+                    value: v.clone(),
+                    reason: e,
+                })
+            })
+            .transpose()
+    };
+    Ok(SpendLimits {
+        budget: read("IMGFLOW_DETECTOR_BUDGET")?,
+        rate: read("IMGFLOW_DETECTOR_RATE")?,
+    })
+}
 
 /// Whether exact copies reuse their original's labels (`IMGFLOW_REUSE_COPIES`, default
 /// true). Off, every image costs a detector call and no HEAD or content-index write.
@@ -156,6 +193,7 @@ pub async fn build<D: LabelDetector>(
     config: &WorkerConfig,
     settings: LabelSettings,
     reuse_copies: bool,
+    limits: SpendLimits,
     detector: D,
 ) -> Result<LabelConsumer<D>, PortError> {
     // A claim lasts as long as the message it belongs to stays invisible.
@@ -172,13 +210,22 @@ pub async fn build<D: LabelDetector>(
             settings.claim_lease,
         )
     });
+    let spending = (limits.budget.is_some() || limits.rate.is_some()).then(|| {
+        Spend::new(
+            Arc::new(aws.index_table(&config.names)),
+            detector.name(),
+            limits.budget,
+            limits.rate,
+        )
+    });
     let handler = LabelHandler::new(
         Arc::new(detector),
         table,
         Arc::new(aws.stage_publisher(config).await?),
         settings,
     )
-    .reusing(copies);
+    .reusing(copies)
+    .spending(spending);
     Ok(Consumer::new(
         Arc::new(aws.stage_queue(config).await?),
         Arc::new(handler),

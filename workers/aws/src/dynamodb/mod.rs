@@ -26,6 +26,7 @@ use imgflow_runtime::{
     PortError, PortErrorKind,
 };
 
+mod calls;
 pub mod catalog;
 mod claims;
 pub mod codec;

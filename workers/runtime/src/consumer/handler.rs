@@ -11,6 +11,10 @@ pub enum Disposition {
     Retry,
     /// It can never succeed: copy it to the dead-letter queue and delete it.
     DeadLetter,
+    /// Nothing is wrong with it, but it must wait (a spent budget): send it again as a new
+    /// message delayed by `retry_after` and delete this one, so the wait does not count
+    /// toward the dead-letter queue's `maxReceiveCount`.
+    Requeue,
 }
 
 /// A failed handling, with the decision of what to do about it.
@@ -50,6 +54,20 @@ impl HandleError {
         delay: Duration,
     ) -> Self {
         Self {
+            retry_after: Some(delay),
+            ..Self::retry(error_class, source)
+        }
+    }
+
+    /// A message that must wait `delay` through no fault of its own: it goes back to the queue
+    /// as a new message (see [`Disposition::Requeue`]).
+    pub fn requeue(
+        error_class: &'static str,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+        delay: Duration,
+    ) -> Self {
+        Self {
+            disposition: Disposition::Requeue,
             retry_after: Some(delay),
             ..Self::retry(error_class, source)
         }
@@ -106,6 +124,21 @@ pub fn error_chain(error: &(dyn StdError + 'static)) -> String {
     text
 }
 
+/// Whether a poller may receive now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Receive as usual.
+    Open,
+    /// Receive nothing for `for_`: what the handler would do with a message is on hold (a
+    /// spent detector budget), so messages wait in the queue, untouched.
+    Paused {
+        /// How long.
+        for_: Duration,
+        /// Why, for the log.
+        why: String,
+    },
+}
+
 /// A stage's logic for one message. Handlers must be idempotent: delivery is at-least-once.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one message; `Ok` deletes it.
@@ -113,4 +146,9 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         message: &ReceivedMessage,
     ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send;
+
+    /// Asked before every receive; open unless the handler says otherwise.
+    fn admission(&self) -> impl std::future::Future<Output = Admission> + Send {
+        async { Admission::Open }
+    }
 }

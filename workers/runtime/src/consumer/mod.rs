@@ -39,7 +39,7 @@ mod handler;
 pub mod pace;
 mod run;
 
-pub use handler::{error_chain, Disposition, HandleError, Handler, NEVER_REPLAYABLE};
+pub use handler::{error_chain, Admission, Disposition, HandleError, Handler, NEVER_REPLAYABLE};
 
 /// How the consumer polls and paces.
 #[derive(Debug, Clone)]
@@ -70,6 +70,9 @@ pub struct ConsumerConfig {
     /// (at most a third of the visibility timeout, so it is deleted while still invisible).
     pub delete_delay: Duration,
 }
+
+/// The longest delay SQS gives a message sent to a queue (`DelaySeconds`).
+pub const MAX_MESSAGE_DELAY: Duration = Duration::from_secs(900);
 
 /// The default longest wait between receives: with three stages on the way to a stored image,
 /// the gathering adds at most 3 × 50 ms, and about half that on average.
@@ -265,6 +268,12 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                         report.retried += 1;
                     }
                 }
+                Outcome::Handled(Err(e)) if e.disposition == Disposition::Requeue => {
+                    report.retried += 1;
+                    if self.requeue(message, &e).await {
+                        to_delete.push(message.receipt_handle.clone());
+                    }
+                }
                 Outcome::Handled(Err(e)) => {
                     report.retried += 1;
                     self.back_off(message, e.retry_after).await;
@@ -408,6 +417,20 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
                     error = %e,
                     "dead-letter send failed; leaving the message for redrive"
                 );
+                false
+            }
+        }
+    }
+
+    /// Sends a waiting message again as a new one, delayed (SQS allows 15 minutes); whether
+    /// the original may now be deleted. When the send fails it backs off as a retry instead.
+    async fn requeue(&self, message: &ReceivedMessage, error: &HandleError) -> bool {
+        let delay = error.retry_after.unwrap_or_default().min(MAX_MESSAGE_DELAY);
+        match self.queue.requeue(message, delay).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not send the waiting message again; it comes back after its backoff");
+                self.back_off(message, Some(delay)).await;
                 false
             }
         }

@@ -4,7 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
 
-use super::{pace, retry_delay, Consumer, Handler};
+use super::{pace, retry_delay, Admission, Consumer, Handler};
 use crate::{ports::Queue, shutdown::Shutdown};
 
 impl<Q: Queue, H: Handler> Consumer<Q, H> {
@@ -67,7 +67,26 @@ impl<Q: Queue, H: Handler> Consumer<Q, H> {
         let mut failures: u32 = 0;
         let mut arrivals = pace::ArrivalRate::default();
         let max = self.batch_size() as usize;
+        let mut paused = false;
         while !shutdown.is_requested() {
+            match self.handler.admission().await {
+                Admission::Open if paused => {
+                    paused = false;
+                    tracing::info!(stage = %self.config.stage, "receiving again");
+                }
+                Admission::Open => {}
+                Admission::Paused { for_, why } => {
+                    if !paused {
+                        tracing::info!(stage = %self.config.stage, resume_in = ?for_, "not receiving: {why}; messages wait in the queue");
+                    }
+                    paused = true;
+                    tokio::select! {
+                        _ = shutdown.requested() => return,
+                        _ = tokio::time::sleep(for_) => {}
+                    }
+                    continue;
+                }
+            }
             // The long poll is not cancelled on shutdown: a receive abandoned client-side may
             // still have taken messages server-side, which would then stay invisible for the
             // whole visibility timeout. It ends within `wait_time` (5 s by default, so that an

@@ -21,10 +21,12 @@ use crate::{
     PortError, PortErrorKind,
 };
 
+mod calls;
 mod content;
 mod ledger;
 mod table;
 
+pub use calls::FakeCallCounter;
 pub use content::FakeContentIndex;
 pub use ledger::FakeLedger;
 pub use table::FakeTable;
@@ -50,6 +52,7 @@ struct QueueState {
     in_flight: HashMap<String, Stored>,
     delayed: Vec<(Stored, Duration)>,
     dead_letters: Vec<(String, DeadLetter)>,
+    requeued: usize,
     receipts: usize,
     extensions: Vec<(usize, Duration)>,
     failing_deletes: usize,
@@ -145,6 +148,11 @@ impl FakeQueue {
     /// Heartbeats so far: how many messages each extended, and to what timeout.
     pub fn extensions(&self) -> Vec<(usize, Duration)> {
         self.state.lock().unwrap().extensions.clone()
+    }
+
+    /// How many messages were sent again as new ones ([`Queue::requeue`]).
+    pub fn requeued(&self) -> usize {
+        self.state.lock().unwrap().requeued
     }
 
     /// Bodies and reasons of dead-lettered messages.
@@ -251,6 +259,25 @@ impl Queue for FakeQueue {
             }
         }
         Ok(failed)
+    }
+
+    async fn requeue(&self, message: &ReceivedMessage, delay: Duration) -> Result<(), PortError> {
+        let mut s = self.state.lock().unwrap();
+        let id = s.next_id;
+        s.next_id += 1;
+        let stored = Stored {
+            id,
+            body: message.body.clone(),
+            receive_count: 0,
+            attributes: message.attributes.clone(),
+        };
+        s.requeued += 1;
+        if delay.is_zero() {
+            s.visible.push_back(stored);
+        } else {
+            s.delayed.push((stored, delay));
+        }
+        Ok(())
     }
 
     async fn dead_letter(

@@ -7,9 +7,11 @@ use imgflow_messages::{ImageLabeled, ImageRecord, ImageRef, ImageStatus, Label, 
 
 use crate::PortError;
 
+mod calls;
 mod content;
 mod lifecycle;
 
+pub use calls::{CallCounter, CallWindow};
 pub use content::{ContentIndex, ContentKey, FullChecksum, Original, SHA256};
 pub use lifecycle::{gone_reason, Ending, GoneImage, ObjectLedger, Revival, PURGED};
 
@@ -99,6 +101,14 @@ pub trait Queue: Send + Sync + 'static {
         receipt_handles: Vec<String>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+
+    /// Sends `message` again to this queue as a new message (a fresh receive count), visible
+    /// after `delay` (at most 15 minutes). The caller then deletes the original.
+    fn requeue(
+        &self,
+        message: &ReceivedMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
 
     /// Sends a copy of `message` to the dead-letter queue with `why` as attributes.
     /// The caller deletes the original only after this succeeded.
