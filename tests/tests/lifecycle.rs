@@ -48,6 +48,11 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
         let key = format!("incoming/old/{i:02}.png");
         ids.push(p.put(&key, png_with_dimensions(100 + i, 100)).await);
     }
+    // Three exact copies of the first picture, under keys of their own.
+    for i in 0..3 {
+        let key = format!("incoming/old/copies/{i}.png");
+        ids.push(p.put(&key, png_with_dimensions(100, 100)).await);
+    }
     let detector = Arc::new(Counting::new(FakeDetector::new(vec![cat()])));
     p.start_ingest().await;
     p.start_label(detector.clone()).await;
@@ -63,14 +68,16 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
         ],
     );
     let mut lines = dry.lines();
+    // 06 to 11 and the copies, two of which are copies of the first listed.
     assert_eq!(
         lines.next().unwrap(),
-        "listed 6, skipped 0 (already final), would enqueue 6"
+        "listed 9, skipped 0 (already final), would enqueue 9, 2 of them likely exact copies"
     );
+    lines.next();
     // The spend preview: the calls, their price, the time at the default quotas.
     let preview = lines.next().unwrap();
     assert!(
-        preview.starts_with("at most 6 detector call(s): $0.01 with Rekognition")
+        preview.starts_with("at most 7 detector call(s): $0.01 with Rekognition")
             && preview.contains("about 1 s at Rekognition's default quota of 50/s"),
         "{preview}"
     );
@@ -91,20 +98,38 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
     );
     assert!(dry.contains("about 4 s at --rate 0.5/s"), "{dry}");
 
+    // The whole bucket: the preview counts the copies out of the calls...
+    let dry = imgflow(&p, &["backfill", "--dry-run"]);
+    let mut lines = dry.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "listed 15, skipped 0 (already final), would enqueue 15, 3 of them likely exact copies"
+    );
+    assert!(lines.next().unwrap().starts_with("3 of them have the ETag and size of another"));
+    assert!(
+        lines.next().unwrap().starts_with("at most 12 detector call(s)"),
+        "{dry}"
+    );
+    // ...and the run makes just those calls.
     let run = imgflow(&p, &["backfill", "--rate", "100"]);
     assert_eq!(
-        run.trim(),
-        "listed 12, skipped 0 (already final), enqueued 12"
+        run.lines().next().unwrap(),
+        "listed 15, skipped 0 (already final), enqueued 15, 3 of them likely exact copies"
     );
+    assert!(run.contains("imgflow status"), "{run}");
     let records = p.wait_final(&ids, Duration::from_secs(60)).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
     p.wait_idle(Duration::from_secs(30)).await;
     assert_eq!(detector.calls(), 12);
+    assert_eq!(
+        records.iter().filter(|r| r.duplicate_of.is_some()).count(),
+        3
+    );
 
     let again = imgflow(&p, &["backfill"]);
     assert_eq!(
-        again.trim(),
-        "listed 12, skipped 12 (already final), enqueued 0"
+        again.lines().next().unwrap(),
+        "listed 15, skipped 15 (already final), enqueued 0"
     );
     p.wait_idle(Duration::from_secs(30)).await;
     assert_eq!(
@@ -120,8 +145,8 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
     let manifest = inventory_report(&p).await;
     let from_report = imgflow(&p, &["backfill", "--inventory", manifest.to_str().unwrap()]);
     assert_eq!(
-        from_report.trim(),
-        "listed 13, skipped 12 (already final), enqueued 1"
+        from_report.lines().next().unwrap(),
+        "listed 16, skipped 15 (already final), enqueued 1"
     );
     p.wait_final(&[late], Duration::from_secs(60)).await;
     assert_eq!(detector.calls(), 13);

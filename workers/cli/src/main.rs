@@ -284,33 +284,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let verb = if dry_run { "would enqueue" } else { "enqueued" };
             let summary = |p: &backfill::Progress| {
                 format!(
-                    "listed {}, skipped {} (already final), {verb} {}",
-                    p.listed, p.skipped, p.enqueued
+                    "listed {}, skipped {} (already final), {verb} {}{}",
+                    p.listed,
+                    p.skipped,
+                    p.enqueued,
+                    match p.likely_copies {
+                        0 => String::new(),
+                        n => format!(", {n} of them likely exact copies"),
+                    }
                 )
             };
+            let started = std::time::Instant::now();
+            let progress = |p: &backfill::Progress| {
+                let per_second = p.listed as f64 / started.elapsed().as_secs_f64().max(0.001);
+                bar.set_message(format!("{} ({per_second:.0} objects/s)", summary(p)));
+            };
             let result = match inventory {
-                None => backfill::run(&target, &options, |p| bar.set_message(summary(p))).await,
+                None => backfill::run(&target, &options, progress).await,
                 Some(path) => {
                     let text = std::fs::read_to_string(&path)
                         .with_context(|| format!("reading {}", path.display()))?;
                     let manifest = backfill::inventory::parse_manifest(&text, &names.bucket)
                         .map_err(anyhow::Error::msg)
                         .with_context(|| format!("reading {}", path.display()))?;
-                    backfill::run_inventory(&target, &manifest, &options, |p| {
-                        bar.set_message(summary(p))
-                    })
-                    .await
+                    backfill::run_inventory(&target, &manifest, &options, progress).await
                 }
             };
             bar.finish_and_clear();
             let done = result?;
             println!("{}", summary(&done));
             if dry_run {
-                // Each enqueued object is one detector call (an image that turns out not to
-                // be one costs none).
+                // Each enqueued object is one detector call, but for the likely copies (an
+                // image that turns out not to be one costs none either).
+                if done.likely_copies > 0 {
+                    println!(
+                        "{} of them have the ETag and size of another: most likely exact copies, \
+                         labelled from their original with no detector call",
+                        done.likely_copies
+                    );
+                }
                 println!(
                     "at most {}",
-                    cost::detector_preview(done.enqueued as u64, rate, &cost::Prices::builtin())
+                    cost::detector_preview(
+                        done.enqueued - done.likely_copies,
+                        rate,
+                        &cost::Prices::builtin()
+                    )
+                );
+            } else {
+                println!(
+                    "follow the labelling with `imgflow status` (waiting messages, rate and ETA \
+                     per stage) or the console's Pipeline page"
                 );
             }
         }

@@ -47,6 +47,12 @@ pub struct Progress {
     pub skipped: u64,
     /// Objects sent to ingest (or that would be, in a dry run).
     pub enqueued: u64,
+    /// Of those, objects with the ETag and size of one sent before in this run: most likely
+    /// exact copies (S3's ETag is the MD5 of a single-part upload without KMS), which the
+    /// label stage labels from their original with no detector call. Copies of pictures
+    /// labelled before the run, and copies whose ETags differ (multipart, SSE-KMS), are not
+    /// counted: their SHA-256 is found only when they are labelled.
+    pub likely_copies: u64,
     /// The last key of the last page done: `--start-after` resumes after it.
     pub last_key: Option<String>,
 }
@@ -89,6 +95,8 @@ struct Run<'a, F> {
     options: &'a Options,
     started: Instant,
     done: Progress,
+    /// Hashes of the (ETag, size) pairs sent: 8 bytes an object.
+    seen: std::collections::HashSet<u64>,
     on_page: F,
 }
 
@@ -102,6 +110,7 @@ impl<'a, F: FnMut(&Progress)> Run<'a, F> {
                 last_key: options.start_after.clone(),
                 ..Progress::default()
             },
+            seen: Default::default(),
             on_page,
         }
     }
@@ -119,11 +128,23 @@ impl<'a, F: FnMut(&Progress)> Run<'a, F> {
             .map(|o| image_id(bucket, &o.key, o.version_id.as_deref().unwrap_or(&o.etag)))
             .collect();
         let items = self.target.catalog.batch_get(&ids).await?;
-        let bodies: Vec<String> = objects
+        let sent: Vec<&ListedObject> = objects
             .iter()
             .zip(&ids)
             .filter(|(_, id)| !items.get(*id).is_some_and(|r| r.status.is_final()))
-            .map(|(o, _)| {
+            .map(|(o, _)| o)
+            .collect();
+        for o in &sent {
+            use std::hash::{DefaultHasher, Hash, Hasher};
+            let mut h = DefaultHasher::new();
+            (&o.etag, o.size).hash(&mut h);
+            if !o.etag.is_empty() && !self.seen.insert(h.finish()) {
+                self.done.likely_copies += 1;
+            }
+        }
+        let bodies: Vec<String> = sent
+            .iter()
+            .map(|o| {
                 created_notification(
                     bucket,
                     &o.key,
