@@ -6,7 +6,7 @@
   // Pipeline: poll /api/pipeline and update the numbers in place.
   const graph = document.getElementById("pipeline");
   if (graph) {
-    const fields = ["visible", "in_flight", "dead_lettered", "recent_total"];
+    const fields = ["visible", "in_flight", "dead_lettered", "recent_total", "eta"];
     const refresh = async () => {
       try {
         const r = await fetch("/api/pipeline", {

@@ -132,10 +132,16 @@ fn stage_node(stage: &StageView) -> String {
          <dt>in flight</dt><dd data-field=\"in_flight\">{}</dd>\
          <dt>dead letters</dt><dd><a class=\"dlq\" href=\"/dlq/{name}\" data-field=\"dead_lettered\">{}</a></dd>\
          <dt>images/min</dt><dd data-field=\"rate_per_minute\">{:.1}</dd>\
-         <dt>last 10 min</dt><dd data-field=\"recent_total\">{}</dd></dl>\
+         <dt>last 10 min</dt><dd data-field=\"recent_total\">{}</dd>\
+         <dt>ETA</dt><dd data-field=\"eta\">{}</dd></dl>\
          <div class=\"spark\" data-field=\"per_minute\" aria-label=\"completed per minute\">{bars}</div>\
          </section>",
-        stage.visible, stage.in_flight, stage.dead_lettered, stage.rate_per_minute, stage.recent_total
+        stage.visible,
+        stage.in_flight,
+        stage.dead_lettered,
+        stage.rate_per_minute,
+        stage.recent_total,
+        esc(&stage.eta)
     )
 }
 

@@ -36,6 +36,8 @@ pub struct StageView {
     pub rate_per_minute: f64,
     /// Completed in the whole window.
     pub recent_total: u64,
+    /// When the messages waiting and in flight are done at that rate (`done`, `—`, `12 min`).
+    pub eta: String,
 }
 
 /// The whole pipeline now.
@@ -118,12 +120,14 @@ impl PipelineProbe {
                         .map_or(0, |(_, n)| *n)
                 })
                 .collect();
+            let rate_per_minute = rate(&per_minute, now.second());
             stages.push(StageView {
                 stage: depth.stage.as_str().to_owned(),
                 visible: depth.visible,
                 in_flight: depth.in_flight,
                 dead_lettered: depth.dead_lettered,
-                rate_per_minute: rate(&per_minute, now.second()),
+                eta: status::eta(depth.visible + depth.in_flight, rate_per_minute),
+                rate_per_minute,
                 recent_total: per_minute.iter().sum(),
                 per_minute,
             });

@@ -392,7 +392,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status => {
             let statuses = status::status(&aws, &names).await?;
-            print!("{}", status::table(&statuses));
+            // The rates are a bonus: an index table that cannot be read leaves them out.
+            let rates = status::rates(&aws, &names).await.ok();
+            print!("{}", status::table(&statuses, rates.as_deref()));
         }
         Command::Dlq { action } => dlq_command::run(&aws, &names, action).await?,
         Command::Cost { .. } => unreachable!("answered before any AWS setup"),

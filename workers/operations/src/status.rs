@@ -63,8 +63,48 @@ pub async fn status_at(
     futures::future::try_join_all(reads).await
 }
 
-/// Renders the depths as a table.
-pub fn table(statuses: &[StageStatus]) -> String {
+/// How long a stage's backlog (`waiting` + `in_flight` messages) takes at `per_minute`
+/// messages a minute, as a person reads it: `done`, `—` (nothing measured yet), `40 s`,
+/// `12 min`, `3.5 h`.
+pub fn eta(backlog: u64, per_minute: f64) -> String {
+    if backlog == 0 {
+        return "done".into();
+    }
+    if per_minute <= 0.0 {
+        return "—".into();
+    }
+    let seconds = backlog as f64 / per_minute * 60.0;
+    if seconds < 90.0 {
+        format!("{:.0} s", seconds.ceil())
+    } else if seconds < 90.0 * 60.0 {
+        format!("{:.0} min", (seconds / 60.0).ceil())
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+/// Messages each stage completed per minute lately (the last five minutes, the current one
+/// counted for the part that passed), from the throughput the workers record.
+pub async fn rates(aws: &AwsClients, names: &Names) -> Result<Vec<f64>, PortError> {
+    let index = aws.index_table(names);
+    let now = chrono::Utc::now();
+    let since = imgflow_catalog::keys::minute_of(now - chrono::Duration::minutes(4));
+    let counts = futures::future::try_join_all(
+        Stage::ALL
+            .iter()
+            .map(|stage| index.completed_since(stage.as_str(), &since)),
+    )
+    .await?;
+    let minutes = 4.0 + f64::from(chrono::Timelike::second(&now).max(1)) / 60.0;
+    Ok(counts
+        .iter()
+        .map(|c| c.iter().map(|(_, n)| *n).sum::<u64>() as f64 / minutes)
+        .collect())
+}
+
+/// Renders the depths as a table; with `rates` (per stage, as [`rates`] reads them) also the
+/// recent rate and the backlog's ETA.
+pub fn table(statuses: &[StageStatus], rates: Option<&[f64]>) -> String {
     // The widest stage name sets the first column (thumbnail is nine letters).
     let width = Stage::ALL
         .iter()
@@ -72,22 +112,35 @@ pub fn table(statuses: &[StageStatus]) -> String {
         .max()
         .unwrap_or(5);
     let mut out = format!(
-        "{:<width$}  {:>8}  {:>9}  {:>5}\n",
+        "{:<width$}  {:>8}  {:>9}  {:>5}",
         "STAGE", "WAITING", "IN FLIGHT", "DLQ"
     );
-    for s in statuses {
+    if rates.is_some() {
+        out.push_str(&format!("  {:>8}  {:>7}", "PER MIN", "ETA"));
+    }
+    out.push('\n');
+    for (n, s) in statuses.iter().enumerate() {
         let flag = if s.dead_lettered > 0 {
             "  ← messages in the dead-letter queue"
         } else {
             ""
         };
         out.push_str(&format!(
-            "{:<width$}  {:>8}  {:>9}  {:>5}{flag}\n",
+            "{:<width$}  {:>8}  {:>9}  {:>5}",
             s.stage.as_str(),
             s.visible,
             s.in_flight,
             s.dead_lettered
         ));
+        if let Some(rate) = rates.and_then(|r| r.get(n)) {
+            out.push_str(&format!(
+                "  {:>8.1}  {:>7}",
+                rate,
+                eta(s.visible + s.in_flight, *rate)
+            ));
+        }
+        out.push_str(flag);
+        out.push('\n');
     }
     out
 }
@@ -95,6 +148,15 @@ pub fn table(statuses: &[StageStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eta_is_the_backlog_at_the_recent_rate() {
+        assert_eq!(eta(0, 0.0), "done");
+        assert_eq!(eta(10, 0.0), "—");
+        assert_eq!(eta(10, 60.0), "10 s");
+        assert_eq!(eta(600, 60.0), "10 min");
+        assert_eq!(eta(36_000, 60.0), "10.0 h");
+    }
 
     #[test]
     fn every_row_lines_up_with_the_header() {
@@ -107,7 +169,7 @@ mod tests {
                 dead_lettered: 0,
             })
             .collect();
-        let text = table(&statuses);
+        let text = table(&statuses, Some(&[12.5; 4]));
         let ends: Vec<usize> = text
             .lines()
             .map(|line| {
