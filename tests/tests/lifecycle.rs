@@ -105,9 +105,15 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
         lines.next().unwrap(),
         "listed 15, skipped 0 (already final), would enqueue 15, 3 of them likely exact copies"
     );
-    assert!(lines.next().unwrap().starts_with("3 of them have the ETag and size of another"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("3 of them have the ETag and size of another"));
     assert!(
-        lines.next().unwrap().starts_with("at most 12 detector call(s)"),
+        lines
+            .next()
+            .unwrap()
+            .starts_with("at most 12 detector call(s)"),
         "{dry}"
     );
     // ...and the run makes just those calls.

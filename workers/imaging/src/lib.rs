@@ -24,6 +24,7 @@
 //! - [`decoded_bytes`]: the budget's arithmetic, shared with ingest's header check.
 
 pub mod exif;
+pub mod phash;
 pub mod probe;
 
 use std::io::Cursor;
