@@ -40,6 +40,9 @@ pub struct ListedObject {
     pub version_id: Option<String>,
     /// When it was last written (RFC 3339).
     pub last_modified: String,
+    /// The algorithm of the checksum S3 holds for it (`CRC32`, `CRC64NVME`, ...), if any:
+    /// copies are found by checksum, so two objects are copies only with the same one.
+    pub checksum_algorithm: Option<String>,
 }
 
 /// One page of a listing, in key order.
@@ -92,6 +95,10 @@ impl S3Store {
             .into_iter()
             .filter(|v| v.is_latest().unwrap_or(true))
             .map(|v| ListedObject {
+                checksum_algorithm: v
+                    .checksum_algorithm()
+                    .first()
+                    .map(|a| a.as_str().to_owned()),
                 last_modified: v
                     .last_modified()
                     .and_then(|t| t.fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime).ok())
@@ -130,11 +137,25 @@ fn full_checksum(output: &HeadObjectOutput) -> Option<FullChecksum> {
     .into_iter()
     .find_map(|(algorithm, value)| {
         let value = value.filter(|v| !v.is_empty() && !v.contains('-'))?;
+        // S3's SHA-256 in hex, the form imgflow computes for objects without a checksum: the
+        // same bytes get the same key either way.
+        let value = match algorithm {
+            "sha256" => hex_of_base64(value)?,
+            _ => value.to_owned(),
+        };
         Some(FullChecksum {
             algorithm: algorithm.to_owned(),
-            value: value.to_owned(),
+            value,
         })
     })
+}
+
+fn hex_of_base64(value: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// ETag without quotes.
@@ -453,5 +474,41 @@ mod tests {
         let denied = head_against(StatusCode::FORBIDDEN).await;
         assert_eq!(denied.kind, PortErrorKind::Fatal, "{denied}");
         assert!(denied.message.contains("s3:ListBucket"), "{denied}");
+    }
+
+    #[test]
+    fn only_a_checksum_of_the_whole_object_names_its_bytes() {
+        use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+        let crc = HeadObjectOutput::builder()
+            .checksum_crc64_nvme("AAAAAAAAAAA=")
+            .checksum_type(ChecksumType::FullObject)
+            .build();
+        assert_eq!(
+            full_checksum(&crc),
+            Some(FullChecksum {
+                algorithm: "crc64nvme".into(),
+                value: "AAAAAAAAAAA=".into()
+            })
+        );
+        // A multipart upload's checksum of its parts' checksums depends on the part size.
+        let composite = HeadObjectOutput::builder()
+            .checksum_sha256("uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=-3")
+            .checksum_type(ChecksumType::Composite)
+            .build();
+        assert_eq!(full_checksum(&composite), None);
+        // The emulator answers no type; a part count in the value still tells.
+        let parts = HeadObjectOutput::builder()
+            .checksum_crc32("DUoRhQ==-2")
+            .build();
+        assert_eq!(full_checksum(&parts), None);
+        // S3's SHA-256 reads as the hex digest imgflow computes itself.
+        let sha = HeadObjectOutput::builder()
+            .checksum_sha256("uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=")
+            .build();
+        assert_eq!(
+            full_checksum(&sha).unwrap().value,
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+            "sha256(\"hello world\")"
+        );
     }
 }

@@ -75,7 +75,7 @@ async fn change_visibility_batch(
 /// A queue's approximate message counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {
-    /// Messages waiting to be received.
+    /// Messages waiting to be received, delayed ones included.
     pub visible: u64,
     /// Messages received and not yet deleted (or their visibility timeout not yet over).
     pub in_flight: u64,
@@ -84,7 +84,8 @@ pub struct QueueDepth {
 /// Reads a queue's depth: one `GetQueueAttributes` for both counts.
 pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortError> {
     use aws_sdk_sqs::types::QueueAttributeName::{
-        ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+        ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed,
+        ApproximateNumberOfMessagesNotVisible,
     };
     let name = url.rsplit('/').next().unwrap_or(url);
     let output = client
@@ -92,6 +93,7 @@ pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortE
         .queue_url(url)
         .attribute_names(ApproximateNumberOfMessages)
         .attribute_names(ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(ApproximateNumberOfMessagesDelayed)
         .send()
         .await
         .map_err(|e| sqs_error(format!("sqs:GetQueueAttributes {name}"), e))?;
@@ -103,7 +105,9 @@ pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortE
             .unwrap_or(0)
     };
     Ok(QueueDepth {
-        visible: count(ApproximateNumberOfMessages),
+        // Delayed messages wait too: those sent back to wait for a budget window or an
+        // original being labelled.
+        visible: count(ApproximateNumberOfMessages) + count(ApproximateNumberOfMessagesDelayed),
         in_flight: count(ApproximateNumberOfMessagesNotVisible),
     })
 }

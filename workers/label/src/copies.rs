@@ -10,13 +10,17 @@
 //!   copied. The original's digest is cached on its index entry by the first copy that reads
 //!   it. A SHA-256 key needs no confirmation.
 //! - **Races**: the first image to register the bytes is their original, for as long as its
-//!   labelling lease holds; a copy arriving meanwhile waits for its labels (briefly, then
-//!   until the lease ends) rather than paying the detector again. An original that is gone,
-//!   refused, labelled by another detector or past its lease with no labels is replaced by
-//!   the copy at hand, which then pays.
+//!   labelling lease holds; a copy arriving meanwhile waits for its labels (looking again
+//!   every 5 s, as a new message each time, so waits never lead to the dead-letter queue)
+//!   rather than paying the detector again. Its labels are copied as soon as the detector
+//!   answered (the detection kept on its item), not only once stored. An original that is
+//!   gone, refused, labelled by another detector or past its lease with no labels is replaced
+//!   by the copy at hand, which then pays.
 use std::{future::Future, sync::Arc, time::Duration};
 
-use imgflow_messages::{ImageAccepted, ImageRecord, ImageStatus};
+use imgflow_messages::{
+    ImageAccepted, ImageLabeled, ImageRecord, ImageStatus, Label, StageMessage,
+};
 use imgflow_runtime::{
     clock,
     consumer::HandleError,
@@ -25,13 +29,26 @@ use imgflow_runtime::{
 };
 use sha2::{Digest, Sha256};
 
+/// Labels to copy, and whose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Copied {
+    /// The original's image id.
+    pub original: String,
+    /// Its key, for the log.
+    pub original_key: String,
+    /// Its labels: stored, or published and on their way to the store stage.
+    pub labels: Vec<Label>,
+    /// The model version that produced them.
+    pub label_model_version: String,
+}
+
 /// What to do with an image that may be a copy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reuse {
     /// Label it with the detector: it is the original of its bytes, or no copy is confirmed.
     Detect,
     /// Its bytes are this labelled image's (SHA-256 confirmed): copy its labels.
-    Copy(Box<ImageRecord>),
+    Copy(Box<Copied>),
     /// Its original is being labelled now: look again after `delay`.
     Wait {
         /// The original's image id.
@@ -43,11 +60,10 @@ pub enum Reuse {
 
 /// Decides whether an image is a copy of an already-labelled one.
 pub trait Copies: Send + Sync + 'static {
-    /// The decision for `accepted`, delivered for the `receive_count`th time, for `detector`.
+    /// The decision for `accepted`, for `detector`.
     fn reuse(
         &self,
         accepted: &ImageAccepted,
-        receive_count: u32,
         detector: &str,
     ) -> impl Future<Output = Result<Reuse, HandleError>> + Send;
 }
@@ -57,27 +73,24 @@ pub trait Copies: Send + Sync + 'static {
 pub struct NoCopies;
 
 impl Copies for NoCopies {
-    async fn reuse(&self, _: &ImageAccepted, _: u32, _: &str) -> Result<Reuse, HandleError> {
+    async fn reuse(&self, _: &ImageAccepted, _: &str) -> Result<Reuse, HandleError> {
         Ok(Reuse::Detect)
     }
 }
 
 /// Copies looked for or not (`IMGFLOW_REUSE_COPIES`).
 impl<C: Copies> Copies for Option<C> {
-    async fn reuse(
-        &self,
-        accepted: &ImageAccepted,
-        receive_count: u32,
-        detector: &str,
-    ) -> Result<Reuse, HandleError> {
+    async fn reuse(&self, accepted: &ImageAccepted, detector: &str) -> Result<Reuse, HandleError> {
         match self {
-            Some(copies) => copies.reuse(accepted, receive_count, detector).await,
+            Some(copies) => copies.reuse(accepted, detector).await,
             None => Ok(Reuse::Detect),
         }
     }
 }
 
-/// How long a copy first waits for an original being labelled: most labellings take less.
+/// How long a copy waits for an original being labelled before it looks again: most detector
+/// calls take less. The wait sends the message back as a new one (see
+/// [`HandleError::requeue`]), so waiting never counts toward the dead-letter queue.
 const FIRST_WAIT: Duration = Duration::from_secs(5);
 
 /// Copies found through S3 checksums and the content index.
@@ -194,12 +207,7 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         Ok(mine.as_deref() == Some(theirs.as_str()))
     }
 
-    async fn decide(
-        &self,
-        accepted: &ImageAccepted,
-        receive_count: u32,
-        detector: &str,
-    ) -> Result<Reuse, PortError> {
+    async fn decide(&self, accepted: &ImageAccepted, detector: &str) -> Result<Reuse, PortError> {
         let image = &accepted.image;
         let object = ObjectLocation {
             bucket: image.bucket.clone(),
@@ -220,41 +228,31 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         if original.image_id == me.image_id {
             return Ok(Reuse::Detect);
         }
-        let record = self.table.get(&original.image_id).await?;
-        let labelled = record.as_ref().filter(|r| {
-            r.status == ImageStatus::Labeled
-                && r.labels.is_some()
-                && r.detector.as_deref() == Some(detector)
-        });
-        if let Some(record) = labelled {
+        let (record, kept) = match self.table.get_with_kept(&original.image_id).await? {
+            Some((record, kept)) => (Some(record), kept),
+            None => (None, None),
+        };
+        if let Some(labels) = labels_of(record.as_ref(), kept.as_deref(), detector) {
             if self
-                .confirmed(&content, &original, mine, accepted, &object)
+                .confirmed(&content, &original, mine.clone(), accepted, &object)
                 .await?
             {
-                return Ok(Reuse::Copy(Box::new(record.clone())));
+                return Ok(Reuse::Copy(Box::new(labels)));
             }
-            tracing::warn!(
-                original = %original.image_id,
-                checksum = %content.as_string(),
-                "equal S3 checksums but different bytes (SHA-256): not a copy; the detector labels it"
-            );
-            return Ok(Reuse::Detect);
+            return self
+                .mismatch(&content, &original, mine, accepted, &object, detector)
+                .await;
         }
         let waiting = record
             .as_ref()
             .is_some_and(|r| r.status == ImageStatus::Accepted);
         let left = clock::until(&original.until);
         if waiting && !left.is_zero() {
-            // Most labellings end within the first wait; the second lasts the rest of the
-            // original's lease, so a copy spends at most two extra receives waiting.
-            let delay = if receive_count <= 1 {
-                FIRST_WAIT.min(left)
-            } else {
-                left + Duration::from_secs(1)
-            };
+            // Being labelled now: its labels are kept on its item once the detector answers,
+            // usually within seconds.
             return Ok(Reuse::Wait {
                 original: original.image_id,
-                delay,
+                delay: FIRST_WAIT.min(left).max(Duration::from_secs(1)),
             });
         }
         // Gone, refused, labelled by another detector, or stalled past its lease: this image
@@ -272,22 +270,89 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
             delay: FIRST_WAIT,
         })
     }
+
+    /// Equal checksums, different bytes: a collision or a forgery. The bytes are named again
+    /// by their SHA-256, so that the original registered under the checksum (perhaps a forger
+    /// who got there first) cannot keep real copies from finding each other.
+    async fn mismatch(
+        &self,
+        content: &ContentKey,
+        original: &Original,
+        mine: Option<String>,
+        accepted: &ImageAccepted,
+        object: &ObjectLocation,
+        detector: &str,
+    ) -> Result<Reuse, PortError> {
+        tracing::warn!(
+            original = %original.image_id,
+            checksum = %content.as_string(),
+            "equal S3 checksums but different bytes (SHA-256): not a copy of that image"
+        );
+        let mine = match mine {
+            Some(digest) => Some(digest),
+            None => {
+                self.sha256_of(object, &accepted.image.etag, content.size)
+                    .await?
+            }
+        };
+        let Some(mine) = mine else {
+            return Ok(Reuse::Detect);
+        };
+        let by_digest = ContentKey::from_sha256(mine, content.size);
+        let me = Original {
+            image_id: accepted.image.image_id.clone(),
+            object: object.clone(),
+            etag: accepted.image.etag.clone(),
+            sha256: None,
+            until: clock::rfc3339_after(self.lease),
+        };
+        let registered = self.index.register(&by_digest, &me).await?;
+        if registered.image_id == me.image_id {
+            return Ok(Reuse::Detect);
+        }
+        let found = self.table.get_with_kept(&registered.image_id).await?;
+        let (record, kept) = match found {
+            Some((record, kept)) => (Some(record), kept),
+            None => (None, None),
+        };
+        Ok(labels_of(record.as_ref(), kept.as_deref(), detector)
+            .map_or(Reuse::Detect, |labels| Reuse::Copy(Box::new(labels))))
+    }
+}
+
+/// The labels an original offers its copies: stored ones, or a detection kept on its item
+/// (published, not yet stored), from `detector`; none when it is gone or has none.
+fn labels_of(record: Option<&ImageRecord>, kept: Option<&str>, detector: &str) -> Option<Copied> {
+    let record = record?;
+    if record.status == ImageStatus::Labeled && record.detector.as_deref() == Some(detector) {
+        return Some(Copied {
+            original: record.id.clone(),
+            original_key: record.key.clone(),
+            labels: record.labels.clone()?,
+            label_model_version: record.label_model_version.clone().unwrap_or_default(),
+        });
+    }
+    if record.status != ImageStatus::Accepted {
+        return None;
+    }
+    let kept = ImageLabeled::decode(kept?).ok()?;
+    (kept.detector == detector && kept.image.image_id == record.id).then(|| Copied {
+        original: record.id.clone(),
+        original_key: record.key.clone(),
+        labels: kept.labels,
+        label_model_version: kept.label_model_version,
+    })
 }
 
 impl<S: ObjectStore, X: ContentIndex, T: ImageTable> Copies for ExactCopies<S, X, T> {
-    async fn reuse(
-        &self,
-        accepted: &ImageAccepted,
-        receive_count: u32,
-        detector: &str,
-    ) -> Result<Reuse, HandleError> {
+    async fn reuse(&self, accepted: &ImageAccepted, detector: &str) -> Result<Reuse, HandleError> {
         // A deliberate relabel asks the detector again, copies included.
         if accepted.relabel.is_some() {
             return Ok(Reuse::Detect);
         }
         // Finding copies saves money; it never holds up labelling.
         Ok(self
-            .decide(accepted, receive_count, detector)
+            .decide(accepted, detector)
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "could not look for an exact copy; the detector labels the image");

@@ -313,7 +313,6 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies, B: Spending>
     async fn label_claimed(
         &self,
         accepted: ImageAccepted,
-        receive_count: u32,
         pending: Option<String>,
         token: &ClaimToken,
     ) -> Result<(), HandleError> {
@@ -323,34 +322,31 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies, B: Spending>
                 tracing::info!("republishing the kept detection; detector not called");
                 Err(kept)
             }
-            None => Ok(self
-                .copies
-                .reuse(&accepted, receive_count, self.detector.name())
-                .await?),
+            None => Ok(self.copies.reuse(&accepted, self.detector.name()).await?),
         };
         let image = accepted.image;
         let labeled = match reuse {
             Err(kept) => kept,
-            Ok(Reuse::Copy(original)) => {
+            Ok(Reuse::Copy(copied)) => {
                 metrics::counter!("imgflow_exact_copies_total", "detector" => self.detector.name().to_owned())
                     .increment(1);
-                tracing::info!(original = %original.id, original_key = %original.key, "an exact copy (SHA-256) of a labelled image: its labels copied; detector not called");
+                tracing::info!(original = %copied.original, original_key = %copied.original_key, "an exact copy (SHA-256) of a labelled image: its labels copied; detector not called");
                 ImageLabeled {
                     schema_version: SCHEMA_VERSION,
                     image,
-                    labels: original.labels.unwrap_or_default(),
+                    labels: copied.labels,
                     detector: self.detector.name().to_owned(),
-                    label_model_version: original.label_model_version.unwrap_or_default(),
+                    label_model_version: copied.label_model_version,
                     labeled_at: clock::now_rfc3339(),
-                    duplicate_of: Some(original.id),
+                    duplicate_of: Some(copied.original),
                 }
             }
             Ok(Reuse::Wait { original, delay }) => {
-                return Err(HandleError::retry_after(
+                return Err(HandleError::requeue(
                     "original_being_labelled",
                     format!(
                         "an exact copy of image {original}, which is being labelled now; \
-                         its labels are copied once stored; detector not called"
+                         its labels are copied once the detector answered; detector not called"
                     ),
                     delay,
                 ));
@@ -434,9 +430,7 @@ impl<D: LabelDetector, T: ImageTable, P: Publisher, C: Copies, B: Spending> Hand
             }
         };
         let image_id = image.image_id.clone();
-        let result = self
-            .label_claimed(accepted, message.receive_count, pending, &token)
-            .await;
+        let result = self.label_claimed(accepted, pending, &token).await;
         if result.is_err() {
             // Whatever comes next (a retry, the dead-letter queue, a replay), no claim of a
             // message that gave up may hold off the copy that will finish the work.

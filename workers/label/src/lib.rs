@@ -28,7 +28,7 @@ use imgflow_runtime::{
     PortError,
 };
 
-pub use copies::{Copies, ExactCopies, NoCopies, Reuse};
+pub use copies::{Copied, Copies, ExactCopies, NoCopies, Reuse};
 pub use handler::{LabelHandler, LabelSettings};
 pub use spend::{CallLimit, Spend, Spending, Unlimited};
 

@@ -109,6 +109,13 @@ pub trait Spending: Send + Sync + 'static {
 #[derive(Debug, Default)]
 pub struct Taken(Vec<CallWindow>);
 
+/// How long a message waits when the counter could not be reached.
+const COUNTER_RETRY: Duration = Duration::from_secs(30);
+
+/// The longest a call waits in the handler for a second with room under the rate: past it the
+/// message waits as a new one, so no lease (claim, content index) runs out meanwhile.
+const RATE_WAIT: Duration = Duration::from_secs(30);
+
 /// No budget and no rate: nothing counted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Unlimited;
@@ -162,11 +169,13 @@ impl<K: CallCounter> Spend<K> {
         *spent
     }
 
+    /// Counts a call; a counter that cannot be reached (DynamoDB down, a missing grant) holds
+    /// the call back, and the message waits as a new one: never toward the dead-letter queue.
     async fn count(&self, window: &CallWindow) -> Result<Option<u64>, HandleError> {
-        self.counter
-            .take(window)
-            .await
-            .map_err(|e| HandleError::from_port("call_count_failed", e))
+        self.counter.take(window).await.map_err(|e| {
+            tracing::warn!(error = %e, "could not count a detector call against the budget or rate; the image waits");
+            HandleError::requeue("call_count_failed", e, COUNTER_RETRY)
+        })
     }
 
     async fn take_budget(&self, limit: CallLimit) -> Result<CallWindow, HandleError> {
@@ -190,8 +199,10 @@ impl<K: CallCounter> Spend<K> {
                  messages wait in the queue"
             );
         }
+        // Another class than the warning's code: the stack's metric counts spent windows, not
+        // the messages waiting for them.
         Err(HandleError::requeue(
-            "detector_budget_spent",
+            "detector_budget_wait",
             format!(
                 "the detector budget of {} calls per {:?} is spent; labelled once the window \
                  turns",
@@ -202,7 +213,19 @@ impl<K: CallCounter> Spend<K> {
     }
 
     async fn take_rate(&self, limit: CallLimit) -> Result<CallWindow, HandleError> {
+        let started = std::time::Instant::now();
         loop {
+            if started.elapsed() > RATE_WAIT {
+                return Err(HandleError::requeue(
+                    "detector_rate_wait",
+                    format!(
+                        "waited {RATE_WAIT:?} for room under the detector rate of {} calls per \
+                         {:?}; tried again shortly",
+                        limit.calls, limit.per
+                    ),
+                    Duration::from_secs(1),
+                ));
+            }
             let now = SystemTime::now();
             let (window, end) = limit.window(&format!("rate#{}", self.detector), now);
             if self.count(&window).await?.is_some() {

@@ -43,7 +43,11 @@ fn dog() -> Label {
 }
 
 fn fixture() -> Fixture {
-    let detector = Arc::new(FakeDetector::new(vec![dog()]));
+    fixture_with(FakeDetector::new(vec![dog()]))
+}
+
+fn fixture_with(detector: FakeDetector) -> Fixture {
+    let detector = Arc::new(detector);
     let table = Arc::new(FakeTable::default());
     let publisher = Arc::new(FakePublisher::default());
     let store = Arc::new(FakeObjectStore::default());
@@ -173,53 +177,70 @@ async fn one_picture_under_five_keys_costs_one_detector_call() {
 }
 
 #[tokio::test]
-async fn a_forged_checksum_borrows_no_labels() {
+async fn a_forged_checksum_borrows_no_labels_and_blocks_no_real_copy() {
     let f = fixture();
     let photo = picture(3);
     let mut other = photo.clone();
     other[100] ^= 1;
-    let original = f.upload("incoming/original.png", &photo).await;
+    // The forger gets there first with the real photo's checksum and size.
     let forged = f.upload("incoming/forged.png", &other).await;
     f.store
         .forge_checksum(BUCKET, "incoming/forged.png", &fakes::etag_of(&photo));
-    f.label(&original).await.unwrap();
-    f.store_published().await;
     f.label(&forged).await.unwrap();
+    f.store_published().await;
+    let original = f.upload("incoming/original.png", &photo).await;
+    f.label(&original).await.unwrap();
     f.store_published().await;
     assert_eq!(
         f.detector.calls(),
         2,
-        "the forged copy is labelled on its own"
+        "the real photo is labelled on its own"
     );
-    assert_eq!(f.item(&forged).duplicate_of, None);
-    // The original keeps its place for its real copies.
-    f.label(&f.upload("incoming/real-copy.png", &photo).await)
-        .await
-        .unwrap();
-    assert_eq!(f.detector.calls(), 2);
-}
-
-#[tokio::test]
-async fn a_copy_waits_for_its_original_being_labelled_then_copies_its_labels() {
-    let f = fixture();
-    let photo = picture(5);
-    let original = f.upload("incoming/a.png", &photo).await;
-    let copy = f.upload("incoming/b.png", &photo).await;
-    // Labelled and published, not yet stored.
-    f.label(&original).await.unwrap();
-    let wait = f.label(&copy).await.unwrap_err();
-    assert_eq!(wait.disposition, Disposition::Retry);
-    assert_eq!(wait.error_class, "original_being_labelled");
-    let delay = wait.retry_after.unwrap();
-    assert!(delay <= Duration::from_secs(5), "{delay:?}");
-    f.store_published().await;
+    assert_eq!(f.item(&original).duplicate_of, None);
+    // Its real copies still find it, through its SHA-256.
+    let copy = f.upload("incoming/real-copy.png", &photo).await;
     f.label(&copy).await.unwrap();
     f.store_published().await;
-    assert_eq!(f.detector.calls(), 1);
+    assert_eq!(f.detector.calls(), 2);
     assert_eq!(
         f.item(&copy).duplicate_of.as_deref(),
         Some(original.image.image_id.as_str())
     );
+}
+
+#[tokio::test]
+async fn a_copy_waits_while_its_original_is_at_the_detector_and_never_toward_the_dlq() {
+    let detector = FakeDetector::new(vec![dog()]).with_delay(Duration::from_millis(300));
+    let f = fixture_with(detector);
+    let photo = picture(5);
+    let original = f.upload("incoming/a.png", &photo).await;
+    let copy = f.upload("incoming/b.png", &photo).await;
+    // Two messages at once: the copy arrives while the original's detector call runs.
+    let at_detector = async {
+        f.label(&original).await.unwrap();
+    };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        f.label(&copy).await
+    };
+    let ((), wait) = tokio::join!(at_detector, meanwhile);
+    let wait = wait.unwrap_err();
+    assert_eq!(
+        wait.disposition,
+        Disposition::Requeue,
+        "a new message, a fresh receive count"
+    );
+    assert_eq!(wait.error_class, "original_being_labelled");
+    assert!(wait.retry_after.unwrap() <= Duration::from_secs(5));
+    // Published, not yet stored: the kept detection is enough to copy.
+    f.label(&copy).await.unwrap();
+    assert_eq!(f.detector.calls(), 1);
+    f.store_published().await;
+    assert_eq!(
+        f.item(&copy).duplicate_of.as_deref(),
+        Some(original.image.image_id.as_str())
+    );
+    assert_eq!(f.item(&copy).labels, f.item(&original).labels);
 }
 
 #[tokio::test]

@@ -47,11 +47,11 @@ pub struct Progress {
     pub skipped: u64,
     /// Objects sent to ingest (or that would be, in a dry run).
     pub enqueued: u64,
-    /// Of those, objects with the ETag and size of one sent before in this run: most likely
-    /// exact copies (S3's ETag is the MD5 of a single-part upload without KMS), which the
-    /// label stage labels from their original with no detector call. Copies of pictures
-    /// labelled before the run, and copies whose ETags differ (multipart, SSE-KMS), are not
-    /// counted: their SHA-256 is found only when they are labelled.
+    /// In a dry run, objects with the ETag, size and checksum algorithm of one counted before:
+    /// most likely exact copies (S3's ETag is the MD5 of a single-part upload without KMS),
+    /// which the label stage labels from their original with no detector call (it finds copies
+    /// by checksum, so only with the same algorithm). Copies of pictures labelled before the
+    /// run, and copies whose ETags differ (multipart, SSE-KMS), are not counted.
     pub likely_copies: u64,
     /// The last key of the last page done: `--start-after` resumes after it.
     pub last_key: Option<String>,
@@ -95,7 +95,8 @@ struct Run<'a, F> {
     options: &'a Options,
     started: Instant,
     done: Progress,
-    /// Hashes of the (ETag, size) pairs sent: 8 bytes an object.
+    /// In a dry run, hashes of the (ETag, size, algorithm) of the objects counted: 8 bytes an
+    /// object (a real run keeps none, whatever the bucket's size).
     seen: std::collections::HashSet<u64>,
     on_page: F,
 }
@@ -134,10 +135,10 @@ impl<'a, F: FnMut(&Progress)> Run<'a, F> {
             .filter(|(_, id)| !items.get(*id).is_some_and(|r| r.status.is_final()))
             .map(|(o, _)| o)
             .collect();
-        for o in &sent {
+        for o in sent.iter().filter(|_| self.options.dry_run) {
             use std::hash::{DefaultHasher, Hash, Hasher};
             let mut h = DefaultHasher::new();
-            (&o.etag, o.size).hash(&mut h);
+            (&o.etag, o.size, &o.checksum_algorithm).hash(&mut h);
             if !o.etag.is_empty() && !self.seen.insert(h.finish()) {
                 self.done.likely_copies += 1;
             }

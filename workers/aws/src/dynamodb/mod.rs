@@ -385,6 +385,17 @@ impl ImageTable for DynamoImageTable {
             .transpose()
     }
 
+    async fn get_with_kept(
+        &self,
+        image_id: &str,
+    ) -> Result<Option<(ImageRecord, Option<String>)>, PortError> {
+        let Some(item) = self.get_item(image_id).await? else {
+            return Ok(None);
+        };
+        let kept = text(&item, "label_pending");
+        Ok(Some((item_to_record(item)?, kept)))
+    }
+
     async fn end(&self, gone: &GoneImage) -> Result<Ending, PortError> {
         self.record_end(gone).await
     }

@@ -121,6 +121,10 @@ pub fn parse_row(line: &str, schema: &[String]) -> Option<ListedObject> {
             .filter(|v| !v.is_empty() && *v != "null")
             .map(str::to_owned),
         last_modified: field("LastModifiedDate").unwrap_or_default().to_owned(),
+        // An inventory report's `ChecksumAlgorithm` field, when it was asked for.
+        checksum_algorithm: field("ChecksumAlgorithm")
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned),
     })
 }
 

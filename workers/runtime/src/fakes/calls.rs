@@ -16,6 +16,16 @@ pub struct FakeCallCounter {
 }
 
 impl FakeCallCounter {
+    /// The counts of `scope` in every window.
+    pub fn total(&self, scope: &str) -> u64 {
+        let counts = self.counts.lock().unwrap();
+        counts
+            .iter()
+            .filter(|((s, _), _)| s == scope)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// The count of `scope` in `window`.
     pub fn count(&self, scope: &str, window: &str) -> u64 {
         let counts = self.counts.lock().unwrap();

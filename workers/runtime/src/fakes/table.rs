@@ -364,6 +364,15 @@ impl ImageTable for FakeTable {
         Ok(self.items.lock().unwrap().get(image_id).cloned())
     }
 
+    async fn get_with_kept(
+        &self,
+        image_id: &str,
+    ) -> Result<Option<(ImageRecord, Option<String>)>, PortError> {
+        let record = self.get(image_id).await?;
+        let kept = self.kept.lock().unwrap().get(image_id).cloned();
+        Ok(record.map(|r| (r, kept)))
+    }
+
     async fn end(&self, gone: &GoneImage) -> Result<Ending, PortError> {
         self.injected_failure()?;
         let mut items = self.items.lock().unwrap();

@@ -493,6 +493,13 @@ pub trait ImageTable: Send + Sync + 'static {
         image_id: &str,
     ) -> impl Future<Output = Result<Option<ImageRecord>, PortError>> + Send;
 
+    /// Reads one item with the detection kept on it ([`ImageTable::keep_detection`]): labels
+    /// published and on their way to the store stage, before they are stored.
+    fn get_with_kept(
+        &self,
+        image_id: &str,
+    ) -> impl Future<Output = Result<Option<(ImageRecord, Option<String>)>, PortError>> + Send;
+
     /// Records that an image is no longer what its key holds (`deleted` or `replaced`, as
     /// the key's ledger decided at `gone.version`) and takes it out of the gallery, unless a
     /// newer decision is recorded. Creates the item when there is none (a version deleted
