@@ -177,6 +177,10 @@ pub struct Thumbnail {
     /// When the thumbnail stage recorded it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub made_at: Option<String>,
+    /// The image's 64-bit perceptual hash (16 hex digits), from the same decode: what
+    /// near-duplicates are found by. Absent for a featureless image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perceptual_hash: Option<String>,
 }
 
 /// Longest side of a thumbnail, in pixels.

@@ -1,11 +1,16 @@
-//! Exact copies through the real binaries on the emulator: one picture uploaded under five
-//! keys at once costs one detector call and ends as five labelled items; a one-pixel change
-//! and an EXIF-only change are pictures of their own.
+//! Exact copies and near-duplicates through the real binaries on the emulator: one picture
+//! uploaded under five keys at once costs one detector call and ends as five labelled items; a
+//! one-pixel change, an EXIF-only change and a resized copy are pictures of their own, found as
+//! near-duplicates; `imgflow duplicates` and the console show both kinds apart.
 use std::{collections::HashMap, time::Duration};
 
-use imgflow_e2e::{log_dir, photo, send_signal, spawn_worker, TestPipeline};
+use imgflow_e2e::{
+    bin_dir, free_port, http_ok, log_dir, photo, process_env, send_signal, spawn_binary,
+    spawn_worker, until, TestPipeline,
+};
 use imgflow_messages::ImageStatus;
 use imgflow_runtime::config::Stage;
+use imgflow_runtime::ports::ImageTable;
 
 /// `png` with its first pixel's red channel changed by one.
 fn one_pixel_changed(png: &[u8]) -> Vec<u8> {
@@ -14,6 +19,19 @@ fn one_pixel_changed(png: &[u8]) -> Vec<u8> {
     pixel.0[0] = pixel.0[0].wrapping_add(1);
     let mut out = std::io::Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// `png` at half its size.
+fn half_size(png: &[u8]) -> Vec<u8> {
+    let image = image::load_from_memory(png).unwrap();
+    let small = image.resize(
+        image.width() / 2,
+        image.height() / 2,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    small.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
 }
 
@@ -66,6 +84,7 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
                 "incoming/copies/rocket-exif.jpg".to_owned(),
                 exif_added(&rocket),
             ),
+            ("incoming/copies/cat-small.jpg".to_owned(), half_size(&cat)),
         ]);
     let puts = uploads.map(|(key, body)| {
         let p = &p;
@@ -74,6 +93,54 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
     let ids: HashMap<String, String> = futures::future::join_all(puts).await.into_iter().collect();
     let all: Vec<String> = ids.keys().cloned().collect();
     let records = p.wait_final(&all, Duration::from_secs(120)).await;
+    // The thumbnail branch links near-duplicates; wait for it too.
+    until("every image complete", Duration::from_secs(60), || async {
+        let mut done = true;
+        for id in &all {
+            let record = p.table().get(id).await.unwrap().unwrap();
+            done &= record.completed_at.is_some();
+        }
+        done.then_some(())
+    })
+    .await;
+    let port = free_port();
+    let mut api = spawn_binary(
+        "imgflow-api",
+        &p.names.prefix,
+        &logs,
+        &[("IMGFLOW_API_ADDR", format!("127.0.0.1:{port}"))],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    until("the API", Duration::from_secs(30), || async {
+        http_ok(&format!("{base}/healthz")).await.then_some(())
+    })
+    .await;
+    let html = |path: String| async move {
+        reqwest::Client::new()
+            .get(path)
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let duplicates_page = html(format!("{base}/duplicates")).await;
+    let small_id = ids
+        .iter()
+        .find(|(_, key)| key.ends_with("cat-small.jpg"))
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    let small_page = html(format!("{base}/images/{small_id}")).await;
+    send_signal(&api, "TERM");
+    api.wait().await.unwrap();
+    let printed = std::process::Command::new(bin_dir().join("imgflow"))
+        .args(["--prefix", &p.names.prefix, "duplicates"])
+        .envs(process_env(&p.names.prefix))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
     for worker in &workers {
         send_signal(worker, "TERM");
     }
@@ -99,6 +166,7 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
         "incoming/copies/cat-pixel.png",
         "incoming/copies/rocket.jpg",
         "incoming/copies/rocket-exif.jpg",
+        "incoming/copies/cat-small.jpg",
     ] {
         assert_eq!(by_key[own].duplicate_of, None, "{own}");
     }
@@ -107,12 +175,16 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
     called.sort();
     let cat_calls = called
         .iter()
-        .filter(|k| k.starts_with("incoming/copies/cat-") && !k.ends_with("pixel.png"))
+        .filter(|k| {
+            k.starts_with("incoming/copies/cat-")
+                && !k.ends_with("pixel.png")
+                && !k.ends_with("small.jpg")
+        })
         .count();
     assert_eq!(cat_calls, 1, "one call for five copies: {called:?}");
     assert_eq!(
         called.len(),
-        4,
+        5,
         "and one for each changed picture: {called:?}"
     );
     let label_log = std::fs::read_to_string(logs.join("imgflow-label.log")).unwrap();
@@ -130,4 +202,40 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
         .collect();
     assert!(!waits.is_empty(), "{label_log}");
     assert!(waits.iter().all(|l| l.contains(" INFO ")), "{waits:?}");
+
+    // Every image got a perceptual hash from the thumbnail branch.
+    for id in &all {
+        let record = p.table().get(id).await.unwrap().unwrap();
+        let hash = record.thumbnail.and_then(|t| t.perceptual_hash);
+        assert!(hash.is_some_and(|h| h.len() == 16), "{}", record.key);
+    }
+    // Exact copies apart from near-duplicates, in the CLI...
+    let (exact, near) = printed.split_once("NEAR-DUPLICATES").unwrap();
+    let original_key = &originals[0].key;
+    let exact_line = exact
+        .lines()
+        .find(|l| l.contains(original_key.as_str()))
+        .unwrap_or_else(|| panic!("{printed}"));
+    assert_eq!(
+        exact_line.matches("incoming/copies/cat-").count(),
+        5,
+        "{printed}"
+    );
+    for changed in ["cat-pixel.png", "cat-small.jpg", "rocket-exif.jpg"] {
+        assert!(near.contains(changed), "{changed}: {printed}");
+        assert!(!exact.contains(changed), "{changed}: {printed}");
+    }
+    // ...and in the console.
+    assert!(
+        duplicates_page.contains("<h2>Exact copies</h2>"),
+        "{duplicates_page}"
+    );
+    assert!(
+        duplicates_page.contains("rocket-exif.jpg"),
+        "{duplicates_page}"
+    );
+    assert!(
+        small_page.contains("<h2>Near-duplicates</h2>") && small_page.contains("of 64 bits differ"),
+        "{small_page}"
+    );
 }

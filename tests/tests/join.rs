@@ -54,6 +54,7 @@ fn made(id: &str) -> ThumbnailOutcome {
         width: 320,
         height: 200,
         made_at: None,
+        perceptual_hash: None,
     })
 }
 

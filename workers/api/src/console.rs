@@ -38,6 +38,8 @@ pub enum Nav {
     Pipeline,
     /// `/images`.
     Gallery,
+    /// `/duplicates`.
+    Duplicates,
     /// Neither.
     Other,
 }
@@ -58,11 +60,12 @@ pub fn layout(title: &str, nav: Nav, body: &str) -> String {
          <title>{title} · imgflow</title>\
          <link rel=\"stylesheet\" href=\"/console.css\">\
          <script src=\"/console.js\" defer></script></head>\
-         <body><header><a class=\"brand\" href=\"/\">imgflow</a><nav>{pipeline}{gallery}\
+         <body><header><a class=\"brand\" href=\"/\">imgflow</a><nav>{pipeline}{gallery}{duplicates}\
          <a href=\"/images#upload\">Upload</a></nav></header><main>{body}</main></body></html>",
         title = esc(title),
         pipeline = link("/", "Pipeline", Nav::Pipeline),
         gallery = link("/images", "Gallery", Nav::Gallery),
+        duplicates = link("/duplicates", "Duplicates", Nav::Duplicates),
     )
 }
 
@@ -271,6 +274,11 @@ fn short_key(key: &str) -> &str {
 
 /// The Image page: the photo with every instance's box, labels, reason and timeline.
 pub fn image_page(image: &ImageRecord) -> String {
+    image_page_with(image, "")
+}
+
+/// [`image_page`] with `extra` (trusted HTML: its near-duplicates) after the timeline.
+pub fn image_page_with(image: &ImageRecord, extra: &str) -> String {
     let id = esc(&image.id);
     let mut body = format!(
         "<h1 class=\"key\">{}</h1><p>{}{}</p>",
@@ -357,6 +365,7 @@ pub fn image_page(image: &ImageRecord) -> String {
         body.push_str("</tbody></table></section>");
     }
     body.push_str(&timeline(image));
+    body.push_str(extra);
     let _ = write!(
         body,
         "<section><h2>Object</h2><dl class=\"meta\">\
@@ -589,6 +598,7 @@ mod tests {
             width: 320,
             height: 240,
             made_at: Some("2026-11-27T05:00:00.400000Z".into()),
+            perceptual_hash: None,
         });
         image.completed_at = Some("2026-11-27T05:00:01.350000Z".into());
         let html = image_page(&image);

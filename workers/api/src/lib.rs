@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod console;
 pub mod dead_letters;
+pub mod duplicates;
 pub mod errors;
 pub mod pipeline;
 pub mod routes;

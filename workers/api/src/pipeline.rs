@@ -5,7 +5,8 @@ use std::{sync::Arc, time::Duration};
 use chrono::Timelike;
 use imgflow_aws::{sqs::QueueAdmin, AwsClients};
 use imgflow_catalog::keys::minute_of;
-use imgflow_operations::{dlq, status};
+use imgflow_messages::ImageRecord;
+use imgflow_operations::{dlq, duplicates, status};
 use imgflow_runtime::{
     config::{Names, Stage},
     PortError,
@@ -140,6 +141,30 @@ impl PipelineProbe {
             ),
             stages,
         })
+    }
+
+    /// `image_id`'s near-duplicates still live, with their distance, nearest first.
+    pub async fn near(&self, image_id: &str) -> Result<Vec<(ImageRecord, u32)>, PortError> {
+        use imgflow_runtime::ports::NearIndex;
+        let matches = self.aws.index_table(&self.names).near(image_id).await?;
+        let ids: Vec<String> = matches
+            .iter()
+            .take(20)
+            .map(|m| m.image_id.clone())
+            .collect();
+        let records = self.aws.catalog(&self.names).batch_get(&ids).await?;
+        Ok(matches
+            .into_iter()
+            .filter_map(|m| {
+                let record = records.get(&m.image_id).filter(|r| !r.status.is_gone())?;
+                Some((record.clone(), m.distance))
+            })
+            .collect())
+    }
+
+    /// What the Duplicates page shows: the most recent 100 pairs, grouped.
+    pub async fn duplicates(&self) -> Result<duplicates::Duplicates, PortError> {
+        duplicates::recent(&self.aws, &self.names, 100).await
     }
 
     /// What `imgflow dlq inspect` shows for `stage`: every message stays in the queue, but

@@ -131,6 +131,7 @@ pub fn router_with<S: ObjectStore, T: ImageTable, C: ImageCatalog>(
         )
         .route("/images", uploads.get(list::<S, T, C>))
         .route("/images/{id}", get(image::<S, T, C>))
+        .route("/duplicates", get(duplicates_page::<S, T, C>))
         .route("/images/{id}/object", get(object::<S, T, C>))
         .route("/images/{id}/thumbnail", get(thumbnail::<S, T, C>))
         .route("/console.js", get(script))
@@ -223,6 +224,17 @@ async fn pipeline_page<S, T, C>(State(state): State<Arc<ApiState<S, T, C>>>) -> 
 }
 
 const NO_PIPELINE: &str = "this API was started without access to the queues";
+
+async fn duplicates_page<S, T, C>(
+    State(state): State<Arc<ApiState<S, T, C>>>,
+) -> Result<Response, ApiError> {
+    let probe = probe(state.as_ref())?;
+    let found = probe
+        .duplicates()
+        .await
+        .map_err(|e| upstream("reading the duplicates", e))?;
+    Ok(page(crate::duplicates::page(&found)))
+}
 
 fn probe<S, T, C>(state: &ApiState<S, T, C>) -> Result<&PipelineProbe, ApiError> {
     state
@@ -412,7 +424,19 @@ async fn image<S: ObjectStore, T: ImageTable, C>(
 ) -> Result<Response, ApiError> {
     let html = wants_html(&headers) && params.format.as_deref() != Some("json");
     let result = match record(&state, &id).await {
-        Ok(record) if html => Ok(page(console::image_page(&record))),
+        Ok(record) if html => {
+            // Its near-duplicates are a bonus: the page shows without them when the index
+            // cannot be read.
+            let near = match &state.pipeline {
+                Some(probe) => probe.near(&record.id).await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "reading the image's near-duplicates failed");
+                    Vec::new()
+                }),
+                None => Vec::new(),
+            };
+            let section = crate::duplicates::near_section(&record, &near);
+            Ok(page(console::image_page_with(&record, &section)))
+        }
         Ok(record) => Ok(Json(record).into_response()),
         Err(e) => Err(e),
     };

@@ -260,6 +260,7 @@ async fn images_and_thumbnails_are_served_through_the_api() {
         width,
         height,
         made_at: None,
+        perceptual_hash: None,
     });
     state.table.write_thumbnail(&id, &made).await.unwrap();
     let response = app

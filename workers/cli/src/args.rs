@@ -16,6 +16,7 @@ use imgflow_runtime::config::Stage;
   imgflow submit photos/ --wait            upload a folder, wait, print the labels
   imgflow results --label dog --limit 10   the newest labeled dogs
   imgflow status                           queue depths and dead letters per stage
+  imgflow duplicates                       exact copies and near-duplicates found lately
   imgflow dlq inspect --stage label        why messages were dead-lettered
   imgflow dlq replay --stage label         send them back once fixed
   imgflow dlq purge --stage label --yes    drop them
@@ -86,6 +87,13 @@ pub(crate) enum Command {
     },
     /// Per stage: messages waiting, in flight, and in the dead-letter queue.
     Status,
+    /// Exact copies (labelled from their original, no detector call) and near-duplicates (the
+    /// same photo resized, re-encoded or cropped) among the most recently found pairs.
+    Duplicates {
+        /// How many of the most recent pairs to read.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+    },
     /// Label matching items again (a new model version, or a switch of detector); the labels
     /// and their label-index entries are replaced as they arrive.
     #[command(group(clap::ArgGroup::new("which").required(true).multiple(true)))]

@@ -396,6 +396,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let rates = status::rates(&aws, &names).await.ok();
             print!("{}", status::table(&statuses, rates.as_deref()));
         }
+        Command::Duplicates { limit } => {
+            let found = imgflow_operations::duplicates::recent(&aws, &names, limit.into()).await?;
+            print!("{}", imgflow_operations::duplicates::text(&found));
+        }
         Command::Dlq { action } => dlq_command::run(&aws, &names, action).await?,
         Command::Cost { .. } => unreachable!("answered before any AWS setup"),
     }

@@ -110,9 +110,28 @@ pub fn thumbnail_jpeg(
     budget: u64,
 ) -> Result<(Vec<u8>, u32, u32), DecodeError> {
     let small = decode_scaled(encoded, max_side, budget)?;
+    jpeg_of(&small)
+}
+
+/// A thumbnail JPEG with its width and height.
+pub type Jpeg = (Vec<u8>, u32, u32);
+
+/// [`thumbnail_jpeg`] and the perceptual hash of the same decoded image (`None` for a
+/// featureless one): one decode for both.
+pub fn thumbnail_and_hash(
+    encoded: &[u8],
+    max_side: u32,
+    budget: u64,
+) -> Result<(Jpeg, Option<phash::PerceptualHash>), DecodeError> {
+    let small = decode_scaled(encoded, max_side, budget)?;
+    let hash = phash::perceptual_hash(&small).ok();
+    Ok((jpeg_of(&small)?, hash))
+}
+
+fn jpeg_of(small: &RgbImage) -> Result<Jpeg, DecodeError> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
-        .encode_image(&small)
+        .encode_image(small)
         .map_err(|e| DecodeError::Corrupt {
             format: "JPEG",
             message: format!("encoding the thumbnail: {e}"),

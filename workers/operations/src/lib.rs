@@ -13,6 +13,7 @@
 
 pub mod backfill;
 pub mod dlq;
+pub mod duplicates;
 pub mod provision;
 pub mod relabel;
 pub mod results;

@@ -9,10 +9,10 @@ use imgflow_runtime::{
     consumer::{HandleError, Handler},
     join,
     ports::{
-        Branch, ImageTable, ObjectLocation, ObjectStore, Publisher, ReceivedMessage,
-        ThumbnailOutcome, ThumbnailWrite,
+        Branch, ImageTable, NearIndex, NearMatch, NearPair, ObjectLocation, ObjectStore,
+        PerceptualHash, Publisher, ReceivedMessage, ThumbnailOutcome, ThumbnailWrite,
     },
-    PortErrorKind,
+    PortError, PortErrorKind,
 };
 use tokio::sync::Semaphore;
 use tracing::Span;
@@ -38,11 +38,35 @@ impl Default for ThumbnailLimits {
     }
 }
 
-/// The thumbnail stage's logic.
-pub struct ThumbnailHandler<S, T, P> {
+/// No near-duplicate index: hashes are stored on the item, nothing is looked up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNearIndex;
+
+impl NearIndex for NoNearIndex {
+    async fn record(
+        &self,
+        _: &str,
+        _: PerceptualHash,
+        _: &str,
+    ) -> Result<Vec<NearMatch>, PortError> {
+        Ok(Vec::new())
+    }
+
+    async fn near(&self, _: &str) -> Result<Vec<NearMatch>, PortError> {
+        Ok(Vec::new())
+    }
+
+    async fn recent_pairs(&self, _: usize) -> Result<Vec<NearPair>, PortError> {
+        Ok(Vec::new())
+    }
+}
+
+/// The thumbnail stage's logic. `N` is the near-duplicate index the hash goes into.
+pub struct ThumbnailHandler<S, T, P, N = NoNearIndex> {
     store: Arc<S>,
     table: Arc<T>,
     completions: Arc<P>,
+    near: Arc<N>,
     limits: ThumbnailLimits,
     decodes: Arc<Semaphore>,
 }
@@ -56,9 +80,48 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> ThumbnailHandler<S, T, P> {
             store,
             table,
             completions,
+            near: Arc::new(NoNearIndex),
             limits,
             decodes,
         }
+    }
+
+    /// The handler, recording each hash in `near` and linking near-duplicates.
+    pub fn finding_near<N: NearIndex>(self, near: Arc<N>) -> ThumbnailHandler<S, T, P, N> {
+        ThumbnailHandler {
+            store: self.store,
+            table: self.table,
+            completions: self.completions,
+            near,
+            limits: self.limits,
+            decodes: self.decodes,
+        }
+    }
+}
+
+impl<S: ObjectStore, T: ImageTable, P: Publisher, N: NearIndex> ThumbnailHandler<S, T, P, N> {
+    /// Records the hash and links the image with its near-duplicates. A failure that may pass
+    /// retries the message; one that will not (a missing grant) costs the links, not the image.
+    async fn find_near(&self, image_id: &str, hash: &str, at: &str) -> Result<(), HandleError> {
+        let Some(hash) = PerceptualHash::from_hex(hash) else {
+            return Ok(());
+        };
+        match self.near.record(image_id, hash, at).await {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => tracing::info!(
+                near_duplicates = found.len(),
+                nearest = %found[0].image_id,
+                distance = found[0].distance,
+                "near-duplicates found"
+            ),
+            Err(e) if e.is_transient() => {
+                return Err(HandleError::from_port("near_index_failed", e))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for near-duplicates; the image goes on without")
+            }
+        }
+        Ok(())
     }
 
     /// The thumbnail of the accepted object, or why there is none. Errors are the ones worth a
@@ -97,10 +160,10 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> ThumbnailHandler<S, T, P> {
         let budget = self.limits.max_decoded_bytes;
         let made = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            imgflow_imaging::thumbnail_jpeg(&bytes, THUMBNAIL_MAX_SIDE, budget)
+            imgflow_imaging::thumbnail_and_hash(&bytes, THUMBNAIL_MAX_SIDE, budget)
         })
         .await;
-        let (jpeg, width, height) = match made {
+        let ((jpeg, width, height), hash) = match made {
             Ok(Ok(made)) => made,
             Ok(Err(e)) => return Ok(ThumbnailOutcome::Failed(format!("cannot decode: {e}"))),
             // A decoder bug on these bytes would panic on every delivery.
@@ -120,11 +183,14 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> ThumbnailHandler<S, T, P> {
             width,
             height,
             made_at: Some(clock::now_rfc3339()),
+            perceptual_hash: hash.map(|h| h.to_hex()),
         }))
     }
 }
 
-impl<S: ObjectStore, T: ImageTable, P: Publisher> Handler for ThumbnailHandler<S, T, P> {
+impl<S: ObjectStore, T: ImageTable, P: Publisher, N: NearIndex> Handler
+    for ThumbnailHandler<S, T, P, N>
+{
     async fn handle(&self, message: &ReceivedMessage) -> Result<(), HandleError> {
         let accepted = ImageAccepted::decode(&message.body)?;
         let image = &accepted.image;
@@ -155,7 +221,11 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> Handler for ThumbnailHandler<S
         };
         match &outcome {
             ThumbnailOutcome::Made(t) => {
-                tracing::info!(width = t.width, height = t.height, "thumbnail stored")
+                tracing::info!(width = t.width, height = t.height, "thumbnail stored");
+                if let Some(hash) = &t.perceptual_hash {
+                    self.find_near(&image.image_id, hash, &image.received_at)
+                        .await?;
+                }
             }
             ThumbnailOutcome::Failed(reason) => tracing::info!(%reason, "no thumbnail"),
         }

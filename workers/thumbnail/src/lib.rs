@@ -15,7 +15,11 @@ pub mod handler;
 use std::sync::Arc;
 
 use imgflow_aws::{
-    dynamodb::DynamoImageTable, s3::S3Store, sns::BatchingPublisher, sqs::SqsQueue, AwsClients,
+    dynamodb::{index::IndexTable, DynamoImageTable},
+    s3::S3Store,
+    sns::BatchingPublisher,
+    sqs::SqsQueue,
+    AwsClients,
 };
 use imgflow_runtime::{
     config::{env_in_range, max_decoded_bytes_from_env, ConfigError, WorkerConfig},
@@ -23,11 +27,11 @@ use imgflow_runtime::{
     PortError,
 };
 
-pub use handler::{ThumbnailHandler, ThumbnailLimits};
+pub use handler::{NoNearIndex, ThumbnailHandler, ThumbnailLimits};
 
 /// The thumbnail consumer on AWS.
 pub type ThumbnailConsumer =
-    Consumer<SqsQueue, ThumbnailHandler<S3Store, DynamoImageTable, BatchingPublisher>>;
+    Consumer<SqsQueue, ThumbnailHandler<S3Store, DynamoImageTable, BatchingPublisher, IndexTable>>;
 
 /// Limits from `IMGFLOW_MAX_IMAGE_BYTES` (the most this stage reads of an object, as ingest
 /// accepts) and `IMGFLOW_MAX_DECODED_BYTES`.
@@ -51,7 +55,8 @@ pub async fn build(
         Arc::new(aws.image_table(&config.names)),
         Arc::new(aws.stage_publisher(config).await?),
         limits,
-    );
+    )
+    .finding_near(Arc::new(aws.index_table(&config.names)));
     Ok(Consumer::new(
         Arc::new(aws.stage_queue(config).await?),
         Arc::new(handler),

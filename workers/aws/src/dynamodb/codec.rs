@@ -224,6 +224,7 @@ mod tests {
                 width: 320,
                 height: 256,
                 made_at: None,
+                perceptual_hash: None,
             }),
             thumbnail_error: None,
             completed_at: Some("2026-11-27T03:40:12.000000Z".into()),

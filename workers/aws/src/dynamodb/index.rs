@@ -115,7 +115,10 @@ impl IndexTable {
         Ok(())
     }
 
-    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), PortError> {
+    pub(super) async fn batch_write(
+        &self,
+        mut requests: Vec<WriteRequest>,
+    ) -> Result<(), PortError> {
         // Unprocessed items are DynamoDB shedding load: back off and resend only those.
         for attempt in 0..6u32 {
             let output = self

@@ -34,6 +34,7 @@ mod content;
 pub mod index;
 mod join;
 mod lifecycle;
+mod near;
 pub mod reindex;
 
 /// Table `<prefix>-images`, partition key `id` (S), with two keys-only global secondary

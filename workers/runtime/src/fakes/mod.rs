@@ -24,11 +24,13 @@ use crate::{
 mod calls;
 mod content;
 mod ledger;
+mod near;
 mod table;
 
 pub use calls::FakeCallCounter;
 pub use content::FakeContentIndex;
 pub use ledger::FakeLedger;
+pub use near::FakeNearIndex;
 pub use table::FakeTable;
 
 #[derive(Debug, Clone)]

@@ -10,10 +10,12 @@ use crate::PortError;
 mod calls;
 mod content;
 mod lifecycle;
+mod near;
 
 pub use calls::{CallCounter, CallWindow};
 pub use content::{ContentIndex, ContentKey, FullChecksum, Original, SHA256};
 pub use lifecycle::{gone_reason, Ending, GoneImage, ObjectLedger, Revival, PURGED};
+pub use near::{probes, NearIndex, NearMatch, NearPair, PerceptualHash, BANDS, NEAR_THRESHOLD};
 
 /// One message received from a queue.
 #[derive(Debug, Clone, PartialEq)]
