@@ -376,6 +376,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let done = result?;
             println!("{} (generation {})", summary(&done), options.generation);
             if dry_run {
+                if done.copies > 0 {
+                    println!(
+                        "{} of them are exact copies of another image: a relabel asks the \
+                         detector for each of them too",
+                        done.copies
+                    );
+                }
                 println!(
                     "{}",
                     cost::detector_preview(done.matched as u64, rate, &cost::Prices::builtin())

@@ -61,6 +61,9 @@ pub struct Progress {
     pub read: u64,
     /// Items matching every filter: sent (or that would be, in a dry run).
     pub matched: u64,
+    /// Of those, exact copies of another image (`duplicate_of`): a relabel asks the detector
+    /// for them too, a deliberate call each, and they stop being copies.
+    pub copies: u64,
 }
 
 /// The label message that makes the label stage label `record` again.
@@ -107,10 +110,14 @@ pub async fn run(
     loop {
         let page = catalog.list(&query).await?;
         progress.read += page.images.len() as u64;
-        let bodies: Vec<String> = page
+        let selected: Vec<&ImageRecord> = page
             .images
             .iter()
             .filter(|r| options.selection.matches(r))
+            .collect();
+        progress.copies += selected.iter().filter(|r| r.duplicate_of.is_some()).count() as u64;
+        let bodies: Vec<String> = selected
+            .iter()
             .map(|r| relabel_message(r, &options.generation).encode())
             .collect();
         for chunk in bodies.chunks(10) {
