@@ -164,6 +164,28 @@ pub fn spawn_binary(
         .unwrap()
 }
 
+/// Every stage's binary under `prefix`, as [`spawn_worker`] starts one.
+pub fn spawn_stages(
+    prefix: &str,
+    log_dir: &std::path::Path,
+    extra: &[(&str, String)],
+) -> Vec<tokio::process::Child> {
+    Stage::ALL
+        .iter()
+        .map(|stage| spawn_worker(*stage, prefix, log_dir, extra))
+        .collect()
+}
+
+/// Asks each process to stop (SIGTERM), then waits for every one.
+pub async fn stop_all(children: &mut [tokio::process::Child]) {
+    for child in children.iter() {
+        send_signal(child, "TERM");
+    }
+    for child in children.iter_mut() {
+        child.wait().await.unwrap();
+    }
+}
+
 /// Sends `signal` (`TERM`, `KILL`) to a child process.
 pub fn send_signal(child: &tokio::process::Child, signal: &str) {
     let pid = child.id().expect("child is running");
@@ -380,9 +402,11 @@ impl TestPipeline {
         let consumer = imgflow_label::build(
             &self.aws,
             &self.worker_config(Stage::Label),
-            settings,
-            true,
-            imgflow_label::SpendLimits::default(),
+            imgflow_label::LabelOptions {
+                settings,
+                reuse_copies: true,
+                limits: imgflow_label::SpendLimits::default(),
+            },
             detector,
         )
         .await

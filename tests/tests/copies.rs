@@ -6,10 +6,9 @@ use std::{collections::HashMap, time::Duration};
 
 use imgflow_e2e::{
     bin_dir, free_port, http_ok, log_dir, photo, process_env, send_signal, spawn_binary,
-    spawn_worker, until, TestPipeline,
+    spawn_stages, stop_all, until, TestPipeline,
 };
 use imgflow_messages::ImageStatus;
-use imgflow_runtime::config::Stage;
 use imgflow_runtime::ports::ImageTable;
 
 /// `png` with its first pixel's red channel changed by one.
@@ -64,10 +63,7 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
         // the batch holding its original.
         ("IMGFLOW_MAX_MESSAGES", "1".to_owned()),
     ];
-    let mut workers: Vec<_> = Stage::ALL
-        .iter()
-        .map(|s| spawn_worker(*s, &p.names.prefix, &logs, &env))
-        .collect();
+    let mut workers = spawn_stages(&p.names.prefix, &logs, &env);
 
     let cat = photo("chelsea.png");
     let rocket = photo("rocket.jpg");
@@ -141,12 +137,7 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
-    for worker in &workers {
-        send_signal(worker, "TERM");
-    }
-    for worker in &mut workers {
-        worker.wait().await.unwrap();
-    }
+    stop_all(&mut workers).await;
 
     let by_key: HashMap<&str, _> = records.iter().map(|r| (ids[&r.id].as_str(), r)).collect();
     for record in &records {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use imgflow_e2e::{log_dir, png_with_dimensions, send_signal, spawn_worker, TestPipeline};
+use imgflow_e2e::{log_dir, png_with_dimensions, spawn_stages, stop_all, TestPipeline};
 use imgflow_messages::ImageStatus;
 use imgflow_runtime::config::Stage;
 
@@ -20,10 +20,7 @@ async fn a_budget_of_two_calls_per_window_labels_two_per_window_and_loses_nothin
         ("IMGFLOW_DETECTOR_CALL_LOG", calls.display().to_string()),
         ("IMGFLOW_DETECTOR_BUDGET", "2/8s".to_owned()),
     ];
-    let mut workers: Vec<_> = Stage::ALL
-        .iter()
-        .map(|s| spawn_worker(*s, &p.names.prefix, &logs, &env))
-        .collect();
+    let mut workers = spawn_stages(&p.names.prefix, &logs, &env);
     let mut ids = Vec::new();
     for n in 0..5u32 {
         // Five different pictures: no copy saves a call here.
@@ -31,12 +28,7 @@ async fn a_budget_of_two_calls_per_window_labels_two_per_window_and_loses_nothin
         ids.push(p.put(&format!("incoming/budget/{n}.png"), body).await);
     }
     let records = p.wait_final(&ids, Duration::from_secs(90)).await;
-    for worker in &workers {
-        send_signal(worker, "TERM");
-    }
-    for worker in &mut workers {
-        worker.wait().await.unwrap();
-    }
+    stop_all(&mut workers).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
     for stage in Stage::ALL {
         assert!(p.dead_letters(stage).await.is_empty(), "{stage}");

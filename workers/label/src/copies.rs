@@ -164,6 +164,20 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         Ok(Some(digest))
     }
 
+    /// The copy's SHA-256: `known` when naming its bytes computed it, else read now.
+    async fn mine(
+        &self,
+        known: Option<String>,
+        accepted: &ImageAccepted,
+        object: &ObjectLocation,
+        size: u64,
+    ) -> Result<Option<String>, PortError> {
+        match known {
+            Some(digest) => Ok(Some(digest)),
+            None => self.sha256_of(object, &accepted.image.etag, size).await,
+        }
+    }
+
     /// Whether the copy's bytes are the original's, by SHA-256.
     async fn confirmed(
         &self,
@@ -197,13 +211,7 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         let Some(theirs) = theirs else {
             return Ok(false);
         };
-        let mine = match mine {
-            Some(digest) => Some(digest),
-            None => {
-                self.sha256_of(object, &accepted.image.etag, content.size)
-                    .await?
-            }
-        };
+        let mine = self.mine(mine, accepted, object, content.size).await?;
         Ok(mine.as_deref() == Some(theirs.as_str()))
     }
 
@@ -288,14 +296,7 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
             checksum = %content.as_string(),
             "equal S3 checksums but different bytes (SHA-256): not a copy of that image"
         );
-        let mine = match mine {
-            Some(digest) => Some(digest),
-            None => {
-                self.sha256_of(object, &accepted.image.etag, content.size)
-                    .await?
-            }
-        };
-        let Some(mine) = mine else {
+        let Some(mine) = self.mine(mine, accepted, object, content.size).await? else {
             return Ok(Reuse::Detect);
         };
         let by_digest = ContentKey::from_sha256(mine, content.size);

@@ -187,15 +187,38 @@ impl<D: LabelDetector> LabelDetector for CallLog<D> {
     }
 }
 
+/// Everything the label stage reads from its environment but the detector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelOptions {
+    /// How the detector is asked.
+    pub settings: LabelSettings,
+    /// Whether exact copies reuse their original's labels.
+    pub reuse_copies: bool,
+    /// The detector's budget and rate.
+    pub limits: SpendLimits,
+}
+
+/// Reads [`LabelOptions`].
+pub fn options_from_env() -> Result<LabelOptions, ConfigError> {
+    Ok(LabelOptions {
+        settings: settings_from_env()?,
+        reuse_copies: reuse_copies_from_env()?,
+        limits: spend_limits_from_env()?,
+    })
+}
+
 /// Builds the label consumer on AWS clients with `detector`.
 pub async fn build<D: LabelDetector>(
     aws: &AwsClients,
     config: &WorkerConfig,
-    settings: LabelSettings,
-    reuse_copies: bool,
-    limits: SpendLimits,
+    options: LabelOptions,
     detector: D,
 ) -> Result<LabelConsumer<D>, PortError> {
+    let LabelOptions {
+        settings,
+        reuse_copies,
+        limits,
+    } = options;
     // A claim lasts as long as the message it belongs to stays invisible.
     let settings = LabelSettings {
         claim_lease: config.consumer.visibility_timeout,

@@ -32,9 +32,7 @@ async fn start() -> anyhow::Result<ExitCode> {
     if observability::healthcheck_requested() {
         return Ok(observability::healthcheck(config.metrics_addr));
     }
-    let settings = imgflow_label::settings_from_env()?;
-    let reuse_copies = imgflow_label::reuse_copies_from_env()?;
-    let limits = imgflow_label::spend_limits_from_env()?;
+    let options = imgflow_label::options_from_env()?;
     let choice = imgflow_label::detector_from_env()?;
     telemetry::init(config.json_logs);
     let shutdown = shutdown::on_signals();
@@ -43,30 +41,12 @@ async fn start() -> anyhow::Result<ExitCode> {
     match choice {
         DetectorChoice::Rekognition => {
             let detector = RekognitionDetector::new(aws.rekognition.clone(), aws.s3.clone());
-            run(
-                &aws,
-                &config,
-                settings,
-                reuse_copies,
-                limits,
-                detector,
-                shutdown,
-            )
-            .await
+            run(&aws, &config, options, detector, shutdown).await
         }
         DetectorChoice::Fixed => {
             let latency = env_in_range("IMGFLOW_FIXED_LATENCY_MS", 50, 0..=60_000)?;
             let detector = FixedLatencyDetector::new(std::time::Duration::from_millis(latency));
-            run(
-                &aws,
-                &config,
-                settings,
-                reuse_copies,
-                limits,
-                detector,
-                shutdown,
-            )
-            .await
+            run(&aws, &config, options, detector, shutdown).await
         }
         DetectorChoice::Local => {
             let dir = default_models_dir();
@@ -88,16 +68,7 @@ async fn start() -> anyhow::Result<ExitCode> {
             );
             let detector =
                 LocalDetector::new(Arc::new(S3Store::new(aws.s3.clone())), Arc::new(models));
-            run(
-                &aws,
-                &config,
-                settings,
-                reuse_copies,
-                limits,
-                detector,
-                shutdown,
-            )
-            .await
+            run(&aws, &config, options, detector, shutdown).await
         }
     }?;
     Ok(ExitCode::SUCCESS)
@@ -106,16 +77,14 @@ async fn start() -> anyhow::Result<ExitCode> {
 async fn run<D: LabelDetector>(
     aws: &AwsClients,
     config: &WorkerConfig,
-    settings: imgflow_label::LabelSettings,
-    reuse_copies: bool,
-    limits: imgflow_label::SpendLimits,
+    options: imgflow_label::LabelOptions,
     detector: D,
     shutdown: shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let call_log = env_opt("IMGFLOW_DETECTOR_CALL_LOG");
     let detector = CallLog::new(detector, call_log.as_deref().map(std::path::Path::new))
         .with_context(|| format!("opening {}", call_log.unwrap_or_default()))?;
-    let consumer = imgflow_label::build(aws, config, settings, reuse_copies, limits, detector)
+    let consumer = imgflow_label::build(aws, config, options, detector)
         .await
         .context("connecting the label stage to its queue and topic")?;
     let log = aws.throughput_log(&config.names);

@@ -77,25 +77,14 @@ impl IndexTable {
     ) -> Result<(), PortError> {
         let puts = put.iter().map(|e| {
             let (pk, sk) = e.key();
-            let item = [
+            put_request(vec![
                 ("pk", s(pk)),
                 ("sk", s(sk)),
                 ("name", s(e.name.clone())),
                 ("image_id", s(e.image_id.clone())),
                 ("labeled_at", s(e.labeled_at.clone())),
                 ("confidence", AttributeValue::N(e.confidence.to_string())),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-            WriteRequest::builder()
-                .put_request(
-                    PutRequest::builder()
-                        .set_item(Some(item))
-                        .build()
-                        .expect("item is set"),
-                )
-                .build()
+            ])
         });
         let deletes = delete.iter().map(|e| {
             let (pk, sk) = e.key();
@@ -201,6 +190,20 @@ impl IndexTable {
             })
             .collect())
     }
+}
+
+/// A BatchWriteItem put of `item`.
+pub(super) fn put_request(item: Vec<(&str, AttributeValue)>) -> WriteRequest {
+    let item: HashMap<String, AttributeValue> =
+        item.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("item is set"),
+        )
+        .build()
 }
 
 fn s(value: String) -> AttributeValue {

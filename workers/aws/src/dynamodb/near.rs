@@ -5,14 +5,17 @@
 //!   `sk = <received_at>#<later id>#<earlier id>`, `distance`.
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, WriteRequest};
 use futures::{stream, StreamExt, TryStreamExt};
 use imgflow_runtime::{
     ports::{probes, NearIndex, NearMatch, NearPair, PerceptualHash, BANDS, NEAR_THRESHOLD},
     PortError,
 };
 
-use super::{dynamodb_error, index::IndexTable};
+use super::{
+    dynamodb_error,
+    index::{put_request as put, IndexTable},
+};
 
 /// Shards of the pair listing, so that no one partition takes every pair.
 const PAIR_SHARDS: u64 = 4;
@@ -28,19 +31,6 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn n(value: u32) -> AttributeValue {
     AttributeValue::N(value.to_string())
-}
-
-fn put(item: Vec<(&str, AttributeValue)>) -> WriteRequest {
-    let item: HashMap<String, AttributeValue> =
-        item.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    WriteRequest::builder()
-        .put_request(
-            PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .expect("item is set"),
-        )
-        .build()
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
