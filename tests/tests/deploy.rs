@@ -69,7 +69,11 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
         ("s3:ListBucket", vec![list]),
         ("s3:GetObject", vec![INCOMING]),
         ("s3:GetObjectVersion", vec![INCOMING]),
-        ("sqs:SendMessage", vec!["LabelDeadLetterQueue.Arn"]),
+        // Its dead letters, and a message that waits (a budget, an original) sent again.
+        (
+            "sqs:SendMessage",
+            vec!["LabelDeadLetterQueue.Arn", "LabelQueue.Arn"],
+        ),
         ("sns:Publish", vec!["ImageLabeledTopic"]),
         ("dynamodb:GetItem", vec!["ImagesTable.Arn"]),
         (
@@ -107,6 +111,9 @@ fn each_task_role_has_exactly_the_calls_its_stage_makes() {
             "dynamodb:UpdateItem",
             vec!["ImagesTable.Arn", "IndexTable.Arn"],
         ),
+        // The near-duplicate index: its bands written, then looked up.
+        ("dynamodb:Query", vec!["IndexTable.Arn"]),
+        ("dynamodb:BatchWriteItem", vec!["IndexTable.Arn"]),
     ]);
     let queues = vec![
         "IngestQueue.Arn",

@@ -68,8 +68,9 @@ pub fn near_section(image: &ImageRecord, near: &[(ImageRecord, u32)]) -> String 
     }
     let mut out = String::from("<section class=\"near-duplicates\"><h2>Near-duplicates</h2><ul>");
     for (other, distance) in near {
-        let exact = other.duplicate_of.as_deref() == Some(image.id.as_str())
-            || image.duplicate_of.as_deref() == Some(other.id.as_str());
+        let original_of = |r: &ImageRecord| r.duplicate_of.clone().unwrap_or_else(|| r.id.clone());
+        let exact = (image.duplicate_of.is_some() || other.duplicate_of.is_some())
+            && original_of(image) == original_of(other);
         let _ = write!(
             out,
             "<li data-distance=\"{distance}\">{} — {}</li>",

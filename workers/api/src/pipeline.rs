@@ -124,10 +124,13 @@ impl PipelineProbe {
             let rate_per_minute = rate(&per_minute, now.second());
             stages.push(StageView {
                 stage: depth.stage.as_str().to_owned(),
-                visible: depth.visible,
+                visible: depth.visible + depth.delayed,
                 in_flight: depth.in_flight,
                 dead_lettered: depth.dead_lettered,
-                eta: status::eta(depth.visible + depth.in_flight, rate_per_minute),
+                eta: status::eta(
+                    depth.visible + depth.delayed + depth.in_flight,
+                    rate_per_minute,
+                ),
                 rate_per_minute,
                 recent_total: per_minute.iter().sum(),
                 per_minute,

@@ -75,8 +75,11 @@ async fn change_visibility_batch(
 /// A queue's approximate message counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepth {
-    /// Messages waiting to be received, delayed ones included.
+    /// Messages waiting to be received now.
     pub visible: u64,
+    /// Messages sent with a delay, not yet visible: those sent back to wait (for a budget
+    /// window, for an original being labelled).
+    pub delayed: u64,
     /// Messages received and not yet deleted (or their visibility timeout not yet over).
     pub in_flight: u64,
 }
@@ -105,9 +108,8 @@ pub async fn queue_depth(client: &Client, url: &str) -> Result<QueueDepth, PortE
             .unwrap_or(0)
     };
     Ok(QueueDepth {
-        // Delayed messages wait too: those sent back to wait for a budget window or an
-        // original being labelled.
-        visible: count(ApproximateNumberOfMessages) + count(ApproximateNumberOfMessagesDelayed),
+        visible: count(ApproximateNumberOfMessages),
+        delayed: count(ApproximateNumberOfMessagesDelayed),
         in_flight: count(ApproximateNumberOfMessagesNotVisible),
     })
 }

@@ -1,6 +1,6 @@
-//! A 64-bit perceptual hash (pHash's construction: the 8×8 lowest frequencies of a 64×64
-//! luminance image's DCT, the DC term left out, each bit whether its coefficient is above their
-//! median), made for finding the same photo re-encoded, resized, lightly cropped or
+//! A 64-bit perceptual hash (pHash's construction: the frequencies 1–8 in each direction of a
+//! 64×64 luminance image's DCT, the zero-frequency row and column left out, each bit whether
+//! its coefficient is above their median), made for finding the same photo re-encoded, resized, lightly cropped or
 //! brightened. Hamming distance compares two hashes: 0 is the same picture, about 32 two
 //! unrelated ones. Only the lowest frequencies: a crop shifts the picture, which turns the
 //! phase of a frequency in proportion to it (PDQ's 16×16, tried first, lost a 5 % crop).
@@ -57,8 +57,8 @@ impl PerceptualHash {
         u64::from_str_radix(hex, 16).ok().map(Self)
     }
 
-    /// The `n`th 16-bit band (0–7): bands 0–3 are two rows of coefficients each, bands 4–7 two
-    /// columns. Near-duplicates mostly agree on one band whole, which the index looks them up
+    /// The `n`th 16-bit band (0–11): bands 0–3 are two rows of coefficients each, 4–7 two
+    /// columns, 8–11 the four 4×4 quarters. Near-duplicates mostly agree on one band whole, which the index looks them up
     /// by (measured: see the README).
     pub fn band(&self, n: usize) -> u16 {
         let n = n % BANDS;
@@ -110,7 +110,7 @@ pub fn perceptual_hash(image: &RgbImage) -> Result<PerceptualHash, HashError> {
         .map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]))
         .collect();
     let basis = dct_basis();
-    // Rows first: T = B · X (16 × 64), then D = T · Bᵀ (16 × 16).
+    // Rows first: T = B · X (8 × 64), then D = T · Bᵀ (8 × 8).
     let mut rows = [[0f32; SIDE]; KEPT];
     for (k, row) in rows.iter_mut().enumerate() {
         for (n, weight) in basis[k].iter().enumerate() {

@@ -169,12 +169,17 @@ impl<K: CallCounter> Spend<K> {
         *spent
     }
 
-    /// Counts a call; a counter that cannot be reached (DynamoDB down, a missing grant) holds
-    /// the call back, and the message waits as a new one: never toward the dead-letter queue.
+    /// Counts a call. A counter that cannot be reached for now (throttled, unavailable) holds
+    /// the call back, and the message waits as a new one; one that never will be (a missing
+    /// grant, no table) is for a person: the dead-letter queue, replayed once fixed.
     async fn count(&self, window: &CallWindow) -> Result<Option<u64>, HandleError> {
         self.counter.take(window).await.map_err(|e| {
-            tracing::warn!(error = %e, "could not count a detector call against the budget or rate; the image waits");
-            HandleError::requeue("call_count_failed", e, COUNTER_RETRY)
+            if e.is_transient() {
+                tracing::warn!(error = %e, "could not count a detector call against the budget or rate; the image waits");
+                HandleError::requeue("call_count_failed", e, COUNTER_RETRY)
+            } else {
+                HandleError::from_port("call_count_failed", e)
+            }
         })
     }
 

@@ -159,18 +159,21 @@ mod tests {
         let stages = [
             StageStatus {
                 stage: Stage::Ingest,
+                delayed: 0,
                 visible: 0,
                 in_flight: 0,
                 dead_lettered: 0,
             },
             StageStatus {
                 stage: Stage::Label,
+                delayed: 0,
                 visible: 3,
                 in_flight: 0,
                 dead_lettered: 0,
             },
             StageStatus {
                 stage: Stage::Store,
+                delayed: 0,
                 visible: 2,
                 in_flight: 1,
                 dead_lettered: 0,

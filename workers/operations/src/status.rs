@@ -15,6 +15,9 @@ pub struct StageStatus {
     pub stage: Stage,
     /// Messages waiting to be received.
     pub visible: u64,
+    /// Messages sent back to wait (a budget window, an original being labelled), not yet
+    /// visible: counted as waiting.
+    pub delayed: u64,
     /// Messages received and not yet deleted.
     pub in_flight: u64,
     /// Messages in the dead-letter queue.
@@ -56,6 +59,7 @@ pub async fn status_at(
         Ok::<_, PortError>(StageStatus {
             stage: *stage,
             visible: queue.visible,
+            delayed: queue.delayed,
             in_flight: queue.in_flight,
             dead_lettered: dead_letters.visible,
         })
@@ -128,7 +132,7 @@ pub fn table(statuses: &[StageStatus], rates: Option<&[f64]>) -> String {
         out.push_str(&format!(
             "{:<width$}  {:>8}  {:>9}  {:>5}",
             s.stage.as_str(),
-            s.visible,
+            s.visible + s.delayed,
             s.in_flight,
             s.dead_lettered
         ));
@@ -136,7 +140,7 @@ pub fn table(statuses: &[StageStatus], rates: Option<&[f64]>) -> String {
             out.push_str(&format!(
                 "  {:>8.1}  {:>7}",
                 rate,
-                eta(s.visible + s.in_flight, *rate)
+                eta(s.visible + s.delayed + s.in_flight, *rate)
             ));
         }
         out.push_str(flag);
@@ -165,6 +169,7 @@ mod tests {
             .map(|&stage| StageStatus {
                 stage,
                 visible: 12345,
+                delayed: 0,
                 in_flight: 7,
                 dead_lettered: 0,
             })

@@ -100,9 +100,17 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher> ThumbnailHandler<S, T, P> {
 }
 
 impl<S: ObjectStore, T: ImageTable, P: Publisher, N: NearIndex> ThumbnailHandler<S, T, P, N> {
-    /// Records the hash and links the image with its near-duplicates. A failure that may pass
-    /// retries the message; one that will not (a missing grant) costs the links, not the image.
-    async fn find_near(&self, image_id: &str, hash: &str, at: &str) -> Result<(), HandleError> {
+    /// Records the hash and links the image with its near-duplicates, once the image is
+    /// complete: near-duplicates are for people to see, and never hold an image up. A failure
+    /// that may pass retries the message for its first two deliveries; after that, or when it
+    /// never will (a missing grant), the links are given up, counted and logged.
+    async fn find_near(
+        &self,
+        image_id: &str,
+        hash: &str,
+        at: &str,
+        receive_count: u32,
+    ) -> Result<(), HandleError> {
         let Some(hash) = PerceptualHash::from_hex(hash) else {
             return Ok(());
         };
@@ -114,11 +122,12 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher, N: NearIndex> ThumbnailHandler
                 distance = found[0].distance,
                 "near-duplicates found"
             ),
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_transient() && receive_count < 3 => {
                 return Err(HandleError::from_port("near_index_failed", e))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not look for near-duplicates; the image goes on without")
+                metrics::counter!("imgflow_near_lookups_failed_total").increment(1);
+                tracing::warn!(error = %e, "could not look for near-duplicates; the image goes on without");
             }
         }
         Ok(())
@@ -221,11 +230,7 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher, N: NearIndex> Handler
         };
         match &outcome {
             ThumbnailOutcome::Made(t) => {
-                tracing::info!(width = t.width, height = t.height, "thumbnail stored");
-                if let Some(hash) = &t.perceptual_hash {
-                    self.find_near(&image.image_id, hash, &image.received_at)
-                        .await?;
-                }
+                tracing::info!(width = t.width, height = t.height, "thumbnail stored")
             }
             ThumbnailOutcome::Failed(reason) => tracing::info!(%reason, "no thumbnail"),
         }
@@ -238,6 +243,20 @@ impl<S: ObjectStore, T: ImageTable, P: Publisher, N: NearIndex> Handler
             &message.message_id,
             "",
         )
-        .await
+        .await?;
+        if let ThumbnailOutcome::Made(Thumbnail {
+            perceptual_hash: Some(hash),
+            ..
+        }) = &outcome
+        {
+            self.find_near(
+                &image.image_id,
+                hash,
+                &image.received_at,
+                message.receive_count,
+            )
+            .await?;
+        }
+        Ok(())
     }
 }

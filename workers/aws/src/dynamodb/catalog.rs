@@ -225,9 +225,24 @@ impl DynamoCatalog {
         }
     }
 
-    /// The items of `ids` that exist (at most [`MAX_PAGE`] ids), in one BatchGetItem (more
+    /// The items of `ids` that exist, in one BatchGetItem per 100 ids (DynamoDB's limit; more
     /// only for keys DynamoDB left unprocessed).
     pub async fn batch_get(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, ImageRecord>, PortError> {
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let mut records = HashMap::new();
+        for chunk in unique.chunks(MAX_PAGE) {
+            records.extend(self.batch_get_page(chunk).await?);
+        }
+        Ok(records)
+    }
+
+    /// [`DynamoCatalog::batch_get`] of at most [`MAX_PAGE`] distinct ids.
+    async fn batch_get_page(
         &self,
         ids: &[String],
     ) -> Result<HashMap<String, ImageRecord>, PortError> {
@@ -235,10 +250,9 @@ impl DynamoCatalog {
         if ids.is_empty() {
             return Ok(records);
         }
-        let mut unique = ids.to_vec();
-        unique.sort();
-        unique.dedup();
-        let keys: Vec<_> = unique
+        let keys: Vec<_> = ids
+            .iter()
+            .cloned()
             .into_iter()
             .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id))]))
             .collect();
