@@ -252,9 +252,7 @@ impl DynamoCatalog {
         }
         let keys: Vec<_> = ids
             .iter()
-            .cloned()
-            .into_iter()
-            .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id))]))
+            .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id.clone()))]))
             .collect();
         let mut request = Some(
             KeysAndAttributes::builder()
