@@ -17,7 +17,7 @@ const BUCKET: &str = "b";
 fn photo(seed: u32, width: u32, height: u32) -> Vec<u8> {
     let image = RgbImage::from_fn(width, height, |x, y| {
         let (x, y) = (x * 400 / width, y * 300 / height);
-        let v = ((x * (3 + seed) ^ y * (5 + 2 * seed)) % 256) as u8;
+        let v = (((x * (3 + seed)) ^ (y * (5 + 2 * seed))) % 256) as u8;
         image::Rgb([v, v.wrapping_mul(3), 255 - v])
     });
     let mut out = std::io::Cursor::new(Vec::new());
