@@ -251,10 +251,10 @@ fn every_alarm_for_people_notifies_the_alarm_topic_and_says_when_it_clears() {
         assert_eq!(actions, ["AlarmTopic"], "{name}");
         assert_eq!(strings(&props["OKActions"]), ["AlarmTopic"], "{name}");
     }
-    // Dead letters and oldest message per stage, detector throttling and access denied; the
-    // console's unhealthy hosts, target 5XX and load balancer 5XX; and every service running
-    // fewer tasks than it wants (a crash-looping API pages someone).
-    assert_eq!(for_people, 2 * Stage::ALL.len() + 2 + 3 + services().len());
+    // Dead letters and oldest message per stage, detector throttling, access denied and a spent
+    // budget; the console's unhealthy hosts, target 5XX and load balancer 5XX; and every
+    // service running fewer tasks than it wants (a crash-looping API pages someone).
+    assert_eq!(for_people, 2 * Stage::ALL.len() + 3 + 3 + services().len());
     for service in services() {
         let alarm = &t["Resources"][format!("{service}TasksBelowDesiredAlarm")]["Properties"];
         assert_eq!(
