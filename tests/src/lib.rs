@@ -83,8 +83,15 @@ pub fn process_env(prefix: &str) -> Vec<(&'static str, String)> {
         ("IMGFLOW_RETRY_MIN_DELAY_SECS", "1".into()),
         // Tests run side by side: each process on a free port (a taken one stops it).
         ("IMGFLOW_METRICS_ADDR", "127.0.0.1:0".into()),
+        // Most tests upload one photo many times and count a detector call for each; those
+        // about exact copies turn reuse on (`REUSE_COPIES`).
+        ("IMGFLOW_REUSE_COPIES", "false".into()),
     ]
 }
+
+/// The setting that turns exact-copy reuse on again for a spawned label worker (the
+/// production default; [`process_env`] turns it off).
+pub const REUSE_COPIES: (&str, &str) = ("IMGFLOW_REUSE_COPIES", "true");
 
 /// Where the workspace's binaries are (`IMGFLOW_BIN_DIR`, default `target/debug`).
 pub fn bin_dir() -> PathBuf {
@@ -393,18 +400,38 @@ impl TestPipeline {
         self.start_label_with(detector, settings).await;
     }
 
-    /// Starts the label stage with `detector` and `settings`.
+    /// Starts the label stage with `detector` and `settings`; exact copies are labelled by
+    /// the detector like any image (most tests upload one photo many times and count calls).
     pub async fn start_label_with<D: LabelDetector>(
         &mut self,
         detector: D,
         settings: LabelSettings,
+    ) {
+        self.start_label_as(detector, settings, false).await;
+    }
+
+    /// Starts the label stage as production runs it: exact copies reuse their original's
+    /// labels.
+    pub async fn start_label_reusing_copies<D: LabelDetector>(&mut self, detector: D) {
+        let settings = LabelSettings {
+            retry_min_delay: Duration::from_millis(50),
+            ..LabelSettings::default()
+        };
+        self.start_label_as(detector, settings, true).await;
+    }
+
+    async fn start_label_as<D: LabelDetector>(
+        &mut self,
+        detector: D,
+        settings: LabelSettings,
+        reuse_copies: bool,
     ) {
         let consumer = imgflow_label::build(
             &self.aws,
             &self.worker_config(Stage::Label),
             imgflow_label::LabelOptions {
                 settings,
-                reuse_copies: true,
+                reuse_copies,
                 limits: imgflow_label::SpendLimits::default(),
             },
             detector,

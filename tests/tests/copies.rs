@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use imgflow_e2e::{
     bin_dir, free_port, http_ok, log_dir, photo, process_env, send_signal, spawn_binary,
-    spawn_stages, stop_all, until, TestPipeline,
+    spawn_stages, stop_all, until, TestPipeline, REUSE_COPIES,
 };
 use imgflow_messages::ImageStatus;
 use imgflow_runtime::ports::ImageTable;
@@ -62,6 +62,7 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
         // One message per receive, so several pollers: a batch of one copy does not wait for
         // the batch holding its original.
         ("IMGFLOW_MAX_MESSAGES", "1".to_owned()),
+        (REUSE_COPIES.0, REUSE_COPIES.1.to_owned()),
     ];
     let mut workers = spawn_stages(&p.names.prefix, &logs, &env);
 

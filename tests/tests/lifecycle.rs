@@ -55,7 +55,7 @@ async fn objects_from_before_the_pipeline_end_labeled_after_one_backfill() {
     }
     let detector = Arc::new(Counting::new(FakeDetector::new(vec![cat()])));
     p.start_ingest().await;
-    p.start_label(detector.clone()).await;
+    p.start_label_reusing_copies(detector.clone()).await;
     p.start_store().await;
 
     let dry = imgflow(
