@@ -108,6 +108,9 @@ async fn run_deployment(test: &str, removal: Removal) -> Result<(), String> {
             ),
             ("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")),
             ("IMGFLOW_DETECTOR", "rekognition".into()),
+            // As in production: the label stage's HEAD and content-index writes run under
+            // its grants too.
+            ("IMGFLOW_REUSE_COPIES", "true".into()),
         ]);
         children.push(spawn_binary(
             &format!("imgflow-{stage}"),
