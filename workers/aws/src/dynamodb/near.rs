@@ -22,7 +22,7 @@ use super::{
 const PAIR_SHARDS: u64 = 4;
 /// Most entries read from one band partition: a band value shared by many images (a common
 /// featureless band) costs a bounded read.
-const PER_BAND: i32 = 200;
+const PER_BAND: i32 = 100;
 /// Band queries at once.
 const QUERIES_AT_ONCE: usize = 16;
 /// Most near-duplicates linked per image, the nearest: a photo uploaded a thousand times links
@@ -94,23 +94,36 @@ impl NearIndex for IndexTable {
             })
             .collect();
         self.batch_write(bands).await?;
+        // The bands' own values first; the one-bit probes only when those found fewer than a
+        // full set of links (a photo uploaded many times fills them at once, from the first
+        // twelve reads).
         let keys = probes(&hash);
-        let found: Vec<Vec<HashMap<String, AttributeValue>>> = stream::iter(keys)
-            .map(|(band, value)| self.query(format!("near#{band}#{value:04x}"), false, PER_BAND))
-            .buffer_unordered(QUERIES_AT_ONCE)
-            .try_collect()
-            .await?;
+        let (exact, probed) = keys.split_at(BANDS);
         let mut nearest: HashMap<String, u32> = HashMap::new();
-        for item in found.iter().flatten() {
-            let (Some(id), Some(other)) = (
-                text(item, "sk"),
-                text(item, "hash").and_then(|h| PerceptualHash::from_hex(&h)),
-            ) else {
-                continue;
-            };
-            let distance = hash.distance(&other);
-            if id != image_id && distance <= NEAR_THRESHOLD {
-                nearest.insert(id, distance);
+        // Four bands at a time, so that a flood of one photo stops after the first four reads.
+        let rounds = exact.chunks(4).chain([probed]);
+        for keys in rounds {
+            if nearest.len() >= MOST_LINKS {
+                break;
+            }
+            let found: Vec<Vec<HashMap<String, AttributeValue>>> = stream::iter(keys.to_vec())
+                .map(|(band, value)| {
+                    self.query(format!("near#{band}#{value:04x}"), false, PER_BAND)
+                })
+                .buffer_unordered(QUERIES_AT_ONCE)
+                .try_collect()
+                .await?;
+            for item in found.iter().flatten() {
+                let (Some(id), Some(other)) = (
+                    text(item, "sk"),
+                    text(item, "hash").and_then(|h| PerceptualHash::from_hex(&h)),
+                ) else {
+                    continue;
+                };
+                let distance = hash.distance(&other);
+                if id != image_id && distance <= NEAR_THRESHOLD {
+                    nearest.insert(id, distance);
+                }
             }
         }
         let mut matches: Vec<NearMatch> = nearest
