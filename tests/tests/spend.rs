@@ -75,3 +75,52 @@ async fn a_budget_of_two_calls_per_window_labels_two_per_window_and_loses_nothin
     );
     assert!(log.contains("receiving again"), "{log}");
 }
+
+/// Two label processes share one rate: no second counts more calls than the rate, whichever
+/// process made them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_label_processes_share_one_rate() {
+    let p = TestPipeline::new("e2e-rate").await;
+    let logs = log_dir(&p.names.prefix);
+    std::fs::create_dir_all(&logs).unwrap();
+    let env = [
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        ("IMGFLOW_FIXED_LATENCY_MS", "20".to_owned()),
+        ("IMGFLOW_DETECTOR_RATE", "2".to_owned()),
+    ];
+    let mut workers = spawn_stages(&p.names.prefix, &logs, &env);
+    workers.push(imgflow_e2e::spawn_worker(
+        Stage::Label,
+        &p.names.prefix,
+        &logs.join("second-label"),
+        &env,
+    ));
+    let mut ids = Vec::new();
+    for n in 0..8u32 {
+        let body = png_with_dimensions(500 + n, 300);
+        ids.push(p.put(&format!("incoming/rate/{n}.png"), body).await);
+    }
+    let records = p.wait_final(&ids, Duration::from_secs(90)).await;
+    stop_all(&mut workers).await;
+    assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    let seconds = p
+        .aws
+        .dynamodb
+        .query()
+        .table_name(&p.names.index_table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S("calls#rate#fixed".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let used: Vec<u64> = seconds
+        .iter()
+        .map(|w| w["used"].as_n().unwrap().parse().unwrap())
+        .collect();
+    assert!(used.iter().all(|u| *u <= 2), "{used:?}");
+    assert_eq!(used.iter().sum::<u64>(), 8, "{used:?}");
+    assert!(used.len() >= 4, "eight calls at two a second: {used:?}");
+}
