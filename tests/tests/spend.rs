@@ -8,6 +8,27 @@ use imgflow_e2e::{log_dir, png_with_dimensions, spawn_stages, stop_all, TestPipe
 use imgflow_messages::ImageStatus;
 use imgflow_runtime::config::Stage;
 
+/// The calls counted in each window of the counter `pk`, as the label stage recorded them.
+async fn counted(p: &TestPipeline, pk: &str) -> Vec<u64> {
+    let windows = p
+        .aws
+        .dynamodb
+        .query()
+        .table_name(&p.names.index_table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    windows
+        .iter()
+        .map(|w| w["used"].as_n().unwrap().parse().unwrap())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_of_two_calls_per_window_labels_two_per_window_and_loses_nothing() {
     let p = TestPipeline::new("e2e-budget").await;
@@ -37,23 +58,7 @@ async fn a_budget_of_two_calls_per_window_labels_two_per_window_and_loses_nothin
     assert_eq!(called.lines().count(), 5, "{called}");
 
     // Every window counted at most its budget; together, every call.
-    let windows = p
-        .aws
-        .dynamodb
-        .query()
-        .table_name(&p.names.index_table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S("calls#budget#fixed".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
-    let used: Vec<u64> = windows
-        .iter()
-        .map(|w| w["used"].as_n().unwrap().parse().unwrap())
-        .collect();
+    let used = counted(&p, "calls#budget#fixed").await;
     assert!(used.iter().all(|u| *u <= 2), "{used:?}");
     assert_eq!(used.iter().sum::<u64>(), 5, "{used:?}");
     assert!(used.len() >= 3, "five calls at two a window: {used:?}");
@@ -103,23 +108,7 @@ async fn two_label_processes_share_one_rate() {
     let records = p.wait_final(&ids, Duration::from_secs(90)).await;
     stop_all(&mut workers).await;
     assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
-    let seconds = p
-        .aws
-        .dynamodb
-        .query()
-        .table_name(&p.names.index_table)
-        .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", AttributeValue::S("calls#rate#fixed".into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .items
-        .unwrap_or_default();
-    let used: Vec<u64> = seconds
-        .iter()
-        .map(|w| w["used"].as_n().unwrap().parse().unwrap())
-        .collect();
+    let used = counted(&p, "calls#rate#fixed").await;
     assert!(used.iter().all(|u| *u <= 2), "{used:?}");
     assert_eq!(used.iter().sum::<u64>(), 8, "{used:?}");
     assert!(used.len() >= 4, "eight calls at two a second: {used:?}");
