@@ -51,6 +51,11 @@ pub struct ImageAccepted {
     /// still cost one detector call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relabel: Option<String>,
+    /// The object's MD5 (hex) when ingest saw that its ETag is one (see
+    /// `ObjectHead::etag_is_md5`): the label stage names the bytes with it to find exact
+    /// copies, without a HEAD of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_md5: Option<String>,
 }
 
 /// The label stage has labels for the image.

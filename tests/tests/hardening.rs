@@ -180,6 +180,7 @@ async fn a_decompression_bomb_is_refused_everywhere_and_takes_no_process_down() 
         height: 10_000,
         accepted_at: clock::now_rfc3339(),
         relabel: None,
+        content_md5: None,
     };
     p.send(Stage::Label, &accepted.encode()).await;
     p.send(Stage::Thumbnail, &accepted.encode()).await;

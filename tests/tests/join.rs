@@ -270,6 +270,7 @@ async fn every_image_completes_once_however_its_branches_messages_repeat() {
             height: item.height.unwrap(),
             accepted_at: item.accepted_at.clone().unwrap(),
             relabel: None,
+            content_md5: None,
         };
         for _ in 0..2 {
             p.send(Stage::Store, &again_labeled.encode()).await;

@@ -152,6 +152,7 @@ async fn malformed_messages_land_in_their_stage_dlq_while_images_keep_flowing() 
         height: 100,
         accepted_at: "2026-11-27T00:00:00.000000Z".into(),
         relabel: None,
+        content_md5: None,
     };
     p.send(Stage::Label, &newer.encode()).await;
     p.send(Stage::Store, r#"{"schema_version": 1, "image_id": 42}"#)

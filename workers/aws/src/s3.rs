@@ -229,6 +229,11 @@ impl S3Store {
             Err(e) => return Err(read_error(operation, e)),
         };
         let (etag, version_id) = (etag(output.e_tag()), version(output.version_id.clone()));
+        let etag_is_md5 = etag_is_md5(
+            &etag,
+            output.server_side_encryption(),
+            output.sse_customer_algorithm(),
+        );
         // `bytes 0-65535/1234567`: the total after the slash.
         let total = output
             .content_range()
@@ -246,6 +251,7 @@ impl S3Store {
             etag,
             version_id,
             checksum: None,
+            etag_is_md5,
         };
         Ok(Some((head, body)))
     }
@@ -290,6 +296,21 @@ impl S3Store {
     }
 }
 
+/// Whether S3's ETag is the MD5 of the bytes: a single-part upload (a multipart ETag ends in
+/// `-<parts>`) stored unencrypted or under SSE-S3. Under SSE-KMS, DSSE-KMS and SSE-C it is not
+/// derived from the bytes alone.
+fn etag_is_md5(
+    etag: &str,
+    encryption: Option<&aws_sdk_s3::types::ServerSideEncryption>,
+    customer_key_algorithm: Option<&str>,
+) -> bool {
+    use aws_sdk_s3::types::ServerSideEncryption;
+    etag.len() == 32
+        && etag.bytes().all(|b| b.is_ascii_hexdigit())
+        && customer_key_algorithm.is_none()
+        && matches!(encryption, None | Some(ServerSideEncryption::Aes256))
+}
+
 fn forbidden<E>(
     error: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> bool {
@@ -316,9 +337,15 @@ impl ObjectStore for S3Store {
             Err(e) => return Err(read_error(operation, e)),
         };
         let checksum = full_checksum(&output);
+        let etag = etag(output.e_tag.as_deref());
         Ok(ObjectHead {
             size: output.content_length.unwrap_or(0).max(0) as u64,
-            etag: etag(output.e_tag.as_deref()),
+            etag_is_md5: etag_is_md5(
+                &etag,
+                output.server_side_encryption(),
+                output.sse_customer_algorithm(),
+            ),
+            etag,
             version_id: version(output.version_id),
             checksum,
         })
@@ -405,6 +432,25 @@ mod tests {
     use axum::http::StatusCode;
 
     use super::*;
+
+    #[test]
+    fn only_a_single_part_etag_stored_unencrypted_or_under_sse_s3_is_an_md5() {
+        use aws_sdk_s3::types::ServerSideEncryption as Sse;
+        let md5 = "9e107d9d372bb6826bd81d3542a419d6";
+        assert!(etag_is_md5(md5, None, None));
+        assert!(etag_is_md5(md5, Some(&Sse::Aes256), None));
+        assert!(!etag_is_md5(md5, Some(&Sse::AwsKms), None));
+        assert!(!etag_is_md5(md5, Some(&Sse::AwsKmsDsse), None));
+        assert!(
+            !etag_is_md5(md5, Some(&Sse::Aes256), Some("AES256")),
+            "SSE-C"
+        );
+        assert!(
+            !etag_is_md5("9e107d9d372bb6826bd81d3542a419d6-3", None, None),
+            "multipart"
+        );
+        assert!(!etag_is_md5("", None, None));
+    }
 
     /// A loopback stand-in for S3 answering every read with `status`, as AWS does for a
     /// missing key: 404 with `s3:ListBucket`, 403 without it; and a listing of the key with

@@ -230,6 +230,7 @@ where
             height: info.height,
             accepted_at: now,
             relabel: None,
+            content_md5: head.etag_is_md5.then(|| head.etag.clone()),
         };
         self.publisher
             .publish(accepted.encode())

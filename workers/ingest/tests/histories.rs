@@ -162,6 +162,7 @@ impl ObjectStore for ModelBucket {
             etag: etag_of(&bytes),
             version_id,
             checksum: None,
+            etag_is_md5: true,
         })
     }
 
@@ -542,6 +543,7 @@ async fn run(versioned: bool, steps: Vec<Step>) -> Result<(), TestCaseError> {
                         height: 80,
                         accepted_at: record.received_at.clone(),
                         relabel: Some(format!("g{relabels}")),
+                        content_md5: None,
                     };
                     queues.label.push(accepted.encode());
                 }

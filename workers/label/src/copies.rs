@@ -1,8 +1,9 @@
 //! Exact copies: an image whose bytes equal an already-labelled image's is labelled from that
 //! image's stored labels, with no detector call.
 //!
-//! - **Naming the bytes**: S3's checksum of the whole object and its size, from one HEAD
-//!   (`ChecksumMode=ENABLED`): no read of the object. Where S3 holds none (objects stored
+//! - **Naming the bytes**: the MD5 that ingest found the ETag to be (a single-part upload,
+//!   unencrypted or SSE-S3) and the size, with no request; otherwise S3's checksum of the
+//!   whole object and its size, from one HEAD (`ChecksumMode=ENABLED`): no read of the object. Where S3 holds none (objects stored
 //!   before S3 added a default checksum, multipart uploads with a composite checksum), a
 //!   SHA-256 of the bytes, at the cost of one full GET.
 //! - **Confirming**: equal CRCs are only a candidate (a CRC can be forged to borrow another
@@ -121,6 +122,15 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         accepted: &ImageAccepted,
         object: &ObjectLocation,
     ) -> Result<Option<(ContentKey, Option<String>)>, PortError> {
+        // Ingest saw the ETag is the bytes' MD5: no request at all. (Whether the key still
+        // holds these bytes does not matter here: a copy is only ever confirmed against the
+        // original's bytes read by their ETag.)
+        if let Some(md5) = &accepted.content_md5 {
+            return Ok(Some((
+                ContentKey::from_md5(md5.clone(), accepted.size),
+                None,
+            )));
+        }
         let head = match self.store.head(object).await {
             Err(e) if e.kind == PortErrorKind::NotFound => return Ok(None),
             head => head?,

@@ -111,6 +111,7 @@ impl Fixture {
             height: 10,
             accepted_at: now,
             relabel: None,
+            content_md5: None,
         }
     }
 
@@ -205,6 +206,49 @@ async fn a_forged_checksum_borrows_no_labels_and_blocks_no_real_copy() {
     assert_eq!(
         f.item(&copy).duplicate_of.as_deref(),
         Some(original.image.image_id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn copies_named_by_their_etag_md5_cost_no_head_and_a_forged_md5_borrows_nothing() {
+    let f = fixture();
+    let photo = picture(4);
+    let mut other = photo.clone();
+    other[7] ^= 1;
+    // As ingest sends them for a single-part, unencrypted upload: the ETag is the MD5.
+    let named = |mut accepted: ImageAccepted| {
+        accepted.content_md5 = Some(accepted.image.etag.clone());
+        accepted
+    };
+    // A forger gets there first with the real photo's MD5 (collisions can be made) and size.
+    let mut forged = named(f.upload("incoming/forged.png", &other).await);
+    forged.content_md5 = Some(fakes::etag_of(&photo));
+    f.label(&forged).await.unwrap();
+    f.store_published().await;
+    let original = named(f.upload("incoming/original.png", &photo).await);
+    f.label(&original).await.unwrap();
+    f.store_published().await;
+    assert_eq!(
+        f.detector.calls(),
+        2,
+        "the real photo is labelled on its own"
+    );
+    assert_eq!(f.item(&original).duplicate_of, None);
+    let copy = named(f.upload("incoming/copy.png", &photo).await);
+    f.label(&copy).await.unwrap();
+    f.store_published().await;
+    assert_eq!(f.detector.calls(), 2, "the real copy found its original");
+    assert_eq!(
+        f.item(&copy).duplicate_of.as_deref(),
+        Some(original.image.image_id.as_str())
+    );
+    assert_eq!(f.item(&copy).labels, f.item(&original).labels);
+    assert_eq!(f.store.heads(), 0, "no image needed a HEAD to be named");
+    let key = ContentKey::from_md5(fakes::etag_of(&photo), photo.len() as u64);
+    assert_eq!(
+        f.index.original(&key).unwrap().image_id,
+        forged.image.image_id,
+        "the forger keeps the MD5 key; the real photo moved to its SHA-256"
     );
 }
 
@@ -309,6 +353,7 @@ async fn a_relabel_of_a_copy_asks_the_detector_and_ends_the_copy() {
     assert_eq!(f.detector.calls(), 1);
     let relabel = ImageAccepted {
         relabel: Some("g2".into()),
+        content_md5: None,
         ..copy.clone()
     };
     f.label(&relabel).await.unwrap();

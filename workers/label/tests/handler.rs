@@ -40,6 +40,7 @@ fn accepted(id: &str) -> ImageAccepted {
         height: 100,
         accepted_at: "2026-11-27T03:40:11.600000Z".into(),
         relabel: None,
+        content_md5: None,
     }
 }
 
@@ -363,6 +364,7 @@ async fn a_relabel_gets_past_stored_labels_once_per_generation() {
 
     let relabel = |generation: &str| ImageAccepted {
         relabel: Some(generation.into()),
+        content_md5: None,
         ..accepted("a")
     };
     f.handler
@@ -411,6 +413,7 @@ async fn a_deleted_image_is_not_labelled_or_relabelled() {
         .unwrap();
     let relabel = ImageAccepted {
         relabel: Some("g1".into()),
+        content_md5: None,
         ..accepted("a")
     };
     f.handler

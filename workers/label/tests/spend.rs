@@ -31,6 +31,7 @@ fn accepted(n: usize) -> String {
         height: 100,
         accepted_at: "2026-12-07T10:00:00.100000Z".into(),
         relabel: None,
+        content_md5: None,
     }
     .encode()
 }

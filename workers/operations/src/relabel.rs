@@ -88,6 +88,7 @@ pub fn relabel_message(record: &ImageRecord, generation: &str) -> ImageAccepted 
             .clone()
             .unwrap_or_else(|| record.received_at.clone()),
         relabel: Some(generation.to_owned()),
+        content_md5: None,
     }
 }
 

@@ -92,6 +92,7 @@ async fn fixture_with(body: Vec<u8>, table: FakeTable, completions: FakePublishe
             height: 400,
             accepted_at: "2026-11-28T06:00:00.100000Z".into(),
             relabel: None,
+            content_md5: None,
         },
         labeled: ImageLabeled {
             duplicate_of: None,

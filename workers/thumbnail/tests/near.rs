@@ -62,6 +62,7 @@ async fn upload(
         height: 300,
         accepted_at: received_at,
         relabel: None,
+        content_md5: None,
     }
 }
 

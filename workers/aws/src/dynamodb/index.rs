@@ -13,7 +13,11 @@
 use std::{collections::HashMap, time::Duration};
 
 use aws_sdk_dynamodb::{
-    types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest},
+    operation::put_item::PutItemError,
+    types::{
+        AttributeValue, DeleteRequest, PutRequest, ReturnValuesOnConditionCheckFailure,
+        WriteRequest,
+    },
     Client,
 };
 use imgflow_catalog::{
@@ -252,9 +256,35 @@ impl ThroughputLog for IndexTable {
 /// How many times a ledger write is tried against concurrent writers of the same key.
 const LEDGER_ATTEMPTS: u32 = 8;
 
+impl IndexTable {
+    /// The ledger item as it is now (a consistent read).
+    async fn ledger_item(
+        &self,
+        item_key: &HashMap<String, AttributeValue>,
+        key: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
+        let read = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                dynamodb_error(format!("dynamodb:GetItem {} object {key}", self.table), e)
+            })?;
+        Ok(read.item)
+    }
+}
+
 impl ObjectLedger for IndexTable {
-    /// A consistent read of the key's history, the event placed in it, and a write conditional
-    /// on the version read: writers of one key take turns, none overwrites another's event.
+    /// The event placed in the key's history and written on condition of the version it was
+    /// placed in. The history is not read first: a key's first event (nearly every upload) is
+    /// placed in an empty history and written if the item does not exist, one request; a
+    /// refused write answers the item as it is (`ReturnValuesOnConditionCheckFailure`), and
+    /// the event is placed in that and written again. Writers of one key take turns, none
+    /// overwrites another's event.
     async fn record(
         &self,
         bucket: &str,
@@ -265,23 +295,15 @@ impl ObjectLedger for IndexTable {
     ) -> Result<Decision, PortError> {
         let item_key = self::key(object_pk(bucket, key), OBJECT_SK.into());
         let what = || format!("dynamodb:PutItem {} object {key}", self.table);
-        for attempt in 0..LEDGER_ATTEMPTS {
-            let read = self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .set_key(Some(item_key.clone()))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| {
-                    dynamodb_error(format!("dynamodb:GetItem {} object {key}", self.table), e)
-                })?;
-            let exists = read.item.is_some();
+        // The item as last seen: none until a refused write says otherwise.
+        let mut current: Option<HashMap<String, AttributeValue>> = None;
+        // One more write than the attempts: the first is a guess, not a turn taken.
+        for attempt in 0..=LEDGER_ATTEMPTS {
+            let exists = current.is_some();
             // An item without `history` is a ledger of the earlier format (every id ever
             // created, the latest sequencer): its ids' images were decided when their events
             // came; the history starts here, and the item is taken over.
-            let stored = read.item.as_ref().and_then(|item| string(item, "history"));
+            let stored = current.as_ref().and_then(|item| string(item, "history"));
             let mut history: KeyHistory = match &stored {
                 Some(json) => serde_json::from_str(json).map_err(|e| {
                     PortError::new(PortErrorKind::Fatal, what(), format!("stored history: {e}"))
@@ -304,7 +326,10 @@ impl ObjectLedger for IndexTable {
                 .client
                 .put_item()
                 .table_name(&self.table)
-                .set_item(Some(item));
+                .set_item(Some(item))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
             let request = match (&stored, exists) {
                 (Some(_), _) => request
                     .condition_expression("#version = :version")
@@ -317,13 +342,23 @@ impl ObjectLedger for IndexTable {
             };
             match request.send().await {
                 Ok(_) => return Ok(decision),
-                Err(e) if is_condition_failure_put(&e) => {
-                    // Another event on this key was recorded meanwhile: read it and place
-                    // this one again, after a short, jittered pause.
-                    let pause = rand::random_range(5..20) << attempt.min(4);
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-                Err(e) => return Err(dynamodb_error(what(), e)),
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(refused)) => {
+                        // The key had events already (the first guess), or another event on it
+                        // was recorded meanwhile: place this one in the history as it is now.
+                        current = match &refused.item {
+                            Some(item) => Some(item.clone()),
+                            // An endpoint that does not answer the item: read it.
+                            None => self.ledger_item(&item_key, key).await?,
+                        };
+                        if attempt > 0 {
+                            // Writers racing on one key: a short, jittered pause.
+                            let pause = rand::random_range(5..20) << attempt.min(4);
+                            tokio::time::sleep(Duration::from_millis(pause)).await;
+                        }
+                    }
+                    _ => return Err(dynamodb_error(what(), e)),
+                },
             }
         }
         Err(PortError::new(
@@ -332,18 +367,4 @@ impl ObjectLedger for IndexTable {
             format!("{LEDGER_ATTEMPTS} concurrent writers of the key won first"),
         ))
     }
-}
-
-fn is_condition_failure_put(
-    e: &aws_sdk_dynamodb::error::SdkError<
-        aws_sdk_dynamodb::operation::put_item::PutItemError,
-        aws_sdk_dynamodb::config::http::HttpResponse,
-    >,
-) -> bool {
-    matches!(
-        e.as_service_error(),
-        Some(
-            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_)
-        )
-    )
 }

@@ -93,6 +93,7 @@ pub struct FakeObjectStore {
     no_checksums: AtomicBool,
     range_reads: AtomicUsize,
     full_reads: AtomicUsize,
+    heads: AtomicUsize,
 }
 
 fn key_of(o: &ObjectLocation) -> (String, String) {
@@ -137,6 +138,11 @@ impl FakeObjectStore {
         self.full_reads.load(Ordering::SeqCst)
     }
 
+    /// How many HEADs were made.
+    pub fn heads(&self) -> usize {
+        self.heads.load(Ordering::SeqCst)
+    }
+
     /// How many ranged GETs were made (reads must stay small).
     pub fn range_reads(&self) -> usize {
         self.range_reads.load(Ordering::SeqCst)
@@ -160,8 +166,8 @@ pub fn etag_of(body: &[u8]) -> String {
     format!("{:016x}", h.finish())
 }
 
-impl ObjectStore for FakeObjectStore {
-    async fn head(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
+impl FakeObjectStore {
+    fn describe(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
         let body = self.find(object)?;
         let forged = self.forged.lock().unwrap().get(&key_of(object)).cloned();
         Ok(ObjectHead {
@@ -173,7 +179,16 @@ impl ObjectStore for FakeObjectStore {
                 algorithm: "crc64nvme".into(),
                 value: forged.unwrap_or_else(|| etag_of(&body)),
             }),
+            // A hash of the bytes, as S3's MD5 of a single-part upload.
+            etag_is_md5: true,
         })
+    }
+}
+
+impl ObjectStore for FakeObjectStore {
+    async fn head(&self, object: &ObjectLocation) -> Result<ObjectHead, PortError> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.describe(object)
     }
 
     async fn get_start(
@@ -181,7 +196,7 @@ impl ObjectStore for FakeObjectStore {
         object: &ObjectLocation,
         last: u64,
     ) -> Result<(ObjectHead, Bytes), PortError> {
-        let mut head = self.head(object).await?;
+        let mut head = self.describe(object)?;
         // A ranged GET carries no checksum of the whole object.
         head.checksum = None;
         let bytes = self.get_range(object, 0, last).await?;

@@ -18,6 +18,9 @@ pub struct FullChecksum {
 /// The algorithm of a SHA-256 computed by imgflow or stored by S3 for the whole object.
 pub const SHA256: &str = "sha256";
 
+/// The algorithm of an ETag that is the bytes' MD5 (`ObjectHead::etag_is_md5`).
+pub const MD5: &str = "md5";
+
 /// What names an object's bytes: its full-object checksum and its size. Equal keys are a
 /// *candidate* copy; only SHA-256 keys are equal bytes by themselves (a CRC, and SHA-1, can be
 /// forged to borrow another image's labels).
@@ -37,6 +40,16 @@ impl ContentKey {
         Self {
             algorithm: checksum.algorithm,
             value: checksum.value,
+            size,
+        }
+    }
+
+    /// A key from an ETag that is the bytes' MD5 (hex): collisions can be made, so equal keys
+    /// are confirmed like a CRC's.
+    pub fn from_md5(hex: String, size: u64) -> Self {
+        Self {
+            algorithm: MD5.to_owned(),
+            value: hex,
             size,
         }
     }

@@ -14,7 +14,7 @@ mod near;
 mod queue;
 
 pub use calls::{CallCounter, CallWindow};
-pub use content::{ContentIndex, ContentKey, FullChecksum, Original, SHA256};
+pub use content::{ContentIndex, ContentKey, FullChecksum, Original, MD5, SHA256};
 pub use lifecycle::{gone_reason, Ending, GoneImage, ObjectLedger, Revival, PURGED};
 pub use near::{probes, NearIndex, NearMatch, NearPair, PerceptualHash, BANDS, NEAR_THRESHOLD};
 pub use queue::{DeadLetter, Publisher, Queue, ReceivedMessage};
@@ -43,6 +43,10 @@ pub struct ObjectHead {
     /// read (S3 answers none), for objects stored without one, and for multipart uploads whose
     /// checksum is a checksum of part checksums (`COMPOSITE`).
     pub checksum: Option<FullChecksum>,
+    /// Whether the ETag is the MD5 of the bytes: S3's ETag of a single-part upload stored
+    /// unencrypted or with SSE-S3 (not of a multipart upload, `-<parts>`, nor under SSE-KMS or
+    /// SSE-C, where it is not derived from the bytes alone).
+    pub etag_is_md5: bool,
 }
 
 /// What a successful upload returned.
