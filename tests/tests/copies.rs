@@ -231,3 +231,70 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
         "{small_page}"
     );
 }
+
+/// On a versioned bucket (as the stack's), stored unencrypted or SSE-S3, ingest passes the
+/// ETag on as the bytes' MD5 and the label stage finds copies without a HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_versioned_bucket_copies_are_named_by_their_etag_without_a_head() {
+    let p = TestPipeline::new("e2e-copies-md5").await;
+    p.aws
+        .s3
+        .put_bucket_versioning()
+        .bucket(&p.names.bucket)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let logs = log_dir(&p.names.prefix);
+    std::fs::create_dir_all(&logs).unwrap();
+    let calls = logs.join("detector-calls.log");
+    let env = [
+        ("IMGFLOW_DETECTOR", "fixed".to_owned()),
+        ("IMGFLOW_FIXED_LATENCY_MS", "1000".to_owned()),
+        ("IMGFLOW_DETECTOR_CALL_LOG", calls.display().to_string()),
+        (REUSE_COPIES.0, REUSE_COPIES.1.to_owned()),
+    ];
+    let port = free_port();
+    let mut workers: Vec<_> = imgflow_runtime::config::Stage::ALL
+        .iter()
+        .map(|stage| {
+            let mut env = env.to_vec();
+            if *stage == imgflow_runtime::config::Stage::Label {
+                env.push(("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")));
+            }
+            imgflow_e2e::spawn_worker(*stage, &p.names.prefix, &logs, &env)
+        })
+        .collect();
+    let coffee = photo("coffee.png");
+    let puts = (0..3).map(|n| {
+        let (p, body) = (&p, coffee.clone());
+        async move { p.put(&format!("incoming/md5/coffee-{n}.png"), body).await }
+    });
+    let ids: Vec<String> = futures::future::join_all(puts).await;
+    let records = p.wait_final(&ids, Duration::from_secs(120)).await;
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stop_all(&mut workers).await;
+
+    assert!(records.iter().all(|r| r.status == ImageStatus::Labeled));
+    assert_eq!(
+        records.iter().filter(|r| r.duplicate_of.is_some()).count(),
+        2
+    );
+    let called = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(called.lines().count(), 1, "{called}");
+    assert!(
+        !metrics.contains(r#"operation="HeadObject""#),
+        "the label stage made a HEAD: {metrics}"
+    );
+    // The copies read their bytes (and the first, the original's) to confirm them by SHA-256.
+    assert!(metrics.contains(r#"operation="GetObject""#), "{metrics}");
+}

@@ -122,14 +122,18 @@ impl<S: ObjectStore, X: ContentIndex, T: ImageTable> ExactCopies<S, X, T> {
         accepted: &ImageAccepted,
         object: &ObjectLocation,
     ) -> Result<Option<(ContentKey, Option<String>)>, PortError> {
-        // Ingest saw the ETag is the bytes' MD5: no request at all. (Whether the key still
-        // holds these bytes does not matter here: a copy is only ever confirmed against the
-        // original's bytes read by their ETag.)
-        if let Some(md5) = &accepted.content_md5 {
-            return Ok(Some((
-                ContentKey::from_md5(md5.clone(), accepted.size),
-                None,
-            )));
+        // Ingest saw the ETag is the bytes' MD5: no request at all, on a versioned bucket, where
+        // the version id names these bytes for good (the detector reads that version, a copy
+        // is confirmed against it). On an unversioned one the HEAD below also tells whether
+        // the key still holds them: an image overwritten since ingest must not become the
+        // original of bytes its key no longer holds.
+        if let (Some(md5), Some(_)) = (&accepted.content_md5, &accepted.image.version_id) {
+            if md5.eq_ignore_ascii_case(&accepted.image.etag) {
+                return Ok(Some((
+                    ContentKey::from_md5(md5.to_ascii_lowercase(), accepted.size),
+                    None,
+                )));
+            }
         }
         let head = match self.store.head(object).await {
             Err(e) if e.kind == PortErrorKind::NotFound => return Ok(None),

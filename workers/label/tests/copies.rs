@@ -210,18 +210,22 @@ async fn a_forged_checksum_borrows_no_labels_and_blocks_no_real_copy() {
 }
 
 #[tokio::test]
-async fn copies_named_by_their_etag_md5_cost_no_head_and_a_forged_md5_borrows_nothing() {
+async fn copies_named_by_their_etag_md5_cost_no_head_and_an_md5_collision_borrows_nothing() {
     let f = fixture();
     let photo = picture(4);
     let mut other = photo.clone();
     other[7] ^= 1;
-    // As ingest sends them for a single-part, unencrypted upload: the ETag is the MD5.
+    // As ingest sends them for a single-part, unencrypted upload to a versioned bucket: the
+    // ETag is the MD5, the version id names the bytes.
     let named = |mut accepted: ImageAccepted| {
+        accepted.image.version_id = Some(format!("v-{}", accepted.image.key));
         accepted.content_md5 = Some(accepted.image.etag.clone());
         accepted
     };
-    // A forger gets there first with the real photo's MD5 (collisions can be made) and size.
+    // A forger gets there first with other bytes of the real photo's MD5 (a collision, which
+    // can be made for a pair of files of the forger's own) and size.
     let mut forged = named(f.upload("incoming/forged.png", &other).await);
+    forged.image.etag = fakes::etag_of(&photo);
     forged.content_md5 = Some(fakes::etag_of(&photo));
     f.label(&forged).await.unwrap();
     f.store_published().await;
@@ -249,6 +253,28 @@ async fn copies_named_by_their_etag_md5_cost_no_head_and_a_forged_md5_borrows_no
         f.index.original(&key).unwrap().image_id,
         forged.image.image_id,
         "the forger keeps the MD5 key; the real photo moved to its SHA-256"
+    );
+}
+
+#[tokio::test]
+async fn an_md5_is_not_trusted_on_an_unversioned_bucket_nor_when_it_is_not_the_etag() {
+    let f = fixture();
+    let photo = picture(6);
+    // Unversioned: the HEAD also says whether the key still holds the accepted bytes.
+    let mut unversioned = f.upload("incoming/a.png", &photo).await;
+    unversioned.content_md5 = Some(unversioned.image.etag.clone());
+    f.label(&unversioned).await.unwrap();
+    assert_eq!(f.store.heads(), 1);
+    // Versioned, but the MD5 is not the image's ETag (a hand-made message): not used.
+    let mut mismatched = f.upload("incoming/b.png", &photo).await;
+    mismatched.image.version_id = Some("v1".into());
+    mismatched.content_md5 = Some("0".repeat(32));
+    f.label(&mismatched).await.unwrap();
+    assert_eq!(f.store.heads(), 2);
+    assert_eq!(
+        f.detector.calls(),
+        1,
+        "named by checksum, the copy was found"
     );
 }
 

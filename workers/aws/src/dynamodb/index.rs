@@ -280,11 +280,13 @@ impl IndexTable {
 
 impl ObjectLedger for IndexTable {
     /// The event placed in the key's history and written on condition of the version it was
-    /// placed in. The history is not read first: a key's first event (nearly every upload) is
-    /// placed in an empty history and written if the item does not exist, one request; a
-    /// refused write answers the item as it is (`ReturnValuesOnConditionCheckFailure`), and
-    /// the event is placed in that and written again. Writers of one key take turns, none
-    /// overwrites another's event.
+    /// placed in. A creation does not read the history first: a key's first event (nearly
+    /// every upload) is placed in an empty history and written if the item does not exist, one
+    /// request; a refused write answers the item as it is (`ReturnValuesOnConditionCheckFailure`),
+    /// and the event is placed in that and written again. A removal, whose key has an item,
+    /// reads it first: a refused write is billed as a write of the item (up to 4 KB), a
+    /// consistent read of it as half a read. Writers of one key take turns, none overwrites
+    /// another's event.
     async fn record(
         &self,
         bucket: &str,
@@ -295,8 +297,11 @@ impl ObjectLedger for IndexTable {
     ) -> Result<Decision, PortError> {
         let item_key = self::key(object_pk(bucket, key), OBJECT_SK.into());
         let what = || format!("dynamodb:PutItem {} object {key}", self.table);
-        // The item as last seen: none until a refused write says otherwise.
-        let mut current: Option<HashMap<String, AttributeValue>> = None;
+        // The item as last seen: for a creation, none until a refused write says otherwise.
+        let mut current = match change {
+            KeyChange::Created(_) => None,
+            KeyChange::Removed => self.ledger_item(&item_key, key).await?,
+        };
         // One more write than the attempts: the first is a guess, not a turn taken.
         for attempt in 0..=LEDGER_ATTEMPTS {
             let exists = current.is_some();
@@ -343,6 +348,11 @@ impl ObjectLedger for IndexTable {
             match request.send().await {
                 Ok(_) => return Ok(decision),
                 Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                        if attempt == LEDGER_ATTEMPTS =>
+                    {
+                        break
+                    }
                     Some(PutItemError::ConditionalCheckFailedException(refused)) => {
                         // The key had events already (the first guess), or another event on it
                         // was recorded meanwhile: place this one in the history as it is now.
