@@ -7,6 +7,11 @@ rest on that (ingest may not turn a `labeled` item back to `accepted`; one label
 Serializing DynamoDB calls, which are quick in moto, makes the emulator keep that promise;
 everything else (SQS long polls above all) stays concurrent.
 
+Its SQS receive is not atomic either: it checks that a message is visible, then marks it
+received, so two receives on two threads can both take one message (seen: two label processes
+labelling one image, both at receive count 2, which SQS never does within a visibility
+timeout). Receives scan one at a time here; a long poll's wait between scans lets others in.
+
 With IMGFLOW_EMULATOR_TRUST_SIGNATURES=1 (the least-privilege test sets it, together with IAM
 enforcement) moto does not recompute request signatures: it gets them wrong for form-encoded
 bodies it has already parsed (SNS PublishBatch with spaces in a message answers
@@ -42,6 +47,28 @@ from moto.moto_server.werkzeug_app import (
 from werkzeug.serving import run_simple
 
 DYNAMODB = threading.Lock()
+SQS_RECEIVE = threading.Lock()
+
+
+def atomic_sqs_receives() -> None:
+    from moto.sqs.models import Queue, SQSBackend
+
+    receive, wait = SQSBackend.receive_message, Queue.wait_for_messages
+
+    def locked_receive(self, *args, **kwargs):
+        with SQS_RECEIVE:
+            return receive(self, *args, **kwargs)
+
+    def wait_unlocked(self, timeout):
+        # Only called from receive_message, under the lock.
+        SQS_RECEIVE.release()
+        try:
+            wait(self, timeout)
+        finally:
+            SQS_RECEIVE.acquire()
+
+    SQSBackend.receive_message = locked_receive
+    Queue.wait_for_messages = wait_unlocked
 
 
 def main() -> None:
@@ -53,6 +80,7 @@ def main() -> None:
     if os.environ.get("IMGFLOW_EMULATOR_REQUEST_LOG") != "1":
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    atomic_sqs_receives()
     moto = DomainDispatcherApplication(create_backend_app)
 
     def app(environ, start_response):

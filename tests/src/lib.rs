@@ -320,6 +320,23 @@ impl TestPipeline {
         Self::with_settings(test, ProvisionSettings::default()).await
     }
 
+    /// Turns versioning on for the bucket, as the stack's is (`imgflow provision` leaves it
+    /// unversioned).
+    pub async fn versioned(&self) {
+        self.aws
+            .s3
+            .put_bucket_versioning()
+            .bucket(&self.names.bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Provisions with `settings` (a short visibility timeout, for instance).
     pub async fn with_settings(test: &str, settings: ProvisionSettings) -> Self {
         let suffix = uuid::Uuid::new_v4().simple().to_string();

@@ -237,18 +237,8 @@ async fn one_picture_under_five_keys_costs_one_call_and_changed_bytes_are_their_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_versioned_bucket_copies_are_named_by_their_etag_without_a_head() {
     let p = TestPipeline::new("e2e-copies-md5").await;
-    p.aws
-        .s3
-        .put_bucket_versioning()
-        .bucket(&p.names.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // Versioned, as the stack's bucket is.
+    p.versioned().await;
     let logs = log_dir(&p.names.prefix);
     std::fs::create_dir_all(&logs).unwrap();
     let calls = logs.join("detector-calls.log");

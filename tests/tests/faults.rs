@@ -562,18 +562,7 @@ async fn a_message_failing_every_time_is_redriven_after_five_receives() {
 async fn each_version_of_an_object_is_its_own_image_and_versions_end_on_their_own() {
     // Versioned as the stack's bucket is (`imgflow provision` leaves it unversioned).
     let mut p = TestPipeline::new("e2e-versions").await;
-    p.aws
-        .s3
-        .put_bucket_versioning()
-        .bucket(&p.names.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    p.versioned().await;
     p.start_all().await;
     let key = "incoming/versions/photo";
     let first = p.put(key, photo("chelsea.png")).await;

@@ -106,7 +106,7 @@ fn with_comment(photo: &[u8], text: &str) -> Vec<u8> {
         let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
         let typed = [b"tEXt".as_slice(), &data].concat();
         chunk.extend_from_slice(&typed);
-        chunk.extend_from_slice(&crc32(&typed).to_be_bytes());
+        chunk.extend_from_slice(&crc32fast::hash(&typed).to_be_bytes());
         [head, &chunk, rest].concat()
     } else {
         let (soi, rest) = photo.split_at(2);
@@ -115,22 +115,6 @@ fn with_comment(photo: &[u8], text: &str) -> Vec<u8> {
         segment.extend_from_slice(text.as_bytes());
         [soi, &segment, rest].concat()
     }
-}
-
-/// PNG's CRC-32 (ISO 3309), bit by bit: a few chunks per run.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// `metric{labels} value` lines of one metric, as (labels, value).
@@ -149,19 +133,8 @@ async fn main() {
     let args = Args::parse();
     std::env::set_var("IMGFLOW_BIN_DIR", &args.bin_dir);
     let p = TestPipeline::new(&format!("bench-{}-{}", args.detector, args.mode)).await;
-    // Versioned, as the stack's bucket is (`imgflow provision` leaves it unversioned).
-    p.aws
-        .s3
-        .put_bucket_versioning()
-        .bucket(&p.names.bucket)
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // Versioned, as the stack's bucket is.
+    p.versioned().await;
     let logs = PathBuf::from("target/bench/logs").join(&p.names.prefix);
 
     // A queue of our own on the image-stored topic: every ImageStored event, with stored_at.
@@ -415,11 +388,5 @@ mod tests {
             );
             assert_eq!(a.unwrap().to_rgb8(), b.unwrap().to_rgb8(), "{name}");
         }
-    }
-
-    #[test]
-    fn crc32_is_png_s() {
-        // The IEND chunk's CRC, in every PNG.
-        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
     }
 }

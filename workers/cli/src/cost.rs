@@ -169,7 +169,8 @@ pub struct Line {
 /// `index_entries` label entries per image (one write unit each) plus four index writes (the
 /// gallery's keys at ingest, the status partition moved at store). A share `copies` of the
 /// images are exact copies of another: no detector call, but finding them costs every image a
-/// HEAD and a content-index write, and every copy a read of its original's item and of its own
+/// HEAD (an upper bound: none where ingest passed the ETag on as the bytes' MD5, a single-part
+/// upload to a versioned SSE-S3 bucket such as the stack's) and a content-index write, and every copy a read of its original's item and of its own
 /// bytes (the SHA-256 that confirms it).
 pub fn table(
     p: &Prices,
