@@ -11,6 +11,7 @@ Its SQS receive is not atomic either: it checks that a message is visible, then 
 received, so two receives on two threads can both take one message (seen: two label processes
 labelling one image, both at receive count 2, which SQS never does within a visibility
 timeout). Receives scan one at a time here; a long poll's wait between scans lets others in.
+Deletes, which rebuild the message list from a copy, take the same lock and the queue's.
 
 With IMGFLOW_EMULATOR_TRUST_SIGNATURES=1 (the least-privilege test sets it, together with IAM
 enforcement) moto does not recompute request signatures: it gets them wrong for form-encoded
@@ -67,8 +68,17 @@ def atomic_sqs_receives() -> None:
         finally:
             SQS_RECEIVE.acquire()
 
+    # A delete rebuilds the queue's message list from a copy: a message sent, or moved to the
+    # dead-letter queue by a receive, while it copies would be lost or come back.
+    delete = Queue.delete_message
+
+    def locked_delete(self, receipt_handle):
+        with SQS_RECEIVE, self._messages_lock:
+            return delete(self, receipt_handle)
+
     SQSBackend.receive_message = locked_receive
     Queue.wait_for_messages = wait_unlocked
+    Queue.delete_message = locked_delete
 
 
 def main() -> None:

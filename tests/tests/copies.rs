@@ -248,17 +248,32 @@ async fn on_a_versioned_bucket_copies_are_named_by_their_etag_without_a_head() {
         ("IMGFLOW_DETECTOR_CALL_LOG", calls.display().to_string()),
         (REUSE_COPIES.0, REUSE_COPIES.1.to_owned()),
     ];
-    let port = free_port();
     let mut workers: Vec<_> = imgflow_runtime::config::Stage::ALL
         .iter()
         .map(|stage| {
             let mut env = env.to_vec();
             if *stage == imgflow_runtime::config::Stage::Label {
-                env.push(("IMGFLOW_METRICS_ADDR", format!("127.0.0.1:{port}")));
+                // Any free port (a port picked here could be taken meanwhile by another test's
+                // process); the log names it.
+                env.push(("IMGFLOW_METRICS_ADDR", "127.0.0.1:0".to_owned()));
             }
             imgflow_e2e::spawn_worker(*stage, &p.names.prefix, &logs, &env)
         })
         .collect();
+    let metrics_addr = until(
+        "the label stage's metrics address",
+        Duration::from_secs(30),
+        || {
+            let log = logs.join("imgflow-label.log");
+            async move {
+                let log = std::fs::read_to_string(log).ok()?;
+                let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+                let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+                Some(addr.trim_matches('"').to_owned())
+            }
+        },
+    )
+    .await;
     let coffee = photo("coffee.png");
     let puts = (0..3).map(|n| {
         let (p, body) = (&p, coffee.clone());
@@ -266,7 +281,7 @@ async fn on_a_versioned_bucket_copies_are_named_by_their_etag_without_a_head() {
     });
     let ids: Vec<String> = futures::future::join_all(puts).await;
     let records = p.wait_final(&ids, Duration::from_secs(120)).await;
-    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await
         .unwrap()
         .text()
