@@ -124,6 +124,12 @@ impl Fixture {
             .await
     }
 
+    /// Labels `accepted` (it must succeed), then stores what was published.
+    async fn labelled(&self, accepted: &ImageAccepted) {
+        self.label(accepted).await.unwrap();
+        self.store_published().await;
+    }
+
     /// The store stage: writes what label published since the last call.
     async fn store_published(&self) {
         let published = self.publisher.published();
@@ -148,8 +154,7 @@ async fn one_picture_under_five_keys_costs_one_detector_call() {
     for n in 0..5 {
         images.push(f.upload(&format!("incoming/copy-{n}.png"), &photo).await);
     }
-    f.label(&images[0]).await.unwrap();
-    f.store_published().await;
+    f.labelled(&images[0]).await;
     for copy in &images[1..] {
         f.label(copy).await.unwrap();
         f.store_published().await;
@@ -187,11 +192,9 @@ async fn a_forged_checksum_borrows_no_labels_and_blocks_no_real_copy() {
     let forged = f.upload("incoming/forged.png", &other).await;
     f.store
         .forge_checksum(BUCKET, "incoming/forged.png", &fakes::etag_of(&photo));
-    f.label(&forged).await.unwrap();
-    f.store_published().await;
+    f.labelled(&forged).await;
     let original = f.upload("incoming/original.png", &photo).await;
-    f.label(&original).await.unwrap();
-    f.store_published().await;
+    f.labelled(&original).await;
     assert_eq!(
         f.detector.calls(),
         2,
@@ -200,8 +203,7 @@ async fn a_forged_checksum_borrows_no_labels_and_blocks_no_real_copy() {
     assert_eq!(f.item(&original).duplicate_of, None);
     // Its real copies still find it, through its SHA-256.
     let copy = f.upload("incoming/real-copy.png", &photo).await;
-    f.label(&copy).await.unwrap();
-    f.store_published().await;
+    f.labelled(&copy).await;
     assert_eq!(f.detector.calls(), 2);
     assert_eq!(
         f.item(&copy).duplicate_of.as_deref(),
@@ -227,11 +229,9 @@ async fn copies_named_by_their_etag_md5_cost_no_head_and_an_md5_collision_borrow
     let mut forged = named(f.upload("incoming/forged.png", &other).await);
     forged.image.etag = fakes::etag_of(&photo);
     forged.content_md5 = Some(fakes::etag_of(&photo));
-    f.label(&forged).await.unwrap();
-    f.store_published().await;
+    f.labelled(&forged).await;
     let original = named(f.upload("incoming/original.png", &photo).await);
-    f.label(&original).await.unwrap();
-    f.store_published().await;
+    f.labelled(&original).await;
     assert_eq!(
         f.detector.calls(),
         2,
@@ -239,8 +239,7 @@ async fn copies_named_by_their_etag_md5_cost_no_head_and_an_md5_collision_borrow
     );
     assert_eq!(f.item(&original).duplicate_of, None);
     let copy = named(f.upload("incoming/copy.png", &photo).await);
-    f.label(&copy).await.unwrap();
-    f.store_published().await;
+    f.labelled(&copy).await;
     assert_eq!(f.detector.calls(), 2, "the real copy found its original");
     assert_eq!(
         f.item(&copy).duplicate_of.as_deref(),
@@ -319,10 +318,8 @@ async fn a_deleted_original_hands_its_place_to_the_next_copy() {
     let photo = picture(7);
     let original = f.upload("incoming/a.png", &photo).await;
     let first_copy = f.upload("incoming/b.png", &photo).await;
-    f.label(&original).await.unwrap();
-    f.store_published().await;
-    f.label(&first_copy).await.unwrap();
-    f.store_published().await;
+    f.labelled(&original).await;
+    f.labelled(&first_copy).await;
     f.table
         .end(&fakes::deletion(&original.image.image_id, 1))
         .await
@@ -330,13 +327,11 @@ async fn a_deleted_original_hands_its_place_to_the_next_copy() {
     // Copies keep their labels; the next copy pays once and becomes the original.
     assert_eq!(f.item(&first_copy).status, ImageStatus::Labeled);
     let late = f.upload("incoming/c.png", &photo).await;
-    f.label(&late).await.unwrap();
-    f.store_published().await;
+    f.labelled(&late).await;
     assert_eq!(f.detector.calls(), 2);
     assert_eq!(f.item(&late).duplicate_of, None);
     let again = f.upload("incoming/d.png", &photo).await;
-    f.label(&again).await.unwrap();
-    f.store_published().await;
+    f.labelled(&again).await;
     assert_eq!(f.detector.calls(), 2);
     assert_eq!(
         f.item(&again).duplicate_of.as_deref(),
@@ -382,8 +377,7 @@ async fn a_relabel_of_a_copy_asks_the_detector_and_ends_the_copy() {
         content_md5: None,
         ..copy.clone()
     };
-    f.label(&relabel).await.unwrap();
-    f.store_published().await;
+    f.labelled(&relabel).await;
     assert_eq!(f.detector.calls(), 2);
     assert_eq!(f.item(&copy).duplicate_of, None);
 }
